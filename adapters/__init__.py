@@ -1,0 +1,1 @@
+"""The edges: sources that find versions, loaders that load them, logs and metrics."""

@@ -1,0 +1,1 @@
+"""Loaders turn a version folder into a servable, one per platform."""

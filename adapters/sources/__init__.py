@@ -1,0 +1,1 @@
+"""Sources publish the set of versions each model aspires to."""

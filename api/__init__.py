@@ -1,0 +1,1 @@
+"""What clients talk to: gRPC services, and the command line."""

@@ -1,0 +1,57 @@
+"""The `pyserving` command line: `serve` (TF Serving's flags) and the operator tools."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from pyserving.api.flags import add_serve_flags
+
+import pyserving
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pyserving",
+        description="A model server for TensorFlow SavedModels with TF Serving's API.",
+    )
+    parser.add_argument("--version", action="version", version=f"pyserving {pyserving.__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve models over gRPC (flags as tensorflow_model_server's)",
+        description="Serve the versions found under --model_base_path over gRPC, loading new "
+        "versions and retiring old ones while running. Stop with SIGTERM or Ctrl-C.",
+    )
+    add_serve_flags(serve)
+    serve.set_defaults(func=_run_serve)
+    return parser
+
+
+def _run_serve(options: argparse.Namespace) -> int:
+    from pyserving.adapters.logging_setup import configure_logging
+
+    configure_logging(options.log_format, options.log_level)
+    from pyserving.api.server import StartupError, serve  # imports TensorFlow: keep --help fast
+
+    try:
+        return asyncio.run(serve(options))
+    except StartupError as exc:
+        print(f"pyserving serve: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    options = parser.parse_args(argv)
+    return int(options.func(options))
+
+
+def tensorflow_model_server_main(argv: Sequence[str] | None = None) -> int:
+    """`tensorflow_model_server ARGS` is `pyserving serve ARGS`, for scripts written for it."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return main(["serve", *args])

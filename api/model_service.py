@@ -1,0 +1,79 @@
+"""tensorflow.serving.ModelService: GetModelStatus (and, later, config reload)."""
+
+from __future__ import annotations
+
+import grpc
+from pyserving.api.grpc_errors import grpc_method
+from pyserving.api.model_spec import parse_model_spec
+from pyserving.engine.errors import Code, ServingError, not_found
+from pyserving.engine.manager import Manager, VersionStatus
+from pyserving.engine.servable_map import ServableMap
+from pyserving.statemachines.servable_version import State
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_management_pb2,
+    model_service_pb2_grpc,
+)
+
+ModelVersionStatus = get_model_status_pb2.ModelVersionStatus
+
+# TF Serving has no "error" state: a failed version is END with its error in `status`.
+STATE_TO_PROTO = {
+    State.NEW: ModelVersionStatus.START,
+    State.LOADING: ModelVersionStatus.LOADING,
+    State.AVAILABLE: ModelVersionStatus.AVAILABLE,
+    State.UNLOADING: ModelVersionStatus.UNLOADING,
+    State.END: ModelVersionStatus.END,
+    State.ERROR: ModelVersionStatus.END,
+}
+UNKNOWN_ERROR_CODE = 2  # tensorflow.error.Code.UNKNOWN
+
+
+def fill_version_status(out: ModelVersionStatus, status: VersionStatus) -> None:
+    out.version = status.version
+    out.state = STATE_TO_PROTO[status.state]
+    if status.error:
+        out.status.error_code = UNKNOWN_ERROR_CODE
+        out.status.error_message = status.error
+    else:
+        out.status.SetInParent()  # OK: present, with code 0, as TF Serving sends it
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, manager: Manager, servable_map: ServableMap) -> None:
+        self._manager = manager
+        self._map = servable_map
+
+    @grpc_method
+    async def GetModelStatus(
+        self,
+        request: get_model_status_pb2.GetModelStatusRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> get_model_status_pb2.GetModelStatusResponse:
+        spec = parse_model_spec(request.model_spec)
+        statuses = self._manager.statuses(spec.name)
+        if not statuses:
+            raise not_found(f"Could not find any versions of model {spec.name}")
+        version = spec.version
+        if spec.label is not None:
+            version = self._map.resolve(spec.name, label=spec.label)
+        if version is not None:
+            statuses = [s for s in statuses if s.version == version]
+            if not statuses:
+                raise not_found(f"Could not find version {version} of model {spec.name}")
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for status in statuses:
+            fill_version_status(response.model_version_status.add(), status)
+        return response
+
+    @grpc_method
+    async def HandleReloadConfigRequest(
+        self,
+        request: model_management_pb2.ReloadConfigRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> model_management_pb2.ReloadConfigResponse:
+        raise ServingError(
+            Code.UNIMPLEMENTED,
+            "HandleReloadConfigRequest is not supported yet: restart the server with the new "
+            "--model_name/--model_base_path",
+        )

@@ -1,0 +1,162 @@
+"""TensorProto ⇄ numpy, without per-element Python loops and without trusting the client.
+
+Decoding checks the declared shape against the content *before* allocating anything, so
+a request that claims a huge shape with little data is refused, not materialised.
+Encoding uses the typed value fields (`float_val`, ...) as TF Serving does, because
+clients written for it read `outputs[...].float_val` directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from pyserving.engine.errors import Code, ServingError, invalid_argument
+from pyserving.engine.inference import dtype_name
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+# DataType → (numpy dtype, typed value field). Strings are object arrays of bytes.
+_DTYPES: dict[int, tuple[np.dtype, str]] = {
+    types_pb2.DT_FLOAT: (np.dtype(np.float32), "float_val"),
+    types_pb2.DT_DOUBLE: (np.dtype(np.float64), "double_val"),
+    types_pb2.DT_INT32: (np.dtype(np.int32), "int_val"),
+    types_pb2.DT_UINT8: (np.dtype(np.uint8), "int_val"),
+    types_pb2.DT_INT16: (np.dtype(np.int16), "int_val"),
+    types_pb2.DT_INT8: (np.dtype(np.int8), "int_val"),
+    types_pb2.DT_UINT16: (np.dtype(np.uint16), "int_val"),
+    types_pb2.DT_INT64: (np.dtype(np.int64), "int64_val"),
+    types_pb2.DT_UINT32: (np.dtype(np.uint32), "uint32_val"),
+    types_pb2.DT_UINT64: (np.dtype(np.uint64), "uint64_val"),
+    types_pb2.DT_BOOL: (np.dtype(np.bool_), "bool_val"),
+    types_pb2.DT_HALF: (np.dtype(np.float16), "half_val"),
+    types_pb2.DT_COMPLEX64: (np.dtype(np.complex64), "scomplex_val"),
+    types_pb2.DT_COMPLEX128: (np.dtype(np.complex128), "dcomplex_val"),
+    types_pb2.DT_STRING: (np.dtype(object), "string_val"),
+}
+_BY_NUMPY: dict[np.dtype, int] = {
+    dtype: enum for enum, (dtype, _) in _DTYPES.items() if dtype != np.dtype(object)
+}
+
+DEFAULT_MAX_ELEMENTS = 1 << 28  # 256 Mi elements: beyond this a request is refused unread
+
+
+def shape_text(shape: tuple[int, ...]) -> str:
+    return "[" + ",".join(str(d) for d in shape) + "]"
+
+
+def decode(
+    proto: tensor_pb2.TensorProto, name: str, max_elements: int = DEFAULT_MAX_ELEMENTS
+) -> np.ndarray:
+    """One request tensor as a numpy array; INVALID_ARGUMENT naming `name` if malformed."""
+    if proto.dtype not in _DTYPES:
+        raise invalid_argument(
+            f"input '{name}': unsupported dtype {types_pb2.DataType.Name(proto.dtype)}"
+            if proto.dtype in types_pb2.DataType.values()
+            else f"input '{name}': unknown dtype enum {proto.dtype}"
+        )
+    dtype, field = _DTYPES[proto.dtype]
+    shape = _shape(proto.tensor_shape, name)
+    count = 1
+    for d in shape:
+        count *= d
+    if count > max_elements:
+        raise ServingError(
+            Code.RESOURCE_EXHAUSTED,
+            f"input '{name}': shape {shape_text(shape)} holds {count} elements, "
+            f"more than the limit of {max_elements}",
+        )
+    if proto.tensor_content:
+        return _from_content(proto.tensor_content, dtype, shape, count, name)
+    values = getattr(proto, field)
+    return _from_values(values, field, dtype, shape, count, name)
+
+
+def _shape(shape_proto: tensor_shape_pb2.TensorShapeProto, name: str) -> tuple[int, ...]:
+    if shape_proto.unknown_rank:
+        raise invalid_argument(f"input '{name}': tensor_shape has unknown rank; give its dims")
+    dims = tuple(d.size for d in shape_proto.dim)
+    if any(d < 0 for d in dims):
+        raise invalid_argument(
+            f"input '{name}': tensor_shape {shape_text(dims)} has a negative dimension"
+        )
+    return dims
+
+
+def _from_content(
+    content: bytes, dtype: np.dtype, shape: tuple[int, ...], count: int, name: str
+) -> np.ndarray:
+    if dtype == np.dtype(object):
+        raise invalid_argument(
+            f"input '{name}': string tensors must use string_val, not tensor_content"
+        )
+    expected = count * dtype.itemsize
+    if len(content) != expected:
+        raise invalid_argument(
+            f"input '{name}': tensor_content has {len(content)} bytes but shape "
+            f"{shape_text(shape)} of {dtype_name(dtype)} needs {expected}"
+        )
+    return np.frombuffer(content, dtype=dtype).reshape(shape)
+
+
+def _from_values(
+    values: object, field: str, dtype: np.dtype, shape: tuple[int, ...], count: int, name: str
+) -> np.ndarray:
+    if dtype == np.dtype(object):
+        flat = np.empty(len(values), dtype=object)  # type: ignore[arg-type]
+        flat[:] = list(values)  # type: ignore[call-overload]
+    elif field == "half_val":
+        flat = np.array(values, dtype=np.uint16).view(np.float16)
+    elif dtype.kind == "c":
+        pairs = np.array(values, dtype=dtype.type(0).real.dtype)
+        if pairs.size % 2:
+            raise invalid_argument(f"input '{name}': {field} needs real,imag pairs")
+        flat = pairs.view(dtype)
+    else:
+        try:
+            flat = np.array(values, dtype=dtype)
+        except (OverflowError, ValueError) as exc:
+            raise invalid_argument(
+                f"input '{name}': {field} does not fit {dtype_name(dtype)}: {exc}"
+            ) from None
+    n = flat.size
+    if n == count:
+        return flat.reshape(shape)
+    if n > count:
+        raise invalid_argument(
+            f"input '{name}': {n} values given in {field} but shape {shape_text(shape)} "
+            f"holds {count}"
+        )
+    if n == 0:
+        # An empty value list with a non-empty shape: TF fills zeros (or empty strings).
+        return np.full(shape, b"" if dtype == np.dtype(object) else 0, dtype=dtype)
+    # Fewer values than elements: TF repeats the last value to fill the shape.
+    return np.concatenate([flat, np.repeat(flat[-1:], count - n)]).reshape(shape)
+
+
+def decode_inputs(
+    inputs: Mapping[str, tensor_pb2.TensorProto], max_elements: int = DEFAULT_MAX_ELEMENTS
+) -> dict[str, np.ndarray]:
+    return {name: decode(proto, name, max_elements) for name, proto in inputs.items()}
+
+
+def encode(array: np.ndarray, out: tensor_pb2.TensorProto) -> None:
+    """Fill `out` from a numpy array, with the typed value field TF Serving uses."""
+    array = np.asarray(array)
+    if array.dtype == np.dtype(object) or array.dtype.kind in "SU":
+        out.dtype = types_pb2.DT_STRING
+        out.string_val.extend(
+            v.encode() if isinstance(v, str) else bytes(v) for v in array.ravel().tolist()
+        )
+    else:
+        enum = _BY_NUMPY.get(array.dtype)
+        if enum is None:
+            raise ServingError(Code.INTERNAL, f"cannot encode output of dtype {array.dtype}")
+        out.dtype = enum
+        field = _DTYPES[enum][1]
+        flat = array.ravel()
+        if field == "half_val":
+            flat = flat.view(np.uint16)
+        elif array.dtype.kind == "c":
+            flat = flat.view(array.real.dtype)
+        getattr(out, field).extend(flat.tolist())
+    out.tensor_shape.dim.extend(tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape)

@@ -1,0 +1,90 @@
+"""Checks a request against a version's signature before anything runs.
+
+Shared by every API (gRPC, REST): a request that cannot run gets INVALID_ARGUMENT or
+FAILED_PRECONDITION naming what is wrong, never a model error or a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from pyserving.engine.errors import failed_precondition, invalid_argument
+from pyserving.engine.servable import Servable, Signature, TensorSpec
+
+DEFAULT_SIGNATURE = "serving_default"
+
+
+_TF_NAMES = {
+    "float32": "float",
+    "float64": "double",
+    "float16": "half",
+    "bool": "bool",
+    "object": "string",
+}
+
+
+def dtype_name(dtype: np.dtype) -> str:
+    """TF's name for a numpy dtype ("float", "int32", "string"), as TF Serving reports it."""
+    if dtype.kind in "SU":
+        return "string"
+    return _TF_NAMES.get(dtype.name, dtype.name)
+
+
+def _set_text(names: object) -> str:
+    return "{" + ",".join(sorted(names)) + "}"  # type: ignore[call-overload]
+
+
+def select_signature(servable: Servable, name: str) -> Signature:
+    name = name or DEFAULT_SIGNATURE
+    signature = servable.signatures.get(name)
+    if signature is None:
+        raise failed_precondition(
+            f'Serving signature name: "{name}" not found in signature def. '
+            f"Available signatures: {_set_text(servable.signatures)}"
+        )
+    return signature
+
+
+def check_inputs(signature: Signature, inputs: Mapping[str, np.ndarray]) -> None:
+    sent, expected = set(inputs), set(signature.inputs)
+    if sent != expected:
+        raise invalid_argument(
+            f"input size does not match signature: {len(sent)}!={len(expected)} "
+            f"len({_set_text(sent)}) != len({_set_text(expected)}). "
+            f"Sent extra: {_set_text(sent - expected)}. "
+            f"Missing but required: {_set_text(expected - sent)}."
+        )
+    for alias, spec in signature.inputs.items():
+        _check_tensor(alias, inputs[alias], spec, signature.name)
+
+
+def _check_tensor(alias: str, array: np.ndarray, spec: TensorSpec, signature: str) -> None:
+    if array.dtype != spec.dtype and not (
+        spec.dtype == np.dtype(object) and array.dtype.kind in "OSU"
+    ):
+        raise invalid_argument(
+            f"input '{alias}' of signature '{signature}' expects dtype "
+            f"{dtype_name(spec.dtype)} but {dtype_name(array.dtype)} was provided"
+        )
+    if spec.shape is None:
+        return
+    given = array.shape
+    if len(given) != len(spec.shape) or any(
+        want is not None and want != got for want, got in zip(spec.shape, given, strict=False)
+    ):
+        raise invalid_argument(
+            f"input '{alias}' of signature '{signature}' has shape "
+            f"[{','.join(map(str, given))}] but the signature expects {spec.shape_text()}"
+        )
+
+
+def check_output_filter(signature: Signature, output_filter: Sequence[str]) -> None:
+    unknown = [name for name in output_filter if name not in signature.outputs]
+    if unknown:
+        raise invalid_argument(
+            f"output tensor alias not found in signature: {unknown[0]} "
+            f"Outputs expected to be in the set {_set_text(signature.outputs)}."
+        )
+    if len(set(output_filter)) != len(output_filter):
+        raise invalid_argument("duplicate output tensor alias in output_filter")

@@ -1,0 +1,48 @@
+"""How a validated request reaches a servable's `run`: never on the event loop.
+
+`DirectRunner` gives each request its own model call on a pool of request threads
+(TensorFlow releases the GIL inside ops). The batching scheduler offers the same
+`run` coroutine and merges concurrent requests instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
+
+import numpy as np
+from pyserving.engine.servable_map import ServableHandle
+
+
+class Runner(Protocol):
+    async def run(
+        self,
+        handle: ServableHandle,
+        signature: str,
+        inputs: Mapping[str, np.ndarray],
+        output_filter: Sequence[str],
+    ) -> dict[str, np.ndarray]: ...
+
+    def close(self) -> None: ...
+
+
+class DirectRunner:
+    def __init__(self, num_threads: int) -> None:
+        self._pool = ThreadPoolExecutor(max(1, num_threads), thread_name_prefix="request")
+
+    async def run(
+        self,
+        handle: ServableHandle,
+        signature: str,
+        inputs: Mapping[str, np.ndarray],
+        output_filter: Sequence[str],
+    ) -> dict[str, np.ndarray]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._pool, handle.servable.run, signature, inputs, output_filter
+        )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,157 @@
+"""The serving path's view of what is available: model → versions, swapped atomically.
+
+Readers take the current snapshot (one attribute read, no lock) and *acquire* a handle,
+which counts the request as in flight. The manager removes a version from the map
+before it retires the handle, and retiring waits for the in-flight count to reach zero,
+so a version is unloaded only after its last request has finished and no request ever
+runs on an unloaded model.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import structlog
+from pyserving.engine.errors import not_found
+from pyserving.engine.servable import Servable
+
+log = structlog.get_logger("pyserving.serving")
+
+
+class ServableHandle:
+    """A version that requests can use, with the count of requests using it now."""
+
+    def __init__(self, model: str, version: int, servable: Servable) -> None:
+        self.model = model
+        self.version = version
+        self.servable = servable
+        self._cond = threading.Condition()
+        self._in_flight = 0
+        self._retired = False
+        self._served_first = False
+
+    def acquire(self) -> bool:
+        with self._cond:
+            if self._retired:
+                return False
+            self._in_flight += 1
+            first = not self._served_first
+            self._served_first = True
+        if first:
+            log.info("first_request", model=self.model, version=self.version)
+        return True
+
+    def release(self) -> None:
+        with self._cond:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._cond.notify_all()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def retire_and_wait(self, timeout: float | None = None) -> bool:
+        """Refuse new requests, then wait for those in flight; False on timeout."""
+        with self._cond:
+            self._retired = True
+            return self._cond.wait_for(lambda: self._in_flight == 0, timeout)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    versions: Mapping[int, ServableHandle]
+    labels: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def latest(self) -> int:
+        return max(self.versions)
+
+
+def describe_request(model: str, version: int | None, label: str | None) -> str:
+    """TF Serving's wording for a servable request, used in NOT_FOUND messages."""
+    if version is not None:
+        return f"Specific({model}, {version})"
+    if label is not None:
+        return f"Label({model}, {label})"
+    return f"Latest({model})"
+
+
+class ServableMap:
+    def __init__(self) -> None:
+        self._snapshot: Mapping[str, ModelEntry] = MappingProxyType({})
+        self._write_lock = threading.Lock()
+
+    @property
+    def snapshot(self) -> Mapping[str, ModelEntry]:
+        return self._snapshot
+
+    def add(self, handle: ServableHandle) -> None:
+        with self._write_lock:
+            models = dict(self._snapshot)
+            entry = models.get(handle.model)
+            versions = dict(entry.versions) if entry else {}
+            versions[handle.version] = handle
+            labels = entry.labels if entry else {}
+            models[handle.model] = ModelEntry(MappingProxyType(versions), labels)
+            self._snapshot = MappingProxyType(models)
+
+    def remove(self, model: str, version: int) -> ServableHandle | None:
+        with self._write_lock:
+            models = dict(self._snapshot)
+            entry = models.get(model)
+            if entry is None or version not in entry.versions:
+                return None
+            versions = dict(entry.versions)
+            handle = versions.pop(version)
+            if versions:
+                models[model] = ModelEntry(MappingProxyType(versions), entry.labels)
+            else:
+                del models[model]
+            self._snapshot = MappingProxyType(models)
+            return handle
+
+    def resolve(self, model: str, version: int | None = None, label: str | None = None) -> int:
+        """The version a request names (latest when it names none), or NOT_FOUND."""
+        entry = self._snapshot.get(model)
+        if entry is not None:
+            if version is not None:
+                if version in entry.versions:
+                    return version
+            elif label is not None:
+                if label in entry.labels and entry.labels[label] in entry.versions:
+                    return entry.labels[label]
+            else:
+                return entry.latest
+        raise not_found(
+            f"Servable not found for request: {describe_request(model, version, label)}"
+        )
+
+    @contextmanager
+    def acquire(
+        self, model: str, version: int | None = None, label: str | None = None
+    ) -> Iterator[ServableHandle]:
+        """Hold a version for one request; it cannot be unloaded until the block exits."""
+        handle = self._acquire(model, version, label)
+        try:
+            yield handle
+        finally:
+            handle.release()
+
+    def _acquire(self, model: str, version: int | None, label: str | None) -> ServableHandle:
+        # A handle is retired only after it left the map, so a failed acquire means a newer
+        # snapshot is already in place: looking again finds the version that replaced it.
+        for _ in range(8):
+            resolved = self.resolve(model, version, label)
+            handle = (
+                self._snapshot[model].versions.get(resolved) if model in self._snapshot else None
+            )
+            if handle is not None and handle.acquire():
+                return handle
+        raise not_found(
+            f"Servable not found for request: {describe_request(model, version, label)}"
+        )

@@ -1,0 +1,1 @@
+"""One explicit finite-state machine per servable version."""

@@ -1,0 +1,98 @@
+"""The lifecycle of one servable version as a `transitions` state machine.
+
+    new ──start_load──► loading ──load_succeeded──► available ──start_unload──► unloading
+     │                     │                                                        │
+     └──cancel──► end ◄────┼──────────────────────unload_finished───────────────────┘
+                   ▲       └──load_failed──► error ──retire──┘
+
+Only these moves exist: any other trigger raises `MachineError` and leaves the state
+as it was. Every move is reported to `on_transition` as a `Transition` event, which is
+how metrics, logs, the event log and replay all learn of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import StrEnum
+
+from pyserving.engine.events import Transition
+from transitions import EventData, Machine, MachineError
+
+__all__ = ["TRANSITIONS", "MachineError", "ServableVersionMachine", "State"]
+
+
+class State(StrEnum):
+    NEW = "new"
+    LOADING = "loading"
+    AVAILABLE = "available"
+    UNLOADING = "unloading"
+    END = "end"
+    ERROR = "error"
+
+
+# Plain string values (not the enum) so that `transitions` stores and reports "loading",
+# not "LOADING", and a machine's state compares equal to `State` members.
+TRANSITIONS: list[dict[str, str]] = [
+    {"trigger": "start_load", "source": State.NEW.value, "dest": State.LOADING.value},
+    {"trigger": "load_succeeded", "source": State.LOADING.value, "dest": State.AVAILABLE.value},
+    {"trigger": "load_failed", "source": State.LOADING.value, "dest": State.ERROR.value},
+    {"trigger": "start_unload", "source": State.AVAILABLE.value, "dest": State.UNLOADING.value},
+    {"trigger": "unload_finished", "source": State.UNLOADING.value, "dest": State.END.value},
+    {"trigger": "cancel", "source": State.NEW.value, "dest": State.END.value},
+    {"trigger": "retire", "source": State.ERROR.value, "dest": State.END.value},
+]
+
+TERMINAL_STATES = frozenset({State.END})
+
+
+class ServableVersionMachine:
+    """One (model, version) pair's state. Triggers take an optional `reason=` keyword."""
+
+    state: str
+
+    def __init__(
+        self,
+        model: str,
+        version: int,
+        path: str,
+        on_transition: Callable[[Transition], None],
+    ) -> None:
+        self.model = model
+        self.version = version
+        self.path = path
+        self.error = ""
+        self._on_transition = on_transition
+        self._machine = Machine(
+            model=self,
+            states=[s.value for s in State],
+            transitions=TRANSITIONS,
+            initial=State.NEW.value,
+            auto_transitions=False,
+            send_event=True,
+            after_state_change="_publish",
+        )
+
+    @property
+    def current(self) -> State:
+        return State(self.state)
+
+    def can(self, trigger: str) -> bool:
+        return bool(self._machine.get_transitions(trigger=trigger, source=self.state))
+
+    def _publish(self, event: EventData) -> None:
+        reason = str(event.kwargs.get("reason", ""))
+        if event.transition.dest == State.ERROR.value:
+            self.error = reason
+        self._on_transition(
+            Transition(
+                model=self.model,
+                version=self.version,
+                src=str(event.transition.source),
+                dst=str(event.transition.dest),
+                trigger=event.event.name,
+                reason=reason,
+            )
+        )
+
+    def __repr__(self) -> str:
+        return f"ServableVersionMachine({self.model!r}, {self.version}, state={self.state!r})"
