@@ -111,6 +111,16 @@ def _from_values(
         if pairs.size % 2:
             raise invalid_argument(f"input '{name}': {field} needs real,imag pairs")
         flat = pairs.view(dtype)
+    elif field == "int_val" and dtype != np.int32:
+        # int8/16 and uint8/16 travel in int32 fields: refuse values that would wrap.
+        wide = np.array(values, dtype=np.int64)
+        info = np.iinfo(dtype)
+        if wide.size and (wide.min() < info.min or wide.max() > info.max):
+            raise invalid_argument(
+                f"input '{name}': int_val holds values outside {dtype_name(dtype)}'s range "
+                f"[{info.min}, {info.max}]"
+            )
+        flat = wide.astype(dtype)
     else:
         try:
             flat = np.array(values, dtype=dtype)

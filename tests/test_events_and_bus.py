@@ -1,0 +1,94 @@
+"""Events round-trip through JSON; the bus delivers one total order to every subscriber."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from pyserving.engine.bus import EventBus
+from pyserving.engine.events import (
+    EVENT_TYPES,
+    AspiredVersion,
+    AspiredVersions,
+    BatchRun,
+    Event,
+    LoadFailed,
+    LoadSucceeded,
+    ServerStarted,
+    ShutdownRequested,
+    Transition,
+    UnloadFinished,
+    from_dict,
+)
+
+SAMPLES: list[Event] = [
+    ServerStarted(pyserving_version="0.1.0", flags={"port": 9000}, models=("mnist",)),
+    AspiredVersions(model="mnist", versions=(AspiredVersion(1, "/m/1"), AspiredVersion(2, "/m/2"))),
+    LoadSucceeded(model="mnist", version=2, duration_s=0.5),
+    LoadFailed(model="mnist", version=3, error="bad", attempt=1, will_retry=True, duration_s=0.1),
+    UnloadFinished(model="mnist", version=1, duration_s=0.01),
+    ShutdownRequested(reason="SIGTERM"),
+    Transition(model="mnist", version=1, src="new", dst="loading", trigger="start_load"),
+    BatchRun(model="mnist", version=1, signature="s", size=3, padded_size=4, oldest_wait_s=0.001),
+]
+
+
+def test_every_event_kind_has_a_sample() -> None:
+    assert {type(e) for e in SAMPLES} == set(EVENT_TYPES.values())
+
+
+@pytest.mark.parametrize("event", SAMPLES, ids=lambda e: e.kind)
+def test_json_round_trip(event: Event) -> None:
+    stamped = event.stamped(seq=42, time=1234.5)
+    line = stamped.to_json()
+    assert "\n" not in line
+    import json
+
+    record = json.loads(line)
+    assert record["seq"] == 42 and record["kind"] == event.kind
+    assert from_dict(record) == stamped
+
+
+def test_unknown_kind_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown event kind"):
+        from_dict({"kind": "nope", "seq": 1, "time": 0})
+
+
+def test_bus_gives_every_subscriber_the_same_total_order() -> None:
+    bus = EventBus(first_seq=10)
+    seen_a: list[int] = []
+    seen_b: list[int] = []
+    bus.subscribe(lambda e: seen_a.append(e.seq))
+    bus.subscribe(lambda e: seen_b.append(e.seq))
+    bus.start()
+
+    def publisher(n: int) -> None:
+        for i in range(200):
+            bus.publish(ShutdownRequested(reason=f"{n}-{i}"))
+
+    threads = [threading.Thread(target=publisher, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert bus.wait_idle(timeout=10)
+    bus.stop()
+    assert seen_a == seen_b == list(range(10, 10 + 800))
+
+
+def test_a_failing_subscriber_does_not_stop_the_others() -> None:
+    bus = EventBus()
+    seen: list[int] = []
+
+    def broken(event: Event) -> None:
+        raise RuntimeError("boom")
+
+    bus.subscribe(broken)
+    bus.subscribe(lambda e: seen.append(e.seq))
+    bus.start()
+    bus.publish(ShutdownRequested(reason="x"))
+    bus.publish(ShutdownRequested(reason="y"))
+    assert bus.wait_idle(timeout=5)
+    bus.stop()
+    assert seen == [1, 2]

@@ -1,0 +1,132 @@
+"""The manager drives machines from bus facts, keeps the serving map in step, and publishes."""
+
+from __future__ import annotations
+
+import time
+
+from pyserving.engine.bus import EventBus
+from pyserving.engine.events import (
+    AspiredVersion,
+    AspiredVersions,
+    Event,
+    LoadFailed,
+    ShutdownRequested,
+    Transition,
+)
+from pyserving.engine.manager import Manager, RetryPolicy
+from pyserving.engine.servable_map import ServableMap
+from pyserving.statemachines.servable_version import State
+from tests.servables import ConstantLoader
+
+
+class Harness:
+    def __init__(self, loader: ConstantLoader, retry: RetryPolicy = RetryPolicy(0, 0.0)) -> None:
+        self.bus = EventBus()
+        self.map = ServableMap()
+        self.events: list[Event] = []
+        self.manager = Manager(self.bus.publish, loader, self.map, retry=retry)
+        self.bus.subscribe(self.manager.handle)
+        self.bus.subscribe(self.events.append)
+        self.bus.start()
+
+    def aspire(self, *versions: int) -> None:
+        self.bus.publish(
+            AspiredVersions(
+                model="m", versions=tuple(AspiredVersion(v, f"/m/{v}") for v in versions)
+            )
+        )
+        self.settle()
+
+    def settle(self) -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            self.bus.wait_idle(5)
+            if self.manager.all_settled():
+                self.bus.wait_idle(5)
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"did not settle: {self.manager.states()}")
+
+    def transitions(self) -> list[tuple[int, str, str]]:
+        return [(e.version, e.src, e.dst) for e in self.events if isinstance(e, Transition)]
+
+    def close(self) -> None:
+        self.manager.close()
+        self.bus.stop()
+
+
+def test_swap_loads_new_before_unloading_old() -> None:
+    h = Harness(ConstantLoader())
+    h.aspire(1)
+    with h.map.acquire("m") as handle:
+        assert handle.version == 1
+    h.aspire(2)
+    with h.map.acquire("m") as handle:
+        assert handle.version == 2
+    assert h.transitions() == [
+        (1, "new", "loading"),
+        (1, "loading", "available"),
+        (2, "new", "loading"),
+        (2, "loading", "available"),
+        (1, "available", "unloading"),
+        (1, "unloading", "end"),
+    ]
+    statuses = {s.version: s.state for s in h.manager.statuses("m") or []}
+    assert statuses == {1: State.END, 2: State.AVAILABLE}
+    h.close()
+
+
+def test_failed_load_keeps_the_serving_version() -> None:
+    h = Harness(ConstantLoader(failing=["/m/2"]))
+    h.aspire(1)
+    h.aspire(2)
+    with h.map.acquire("m") as handle:
+        assert handle.version == 1
+    status = {s.version: s for s in h.manager.statuses("m") or []}
+    assert status[2].state == State.ERROR
+    assert "cannot read /m/2" in status[2].error
+    assert status[1].state == State.AVAILABLE
+    h.close()
+
+
+def test_load_retries_then_errors() -> None:
+    loader = ConstantLoader(failing=["/m/1"])
+    h = Harness(loader, RetryPolicy(max_num_load_retries=2, load_retry_interval_s=0.0))
+    h.aspire(1)
+    failures = [e for e in h.events if isinstance(e, LoadFailed)]
+    assert [(f.attempt, f.will_retry) for f in failures] == [(1, True), (2, True), (3, False)]
+    assert loader.loads == ["/m/1"] * 3
+    assert h.transitions() == [(1, "new", "loading"), (1, "loading", "error")]
+    h.close()
+
+
+def test_reaspiring_a_retired_version_loads_it_again() -> None:
+    loader = ConstantLoader(failing=["/m/2"])
+    h = Harness(loader)
+    h.aspire(1)
+    h.aspire(2)
+    h.aspire(1)  # 2 no longer wanted: retired
+    loader.failing.clear()
+    h.aspire(2)  # fixed and back: a fresh machine
+    with h.map.acquire("m") as handle:
+        assert handle.version == 2
+    assert (2, "error", "end") in h.transitions()
+    h.close()
+
+
+def test_shutdown_unloads_everything() -> None:
+    h = Harness(ConstantLoader())
+    h.aspire(1)
+    h.bus.publish(ShutdownRequested(reason="test"))
+    h.settle()
+    assert dict(h.manager.states()) == {("m", 1): State.END}
+    assert "m" not in h.map.snapshot
+    h.close()
+
+
+def test_empty_aspired_set_unloads() -> None:
+    h = Harness(ConstantLoader())
+    h.aspire(1)
+    h.aspire()
+    assert h.manager.states()[("m", 1)] == State.END
+    h.close()
