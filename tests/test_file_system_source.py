@@ -54,7 +54,8 @@ class Recorder:
         self.events.append(event)
 
     def versions(self) -> list[list[int]]:
-        return [[v.version for v in e.versions] for e in self.events if isinstance(e, AspiredVersions)]
+        aspired = [e for e in self.events if isinstance(e, AspiredVersions)]
+        return [[v.version for v in e.versions] for e in aspired]
 
 
 def test_publishes_only_changes(tmp_path: Path) -> None:

@@ -18,9 +18,11 @@ from pyserving.engine.servable_map import ServableMap
 from pyserving.statemachines.servable_version import State
 from tests.servables import ConstantLoader
 
+NO_RETRIES = RetryPolicy(max_num_load_retries=0, load_retry_interval_s=0.0)
+
 
 class Harness:
-    def __init__(self, loader: ConstantLoader, retry: RetryPolicy = RetryPolicy(0, 0.0)) -> None:
+    def __init__(self, loader: ConstantLoader, retry: RetryPolicy = NO_RETRIES) -> None:
         self.bus = EventBus()
         self.map = ServableMap()
         self.events: list[Event] = []
