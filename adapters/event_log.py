@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO
 
 import structlog
+
 from pyserving.engine.events import Event, from_dict
 
 log = structlog.get_logger("pyserving.event_log")

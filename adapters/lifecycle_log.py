@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import structlog
+
 from pyserving.engine.events import (
     AspiredVersions,
     Event,

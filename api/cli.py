@@ -7,9 +7,8 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from pyserving.api.flags import add_serve_flags
-
 import pyserving
+from pyserving.api.flags import add_serve_flags
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import grpc
 import structlog
+
 from pyserving.engine.errors import ServingError
 
 log = structlog.get_logger("pyserving.api")

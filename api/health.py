@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from pyserving.engine.servable_map import ServableMap
 
 HealthCheckResponse = health_pb2.HealthCheckResponse

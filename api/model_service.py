@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import grpc
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_management_pb2,
+    model_service_pb2_grpc,
+)
+
 from pyserving.api.grpc_errors import grpc_method
 from pyserving.api.model_spec import parse_model_spec
 from pyserving.engine.errors import Code, ServingError, not_found
 from pyserving.engine.manager import Manager, VersionStatus
 from pyserving.engine.servable_map import ServableMap
 from pyserving.statemachines.servable_version import State
-from tensorflow_serving.apis import (
-    get_model_status_pb2,
-    model_management_pb2,
-    model_service_pb2_grpc,
-)
 
 ModelVersionStatus = get_model_status_pb2.ModelVersionStatus
 

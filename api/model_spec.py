@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyserving.engine.errors import invalid_argument
 from tensorflow_serving.apis import model_pb2
+
+from pyserving.engine.errors import invalid_argument
 
 
 @dataclass(frozen=True)
@@ -18,11 +19,8 @@ class ModelRequest:
 def parse_model_spec(spec: model_pb2.ModelSpec) -> ModelRequest:
     if not spec.name:
         raise invalid_argument("model_spec.name is empty: set it to the name of the model to call")
+    # version and version_label share a oneof: the wire cannot carry both.
     has_version = spec.HasField("version")
-    if has_version and spec.version_label:
-        raise invalid_argument(
-            "model_spec has both version and version_label: set at most one of them"
-        )
     return ModelRequest(
         name=spec.name,
         version=spec.version.value if has_version else None,

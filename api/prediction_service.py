@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import grpc
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
 from pyserving.api import tensor_codec
 from pyserving.api.grpc_errors import grpc_method
 from pyserving.api.model_spec import fill_model_spec, parse_model_spec
@@ -10,11 +16,6 @@ from pyserving.engine.errors import invalid_argument
 from pyserving.engine.inference import check_inputs, check_output_filter, select_signature
 from pyserving.engine.runner import Runner
 from pyserving.engine.servable_map import ServableMap
-from tensorflow_serving.apis import (
-    get_model_metadata_pb2,
-    predict_pb2,
-    prediction_service_pb2_grpc,
-)
 
 SIGNATURE_DEF_FIELD = "signature_def"
 

@@ -15,6 +15,14 @@ import grpc
 import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from tensorflow_serving.apis import (
+    model_service_pb2,
+    model_service_pb2_grpc,
+    prediction_service_pb2,
+    prediction_service_pb2_grpc,
+)
+
+import pyserving
 from pyserving.adapters.event_log import EventLogWriter, last_sequence
 from pyserving.adapters.lifecycle_log import log_event
 from pyserving.adapters.loaders.tensorflow_loader import TensorFlowLoader
@@ -28,14 +36,6 @@ from pyserving.engine.manager import Manager, RetryPolicy
 from pyserving.engine.policy import POLICIES
 from pyserving.engine.runner import DirectRunner
 from pyserving.engine.servable_map import ServableMap
-from tensorflow_serving.apis import (
-    model_service_pb2,
-    model_service_pb2_grpc,
-    prediction_service_pb2,
-    prediction_service_pb2_grpc,
-)
-
-import pyserving
 
 log = structlog.get_logger("pyserving.server")
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
 from pyserving.engine.errors import Code, ServingError, invalid_argument
 from pyserving.engine.inference import dtype_name
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
 # DataType → (numpy dtype, typed value field). Strings are object arrays of bytes.
 _DTYPES: dict[int, tuple[np.dtype, str]] = {

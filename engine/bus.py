@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 import structlog
+
 from pyserving.engine.events import Event
 
 Subscriber = Callable[[Event], None]

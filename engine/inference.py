@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+
 from pyserving.engine.errors import failed_precondition, invalid_argument
 from pyserving.engine.servable import Servable, Signature, TensorSpec
 

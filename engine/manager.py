@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import structlog
+
 from pyserving.engine.events import (
     AspiredVersions,
     Event,

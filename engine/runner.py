@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
+
 from pyserving.engine.servable_map import ServableHandle
 
 

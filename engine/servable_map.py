@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import structlog
-from pyserving.engine.errors import not_found
+
+from pyserving.engine.errors import invalid_argument, not_found
 from pyserving.engine.servable import Servable
 
 log = structlog.get_logger("pyserving.serving")
@@ -123,7 +124,9 @@ class ServableMap:
                 if version in entry.versions:
                     return version
             elif label is not None:
-                if label in entry.labels and entry.labels[label] in entry.versions:
+                if label not in entry.labels:
+                    raise invalid_argument(f"Unrecognized servable version label: {label}")
+                if entry.labels[label] in entry.versions:
                     return entry.labels[label]
             else:
                 return entry.latest

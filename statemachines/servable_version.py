@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import StrEnum
 
-from pyserving.engine.events import Transition
 from transitions import EventData, Machine, MachineError
+
+from pyserving.engine.events import Transition
 
 __all__ = ["TRANSITIONS", "MachineError", "ServableVersionMachine", "State"]
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -29,9 +31,14 @@ def test_other_names_are_not_versions(name: str) -> None:
     assert parse_version(name) is None
 
 
-def make_versions(base: Path, *names: str) -> None:
+def make_versions(base: Path, *names: str, quiet: bool = True) -> None:
+    """Version folders holding a saved_model.pb, written long ago unless `quiet` is False."""
     for name in names:
-        (base / name).mkdir(parents=True)
+        folder = base / name
+        folder.mkdir(parents=True)
+        (folder / "saved_model.pb").write_bytes(b"model")
+        if quiet:
+            os.utime(folder / "saved_model.pb", (time.time() - 60, time.time() - 60))
 
 
 def test_list_versions_skips_files_and_other_names(tmp_path: Path) -> None:
@@ -101,3 +108,35 @@ def test_missing_base_path_at_start_publishes_nothing(tmp_path: Path) -> None:
     source = FileSystemSource("mnist", str(tmp_path / "nope"), published)
     assert source.poll_once() is None
     assert published.events == []
+
+
+def test_folder_without_a_saved_model_is_not_aspired(tmp_path: Path) -> None:
+    (tmp_path / "1" / "variables").mkdir(parents=True)
+    published = Recorder()
+    source = FileSystemSource("mnist", str(tmp_path), published)
+    source.poll_once()
+    assert published.versions() == [[]]
+    (tmp_path / "1" / "saved_model.pb").write_bytes(b"model")
+    os.utime(tmp_path / "1" / "saved_model.pb", (time.time() - 60, time.time() - 60))
+    source.poll_once()
+    assert published.versions() == [[], [1]]
+
+
+def test_folder_being_copied_waits_until_it_is_quiet(tmp_path: Path) -> None:
+    make_versions(tmp_path, "1")
+    published = Recorder()
+    source = FileSystemSource("mnist", str(tmp_path), published, poll_wait_s=30)
+    source.poll_once()
+    make_versions(tmp_path, "2", quiet=False)  # just written: maybe still being copied
+    assert source.poll_once() is None
+    (tmp_path / "2" / "variables.data").write_bytes(b"more")  # the copy goes on
+    assert source.poll_once() is None
+    assert source.poll_once() is not None  # unchanged since the last look: complete
+    assert published.versions() == [[1], [2]]
+
+
+def test_single_poll_takes_what_is_there(tmp_path: Path) -> None:
+    make_versions(tmp_path, "1", quiet=False)
+    published = Recorder()
+    FileSystemSource("mnist", str(tmp_path), published, poll_wait_s=0).poll_once()
+    assert published.versions() == [[1]]

@@ -16,10 +16,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import tensorflow as tf
 from google.protobuf import text_format
-from pyserving.engine.errors import Code, ServingError
-from pyserving.engine.servable import Signature, TensorSpec
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
+
+from pyserving.engine.errors import Code, ServingError
+from pyserving.engine.servable import Signature, TensorSpec
 
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 

@@ -4,16 +4,23 @@ A version is a child folder whose name parses as a non-negative integer ("000001
 123); anything else is skipped. The model's version policy picks which of them to serve.
 A base path that is missing or unreadable is logged and changes nothing, so a flaky
 mount never unloads what serves.
+
+A version folder is aspired only once it looks complete: it holds a saved_model.pb (or
+.pbtxt) and has been quiet, i.e. unchanged since the previous poll or untouched for a
+poll period. So `cp -r` of a version into the watched folder is picked up after the
+copy, not loaded half-way and counted as a failed load.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
+
 from pyserving.engine.events import AspiredVersion, AspiredVersions, Event
 
 log = structlog.get_logger("pyserving.source")
@@ -38,6 +45,32 @@ def list_versions(base_path: str) -> dict[int, str]:
             if version not in found or entry.name < os.path.basename(found[version]):
                 found[version] = entry.path
     return found
+
+
+SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+
+Fingerprint = tuple[tuple[str, int, int], ...]
+
+
+def fingerprint(folder: str) -> tuple[Fingerprint, float]:
+    """(relative path, size, mtime_ns) of every file below `folder`, and the newest mtime."""
+    entries: list[tuple[str, int, int]] = []
+    newest = 0.0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                st = os.stat(os.path.join(root, name))
+            except OSError:
+                continue  # vanished while we looked: the next poll will see the change
+            entries.append(
+                (os.path.relpath(os.path.join(root, name), folder), st.st_size, st.st_mtime_ns)
+            )
+            newest = max(newest, st.st_mtime)
+    return tuple(sorted(entries)), newest
+
+
+def has_saved_model(folder: str) -> bool:
+    return any(os.path.isfile(os.path.join(folder, f)) for f in SAVED_MODEL_FILES)
 
 
 @dataclass(frozen=True)
@@ -66,6 +99,8 @@ class FileSystemSource:
         self._poll_wait_s = poll_wait_s
         self._last: tuple[AspiredVersion, ...] | None = None
         self._last_error: str | None = None
+        self._ready: set[str] = set()  # version folders seen complete
+        self._pending: dict[str, Fingerprint] = {}  # folders still being written
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -86,6 +121,8 @@ class FileSystemSource:
                 self._last_error = error
             return None
         self._last_error = None
+        self._ready &= set(found.values())  # a deleted folder must prove itself again
+        found = {v: path for v, path in found.items() if self._is_complete(path)}
         chosen = self._policy.select(list(found))
         aspired = tuple(AspiredVersion(v, found[v]) for v in sorted(chosen))
         if aspired == self._last:
@@ -99,6 +136,25 @@ class FileSystemSource:
         event = AspiredVersions(model=self.model, versions=aspired)
         self._publish(event)
         return event
+
+    def _is_complete(self, path: str) -> bool:
+        if path in self._ready:
+            return True
+        if not has_saved_model(path):
+            self._pending[path] = ()
+            return False
+        current, newest = fingerprint(path)
+        quiet_for = time.time() - newest
+        # Polling once (poll wait 0) gives no second look: take what is there.
+        quiet_needed = max(self._poll_wait_s, 1.0) if self._poll_wait_s > 0 else 0.0
+        if self._pending.get(path) == current or quiet_for >= quiet_needed:
+            self._pending.pop(path, None)
+            self._ready.add(path)
+            return True
+        if path not in self._pending:
+            log.info("version_incomplete", model=self.model, path=path, hint="waiting for the copy")
+        self._pending[path] = current
+        return False
 
     def start(self) -> None:
         self.poll_once()

@@ -1,0 +1,195 @@
+"""End-to-end fixtures: real SavedModels from the example trainer, real server processes.
+
+Models are trained once per test session (few iterations: seconds) and shared; each
+test copies the versions it needs into its own watched folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+sys.path.insert(0, str(EXAMPLES))
+
+from mnist_input_data import Dataset, load_dataset  # noqa: E402
+
+pytestmark = pytest.mark.e2e
+
+QUIET_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+
+
+@dataclass(frozen=True)
+class TrainedModels:
+    """An export folder holding versions 1 (barely trained) and 2 (well trained)."""
+
+    export_dir: Path
+    dataset: Dataset
+
+    def copy_version(self, version: int, into: Path) -> Path:
+        """Copy a version into a watched folder atomically, as a careful user would."""
+        into.mkdir(parents=True, exist_ok=True)
+        staging = into / f".staging-{version}"
+        shutil.copytree(self.export_dir / str(version), staging)
+        target = into / str(version)
+        staging.rename(target)
+        return target
+
+
+@pytest.fixture(scope="session")
+def trained_models(tmp_path_factory: pytest.TempPathFactory) -> TrainedModels:
+    export_dir = tmp_path_factory.mktemp("mnist_model")
+
+    def train(version: int, iterations: int) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                str(EXAMPLES / "mnist_saved_model.py"),
+                f"--training_iteration={iterations}",
+                f"--model_version={version}",
+                str(export_dir),
+            ],
+            capture_output=True,
+            text=True,
+            env=QUIET_ENV,
+            timeout=300,
+        )
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(train, (1, 2), (100, 2000)))
+    for result in results:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return TrainedModels(export_dir, load_dataset(None))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """`pyserving serve` as a subprocess, with its JSON log captured to a file."""
+
+    def __init__(self, args: list[str], log_path: Path) -> None:
+        self.port = free_port()
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pyserving", "serve", f"--port={self.port}", *args],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=QUIET_ENV,
+        )
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+        self.predict_stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+        self.model_stub = model_service_pb2_grpc.ModelServiceStub(self.channel)
+        self.health_stub = health_pb2_grpc.HealthStub(self.channel)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_serving(self, timeout: float = 60.0) -> None:
+        """Wait until the health service says SERVING (every model has a version)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited early:\n{self.log_text()[-4000:]}")
+            try:
+                reply = self.health_stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"server not SERVING after {timeout}s:\n{self.log_text()[-4000:]}")
+
+    def wait_for(self, predicate, timeout: float = 60.0, what: str = "condition") -> None:  # noqa: ANN001
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}:\n{self.log_text()[-4000:]}")
+
+    def version_states(self, model: str) -> dict[int, int]:
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = model
+        reply = self.model_stub.GetModelStatus(request, timeout=5)
+        return {s.version: s.state for s in reply.model_version_status}
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.channel.close()
+        self._log.close()
+        return self.process.returncode
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator:
+    """Start servers with `start_server(*flags)`; all are stopped after the test."""
+    servers: list[ServerProcess] = []
+
+    def start(*args: str) -> ServerProcess:
+        server = ServerProcess(list(args), tmp_path / f"server-{len(servers)}.log")
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+FAST_FLAGS = ("--file_system_poll_wait_seconds=0.2", "--max_num_load_retries=0")
+
+
+def predict_request(
+    images: np.ndarray,
+    model: str = "mnist",
+    version: int | None = None,
+    signature: str = "predict_images",
+) -> predict_pb2.PredictRequest:
+    import tensorflow as tf
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.model_spec.signature_name = signature
+    if version is not None:
+        request.model_spec.version.value = version
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto(images.astype(np.float32)))
+    return request
+
+
+def error_rate(server: ServerProcess, dataset: Dataset, n: int = 200) -> float:
+    """Fraction of the first `n` held-out images the served model gets wrong (one batch)."""
+    images, labels = dataset.test_images[:n], dataset.test_labels[:n]
+    reply = server.predict_stub.Predict(predict_request(images), timeout=30)
+    scores = np.array(reply.outputs["scores"].float_val).reshape(len(images), 10)
+    return float(np.mean(scores.argmax(axis=1) != labels))
