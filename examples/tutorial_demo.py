@@ -109,7 +109,7 @@ def main() -> int:
         second = error_rate(run(*client))
     finally:
         step("Stop the server (SIGTERM: drains, unloads, exits 0)")
-        server.send_signal(signal.SIGINT)
+        server.send_signal(signal.SIGTERM)
         code = server.wait(60)
         print(f"    server exited with code {code}; log: {log_path}", flush=True)
 

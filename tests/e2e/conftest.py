@@ -125,7 +125,7 @@ class ServerProcess:
             time.sleep(0.1)
         raise AssertionError(f"server not SERVING after {timeout}s:\n{self.log_text()[-4000:]}")
 
-    def wait_for(self, predicate, timeout: float = 60.0, what: str = "condition") -> None:  # noqa: ANN001
+    def wait_for(self, predicate, timeout: float = 60.0, what: str = "condition") -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if predicate():

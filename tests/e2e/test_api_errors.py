@@ -41,7 +41,7 @@ def image(n: int = 1) -> np.ndarray:
     return np.random.default_rng(0).random((n, 64), dtype=np.float32)
 
 
-def with_spec(request, model: str = "mnist", version: int | None = None, label: str = ""):  # noqa: ANN001, ANN201
+def with_spec(request, model: str = "mnist", version: int | None = None, label: str = ""):
     request.model_spec.name = model
     if version is not None:
         request.model_spec.version.value = version
@@ -106,7 +106,7 @@ def bad_requests() -> list[tuple[str, Callable[[], predict_pb2.PredictRequest], 
     [case[1:] for case in bad_requests()],
     ids=[case[0] for case in bad_requests()],
 )
-def test_bad_predict(server: ServerProcess, make, code: str, message: str) -> None:  # noqa: ANN001
+def test_bad_predict(server: ServerProcess, make, code: str, message: str) -> None:
     with pytest.raises(grpc.RpcError) as info:
         server.predict_stub.Predict(make(), timeout=10)
     assert info.value.code().name == code
