@@ -1,0 +1,37 @@
+"""A real S3-compatible HTTP server (moto's standalone server) on loopback, for tests."""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from moto.server import ThreadedMotoServer
+
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "pyserving-test",
+    "AWS_SECRET_ACCESS_KEY": "pyserving-test-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@contextmanager
+def s3_server(port: int = 0) -> Iterator[str]:
+    """Start a server; yields its endpoint URL. Stopping it simulates an outage."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    host, bound = server.get_host_and_port()
+    # moto keeps its buckets in process-wide state: start every server empty.
+    urllib.request.urlopen(
+        urllib.request.Request(f"http://{host}:{bound}/moto-api/reset", method="POST")
+    )
+    try:
+        yield f"http://{host}:{bound}"
+    finally:
+        server.stop()
+
+
+def s3_environment(endpoint: str) -> dict[str, str]:
+    """Environment that points botocore (hence s3fs) at the test server."""
+    return {**os.environ, **CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}

@@ -1,0 +1,100 @@
+"""Object-store listing and the bounded download cache, against a real S3 HTTP server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("s3fs", reason="install pyserving[s3] for object-store support")
+
+from pyserving.adapters.sources.object_store import (
+    CacheFull,
+    ObjectStore,
+    StoreError,
+    VersionCache,
+    is_remote,
+    redact,
+)
+from tests.s3_server import s3_environment, s3_server
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    with s3_server() as endpoint:
+        for key, value in s3_environment(endpoint).items():
+            if key.startswith("AWS_"):
+                monkeypatch.setenv(key, value)
+        import s3fs
+
+        fs = s3fs.S3FileSystem(skip_instance_cache=True)
+        fs.mkdir("models")
+        yield fs
+
+
+def put_version(fs: object, version: str, complete: bool = True) -> None:
+    if complete:
+        fs.pipe(f"models/mnist/{version}/saved_model.pb", b"graph" * 10)  # type: ignore[attr-defined]
+    fs.pipe(f"models/mnist/{version}/variables/variables.index", b"index")  # type: ignore[attr-defined]
+
+
+def test_urls() -> None:
+    assert is_remote("s3://bucket/m") and is_remote("gs://b/m") and is_remote("memory://x")
+    assert not is_remote("/models/m") and not is_remote("file:///models/m")
+    assert redact("s3://key:secret@bucket/m") == "s3://bucket/m"
+    assert redact("s3://bucket/m") == "s3://bucket/m"
+
+
+def test_lists_versions_by_the_local_rules(s3: object) -> None:
+    put_version(s3, "1")
+    put_version(s3, "0002")
+    put_version(s3, "tmp")
+    s3.pipe("models/mnist/7", b"a file, not a folder")  # type: ignore[attr-defined]
+    store = ObjectStore("s3://models/mnist")
+    assert sorted(store.list_versions()) == [1, 2]
+
+
+def test_download_is_verified_and_evicted(s3: object, tmp_path: Path) -> None:
+    put_version(s3, "1")
+    store = ObjectStore("s3://models/mnist")
+    cache = VersionCache(tmp_path / "cache", max_bytes=10_000)
+    local = cache.fetch(store, "mnist", 1, store.list_versions()[1])
+    assert (local / "saved_model.pb").read_bytes() == b"graph" * 10
+    assert (local / "variables" / "variables.index").read_bytes() == b"index"
+    assert cache.used_bytes() == 55 and cache.owns(str(local))
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".staging")]
+    cache.evict("mnist", 1)
+    assert not local.exists() and cache.used_bytes() == 0
+
+
+def test_incomplete_version_is_not_downloaded(s3: object, tmp_path: Path) -> None:
+    put_version(s3, "1", complete=False)
+    store = ObjectStore("s3://models/mnist")
+    cache = VersionCache(tmp_path / "cache", max_bytes=10_000)
+    with pytest.raises(StoreError, match=r"no saved_model\.pb"):
+        cache.fetch(store, "mnist", 1, store.list_versions()[1])
+
+
+def test_cache_is_bounded(s3: object, tmp_path: Path) -> None:
+    put_version(s3, "1")
+    put_version(s3, "2")
+    store = ObjectStore("s3://models/mnist")
+    cache = VersionCache(tmp_path / "cache", max_bytes=100)
+    versions = store.list_versions()
+    cache.fetch(store, "mnist", 1, versions[1])
+    with pytest.raises(CacheFull, match="--model_cache_max_bytes"):
+        cache.fetch(store, "mnist", 2, versions[2])
+
+
+def test_listing_errors_are_store_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with s3_server() as endpoint:
+        for key, value in s3_environment(endpoint).items():
+            if key.startswith("AWS_"):
+                monkeypatch.setenv(key, value)
+        store = ObjectStore("s3://models/mnist")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with pytest.raises(StoreError, match="s3://models/mnist"):
+        store.list_versions()
+    assert "pyserving-test-secret" not in os.environ.get("AWS_ENDPOINT_URL", "")
