@@ -49,6 +49,18 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         help="seconds between looks for new versions; 0 looks once (default: %(default)s)",
     )
     model.add_argument(
+        "--model_cache_dir",
+        default="",
+        help="local folder for versions downloaded from object stores (s3://, gs://); "
+        "default: a new temporary folder",
+    )
+    model.add_argument(
+        "--model_cache_max_bytes",
+        type=int,
+        default=20 * 1024**3,
+        help="most bytes of downloaded versions kept at once (default: 20 GiB)",
+    )
+    model.add_argument(
         "--saved_model_tags",
         default="serve",
         help="comma-separated MetaGraph tags to load (default: %(default)s)",

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import signal
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -27,6 +29,14 @@ from pyserving.adapters.event_log import EventLogWriter, last_sequence
 from pyserving.adapters.lifecycle_log import log_event
 from pyserving.adapters.loaders.tensorflow_loader import TensorFlowLoader
 from pyserving.adapters.sources.file_system import FileSystemSource
+from pyserving.adapters.sources.object_store import (
+    CacheEvictor,
+    ObjectStore,
+    RemoteStorage,
+    VersionCache,
+    is_remote,
+    redact,
+)
 from pyserving.api.health import HealthService
 from pyserving.api.model_service import ModelService
 from pyserving.api.prediction_service import PredictionService
@@ -83,12 +93,18 @@ class ModelServer:
         self.bus.subscribe(log_event)
         if self.event_log is not None:
             self.bus.subscribe(self.event_log)
+        self.cache: VersionCache | None = None
+        if any(is_remote(m.base_path) for m in self.models):
+            cache_dir = options.model_cache_dir or tempfile.mkdtemp(prefix="pyserving-cache-")
+            self.cache = VersionCache(cache_dir, options.model_cache_max_bytes)
+            self.bus.subscribe(CacheEvictor(self.cache))
         self.sources = [
             FileSystemSource(
                 m.name,
                 m.base_path,
                 self.bus.publish,
                 poll_wait_s=options.file_system_poll_wait_seconds,
+                storage=self._storage(m),
             )
             for m in self.models
         ]
@@ -96,6 +112,20 @@ class ModelServer:
         self.health = HealthService(self.servable_map, lambda: [m.name for m in self.models])
         self.grpc_server: grpc.aio.Server | None = None
         self.port = 0
+
+    def _storage(self, model: ModelConfig) -> RemoteStorage | None:
+        """Remote base paths (s3://, gs://, ...) are listed remotely and downloaded."""
+        if not is_remote(model.base_path):
+            return None
+        assert self.cache is not None
+        try:
+            store = ObjectStore(model.base_path)
+        except (ImportError, ValueError) as exc:
+            raise StartupError(
+                f"cannot open {redact(model.base_path)}: {exc}; for s3:// install "
+                "pyserving[s3], for gs:// pyserving[gcs]"
+            ) from None
+        return RemoteStorage(model.name, store, self.cache)
 
     async def start(self) -> None:
         self.bus.start()
@@ -159,6 +189,8 @@ class ModelServer:
         self.bus.stop()
         if self.event_log is not None:
             self.event_log.close()
+        if self.cache is not None and not self.options.model_cache_dir:
+            shutil.rmtree(self.cache.root, ignore_errors=True)  # our own temporary folder
         log.info("server_stopped")
 
     def _wait_unloaded(self, timeout_s: float) -> None:

@@ -17,15 +17,17 @@ CREDENTIALS = {
 
 
 @contextmanager
-def s3_server(port: int = 0) -> Iterator[str]:
+def s3_server(port: int = 0, reset: bool = True) -> Iterator[str]:
     """Start a server; yields its endpoint URL. Stopping it simulates an outage."""
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     host, bound = server.get_host_and_port()
-    # moto keeps its buckets in process-wide state: start every server empty.
-    urllib.request.urlopen(
-        urllib.request.Request(f"http://{host}:{bound}/moto-api/reset", method="POST")
-    )
+    # moto keeps its buckets in process-wide state: start every server empty, unless it
+    # is the same store coming back after an outage.
+    if reset:
+        urllib.request.urlopen(
+            urllib.request.Request(f"http://{host}:{bound}/moto-api/reset", method="POST")
+        )
     try:
         yield f"http://{host}:{bound}"
     finally:

@@ -140,3 +140,16 @@ def test_single_poll_takes_what_is_there(tmp_path: Path) -> None:
     published = Recorder()
     FileSystemSource("mnist", str(tmp_path), published, poll_wait_s=0).poll_once()
     assert published.versions() == [[1]]
+
+
+def test_listing_failures_back_off_and_recover(tmp_path: Path) -> None:
+    published = Recorder()
+    source = FileSystemSource("mnist", str(tmp_path / "gone"), published, poll_wait_s=1.0)
+    waits = []
+    for _ in range(8):
+        source.poll_once()
+        waits.append(source.next_wait_s())
+    assert waits[:3] == [2.0, 4.0, 8.0] and max(waits) == 60.0
+    make_versions(tmp_path / "gone", "1")
+    source.poll_once()
+    assert source.next_wait_s() == 1.0 and published.versions() == [[1]]

@@ -9,6 +9,10 @@ A version folder is aspired only once it looks complete: it holds a saved_model.
 .pbtxt) and has been quiet, i.e. unchanged since the previous poll or untouched for a
 poll period. So `cp -r` of a version into the watched folder is picked up after the
 copy, not loaded half-way and counted as a failed load.
+
+Where the folders live is a `VersionStorage`: local disk here, object stores in
+`object_store.py` (which also downloads a chosen version to local disk before it is
+aspired, since TensorFlow loads from local files).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 
@@ -49,7 +54,7 @@ def list_versions(base_path: str) -> dict[int, str]:
 
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 
-Fingerprint = tuple[tuple[str, int, int], ...]
+Fingerprint = tuple[tuple[str, int, int], ...] | tuple[tuple[str, int], ...]
 
 
 def fingerprint(folder: str) -> tuple[Fingerprint, float]:
@@ -73,6 +78,36 @@ def has_saved_model(folder: str) -> bool:
     return any(os.path.isfile(os.path.join(folder, f)) for f in SAVED_MODEL_FILES)
 
 
+class VersionStorage(Protocol):
+    """Where a model's version folders live."""
+
+    def list_versions(self) -> dict[int, str]:
+        """Version → folder; raises OSError when the base path cannot be listed now."""
+        ...
+
+    def inspect(self, path: str) -> tuple[Fingerprint, float] | None:
+        """The folder's fingerprint and newest change time; None while it has no model."""
+        ...
+
+    def materialize(self, version: int, path: str) -> str:
+        """A local folder holding the version (downloads if needed); raises OSError."""
+        ...
+
+
+class LocalStorage:
+    def __init__(self, base_path: str) -> None:
+        self.base_path = base_path
+
+    def list_versions(self) -> dict[int, str]:
+        return list_versions(self.base_path)
+
+    def inspect(self, path: str) -> tuple[Fingerprint, float] | None:
+        return fingerprint(path) if has_saved_model(path) else None
+
+    def materialize(self, version: int, path: str) -> str:
+        return path
+
+
 @dataclass(frozen=True)
 class LatestVersions:
     """Serve the N highest versions (TF Serving's default, N=1)."""
@@ -91,14 +126,17 @@ class FileSystemSource:
         publish: Callable[[Event], object],
         version_policy: LatestVersions = LatestVersions(),
         poll_wait_s: float = 1.0,
+        storage: VersionStorage | None = None,
     ) -> None:
         self.model = model
         self.base_path = base_path
+        self._storage = storage or LocalStorage(base_path)
         self._publish = publish
         self._policy = version_policy
         self._poll_wait_s = poll_wait_s
         self._last: tuple[AspiredVersion, ...] | None = None
         self._last_error: str | None = None
+        self._failures = 0  # consecutive listing failures, for backoff
         self._ready: set[str] = set()  # version folders seen complete
         self._pending: dict[str, Fingerprint] = {}  # folders still being written
         self._stop = threading.Event()
@@ -107,7 +145,7 @@ class FileSystemSource:
     def poll_once(self) -> AspiredVersions | None:
         """Look once; publish and return the aspired set if it changed since last time."""
         try:
-            found = list_versions(self.base_path)
+            found = self._storage.list_versions()
         except OSError as exc:
             error = f"{type(exc).__name__}: {exc}"
             if error != self._last_error:  # say it once per distinct problem, not per poll
@@ -119,12 +157,22 @@ class FileSystemSource:
                     hint="create the folder or fix --model_base_path; serving versions are kept",
                 )
                 self._last_error = error
+            self._failures += 1
             return None
         self._last_error = None
+        self._failures = 0
         self._ready &= set(found.values())  # a deleted folder must prove itself again
         found = {v: path for v, path in found.items() if self._is_complete(path)}
         chosen = self._policy.select(list(found))
-        aspired = tuple(AspiredVersion(v, found[v]) for v in sorted(chosen))
+        try:
+            aspired = tuple(
+                AspiredVersion(v, self._storage.materialize(v, found[v])) for v in sorted(chosen)
+            )
+        except Exception as exc:  # a failed download: keep the last wish, try again next poll
+            log.error(
+                "version_fetch_failed", model=self.model, error=f"{type(exc).__name__}: {exc}"
+            )
+            return None
         if aspired == self._last:
             return None
         if not found:
@@ -140,10 +188,11 @@ class FileSystemSource:
     def _is_complete(self, path: str) -> bool:
         if path in self._ready:
             return True
-        if not has_saved_model(path):
+        inspected = self._storage.inspect(path)
+        if inspected is None:
             self._pending[path] = ()
             return False
-        current, newest = fingerprint(path)
+        current, newest = inspected
         quiet_for = time.time() - newest
         # Polling once (poll wait 0) gives no second look: take what is there.
         quiet_needed = max(self._poll_wait_s, 1.0) if self._poll_wait_s > 0 else 0.0
@@ -164,8 +213,14 @@ class FileSystemSource:
             )
             self._thread.start()
 
+    def next_wait_s(self) -> float:
+        """The poll period, doubled per consecutive listing failure up to a minute (backoff)."""
+        if self._failures == 0:
+            return self._poll_wait_s
+        return min(self._poll_wait_s * 2**self._failures, max(60.0, self._poll_wait_s))
+
     def _run(self) -> None:
-        while not self._stop.wait(self._poll_wait_s):
+        while not self._stop.wait(self.next_wait_s()):
             try:
                 self.poll_once()
             except Exception:

@@ -13,7 +13,9 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -22,6 +24,7 @@ import fsspec
 import structlog
 
 from pyserving.adapters.sources.file_system import SAVED_MODEL_FILES, parse_version
+from pyserving.engine.events import Event, Transition
 
 log = structlog.get_logger("pyserving.object_store")
 
@@ -75,19 +78,27 @@ class ObjectStore:
 
     def manifest(self, version_path: str) -> Manifest:
         """Every file below a version folder with its size: what a complete copy must hold."""
+        return self.listing(version_path)[0]
+
+    def listing(self, version_path: str) -> tuple[Manifest, float | None]:
+        """The manifest, and the newest file's modification time when the store tells it."""
         try:
             self.fs.invalidate_cache(version_path)
             files = self.fs.find(version_path, detail=True)
         except Exception as exc:
             raise StoreError(f"listing {redact(version_path)} failed: {exc}") from exc
         prefix = version_path.rstrip("/") + "/"
-        return tuple(
-            sorted(
-                (name[len(prefix) :], int(info.get("size") or 0))
-                for name, info in files.items()
-                if info.get("type") != "directory" and name.startswith(prefix)
-            )
-        )
+        manifest: list[tuple[str, int]] = []
+        newest: float | None = None
+        for name, info in files.items():
+            if info.get("type") == "directory" or not name.startswith(prefix):
+                continue
+            manifest.append((name[len(prefix) :], int(info.get("size") or 0)))
+            modified = info.get("LastModified") or info.get("updated") or info.get("mtime")
+            stamp = _timestamp(modified)
+            if stamp is not None:
+                newest = stamp if newest is None else max(newest, stamp)
+        return tuple(sorted(manifest)), newest
 
     def download(self, version_path: str, manifest: Manifest, into: Path) -> None:
         for relative, _ in manifest:
@@ -97,6 +108,19 @@ class ObjectStore:
                 self.fs.get_file(f"{version_path.rstrip('/')}/{relative}", str(target))
             except Exception as exc:
                 raise StoreError(f"downloading {redact(version_path)}/{relative}: {exc}") from exc
+
+
+def _timestamp(value: object) -> float | None:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None
 
 
 def manifest_is_complete(manifest: Manifest) -> bool:
@@ -180,3 +204,37 @@ def _verify(folder: Path, manifest: Manifest) -> None:
         path = folder / relative
         if not path.is_file() or path.stat().st_size != size:
             raise StoreError(f"download of {relative} is incomplete; will retry")
+
+
+class RemoteStorage:
+    """A model's versions in an object store, as the source sees them (VersionStorage)."""
+
+    def __init__(self, model: str, store: ObjectStore, cache: VersionCache) -> None:
+        self.model = model
+        self.store = store
+        self.cache = cache
+
+    def list_versions(self) -> dict[int, str]:
+        return self.store.list_versions()
+
+    def inspect(self, path: str) -> tuple[Manifest, float] | None:
+        manifest, newest = self.store.listing(path)
+        if not manifest_is_complete(manifest):
+            return None
+        # Without modification times, treat the version as just written: the source then
+        # waits for one poll with an unchanged listing before taking it.
+        return manifest, time.time() if newest is None else newest
+
+    def materialize(self, version: int, path: str) -> str:
+        return str(self.cache.fetch(self.store, self.model, version, path))
+
+
+class CacheEvictor:
+    """Bus subscriber: drop a version's cached download once its machine reaches `end`."""
+
+    def __init__(self, cache: VersionCache) -> None:
+        self.cache = cache
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Transition) and event.dst == "end":
+            self.cache.evict(event.model, event.version)

@@ -92,7 +92,7 @@ def free_port() -> int:
 class ServerProcess:
     """`pyserving serve` as a subprocess, with its JSON log captured to a file."""
 
-    def __init__(self, args: list[str], log_path: Path) -> None:
+    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -100,7 +100,7 @@ class ServerProcess:
             [sys.executable, "-m", "pyserving", "serve", f"--port={self.port}", *args],
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env=QUIET_ENV,
+            env={**QUIET_ENV, **(env or {})},
         )
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
         self.predict_stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)

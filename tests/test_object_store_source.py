@@ -1,0 +1,84 @@
+"""The source over an object store: the same rules as local folders, plus download."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("s3fs", reason="install pyserving[s3] for object-store support")
+
+from pyserving.adapters.sources.file_system import FileSystemSource
+from pyserving.adapters.sources.object_store import ObjectStore, RemoteStorage, VersionCache
+from tests.s3_server import s3_environment, s3_server
+from tests.test_file_system_source import Recorder
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    with s3_server() as endpoint:
+        for key, value in s3_environment(endpoint).items():
+            if key.startswith("AWS_"):
+                monkeypatch.setenv(key, value)
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        import s3fs
+
+        fs = s3fs.S3FileSystem(skip_instance_cache=True)
+        fs.mkdir("models")
+        yield fs
+
+
+def make_source(tmp_path: Path) -> tuple[FileSystemSource, Recorder, VersionCache]:
+    cache = VersionCache(tmp_path / "cache", max_bytes=1 << 20)
+    storage = RemoteStorage("mnist", ObjectStore("s3://models/mnist"), cache)
+    published = Recorder()
+    # A long poll period: "quiet" then means unchanged between polls, not old by the clock.
+    source = FileSystemSource(
+        "mnist", "s3://models/mnist", published, poll_wait_s=30, storage=storage
+    )
+    return source, published, cache
+
+
+def test_discover_download_swap_and_delete(s3: object, tmp_path: Path) -> None:
+    source, published, cache = make_source(tmp_path)
+    s3.pipe("models/mnist/1/saved_model.pb", b"v1")  # type: ignore[attr-defined]
+    first = source.poll_once()  # just written: wait for an unchanged listing
+    assert first is not None and first.versions == ()
+    event = source.poll_once()
+    assert event is not None
+    local = Path(event.versions[0].path)
+    assert (
+        local.is_relative_to(tmp_path / "cache")
+        and (local / "saved_model.pb").read_bytes() == b"v1"
+    )
+
+    s3.pipe("models/mnist/2/variables/variables.index", b"half")  # type: ignore[attr-defined]
+    assert source.poll_once() is None and source.poll_once() is None  # no saved_model.pb yet
+    s3.pipe("models/mnist/2/saved_model.pb", b"v2")  # type: ignore[attr-defined]
+    source.poll_once()
+    source.poll_once()
+    s3.rm("models/mnist/2", recursive=True)  # type: ignore[attr-defined]
+    source.poll_once()
+    assert published.versions() == [[], [1], [2], [1]]
+    assert cache.used_bytes() == 2 + 6  # v1 and v2 stay cached until their versions end
+
+
+def test_outage_keeps_what_serves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with s3_server() as endpoint:
+        for key, value in s3_environment(endpoint).items():
+            if key.startswith("AWS_"):
+                monkeypatch.setenv(key, value)
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        import s3fs
+
+        fs = s3fs.S3FileSystem(skip_instance_cache=True)
+        fs.mkdir("models")
+        fs.pipe("models/mnist/1/saved_model.pb", b"v1")
+        source, published, _ = make_source(tmp_path)
+        source.poll_once()
+        source.poll_once()
+    # The store is gone (a network outage): nothing is un-aspired, polls back off.
+    assert source.poll_once() is None
+    assert source.next_wait_s() == 60.0
+    assert published.versions() == [[], [1]]
