@@ -218,7 +218,8 @@ class Verifier:
             self._diverge(
                 last + 1,
                 "missing",
-                f"seq {missing} missing: the log jumps from seq {last} to seq {event.seq}",
+                f"seq {missing} is not where it belongs: the log jumps from seq {last} to "
+                f"seq {event.seq} (removed, or out of order)",
                 expected=self._pending[0] if self._pending else None,
             )
 
