@@ -156,9 +156,8 @@ class Verifier:
         self._pending: deque[Decision] = deque()
         self._cause = Cause(0, "")
         self._recorded_state: dict[tuple[str, int], str] = {}
-
-    # The explanation of the transition just fed (None when it could not be verified).
-    last_explanation: Cause | None = None
+        # The cause of the transition just fed (None when it could not be verified).
+        self.last_explanation: Cause | None = None
 
     def feed(self, event: Event) -> None:
         self.events += 1
