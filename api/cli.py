@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import pyserving
 from pyserving.api.flags import add_serve_flags
+from pyserving.api.replay_command import add_replay_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_serve_flags(serve)
     serve.set_defaults(func=_run_serve)
+    add_replay_command(commands)
     return parser
 
 

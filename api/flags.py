@@ -117,6 +117,7 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         default="",
         help="append every lifecycle event to this JSON-lines file (for `pyserving replay`)",
     )
+    add_event_log_flags(obs)
     obs.add_argument(
         "--log_format", choices=["json", "console"], default="json", help="log line format"
     )
@@ -125,4 +126,37 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         choices=["debug", "info", "warning", "error"],
         default="info",
         help="lowest level logged (default: %(default)s)",
+    )
+
+
+def add_event_log_flags(group: argparse._ArgumentGroup) -> None:
+    """Rotation and durability of --event_log (see adapters/event_log.py for the trade-off)."""
+    group.add_argument(
+        "--event_log_max_bytes",
+        type=int,
+        default=0,
+        help="rotate the event log when it would pass this size: LOG becomes LOG.1, ... "
+        "(0 = never rotate; default: 0)",
+    )
+    group.add_argument(
+        "--event_log_backups",
+        type=int,
+        default=5,
+        help="rotated event log files kept (LOG.1 ... LOG.N), the oldest dropped "
+        "(default: %(default)s)",
+    )
+    group.add_argument(
+        "--event_log_fsync",
+        choices=["always", "interval", "never"],
+        default="interval",
+        help="when the event log reaches the disk: always (per event; nothing lost on power "
+        "loss, slowest), interval (every --event_log_fsync_interval_seconds; default), never "
+        "(the OS decides). Every event is flushed to the OS in all modes, so a killed process "
+        "loses nothing",
+    )
+    group.add_argument(
+        "--event_log_fsync_interval_seconds",
+        type=float,
+        default=1.0,
+        help="with --event_log_fsync=interval, the most a power loss may lose (default: 1.0)",
     )

@@ -41,7 +41,7 @@ from pyserving.api.health import HealthService
 from pyserving.api.model_service import ModelService
 from pyserving.api.prediction_service import PredictionService
 from pyserving.engine.bus import EventBus
-from pyserving.engine.events import ServerStarted, ShutdownRequested
+from pyserving.engine.events import ServerStarted, ServerStopped, ShutdownRequested
 from pyserving.engine.manager import Manager, RetryPolicy
 from pyserving.engine.policy import POLICIES
 from pyserving.engine.runner import DirectRunner
@@ -69,6 +69,18 @@ def models_from_flags(options: argparse.Namespace) -> list[ModelConfig]:
     return [ModelConfig(options.model_name, options.model_base_path)]
 
 
+def event_log_from_flags(options: argparse.Namespace) -> EventLogWriter | None:
+    if not options.event_log:
+        return None
+    return EventLogWriter(
+        options.event_log,
+        fsync=options.event_log_fsync,
+        max_bytes=options.event_log_max_bytes,
+        backups=options.event_log_backups,
+        fsync_interval_s=options.event_log_fsync_interval_seconds,
+    )
+
+
 class ModelServer:
     def __init__(self, options: argparse.Namespace) -> None:
         self.options = options
@@ -88,7 +100,7 @@ class ModelServer:
             num_load_threads=max(1, options.num_load_threads),
             num_unload_threads=max(1, options.num_unload_threads),
         )
-        self.event_log = EventLogWriter(options.event_log) if options.event_log else None
+        self.event_log = event_log_from_flags(options)
         self.bus.subscribe(self.manager.handle)
         self.bus.subscribe(log_event)
         if self.event_log is not None:
@@ -186,6 +198,7 @@ class ModelServer:
         self.runner.close()
         self.manager.close()
         self.bus.wait_idle(timeout=10)
+        self.bus.publish(ServerStopped(reason=reason))  # replay: every decision is recorded
         self.bus.stop()
         if self.event_log is not None:
             self.event_log.close()

@@ -111,6 +111,18 @@ class ShutdownRequested(Event):
 
 
 @dataclass(frozen=True)
+class ServerStopped(Event):
+    """Footer record of a clean stop: every decision made before it is in the log.
+
+    Replay holds a segment that ends without one to a lower standard (a crash may have
+    lost the last decisions); one that ends with it must account for every decision.
+    """
+
+    kind: ClassVar[str] = "server_stopped"
+    reason: str
+
+
+@dataclass(frozen=True)
 class Transition(Event):
     """One state change of one servable version's machine."""
 
@@ -145,6 +157,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         LoadFailed,
         UnloadFinished,
         ShutdownRequested,
+        ServerStopped,
         Transition,
         BatchRun,
     )

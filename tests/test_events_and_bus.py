@@ -16,6 +16,7 @@ from pyserving.engine.events import (
     LoadFailed,
     LoadSucceeded,
     ServerStarted,
+    ServerStopped,
     ShutdownRequested,
     Transition,
     UnloadFinished,
@@ -29,6 +30,7 @@ SAMPLES: list[Event] = [
     LoadFailed(model="mnist", version=3, error="bad", attempt=1, will_retry=True, duration_s=0.1),
     UnloadFinished(model="mnist", version=1, duration_s=0.01),
     ShutdownRequested(reason="SIGTERM"),
+    ServerStopped(reason="received SIGTERM"),
     Transition(model="mnist", version=1, src="new", dst="loading", trigger="start_load"),
     BatchRun(model="mnist", version=1, signature="s", size=3, padded_size=4, oldest_wait_s=0.001),
 ]

@@ -1,0 +1,359 @@
+"""Replay: re-decide every recorded lifecycle transition with a fresh manager, and compare.
+
+Why the comparison is one flat sequence: a fact (aspired versions, a load result) is
+stamped when published, from whichever thread publishes it, but the manager reacts to
+it only when the bus dispatches it, on the bus's one thread, in sequence order. The
+transitions it fires are stamped then, so another thread's fact may be stamped between
+a fact and the transitions it caused. Transitions, though, are published only from that
+dispatch, fact by fact, in sequence order. So feeding the recorded facts to a fresh
+`Manager(execute=False)` in sequence order yields its transitions in exactly the order
+the log recorded them, whatever the interleaving with facts: the recorded transitions
+(in log order) must equal the re-decided ones (in the order they were decided). Each
+re-decided transition also names the fact whose dispatch produced it: its explanation.
+
+A log may hold several server runs; each `ServerStarted` header begins a fresh manager
+built from the flags it records (policy, retries). A run that ends without a
+`ServerStopped` footer crashed: decisions it made but did not record are reported, not
+held against it. Events before the first header (its file rotated away) are shown but
+cannot be verified.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from pyserving.engine.events import (
+    Event,
+    ServerStarted,
+    ServerStopped,
+    Transition,
+)
+from pyserving.engine.manager import Manager, RetryPolicy
+from pyserving.engine.policy import POLICIES
+from pyserving.engine.servable_map import ServableMap
+from pyserving.engine.timeline import Cause, Timeline, TimelineBuilder
+from pyserving.statemachines.servable_version import TRANSITIONS, State
+
+log = structlog.get_logger("pyserving.replay")
+
+LEGAL_MOVES = frozenset((t["source"], t["trigger"], t["dest"]) for t in TRANSITIONS)
+# Facts of these kinds do not reach the manager's decisions: skipping them is only speed.
+NOT_FOR_THE_MANAGER = frozenset({"transition", "server_started", "batch_run"})
+CONFIG_RELOADED = "config_reloaded"
+
+
+class ReplayError(Exception):
+    """The log cannot be replayed at all (not a divergence): the message says why."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A transition the fresh manager decided, and why."""
+
+    transition: Transition
+    cause: Cause
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """The first point where the log and the re-decided lifecycle disagree."""
+
+    seq: int
+    problem: str  # out_of_order | missing | illegal | mismatch | unexplained | unrecorded
+    message: str
+    expected: Decision | None = None
+    recorded: Transition | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "problem": self.problem,
+            "message": self.message,
+            "expected": describe_decision(self.expected) if self.expected else None,
+            "recorded": describe_transition(self.recorded) if self.recorded else None,
+        }
+
+
+@dataclass
+class Run:
+    """One server run: from its `ServerStarted` header to the next header or the log's end."""
+
+    header_seq: int
+    started: float
+    pyserving_version: str
+    policy: str
+    last_seq: int = 0
+    last_time: float = 0.0
+    clean_stop: bool = False
+    verified_transitions: int = 0
+    unrecorded: list[Decision] = field(default_factory=list)
+    manager_errors: list[str] = field(default_factory=list)
+    config_reloads: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "header_seq": self.header_seq,
+            "started": self.started,
+            "pyserving_version": self.pyserving_version,
+            "policy": self.policy,
+            "last_seq": self.last_seq,
+            "clean_stop": self.clean_stop,
+            "verified_transitions": self.verified_transitions,
+            "unrecorded_decisions": [describe_decision(d) for d in self.unrecorded],
+            "manager_errors": self.manager_errors,
+            "config_reloads": self.config_reloads,
+        }
+
+
+def describe_transition(t: Transition) -> str:
+    return f"{t.model} v{t.version}: {t.src} -> {t.dst} ({t.trigger})"
+
+
+def describe_decision(d: Decision) -> str:
+    return f"{describe_transition(d.transition)} after #{d.cause.seq} {d.cause.kind}"
+
+
+def manager_for_run(header: ServerStarted, publish: Callable[[Event], object]) -> Manager:
+    """A fresh manager deciding as the recorded server's did: same policy, same retries."""
+    flags = header.flags
+    policy_name = str(flags.get("aspired_version_policy", "availability"))
+    if policy_name not in POLICIES:
+        raise ReplayError(
+            f"the run starting at seq {header.seq} used aspired_version_policy={policy_name!r}, "
+            f"which this pyserving does not know ({', '.join(POLICIES)}): replay it with the "
+            f"pyserving that wrote it ({header.pyserving_version})"
+        )
+    retry = RetryPolicy(
+        max_num_load_retries=int(flags.get("max_num_load_retries", 5)),
+        load_retry_interval_s=float(flags.get("load_retry_interval_micros", 60_000_000)) / 1e6,
+    )
+    return Manager(
+        publish=publish,
+        loader=None,
+        servable_map=ServableMap(),
+        policy=POLICIES[policy_name](),
+        retry=retry,
+        execute=False,
+    )
+
+
+class Verifier:
+    """Consumes the log's events in order; stops judging at the first divergence."""
+
+    def __init__(self) -> None:
+        self.runs: list[Run] = []
+        self.divergence: Divergence | None = None
+        self.unverified_events = 0  # before the first header
+        self.events = 0
+        self._last_seq: int | None = None
+        self._run: Run | None = None
+        self._manager: Manager | None = None
+        self._pending: deque[Decision] = deque()
+        self._cause = Cause(0, "")
+        self._recorded_state: dict[tuple[str, int], str] = {}
+        # The cause of the transition just fed (None when it could not be verified).
+        self.last_explanation: Cause | None = None
+
+    def feed(self, event: Event) -> None:
+        self.events += 1
+        self.last_explanation = None
+        if self.divergence is None:
+            self._check_order(event)
+        if isinstance(event, ServerStarted):
+            self._end_run()
+            self._start_run(event)
+            return
+        run = self._run
+        if run is None:
+            self.unverified_events += 1
+            return
+        run.last_seq, run.last_time = event.seq, event.time
+        if self.divergence is not None:
+            return
+        if isinstance(event, Transition):
+            self._check_transition(event, run)
+        elif event.kind not in NOT_FOR_THE_MANAGER:
+            if isinstance(event, ServerStopped):
+                run.clean_stop = True
+            elif event.kind == CONFIG_RELOADED:
+                self.on_config_reloaded(event, run)
+            self._drive(event, run)
+
+    def on_config_reloaded(self, event: Event, run: Run) -> None:
+        """Hook for the `ConfigReloaded` fact (config reload is built separately).
+
+        The fact goes to the manager like every other fact (`_drive`); this hook is where
+        a reload that changes how the manager decides (policy, retries) rebuilds it from
+        the fact's new settings. Today it only records where reloads happened.
+        """
+        run.config_reloads.append(event.seq)
+
+    def finish(self) -> None:
+        self._end_run()
+
+    @property
+    def verified(self) -> bool:
+        return self.divergence is None
+
+    # ----------------------------------------------------------------- checks
+    def _check_order(self, event: Event) -> None:
+        last = self._last_seq
+        self._last_seq = event.seq if last is None else max(last, event.seq)
+        if last is None:
+            return
+        if event.seq <= last:
+            self._diverge(
+                event.seq,
+                "out_of_order",
+                f"seq {event.seq} ({event.kind}) comes after seq {last}: events are out of order",
+            )
+        elif event.seq > last + 1 and self._run is not None:
+            missing = f"{last + 1}" if event.seq == last + 2 else f"{last + 1}..{event.seq - 1}"
+            self._diverge(
+                last + 1,
+                "missing",
+                f"seq {missing} is not where it belongs: the log jumps from seq {last} to "
+                f"seq {event.seq} (removed, or out of order)",
+                expected=self._pending[0] if self._pending else None,
+            )
+
+    def _check_transition(self, recorded: Transition, run: Run) -> None:
+        key = (recorded.model, recorded.version)
+        current = self._recorded_state.get(key, State.NEW.value)
+        if current == State.END.value and recorded.src == State.NEW.value:
+            current = State.NEW.value  # an ended version aspired again: a fresh machine
+        expected = self._pending[0] if self._pending else None
+        if (recorded.src, recorded.trigger, recorded.dst) not in LEGAL_MOVES:
+            self._diverge(
+                recorded.seq,
+                "illegal",
+                f"seq {recorded.seq}: {recorded.src} -> {recorded.dst} by {recorded.trigger!r} "
+                "is not a move of the version state machine",
+                expected,
+                recorded,
+            )
+            return
+        if recorded.src != current:
+            self._diverge(
+                recorded.seq,
+                "illegal",
+                f"seq {recorded.seq}: {recorded.model} v{recorded.version} moves from "
+                f"{recorded.src}, but the log left it in {current}",
+                expected,
+                recorded,
+            )
+            return
+        if expected is None:
+            self._diverge(
+                recorded.seq,
+                "unexplained",
+                f"seq {recorded.seq}: no recorded fact makes the manager decide this transition",
+                None,
+                recorded,
+            )
+            return
+        if _decision_key(expected.transition) != _decision_key(recorded):
+            self._diverge(
+                recorded.seq,
+                "mismatch",
+                f"seq {recorded.seq}: the manager decides "
+                f"{describe_decision(expected)}, the log records {describe_transition(recorded)}",
+                expected,
+                recorded,
+            )
+            return
+        self._pending.popleft()
+        self._recorded_state[key] = recorded.dst
+        run.verified_transitions += 1
+        self.last_explanation = expected.cause
+
+    def _diverge(
+        self,
+        seq: int,
+        problem: str,
+        message: str,
+        expected: Decision | None = None,
+        recorded: Transition | None = None,
+    ) -> None:
+        if self.divergence is None:
+            self.divergence = Divergence(seq, problem, message, expected, recorded)
+
+    # ------------------------------------------------------------ the manager
+    def _drive(self, fact: Event, run: Run) -> None:
+        assert self._manager is not None
+        self._cause = Cause(fact.seq, fact.kind)
+        try:
+            self._manager.handle(fact)
+        except Exception as exc:  # the live bus logs a raising subscriber and goes on: so do we
+            run.manager_errors.append(f"#{fact.seq} {fact.kind}: {type(exc).__name__}: {exc}")
+
+    def _decided(self, event: Event) -> None:
+        if isinstance(event, Transition):
+            self._pending.append(Decision(event, self._cause))
+
+    def _start_run(self, header: ServerStarted) -> None:
+        flags = header.flags
+        self._run = Run(
+            header_seq=header.seq,
+            started=header.time,
+            pyserving_version=header.pyserving_version,
+            policy=str(flags.get("aspired_version_policy", "availability")),
+            last_seq=header.seq,
+            last_time=header.time,
+        )
+        self.runs.append(self._run)
+        self._manager = manager_for_run(header, self._decided)
+        self._pending.clear()
+        self._recorded_state.clear()
+
+    def _end_run(self) -> None:
+        run = self._run
+        if run is None:
+            return
+        if self._pending and self.divergence is None:
+            if run.clean_stop:
+                first = self._pending[0]
+                self._diverge(
+                    run.last_seq + 1,
+                    "unrecorded",
+                    f"the manager decides {describe_decision(first)}, but the run that ends "
+                    f"cleanly at seq {run.last_seq} never records it",
+                    expected=first,
+                )
+            else:
+                run.unrecorded = list(self._pending)
+        self._pending.clear()
+        if self._manager is not None:
+            self._manager.close()
+        self._manager = None
+        self._run = None
+
+
+def _decision_key(t: Transition) -> tuple[str, int, str, str, str]:
+    return (t.model, t.version, t.src, t.dst, t.trigger)
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    verifier: Verifier
+    timeline: Timeline
+
+    @property
+    def verified(self) -> bool:
+        return self.verifier.verified
+
+
+def replay(events: Iterable[Event]) -> ReplayResult:
+    """Verify `events` (in log order) and build their timeline, in one pass."""
+    verifier = Verifier()
+    builder = TimelineBuilder()
+    for event in events:
+        verifier.feed(event)
+        builder.add(event, verifier.last_explanation)
+    verifier.finish()
+    return ReplayResult(verifier, builder.finish())

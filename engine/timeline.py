@@ -1,0 +1,257 @@
+"""The lifecycle timeline of a log: per model and version, each state with when and why.
+
+Built from the recorded events in one pass (the log is the source of truth for what
+happened; replay's verifier says whether it can be trusted, and supplies each
+transition's cause). A version may live several times: aspired again after it ended, or
+once per server run. Each life starts when the manager created its machine (the
+aspired-versions fact that first named it) and is a list of state spans.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyserving.engine.events import (
+    AspiredVersions,
+    Event,
+    LoadFailed,
+    ServerStarted,
+    Transition,
+)
+from pyserving.statemachines.servable_version import State
+
+SETTLED = frozenset({State.END.value, State.ERROR.value})
+
+
+@dataclass(frozen=True)
+class Cause:
+    """The recorded fact whose dispatch made the manager decide a transition."""
+
+    seq: int
+    kind: str
+
+
+@dataclass(frozen=True)
+class Point:
+    """A moment in the log: a sequence number, or a time (seconds since the epoch)."""
+
+    seq: int | None = None
+    time: float | None = None
+
+    def after(self, seq: int, time: float) -> bool:
+        """True when this moment is strictly after the event (seq, time)."""
+        return (self.seq > seq) if self.seq is not None else (self.time or 0.0) > time
+
+    def not_after(self, seq: int, time: float) -> bool:
+        """True when the event (seq, time) happened at or before this moment."""
+        return (seq <= self.seq) if self.seq is not None else time <= (self.time or 0.0)
+
+
+@dataclass
+class StateSpan:
+    state: str
+    since_seq: int
+    since_time: float
+    trigger: str = ""
+    reason: str = ""
+    cause: Cause | None = None
+    until_seq: int | None = None
+    until_time: float | None = None
+
+    def duration_s(self, end_time: float) -> float:
+        return (self.until_time if self.until_time is not None else end_time) - self.since_time
+
+    def to_dict(self, end_time: float) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "since_seq": self.since_seq,
+            "since_time": self.since_time,
+            "until_seq": self.until_seq,
+            "until_time": self.until_time,
+            "duration_s": round(self.duration_s(end_time), 6),
+            "trigger": self.trigger,
+            "reason": self.reason,
+            "cause": {"seq": self.cause.seq, "kind": self.cause.kind} if self.cause else None,
+        }
+
+
+@dataclass(frozen=True)
+class LoadError:
+    seq: int
+    time: float
+    attempt: int
+    will_retry: bool
+    error: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "time": self.time,
+            "attempt": self.attempt,
+            "will_retry": self.will_retry,
+            "error": self.error,
+        }
+
+
+@dataclass
+class VersionLife:
+    """One machine of one version, from its creation to its end (or the log's)."""
+
+    model: str
+    version: int
+    run: int  # index of the server run (0 = before any header)
+    spans: list[StateSpan] = field(default_factory=list)
+    load_errors: list[LoadError] = field(default_factory=list)
+
+    @property
+    def state(self) -> str:
+        return self.spans[-1].state
+
+    def state_at(self, point: Point) -> str | None:
+        found = None
+        for span in self.spans:
+            if point.not_after(span.since_seq, span.since_time):
+                found = span.state
+            else:
+                break
+        return found
+
+
+@dataclass(frozen=True)
+class Served:
+    """A version was available (could answer requests) over this interval."""
+
+    model: str
+    version: int
+    since_seq: int
+    since_time: float
+    until_seq: int | None
+    until_time: float | None
+
+
+@dataclass(frozen=True)
+class RunBoundary:
+    header_seq: int
+    time: float
+
+
+class TimelineBuilder:
+    def __init__(self) -> None:
+        self.lives: list[VersionLife] = []
+        self.runs: list[RunBoundary] = []
+        self._current: dict[tuple[str, int], VersionLife] = {}
+        self.last_seq = 0
+        self.last_time = 0.0
+        self.first_time: float | None = None
+
+    def add(self, event: Event, cause: Cause | None = None) -> None:
+        self.last_seq, self.last_time = event.seq, event.time
+        if self.first_time is None:
+            self.first_time = event.time
+        if isinstance(event, Transition):
+            self._transition(event, cause)
+        elif isinstance(event, AspiredVersions):
+            for wanted in event.versions:
+                self._life_for(event.model, wanted.version, event.seq, event.time, event.kind)
+        elif isinstance(event, LoadFailed):
+            life = self._current.get((event.model, event.version))
+            if life is not None:
+                life.load_errors.append(
+                    LoadError(event.seq, event.time, event.attempt, event.will_retry, event.error)
+                )
+        elif isinstance(event, ServerStarted):
+            self._close_open_spans(event.seq, event.time)
+            self.runs.append(RunBoundary(event.seq, event.time))
+            self._current.clear()
+
+    def _life_for(self, model: str, version: int, seq: int, time: float, kind: str) -> VersionLife:
+        """The version's live machine, or a new one (as the manager creates it)."""
+        life = self._current.get((model, version))
+        if life is None or life.state == State.END.value:
+            life = self._new_life(model, version, seq, time, Cause(seq, kind))
+        return life
+
+    def _new_life(
+        self, model: str, version: int, seq: int, time: float, cause: Cause | None = None
+    ) -> VersionLife:
+        life = VersionLife(model, version, len(self.runs))
+        life.spans.append(StateSpan(State.NEW.value, seq, time, cause=cause))
+        self._current[(model, version)] = life
+        self.lives.append(life)
+        return life
+
+    def _transition(self, t: Transition, cause: Cause | None) -> None:
+        life = self._current.get((t.model, t.version))
+        if life is None or (t.src == State.NEW.value and life.state != State.NEW.value):
+            life = self._new_life(t.model, t.version, t.seq, t.time)
+        last = life.spans[-1]
+        last.until_seq, last.until_time = t.seq, t.time
+        life.spans.append(StateSpan(t.dst, t.seq, t.time, t.trigger, t.reason, cause))
+
+    def _close_open_spans(self, seq: int, time: float) -> None:
+        """A new server run: the previous run's machines are gone, whatever their state."""
+        for life in self._current.values():
+            last = life.spans[-1]
+            if last.until_seq is None:
+                last.until_seq, last.until_time = seq, time
+
+    def finish(self) -> Timeline:
+        return Timeline(self.lives, self.runs, self.last_seq, self.last_time)
+
+
+@dataclass
+class Timeline:
+    lives: list[VersionLife]
+    runs: list[RunBoundary]
+    last_seq: int
+    last_time: float
+
+    def models(self) -> list[str]:
+        return sorted({life.model for life in self.lives})
+
+    def served(self, model: str) -> list[Served]:
+        intervals = []
+        for life in self.lives:
+            if life.model != model:
+                continue
+            for span in life.spans:
+                if span.state == State.AVAILABLE.value:
+                    intervals.append(
+                        Served(
+                            model,
+                            life.version,
+                            span.since_seq,
+                            span.since_time,
+                            span.until_seq,
+                            span.until_time,
+                        )
+                    )
+        return sorted(intervals, key=lambda s: s.since_seq)
+
+    def left_unsettled(self) -> list[VersionLife]:
+        """Lives a later run (a restart) cut short: the server stopped without settling them."""
+        return [
+            life for life in self.lives if life.run < len(self.runs) and life.state not in SETTLED
+        ]
+
+    def unsettled_at_end(self) -> list[VersionLife]:
+        """Lives of the last run not settled when the log ends (running, or crashed)."""
+        return [
+            life for life in self.lives if life.run == len(self.runs) and life.state not in SETTLED
+        ]
+
+    def state_at(self, point: Point) -> dict[tuple[str, int], str]:
+        """Every version's state at a moment, in the server run live at that moment."""
+        run = 0
+        for index, boundary in enumerate(self.runs, start=1):
+            if point.not_after(boundary.header_seq, boundary.time):
+                run = index
+        states: dict[tuple[str, int], str] = {}
+        for life in self.lives:
+            if life.run != run:
+                continue
+            state = life.state_at(point)
+            if state is not None:
+                states[(life.model, life.version)] = state
+        return dict(sorted(states.items()))
