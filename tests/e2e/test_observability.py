@@ -12,19 +12,25 @@ Batching panels need a server that batches: they are listed by name in
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
+from pyserving.adapters.metrics import ServingMetrics, new_registry
 from pyserving.api.cli import build_parser
+from pyserving.api.http_server import HttpServer, metrics_routes
+from pyserving.engine.events import BatchRun
 from tests.e2e.conftest import (
     FAST_FLAGS,
     ServerProcess,
@@ -286,3 +292,54 @@ def test_grafana_provisioning_points_at_the_dashboards() -> None:
         assert ds_var["current"]["value"] == source["uid"], name
         for panel in dashboard["panels"]:
             assert panel["datasource"]["uid"] == "${datasource}", (name, panel["title"])
+
+
+def test_batching_panel_queries_against_batch_run_events(tmp_path: Path) -> None:
+    """Until the batcher is merged: the batching panels' PromQL, checked on a real Prometheus
+    scraping a real metrics endpoint fed with BatchRun events and the batcher's hooks."""
+    require_binary("prometheus")
+    registry = new_registry()
+    metrics = ServingMetrics(registry, known_models=lambda: {"mnist"})
+    metrics.watch_queue_depths(lambda: {("mnist", 2, "predict_images"): 3})
+    http = HttpServer(0, host="127.0.0.1")
+    http.add_routes(metrics_routes(registry, "/monitoring/prometheus/metrics"))
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    port = asyncio.run_coroutine_threadsafe(http.start(), loop).result(30)
+    prometheus = Prometheus(tmp_path / "prometheus", target=f"127.0.0.1:{port}")
+    started = time.time()
+
+    def run_batches(n: int) -> None:
+        for i in range(n):
+            size = 1 + i % 7
+            metrics.handle(
+                BatchRun(
+                    model="mnist",
+                    version=2,
+                    signature="predict_images",
+                    size=size,
+                    padded_size=8,
+                    oldest_wait_s=0.001 * size,
+                )
+            )
+        metrics.batch_rejected("mnist", "predict_images", "queue_full")
+
+    try:
+        run_batches(20)  # two rounds with a scrape between: rates are non-zero
+        prometheus.wait_for("pyserving_batch_size_count >= 20")
+        run_batches(20)
+        prometheus.wait_for("pyserving_batch_size_count >= 40")
+        window = f"{int(time.time() - started) + 30}s"
+        batching = [q for q in panel_queries() if (q.dashboard, q.panel) in BATCHING_PANELS]
+        assert {(q.dashboard, q.panel) for q in batching} == BATCHING_PANELS
+        for query in batching:
+            expr = substitute(query.expr, window)
+            result = prometheus.query(expr)
+            assert finite_values(result), f"{query.panel}: {expr} -> {result}"
+    finally:
+        prometheus.stop()
+        asyncio.run_coroutine_threadsafe(http.stop(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
