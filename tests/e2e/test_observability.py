@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -33,6 +34,7 @@ from pyserving.api.http_server import HttpServer, metrics_routes
 from pyserving.engine.events import BatchRun
 from tests.e2e.conftest import (
     FAST_FLAGS,
+    QUIET_ENV,
     ServerProcess,
     TrainedModels,
     free_port,
@@ -343,3 +345,33 @@ def test_batching_panel_queries_against_batch_run_events(tmp_path: Path) -> None
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--monitoring_config_file={bad}"], 'no field named "enabled"'),
+        (["--port=8600", "--rest_api_port=8600"], "--rest_api_port=8600 is also --port"),
+    ],
+    ids=["bad-monitoring-config", "same-port"],
+)
+def test_startup_errors_say_what_to_fix(tmp_path: Path, flags: list[str], message: str) -> None:
+    bad = tmp_path / "monitoring.config"
+    bad.write_text("prometheus_config { enabled: true }")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pyserving",
+            "serve",
+            f"--model_base_path={tmp_path}",
+            *(f.format(bad=bad) for f in flags),
+        ],
+        capture_output=True,
+        text=True,
+        env=QUIET_ENV,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
