@@ -52,9 +52,7 @@ class HttpServer:
                 "choose another port"
             ) from None
         self._runner = runner
-        server = site._server  # aiohttp offers no public accessor for the bound socket
-        assert server is not None and server.sockets  # type: ignore[union-attr]
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = int(runner.addresses[0][1])
         log.info("http_server_listening", address=f"{self._host}:{self.port}")
         return self.port
 

@@ -85,8 +85,18 @@ class Scenario:
     unknown_model: str
 
 
-def _requests(server: ServerProcess, images: np.ndarray, unknown_model: str) -> None:
-    """OK Predicts, metadata and status, and errors: an unknown model and a bad input."""
+def _requests(
+    server: ServerProcess,
+    prometheus: Prometheus,
+    images: np.ndarray,
+    unknown_model: str,
+    phase: int,
+) -> None:
+    """OK Predicts, metadata and status, and errors: an unknown model and a bad input.
+
+    Waits until Prometheus has scraped the phase, so every request series has a sample
+    per phase and the panels' rate() windows hold at least two of them.
+    """
     for _ in range(10):
         server.predict_stub.Predict(predict_request(images[:4]), timeout=30)
     metadata = get_model_metadata_pb2.GetModelMetadataRequest()
@@ -103,6 +113,10 @@ def _requests(server: ServerProcess, images: np.ndarray, unknown_model: str) -> 
         with pytest.raises(grpc.RpcError) as info:
             server.predict_stub.Predict(request, timeout=30)
         assert info.value.code() == code
+    prometheus.wait_for(
+        f'sum(pyserving_requests_total{{code!="OK"}}) >= {2 * phase} and '
+        f'sum(pyserving_requests_total{{api="Predict",code="OK"}}) >= {10 * phase}'
+    )
 
 
 @pytest.fixture(scope="module")
@@ -134,11 +148,11 @@ def scenario(
     try:
         server.wait_serving()
         images = trained_models.dataset.test_images
-        _requests(server, images, unknown_model)
+        _requests(server, prometheus, images, unknown_model, phase=1)
 
         trained_models.copy_version(2, watched)  # the swap: v2 in, v1 out
         server.wait_for(lambda: server.version_states("mnist").get(1) == END, what="v1 END")
-        _requests(server, images, unknown_model)
+        _requests(server, prometheus, images, unknown_model, phase=2)
 
         broken = watched / ".staging-3"
         broken.mkdir()
@@ -146,13 +160,12 @@ def scenario(
         broken.rename(watched / "3")
         server.wait_for(lambda: server.version_states("mnist").get(3) == END, what="v3 failed")
         assert server.version_states("mnist")[2] == AVAILABLE
-        _requests(server, images, unknown_model)
+        _requests(server, prometheus, images, unknown_model, phase=3)
 
         # The last scrape must postdate everything above.
         prometheus.wait_for(
             'pyserving_servable_transitions_total{model="mnist",version="3",to_state="error"} > 0'
         )
-        prometheus.wait_for('pyserving_requests_total{api="Predict",code="OK"} >= 30')
         yield Scenario(server, prometheus, rest_port, started, unknown_model)
     finally:
         server.stop()
@@ -238,7 +251,18 @@ def test_every_panel_query_returns_data(scenario: Scenario, query: PanelQuery) -
     window = f"{int(time.time() - scenario.started) + 30}s"  # the whole scenario
     expr = substitute(query.expr, window)
     result = scenario.prometheus.query(expr)
-    assert finite_values(result), f"{query.dashboard} / {query.panel}: {expr} -> {result}"
+    if not finite_values(result):
+        health = [
+            (t["health"], t["lastError"], t["lastScrape"])
+            for t in scenario.prometheus.api("targets")["activeTargets"]
+        ]
+        scrapes = scenario.prometheus.query(
+            f"count_over_time(up[{window}]) or sum_over_time(up[{window}])"
+        )
+        pytest.fail(
+            f"{query.dashboard} / {query.panel}: {expr} -> {result}\n"
+            f"window {window}, targets {health}, scrapes {scrapes}"
+        )
 
 
 def test_batching_panels_are_exactly_the_batching_dashboard() -> None:
