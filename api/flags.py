@@ -34,6 +34,13 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         default=64 * 1024 * 1024,
         help="largest request or reply message in bytes (default: 64 MiB)",
     )
+    net.add_argument(
+        "--rest_api_port",
+        type=int,
+        default=0,
+        help="HTTP port for /monitoring/prometheus/metrics, /healthz and /readyz; 0 turns "
+        "the HTTP server off (default: 0)",
+    )
 
     model = parser.add_argument_group("model (one model; see --model_config_file for many)")
     model.add_argument("--model_name", default="default", help="name clients use in model_spec")
@@ -118,6 +125,13 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         help="append every lifecycle event to this JSON-lines file (for `pyserving replay`)",
     )
     add_event_log_flags(obs)
+    obs.add_argument(
+        "--monitoring_config_file",
+        default="",
+        help="TF Serving MonitoringConfig text proto: prometheus_config { enable: true, "
+        'path: "/monitoring/prometheus/metrics" }; without it metrics are served at that '
+        "path on --rest_api_port",
+    )
     obs.add_argument(
         "--log_format", choices=["json", "console"], default="json", help="log line format"
     )

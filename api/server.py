@@ -12,6 +12,7 @@ import signal
 import tempfile
 import time
 from dataclasses import dataclass
+from typing import TypeVar
 
 import grpc
 import structlog
@@ -28,6 +29,7 @@ import pyserving
 from pyserving.adapters.event_log import EventLogWriter, last_sequence
 from pyserving.adapters.lifecycle_log import log_event
 from pyserving.adapters.loaders.tensorflow_loader import TensorFlowLoader
+from pyserving.adapters.metrics import ServingMetrics, new_registry
 from pyserving.adapters.sources.file_system import FileSystemSource
 from pyserving.adapters.sources.object_store import (
     CacheEvictor,
@@ -37,8 +39,11 @@ from pyserving.adapters.sources.object_store import (
     is_remote,
     redact,
 )
+from pyserving.api.grpc_errors import attach_request_observer
 from pyserving.api.health import HealthService
+from pyserving.api.http_server import HttpServer, metrics_routes, probe_routes
 from pyserving.api.model_service import ModelService
+from pyserving.api.monitoring_config import MonitoringConfigError, load_monitoring_config
 from pyserving.api.prediction_service import PredictionService
 from pyserving.engine.bus import EventBus
 from pyserving.engine.events import ServerStarted, ServerStopped, ShutdownRequested
@@ -48,6 +53,8 @@ from pyserving.engine.runner import DirectRunner
 from pyserving.engine.servable_map import ServableMap
 
 log = structlog.get_logger("pyserving.server")
+
+_Servicer = TypeVar("_Servicer")
 
 
 class StartupError(Exception):
@@ -124,6 +131,50 @@ class ModelServer:
         self.health = HealthService(self.servable_map, lambda: [m.name for m in self.models])
         self.grpc_server: grpc.aio.Server | None = None
         self.port = 0
+        self._init_observability()
+
+    def _init_observability(self) -> None:
+        """Metrics on a private registry, fed by the bus; the HTTP server's settings."""
+        try:
+            self.prometheus = load_monitoring_config(self.options.monitoring_config_file)
+        except MonitoringConfigError as exc:
+            raise StartupError(str(exc)) from None
+        rest_port = self.options.rest_api_port
+        if rest_port and rest_port == self.options.port:
+            raise StartupError(
+                f"--rest_api_port={rest_port} is also --port: give the HTTP server its own port"
+            )
+        if self.options.monitoring_config_file and self.prometheus.enabled and not rest_port:
+            log.warning(
+                "metrics_not_served",
+                hint="metrics are served on the HTTP port: give --rest_api_port=PORT",
+            )
+        self.metrics_registry = new_registry()
+        self.metrics = ServingMetrics(
+            self.metrics_registry,
+            known_models=lambda: {m.name for m in self.models},
+            version_states=self.manager.states,
+        )
+        self.bus.subscribe(self.metrics.handle)
+        self.http_server: HttpServer | None = None
+        self.http_port = 0
+
+    def _observed(self, servicer: _Servicer) -> _Servicer:
+        attach_request_observer(servicer, self.metrics.observe_request)
+        return servicer
+
+    async def _start_http(self) -> None:
+        if not self.options.rest_api_port:
+            return
+        http = HttpServer(self.options.rest_api_port)
+        http.add_routes(probe_routes(self.health.status))
+        if self.prometheus.enabled:
+            http.add_routes(metrics_routes(self.metrics_registry, self.prometheus.path))
+        try:
+            self.http_port = await http.start()
+        except (OSError, ValueError) as exc:
+            raise StartupError(str(exc)) from None
+        self.http_server = http
 
     def _storage(self, model: ModelConfig) -> RemoteStorage | None:
         """Remote base paths (s3://, gs://, ...) are listed remotely and downloaded."""
@@ -156,10 +207,13 @@ class ModelServer:
             ]
         )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionService(self.servable_map, self.runner, max_elements=max_bytes), server
+            self._observed(
+                PredictionService(self.servable_map, self.runner, max_elements=max_bytes)
+            ),
+            server,
         )
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelService(self.manager, self.servable_map), server
+            self._observed(ModelService(self.manager, self.servable_map)), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -182,6 +236,11 @@ class ModelServer:
         await server.start()
         self.grpc_server = server
         log.info("grpc_server_listening", address=f"0.0.0.0:{self.port}")
+        try:
+            await self._start_http()
+        except StartupError:
+            await server.stop(None)
+            raise
         for source in self.sources:
             source.start()
 
@@ -204,6 +263,8 @@ class ModelServer:
             self.event_log.close()
         if self.cache is not None and not self.options.model_cache_dir:
             shutil.rmtree(self.cache.root, ignore_errors=True)  # our own temporary folder
+        if self.http_server is not None:
+            await self.http_server.stop()
         log.info("server_stopped")
 
     def _wait_unloaded(self, timeout_s: float) -> None:

@@ -36,13 +36,13 @@ sys.path.insert(0, str(EXAMPLES))
 from mnist_input_data import Dataset, load_dataset  # noqa: E402
 
 
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Everything under tests/e2e is marked e2e, so `-m "not e2e"` runs the unit tests only."""
     here = Path(__file__).parent
     for item in items:
         if here in Path(item.path).parents:
             item.add_marker(pytest.mark.e2e)
+
 
 QUIET_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
 

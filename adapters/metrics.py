@@ -1,0 +1,275 @@
+"""Every Prometheus metric pyserving exports, in one place, and the bus subscriber feeding them.
+
+Lifecycle metrics come only from bus events (`handle`), never from scattered call sites:
+whatever the machines do, the bus reports, so the metrics cannot disagree with the event
+log. Request metrics come from the one gRPC wrapper (`api/grpc_errors.py`) through
+`observe_request`; the batcher reports rejections through `batch_rejected` and its queue
+depths through the callable given to `watch_queue_depths`.
+
+Label values stay bounded: model names are the configured ones (anything else a client
+sends is counted as `UNKNOWN_MODEL`), states and event kinds are fixed sets, and no
+request id or raw user string ever becomes a label value. Versions label only the
+transitions counter (a handful of series per deployed version, needed to tell v1's
+history from v2's).
+
+To add a metric: declare it in `ServingMetrics.__init__`, feed it from `handle` (for a
+bus event) or from a method the producing component calls, and add a dashboard panel
+in `dashboards/` (the Prometheus end-to-end test queries every panel).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from pyserving.engine.events import (
+    EVENT_TYPES,
+    AspiredVersions,
+    BatchRun,
+    Event,
+    LoadFailed,
+    LoadSucceeded,
+    Transition,
+    UnloadFinished,
+)
+from pyserving.statemachines.servable_version import TRANSITIONS, State
+
+UNKNOWN_MODEL = "_unknown_"
+
+# Seconds: a cached TensorFlow call is sub-millisecond, a cold one or a big batch seconds.
+REQUEST_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+# Loads of real SavedModels take from a fraction of a second to minutes.
+LOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+PADDING_BUCKETS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+QUEUE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+LEGAL_MOVES: tuple[tuple[str, str], ...] = tuple((t["source"], t["dest"]) for t in TRANSITIONS)
+
+QueueDepths = Callable[[], Mapping[tuple[str, int, str], int]]
+VersionStates = Callable[[], Mapping[tuple[str, int], State]]
+
+
+def new_registry() -> CollectorRegistry:
+    """A private registry with the process, platform and GC collectors, as the default has.
+
+    Private so that two servers in one process (tests) never share or collide on series.
+    """
+    registry = CollectorRegistry(auto_describe=True)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+class ServingMetrics:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        known_models: Callable[[], Collection[str]],
+        version_states: VersionStates | None = None,
+    ) -> None:
+        """`known_models` bounds the model label; `version_states` feeds the versions gauge."""
+        self._known_models = known_models
+        self._version_states = version_states
+        self._queue_depths: QueueDepths | None = None
+        self._initialised: set[tuple[str, int | None]] = set()
+
+        self.transitions = Counter(
+            "pyserving_servable_transitions",
+            "State-machine transitions of servable versions.",
+            ["model", "version", "from_state", "to_state"],
+            registry=registry,
+        )
+        self.load_seconds = Histogram(
+            "pyserving_model_load_seconds",
+            "Duration of successful version loads.",
+            ["model"],
+            buckets=LOAD_BUCKETS,
+            registry=registry,
+        )
+        self.unload_seconds = Histogram(
+            "pyserving_model_unload_seconds",
+            "Duration of version unloads, waiting for in-flight requests included.",
+            ["model"],
+            buckets=LOAD_BUCKETS,
+            registry=registry,
+        )
+        self.load_failures = Counter(
+            "pyserving_model_load_failures",
+            "Failed load attempts (each retry counts).",
+            ["model"],
+            registry=registry,
+        )
+        self.requests = Counter(
+            "pyserving_requests",
+            "Finished API requests by model, API and gRPC status code.",
+            ["model", "api", "code"],
+            registry=registry,
+        )
+        self.request_seconds = Histogram(
+            "pyserving_request_seconds",
+            "API request latency, from arrival to reply.",
+            ["model", "api"],
+            buckets=REQUEST_BUCKETS,
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "pyserving_batch_size",
+            "Rows in each batch formed, before padding.",
+            ["model", "signature"],
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=registry,
+        )
+        self.batch_padding_rows = Histogram(
+            "pyserving_batch_padding_rows",
+            "Padding rows added to each batch to reach an allowed batch size.",
+            ["model", "signature"],
+            buckets=PADDING_BUCKETS,
+            registry=registry,
+        )
+        self.batch_queue_seconds = Histogram(
+            "pyserving_batch_queue_seconds",
+            "Wait of the oldest request in each batch, from enqueue to run.",
+            ["model", "signature"],
+            buckets=QUEUE_BUCKETS,
+            registry=registry,
+        )
+        self.batch_rejections = Counter(
+            "pyserving_batch_rejections",
+            "Requests the batcher refused, by reason.",
+            ["model", "signature", "reason"],
+            registry=registry,
+        )
+        self.events = Counter(
+            "pyserving_events",
+            "Events published on the lifecycle bus, by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        for kind in EVENT_TYPES:
+            self.events.labels(kind)
+        registry.register(_FunctionCollector(self._collect_gauges))
+
+    # ------------------------------------------------------------------ bus side
+    def handle(self, event: Event) -> None:
+        """Bus subscriber: turn lifecycle facts and transitions into metric updates."""
+        self.events.labels(event.kind).inc()
+        if isinstance(event, AspiredVersions):
+            self._initialise(event.model, [v.version for v in event.versions])
+        elif isinstance(event, Transition):
+            self._initialise(event.model, [event.version])
+            self.transitions.labels(event.model, str(event.version), event.src, event.dst).inc()
+        elif isinstance(event, LoadSucceeded):
+            self.load_seconds.labels(event.model).observe(event.duration_s)
+        elif isinstance(event, LoadFailed):
+            self._initialise(event.model, [event.version])
+            self.load_failures.labels(event.model).inc()
+        elif isinstance(event, UnloadFinished):
+            self.unload_seconds.labels(event.model).observe(event.duration_s)
+        elif isinstance(event, BatchRun):
+            model = self.model_label(event.model)
+            self.batch_size.labels(model, event.signature).observe(event.size)
+            self.batch_padding_rows.labels(model, event.signature).observe(
+                max(0, event.padded_size - event.size)
+            )
+            self.batch_queue_seconds.labels(model, event.signature).observe(event.oldest_wait_s)
+
+    def _initialise(self, model: str, versions: Iterable[int]) -> None:
+        """Create zero-valued series before their first increment.
+
+        A counter series that first appears already at 1 reads as no increase to
+        Prometheus, so a version's moves are created when the source first aspires it
+        (the bus delivers that before any of the version's transitions).
+        """
+        if (model, None) not in self._initialised:
+            self._initialised.add((model, None))
+            self.load_failures.labels(model)
+            self.load_seconds.labels(model)
+            self.unload_seconds.labels(model)
+        for version in versions:
+            if (model, version) not in self._initialised:
+                self._initialised.add((model, version))
+                for src, dst in LEGAL_MOVES:
+                    self.transitions.labels(model, str(version), src, dst)
+
+    # -------------------------------------------------------------- request side
+    def model_label(self, model: str) -> str:
+        """The model's label value: its name if configured, else one fixed value."""
+        return model if model in self._known_models() else UNKNOWN_MODEL
+
+    def observe_request(self, model: str, api: str, code: str, seconds: float) -> None:
+        """Count one finished request. `api` and `code` must come from fixed sets."""
+        label = self.model_label(model)
+        self.requests.labels(label, api, code).inc()
+        self.request_seconds.labels(label, api).observe(seconds)
+
+    # -------------------------------------------------------------- batcher side
+    def batch_rejected(self, model: str, signature: str, reason: str) -> None:
+        """For the batcher's `on_reject`; `reason` must be one of its fixed reason names."""
+        self.batch_rejections.labels(self.model_label(model), signature, reason).inc()
+
+    def watch_queue_depths(self, queue_depths: QueueDepths) -> None:
+        """Report `pyserving_batch_queue_depth` from this callable at every scrape."""
+        self._queue_depths = queue_depths
+
+    # ------------------------------------------------------------ scrape time
+    def _collect_gauges(self) -> Iterable[Metric]:
+        versions = GaugeMetricFamily(
+            "pyserving_servable_versions",
+            "Servable versions in each state now.",
+            labels=["model", "state"],
+        )
+        if self._version_states is not None:
+            counts: dict[tuple[str, str], int] = {}
+            for (model, _), state in self._version_states().items():
+                for s in State:
+                    counts.setdefault((model, s.value), 0)
+                counts[(model, str(state))] += 1
+            for (model, state), n in sorted(counts.items()):
+                versions.add_metric([model, state], n)
+        yield versions
+        depth = GaugeMetricFamily(
+            "pyserving_batch_queue_depth",
+            "Requests waiting in each batch queue now.",
+            labels=["model", "version", "signature"],
+        )
+        if self._queue_depths is not None:
+            for (model, version, signature), n in sorted(self._queue_depths().items()):
+                depth.add_metric([self.model_label(model), str(version), signature], n)
+        yield depth
+
+
+class _FunctionCollector(Collector):
+    """A collector whose metrics a function computes at scrape time."""
+
+    def __init__(self, collect: Callable[[], Iterable[Metric]]) -> None:
+        self._collect = collect
+
+    def collect(self) -> Iterable[Metric]:
+        return self._collect()
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # computed at scrape time; no names to reserve up front

@@ -1,0 +1,91 @@
+"""The HTTP side on a real port: probes follow the serving map, metrics follow the registry."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+import pytest
+from prometheus_client import CollectorRegistry, Counter
+
+from pyserving.api.health import HealthService
+from pyserving.api.http_server import HttpServer, metrics_routes, probe_routes
+from pyserving.api.monitoring_config import DEFAULT_PATH
+from pyserving.engine.servable_map import ServableHandle, ServableMap
+from tests.servables import ConstantServable
+
+
+async def _get(port: int, path: str) -> tuple[int, str, str]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}{path}") as reply,
+    ):
+        return reply.status, reply.headers.get("Content-Type", ""), await reply.text()
+
+
+def run_with_server(
+    server: HttpServer, body: Callable[[int], Awaitable[None]]
+) -> None:  # one loop per test: the server must run on the loop that serves the client
+    async def main() -> None:
+        port = await server.start()
+        try:
+            await body(port)
+        finally:
+            await server.stop()
+
+    asyncio.run(main())
+
+
+def test_readyz_follows_the_serving_map_and_shutdown() -> None:
+    servable_map = ServableMap()
+    health = HealthService(servable_map, lambda: ["mnist", "other"])
+    server = HttpServer(0, host="127.0.0.1")
+    server.add_routes(probe_routes(health.status))
+
+    async def body(port: int) -> None:
+        assert (await _get(port, "/healthz"))[0] == 200
+        status, _, text = await _get(port, "/readyz")
+        assert status == 503 and "not ready" in text
+        servable_map.add(ServableHandle("mnist", 1, ConstantServable(1)))
+        assert (await _get(port, "/readyz"))[0] == 503  # "other" has no version yet
+        servable_map.add(ServableHandle("other", 4, ConstantServable(4)))
+        assert (await _get(port, "/readyz"))[0] == 200
+        health.shutting_down = True
+        assert (await _get(port, "/readyz"))[0] == 503
+        assert (await _get(port, "/healthz"))[0] == 200
+
+    run_with_server(server, body)
+
+
+@pytest.mark.parametrize("path", [DEFAULT_PATH, "/custom/metrics"])
+def test_metrics_are_served_at_the_configured_path_only(path: str) -> None:
+    registry = CollectorRegistry()
+    counter = Counter("pyserving_test_things", "Things.", registry=registry)
+    server = HttpServer(0, host="127.0.0.1")
+    server.add_routes(metrics_routes(registry, path))
+
+    async def body(port: int) -> None:
+        counter.inc(3)
+        status, content_type, text = await _get(port, path)
+        assert status == 200 and content_type.startswith("text/plain")
+        assert "pyserving_test_things_total 3.0" in text
+        counter.inc()
+        assert "pyserving_test_things_total 4.0" in (await _get(port, path))[2]
+        other = "/custom/metrics" if path == DEFAULT_PATH else DEFAULT_PATH
+        assert (await _get(port, other))[0] == 404
+
+    run_with_server(server, body)
+
+
+def test_a_busy_port_is_a_clear_error() -> None:
+    async def main() -> None:
+        first = HttpServer(0, host="127.0.0.1")
+        port = await first.start()
+        try:
+            with pytest.raises(OSError, match=f"--rest_api_port={port}"):
+                await HttpServer(port, host="127.0.0.1").start()
+        finally:
+            await first.stop()
+
+    asyncio.run(main())
