@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from pyserving.adapters.loaders.registry import KNOWN_PLATFORMS, TENSORFLOW
+
 
 def parse_bool(text: str) -> bool:
     value = text.strip().lower()
@@ -99,6 +101,8 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         help="on SIGTERM, how long in-flight requests may take to finish (default: 30)",
     )
 
+    add_platform_and_warmup_flags(parser)
+
     obs = parser.add_argument_group("observability")
     obs.add_argument(
         "--event_log",
@@ -113,4 +117,35 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         choices=["debug", "info", "warning", "error"],
         default="info",
         help="lowest level logged (default: %(default)s)",
+    )
+
+
+def add_platform_and_warmup_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("platforms, warm-up and request checks")
+    group.add_argument(
+        "--model_platform",
+        choices=KNOWN_PLATFORMS,
+        default=TENSORFLOW,
+        help="how versions are loaded: tensorflow (SavedModels) or python (a folder with "
+        "model.py); default: %(default)s",
+    )
+    _add_bool(
+        group,
+        "--enable_model_warmup",
+        True,
+        "replay each version's assets.extra/tf_serving_warmup_requests before it serves, "
+        "so the first request is not slow (default: true)",
+    )
+    group.add_argument(
+        "--num_request_iterations_for_warmup",
+        type=int,
+        default=1,
+        help="times each warm-up record is replayed (default: %(default)s)",
+    )
+    _add_bool(
+        group,
+        "--enable_signature_method_name_check",
+        False,
+        "Classify/Regress only on signatures whose method_name says classify/regress; "
+        "leave false to serve native TF2 models (default: false)",
     )

@@ -15,6 +15,7 @@ import grpc
 import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
 from tensorflow_serving.apis import (
     model_service_pb2,
     model_service_pb2_grpc,
@@ -25,9 +26,11 @@ from tensorflow_serving.apis import (
 import pyserving
 from pyserving.adapters.event_log import EventLogWriter, last_sequence
 from pyserving.adapters.lifecycle_log import log_event
-from pyserving.adapters.loaders.tensorflow_loader import TensorFlowLoader
+from pyserving.adapters.loaders.registry import marker_files
 from pyserving.adapters.sources.file_system import FileSystemSource
+from pyserving.adapters.warmup_metrics import WarmupMetrics
 from pyserving.api.health import HealthService
+from pyserving.api.model_loaders import model_loaders, plan_options
 from pyserving.api.model_service import ModelService
 from pyserving.api.prediction_service import PredictionService
 from pyserving.engine.bus import EventBus
@@ -66,9 +69,12 @@ class ModelServer:
         first_seq = last_sequence(options.event_log) + 1 if options.event_log else 1
         self.bus = EventBus(first_seq=first_seq)
         self.servable_map = ServableMap()
+        # Every model gets --model_platform until the model config names one per model.
+        self.platforms = {m.name: options.model_platform for m in self.models}
+        self.loaders = model_loaders(self.platforms.items(), options, self.bus.publish)
         self.manager = Manager(
             publish=self.bus.publish,
-            loader=TensorFlowLoader(tags=options.saved_model_tags.split(",")),
+            loader_for=self.loaders.__getitem__,
             servable_map=self.servable_map,
             policy=POLICIES[options.aspired_version_policy](),
             retry=RetryPolicy(
@@ -81,6 +87,8 @@ class ModelServer:
         self.event_log = EventLogWriter(options.event_log) if options.event_log else None
         self.bus.subscribe(self.manager.handle)
         self.bus.subscribe(log_event)
+        self.metrics_registry = CollectorRegistry()
+        self.bus.subscribe(WarmupMetrics(self.metrics_registry))
         if self.event_log is not None:
             self.bus.subscribe(self.event_log)
         self.sources = [
@@ -89,6 +97,7 @@ class ModelServer:
                 m.base_path,
                 self.bus.publish,
                 poll_wait_s=options.file_system_poll_wait_seconds,
+                marker_files=marker_files(self.platforms[m.name]),
             )
             for m in self.models
         ]
@@ -114,7 +123,13 @@ class ModelServer:
             ]
         )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionService(self.servable_map, self.runner, max_elements=max_bytes), server
+            PredictionService(
+                self.servable_map,
+                self.runner,
+                max_elements=max_bytes,
+                plan_options=plan_options(self.options),
+            ),
+            server,
         )
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
             ModelService(self.manager, self.servable_map), server

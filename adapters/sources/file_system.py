@@ -69,8 +69,9 @@ def fingerprint(folder: str) -> tuple[Fingerprint, float]:
     return tuple(sorted(entries)), newest
 
 
-def has_saved_model(folder: str) -> bool:
-    return any(os.path.isfile(os.path.join(folder, f)) for f in SAVED_MODEL_FILES)
+def has_saved_model(folder: str, marker_files: Sequence[str] = SAVED_MODEL_FILES) -> bool:
+    """True if the folder holds one of its platform's marker files (saved_model.pb, ...)."""
+    return any(os.path.isfile(os.path.join(folder, f)) for f in marker_files)
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,10 @@ class FileSystemSource:
         publish: Callable[[Event], object],
         version_policy: LatestVersions = LatestVersions(),
         poll_wait_s: float = 1.0,
+        marker_files: Sequence[str] = SAVED_MODEL_FILES,
     ) -> None:
         self.model = model
+        self._marker_files = tuple(marker_files)
         self.base_path = base_path
         self._publish = publish
         self._policy = version_policy
@@ -140,7 +143,7 @@ class FileSystemSource:
     def _is_complete(self, path: str) -> bool:
         if path in self._ready:
             return True
-        if not has_saved_model(path):
+        if not has_saved_model(path, self._marker_files):
             self._pending[path] = ()
             return False
         current, newest = fingerprint(path)
