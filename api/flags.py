@@ -140,6 +140,7 @@ def add_platform_and_warmup_flags(parser: argparse.ArgumentParser) -> None:
         "--num_request_iterations_for_warmup",
         type=int,
         default=1,
+        metavar="N",
         help="times each warm-up record is replayed (default: %(default)s)",
     )
     _add_bool(

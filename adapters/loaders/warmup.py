@@ -35,6 +35,10 @@ Replay = Callable[[Servable, prediction_log_pb2.PredictionLog, int], None]
 class WarmupError(Exception):
     """A warm-up record could not be read or answered; the message names the record."""
 
+    def __init__(self, message: str, completed: int = 0) -> None:
+        super().__init__(message)
+        self.completed = completed  # records fully replayed before the failure
+
 
 @dataclass(frozen=True)
 class WarmupReport:
@@ -84,17 +88,21 @@ def run_warmup(
     if not os.path.isfile(path):
         return None
     started = time.monotonic()
-    count = 0
-    for count, record in enumerate(read_records(path), start=1):
-        kind = record.WhichOneof("log_type") or "empty"
-        for _ in range(max(1, iterations)):
-            try:
-                replay(servable, record, version)
-            except Exception as exc:
-                message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-                raise WarmupError(
-                    f"warm-up record {count} ({kind}) of {path} failed: {message}"
-                ) from None
+    count = completed = 0
+    try:
+        for count, record in enumerate(read_records(path), start=1):
+            kind = record.WhichOneof("log_type") or "empty"
+            for _ in range(max(1, iterations)):
+                try:
+                    replay(servable, record, version)
+                except Exception as exc:
+                    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+                    raise WarmupError(
+                        f"warm-up record {count} ({kind}) of {path} failed: {message}"
+                    ) from None
+            completed = count
+    except WarmupError as exc:
+        raise WarmupError(str(exc), completed=completed) from None
     return WarmupReport(count, max(1, iterations), time.monotonic() - started)
 
 
@@ -132,7 +140,7 @@ class WarmingLoader:
                 WarmupFinished(
                     model=self._model,
                     version=version,
-                    records=0,
+                    records=exc.completed,
                     iterations=self._iterations,
                     duration_s=time.monotonic() - started,
                     error=str(exc)[:2000],
