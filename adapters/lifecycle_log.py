@@ -9,6 +9,7 @@ from pyserving.engine.events import (
     Event,
     LoadFailed,
     Transition,
+    WarmupFinished,
 )
 
 log = structlog.get_logger("pyserving.lifecycle")
@@ -42,5 +43,16 @@ def log_event(event: Event) -> None:
             "aspired_versions",
             model=event.model,
             versions=[v.version for v in event.versions],
+            seq=event.seq,
+        )
+    elif isinstance(event, WarmupFinished):
+        (log.error if event.error else log.info)(
+            "warmup_finished",
+            model=event.model,
+            version=event.version,
+            records=event.records,
+            iterations=event.iterations,
+            duration_s=round(event.duration_s, 6),
+            error=event.error,
             seq=event.seq,
         )

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from pyserving.adapters.loaders.registry import KNOWN_PLATFORMS, TENSORFLOW
+
 
 def parse_bool(text: str) -> bool:
     value = text.strip().lower()
@@ -118,6 +120,8 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         help="on SIGTERM, how long in-flight requests may take to finish (default: 30)",
     )
 
+    add_platform_and_warmup_flags(parser)
+
     obs = parser.add_argument_group("observability")
     obs.add_argument(
         "--event_log",
@@ -173,4 +177,36 @@ def add_event_log_flags(group: argparse._ArgumentGroup) -> None:
         type=float,
         default=1.0,
         help="with --event_log_fsync=interval, the most a power loss may lose (default: 1.0)",
+    )
+
+
+def add_platform_and_warmup_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("platforms, warm-up and request checks")
+    group.add_argument(
+        "--model_platform",
+        choices=KNOWN_PLATFORMS,
+        default=TENSORFLOW,
+        help="how versions are loaded: tensorflow (SavedModels) or python (a folder with "
+        "model.py); default: %(default)s",
+    )
+    _add_bool(
+        group,
+        "--enable_model_warmup",
+        True,
+        "replay each version's assets.extra/tf_serving_warmup_requests before it serves, "
+        "so the first request is not slow (default: true)",
+    )
+    group.add_argument(
+        "--num_request_iterations_for_warmup",
+        type=int,
+        default=1,
+        metavar="N",
+        help="times each warm-up record is replayed (default: %(default)s)",
+    )
+    _add_bool(
+        group,
+        "--enable_signature_method_name_check",
+        False,
+        "Classify/Regress only on signatures whose method_name says classify/regress; "
+        "leave false to serve native TF2 models (default: false)",
     )

@@ -1,30 +1,49 @@
-"""tensorflow.serving.PredictionService: Predict and GetModelMetadata."""
+"""tensorflow.serving.PredictionService: Predict, Classify, Regress, MultiInference, metadata."""
 
 from __future__ import annotations
 
 import grpc
+from google.protobuf.message import Message
 from tensorflow_serving.apis import (
+    classification_pb2,
     get_model_metadata_pb2,
+    inference_pb2,
     predict_pb2,
     prediction_service_pb2_grpc,
+    regression_pb2,
 )
 
 from pyserving.api import tensor_codec
 from pyserving.api.grpc_errors import grpc_method
 from pyserving.api.model_spec import fill_model_spec, parse_model_spec
+from pyserving.api.request_plans import (
+    PlanOptions,
+    RequestPlan,
+    multi_inference_model_spec,
+    plan_classify,
+    plan_multi_inference,
+    plan_regress,
+)
 from pyserving.engine.errors import invalid_argument
 from pyserving.engine.inference import check_inputs, check_output_filter, select_signature
 from pyserving.engine.runner import Runner
-from pyserving.engine.servable_map import ServableMap
+from pyserving.engine.servable_map import ServableHandle, ServableMap
 
 SIGNATURE_DEF_FIELD = "signature_def"
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, servable_map: ServableMap, runner: Runner, max_elements: int) -> None:
+    def __init__(
+        self,
+        servable_map: ServableMap,
+        runner: Runner,
+        max_elements: int,
+        plan_options: PlanOptions | None = None,
+    ) -> None:
         self._map = servable_map
         self._runner = runner
         self._max_elements = max_elements
+        self._plan_options = plan_options or PlanOptions(max_elements=max_elements)
 
     @grpc_method
     async def Predict(
@@ -65,3 +84,41 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         fill_model_spec(response.model_spec, spec.name, handle.version)
         response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_defs)
         return response
+
+    async def _run_plan(self, handle: ServableHandle, plan: RequestPlan) -> Message:
+        results = [
+            await self._runner.run(handle, call.signature, call.inputs, call.output_filter)
+            for call in plan.calls
+        ]
+        return plan.finish(results, handle.version)
+
+    @grpc_method
+    async def Classify(
+        self,
+        request: classification_pb2.ClassificationRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> classification_pb2.ClassificationResponse:
+        spec = parse_model_spec(request.model_spec)
+        with self._map.acquire(spec.name, spec.version, spec.label) as handle:
+            plan = plan_classify(handle.servable, request, self._plan_options)
+            return await self._run_plan(handle, plan)
+
+    @grpc_method
+    async def Regress(
+        self, request: regression_pb2.RegressionRequest, context: grpc.aio.ServicerContext
+    ) -> regression_pb2.RegressionResponse:
+        spec = parse_model_spec(request.model_spec)
+        with self._map.acquire(spec.name, spec.version, spec.label) as handle:
+            plan = plan_regress(handle.servable, request, self._plan_options)
+            return await self._run_plan(handle, plan)
+
+    @grpc_method
+    async def MultiInference(
+        self,
+        request: inference_pb2.MultiInferenceRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> inference_pb2.MultiInferenceResponse:
+        spec = parse_model_spec(multi_inference_model_spec(request))
+        with self._map.acquire(spec.name, spec.version, spec.label) as handle:
+            plan = plan_multi_inference(handle.servable, request, self._plan_options)
+            return await self._run_plan(handle, plan)

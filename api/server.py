@@ -28,7 +28,7 @@ from tensorflow_serving.apis import (
 import pyserving
 from pyserving.adapters.event_log import EventLogWriter, last_sequence
 from pyserving.adapters.lifecycle_log import log_event
-from pyserving.adapters.loaders.tensorflow_loader import TensorFlowLoader
+from pyserving.adapters.loaders.registry import marker_files
 from pyserving.adapters.metrics import ServingMetrics, new_registry
 from pyserving.adapters.sources.file_system import FileSystemSource
 from pyserving.adapters.sources.object_store import (
@@ -39,9 +39,11 @@ from pyserving.adapters.sources.object_store import (
     is_remote,
     redact,
 )
+from pyserving.adapters.warmup_metrics import WarmupMetrics
 from pyserving.api.grpc_errors import attach_request_observer
 from pyserving.api.health import HealthService
 from pyserving.api.http_server import HttpServer, metrics_routes, probe_routes
+from pyserving.api.model_loaders import model_loaders, plan_options
 from pyserving.api.model_service import ModelService
 from pyserving.api.monitoring_config import MonitoringConfigError, load_monitoring_config
 from pyserving.api.prediction_service import PredictionService
@@ -95,9 +97,12 @@ class ModelServer:
         first_seq = last_sequence(options.event_log) + 1 if options.event_log else 1
         self.bus = EventBus(first_seq=first_seq)
         self.servable_map = ServableMap()
+        # Every model gets --model_platform until the model config names one per model.
+        self.platforms = {m.name: options.model_platform for m in self.models}
+        self.loaders = model_loaders(self.platforms.items(), options, self.bus.publish)
         self.manager = Manager(
             publish=self.bus.publish,
-            loader=TensorFlowLoader(tags=options.saved_model_tags.split(",")),
+            loader_for=self.loaders.__getitem__,
             servable_map=self.servable_map,
             policy=POLICIES[options.aspired_version_policy](),
             retry=RetryPolicy(
@@ -124,6 +129,7 @@ class ModelServer:
                 self.bus.publish,
                 poll_wait_s=options.file_system_poll_wait_seconds,
                 storage=self._storage(m),
+                marker_files=marker_files(self.platforms[m.name]),
             )
             for m in self.models
         ]
@@ -156,6 +162,7 @@ class ModelServer:
             version_states=self.manager.states,
         )
         self.bus.subscribe(self.metrics.handle)
+        self.bus.subscribe(WarmupMetrics(self.metrics_registry))
         self.http_server: HttpServer | None = None
         self.http_port = 0
 
@@ -188,7 +195,9 @@ class ModelServer:
                 f"cannot open {redact(model.base_path)}: {exc}; for s3:// install "
                 "pyserving[s3], for gs:// pyserving[gcs]"
             ) from None
-        return RemoteStorage(model.name, store, self.cache)
+        return RemoteStorage(
+            model.name, store, self.cache, marker_files(self.platforms[model.name])
+        )
 
     async def start(self) -> None:
         self.bus.start()
@@ -208,7 +217,12 @@ class ModelServer:
         )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             self._observed(
-                PredictionService(self.servable_map, self.runner, max_elements=max_bytes)
+                PredictionService(
+                    self.servable_map,
+                    self.runner,
+                    max_elements=max_bytes,
+                    plan_options=plan_options(self.options),
+                )
             ),
             server,
         )

@@ -82,6 +82,23 @@ class LoadSucceeded(Event):
 
 
 @dataclass(frozen=True)
+class WarmupFinished(Event):
+    """A version's warm-up requests were replayed during its load (before it serves).
+
+    Published by the loading thread just before the load's own result; `error` is empty
+    when every record ran, else it names the record that failed (and the load fails).
+    """
+
+    kind: ClassVar[str] = "warmup_finished"
+    model: str
+    version: int
+    records: int
+    iterations: int
+    duration_s: float
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class LoadFailed(Event):
     """A load attempt failed. `will_retry` attempts stay in `loading`; the last one errors."""
 
@@ -154,6 +171,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ServerStarted,
         AspiredVersions,
         LoadSucceeded,
+        WarmupFinished,
         LoadFailed,
         UnloadFinished,
         ShutdownRequested,

@@ -61,7 +61,7 @@ class Manager:
     def __init__(
         self,
         publish: Publish,
-        loader: Loader | None,
+        loader_for: Callable[[str], Loader] | None,
         servable_map: ServableMap,
         policy: AspiredVersionPolicy | None = None,
         retry: RetryPolicy = RetryPolicy(),
@@ -70,7 +70,7 @@ class Manager:
         execute: bool = True,
     ) -> None:
         self._publish = publish
-        self._loader = loader
+        self._loader_for = loader_for  # model name → the loader of its platform
         self._map = servable_map
         self._policy = policy or AvailabilityPreservingPolicy()
         self._retry = retry
@@ -187,12 +187,12 @@ class Manager:
 
     # --------------------------------------------------------------- pool side
     def _load_job(self, model: str, version: int, path: str) -> None:
-        assert self._loader is not None
+        assert self._loader_for is not None
         attempts = self._retry.max_num_load_retries + 1
         for attempt in range(1, attempts + 1):
             started = time.monotonic()
             try:
-                servable = self._loader.load(path)
+                servable = self._loader_for(model).load(path)
             except Exception as exc:  # a broken version must never take the server down
                 error = f"{type(exc).__name__}: {exc}".strip()
                 will_retry = attempt < attempts and not self._stopping.is_set()

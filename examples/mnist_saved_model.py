@@ -74,6 +74,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "for the bundled digits; 0.5 matches the TF1 tutorial's rate on real MNIST)",
     )
     parser.add_argument(
+        "--warmup_requests",
+        type=int,
+        default=0,
+        help="write this many held-out images as warm-up requests (TF Serving's "
+        "assets.extra/tf_serving_warmup_requests, one Predict per record) into the export, "
+        "so the server runs them before serving the version (default: 0 = none)",
+    )
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="replace EXPORT_DIR/MODEL_VERSION if it already exists (default: refuse)",
@@ -89,6 +97,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--training_iteration must be >= 1")
     if not args.learning_rate > 0:
         parser.error("--learning_rate must be > 0")
+    if not 0 <= args.warmup_requests <= 1000:
+        parser.error("--warmup_requests must be between 0 and 1000 (TF Serving's maximum)")
     return args
 
 
@@ -150,7 +160,32 @@ def build_module(tf: ModuleType, weights: Any, bias: Any, pixels: int) -> Any:
     return module
 
 
-def export(tf: ModuleType, module: Any, export_dir: str, version: int, overwrite: bool) -> str:
+def write_warmup_requests(tf: ModuleType, folder: str, images: np.ndarray) -> str:
+    """One PredictionLog per image, in the TFRecord file TF Serving replays at load."""
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    extra = os.path.join(folder, "assets.extra")
+    os.makedirs(extra, exist_ok=True)
+    path = os.path.join(extra, "tf_serving_warmup_requests")
+    with tf.io.TFRecordWriter(path) as writer:
+        for image in images:
+            record = prediction_log_pb2.PredictionLog()
+            request = record.predict_log.request
+            request.model_spec.name = "mnist"
+            request.model_spec.signature_name = "predict_images"
+            request.inputs["images"].CopyFrom(tf.make_tensor_proto(image[np.newaxis]))
+            writer.write(record.SerializeToString())
+    return path
+
+
+def export(
+    tf: ModuleType,
+    module: Any,
+    export_dir: str,
+    version: int,
+    overwrite: bool,
+    warmup_images: np.ndarray | None = None,
+) -> str:
     """Save to a temp folder beside the target, then rename it into place."""
     target = os.path.join(export_dir, str(version))
     os.makedirs(export_dir, exist_ok=True)
@@ -165,6 +200,8 @@ def export(tf: ModuleType, module: Any, export_dir: str, version: int, overwrite
             tmp,
             signatures={"predict_images": concrete, "serving_default": concrete},
         )
+        if warmup_images is not None and len(warmup_images):
+            write_warmup_requests(tf, tmp, warmup_images)
         if os.path.exists(target):
             if not overwrite:
                 raise FileExistsError(target)
@@ -213,7 +250,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Test error: {100 * error:.1f}%")
 
     try:
-        path = export(tf, module, args.export_dir, args.model_version, args.overwrite)
+        path = export(
+            tf,
+            module,
+            args.export_dir,
+            args.model_version,
+            args.overwrite,
+            warmup_images=data.test_images[: args.warmup_requests].astype(np.float32),
+        )
     except FileExistsError:
         print(
             f"error: {target} appeared while training; choose another --model_version "

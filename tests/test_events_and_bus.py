@@ -20,6 +20,7 @@ from pyserving.engine.events import (
     ShutdownRequested,
     Transition,
     UnloadFinished,
+    WarmupFinished,
     from_dict,
 )
 
@@ -27,6 +28,10 @@ SAMPLES: list[Event] = [
     ServerStarted(pyserving_version="0.1.0", flags={"port": 9000}, models=("mnist",)),
     AspiredVersions(model="mnist", versions=(AspiredVersion(1, "/m/1"), AspiredVersion(2, "/m/2"))),
     LoadSucceeded(model="mnist", version=2, duration_s=0.5),
+    WarmupFinished(model="mnist", version=2, records=3, iterations=2, duration_s=0.2),
+    WarmupFinished(
+        model="mnist", version=3, records=0, iterations=1, duration_s=0.0, error="record 0: x"
+    ),
     LoadFailed(model="mnist", version=3, error="bad", attempt=1, will_retry=True, duration_s=0.1),
     UnloadFinished(model="mnist", version=1, duration_s=0.01),
     ShutdownRequested(reason="SIGTERM"),

@@ -26,7 +26,7 @@ class Harness:
         self.bus = EventBus()
         self.map = ServableMap()
         self.events: list[Event] = []
-        self.manager = Manager(self.bus.publish, loader, self.map, retry=retry)
+        self.manager = Manager(self.bus.publish, lambda _model: loader, self.map, retry=retry)
         self.bus.subscribe(self.manager.handle)
         self.bus.subscribe(self.events.append)
         self.bus.start()

@@ -19,10 +19,9 @@ from google.protobuf import text_format
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 
+from pyserving.adapters.sources.file_system import SAVED_MODEL_FILES
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.servable import Signature, TensorSpec
-
-SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 
 
 class IncompleteVersionError(Exception):

@@ -74,8 +74,9 @@ def fingerprint(folder: str) -> tuple[Fingerprint, float]:
     return tuple(sorted(entries)), newest
 
 
-def has_saved_model(folder: str) -> bool:
-    return any(os.path.isfile(os.path.join(folder, f)) for f in SAVED_MODEL_FILES)
+def has_saved_model(folder: str, marker_files: Sequence[str] = SAVED_MODEL_FILES) -> bool:
+    """True if the folder holds one of its platform's marker files (saved_model.pb, ...)."""
+    return any(os.path.isfile(os.path.join(folder, f)) for f in marker_files)
 
 
 class VersionStorage(Protocol):
@@ -95,14 +96,15 @@ class VersionStorage(Protocol):
 
 
 class LocalStorage:
-    def __init__(self, base_path: str) -> None:
+    def __init__(self, base_path: str, marker_files: Sequence[str] = SAVED_MODEL_FILES) -> None:
         self.base_path = base_path
+        self.marker_files = tuple(marker_files)
 
     def list_versions(self) -> dict[int, str]:
         return list_versions(self.base_path)
 
     def inspect(self, path: str) -> tuple[Fingerprint, float] | None:
-        return fingerprint(path) if has_saved_model(path) else None
+        return fingerprint(path) if has_saved_model(path, self.marker_files) else None
 
     def materialize(self, version: int, path: str) -> str:
         return path
@@ -127,10 +129,11 @@ class FileSystemSource:
         version_policy: LatestVersions = LatestVersions(),
         poll_wait_s: float = 1.0,
         storage: VersionStorage | None = None,
+        marker_files: Sequence[str] = SAVED_MODEL_FILES,
     ) -> None:
         self.model = model
         self.base_path = base_path
-        self._storage = storage or LocalStorage(base_path)
+        self._storage = storage or LocalStorage(base_path, marker_files)
         self._publish = publish
         self._policy = version_policy
         self._poll_wait_s = poll_wait_s

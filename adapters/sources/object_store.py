@@ -14,6 +14,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -123,8 +124,10 @@ def _timestamp(value: object) -> float | None:
     return None
 
 
-def manifest_is_complete(manifest: Manifest) -> bool:
-    return any(relative in SAVED_MODEL_FILES for relative, _ in manifest)
+def manifest_is_complete(
+    manifest: Manifest, marker_files: Sequence[str] = SAVED_MODEL_FILES
+) -> bool:
+    return any(relative in marker_files for relative, _ in manifest)
 
 
 class CacheFull(Exception):
@@ -151,15 +154,22 @@ class VersionCache:
         with self._lock:
             return sum(e.size for e in self._entries.values())
 
-    def fetch(self, store: ObjectStore, model: str, version: int, remote_path: str) -> Path:
+    def fetch(
+        self,
+        store: ObjectStore,
+        model: str,
+        version: int,
+        remote_path: str,
+        marker_files: Sequence[str] = SAVED_MODEL_FILES,
+    ) -> Path:
         """Download (once) and verify a version; returns its local folder."""
         key = (model, version)
         with self._lock:
             if key in self._entries:
                 return self._entries[key].path
         manifest = store.manifest(remote_path)
-        if not manifest_is_complete(manifest):
-            raise StoreError(f"{redact(remote_path)} holds no saved_model.pb yet")
+        if not manifest_is_complete(manifest, marker_files):
+            raise StoreError(f"{redact(remote_path)} holds no {' or '.join(marker_files)} yet")
         size = sum(s for _, s in manifest)
         if self.used_bytes() + size > self.max_bytes:
             raise CacheFull(
@@ -209,24 +219,31 @@ def _verify(folder: Path, manifest: Manifest) -> None:
 class RemoteStorage:
     """A model's versions in an object store, as the source sees them (VersionStorage)."""
 
-    def __init__(self, model: str, store: ObjectStore, cache: VersionCache) -> None:
+    def __init__(
+        self,
+        model: str,
+        store: ObjectStore,
+        cache: VersionCache,
+        marker_files: Sequence[str] = SAVED_MODEL_FILES,
+    ) -> None:
         self.model = model
         self.store = store
         self.cache = cache
+        self.marker_files = tuple(marker_files)
 
     def list_versions(self) -> dict[int, str]:
         return self.store.list_versions()
 
     def inspect(self, path: str) -> tuple[Manifest, float] | None:
         manifest, newest = self.store.listing(path)
-        if not manifest_is_complete(manifest):
+        if not manifest_is_complete(manifest, self.marker_files):
             return None
         # Without modification times, treat the version as just written: the source then
         # waits for one poll with an unchanged listing before taking it.
         return manifest, time.time() if newest is None else newest
 
     def materialize(self, version: int, path: str) -> str:
-        return str(self.cache.fetch(self.store, self.model, version, path))
+        return str(self.cache.fetch(self.store, self.model, version, path, self.marker_files))
 
 
 class CacheEvictor:

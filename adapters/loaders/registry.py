@@ -1,0 +1,69 @@
+"""Platform name (`model_platform` in the model config) → how to load its versions.
+
+To add a platform: write a Loader (`platform` and `load(path) -> Servable`, see
+engine/servable.py) in its own module here, and add one `Platform` entry below naming
+the file(s) whose presence makes a version folder complete. Warm-up, the lifecycle,
+metrics and every API then work for it unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from pyserving.adapters.sources.file_system import SAVED_MODEL_FILES
+from pyserving.engine.servable import Loader
+
+TENSORFLOW = "tensorflow"
+PYTHON = "python"
+KNOWN_PLATFORMS = (TENSORFLOW, PYTHON)
+
+
+@dataclass(frozen=True)
+class PlatformOptions:
+    """Server flags a platform's loader may need."""
+
+    saved_model_tags: tuple[str, ...] = ("serve",)
+
+
+@dataclass(frozen=True)
+class Platform:
+    name: str
+    marker_files: tuple[str, ...]  # a version folder is loadable once it holds one of these
+    make_loader: Callable[[PlatformOptions], Loader]
+
+
+def _tensorflow(options: PlatformOptions) -> Loader:
+    from pyserving.adapters.loaders.tensorflow_loader import TensorFlowLoader
+
+    return TensorFlowLoader(tags=options.saved_model_tags)
+
+
+def _python(options: PlatformOptions) -> Loader:
+    from pyserving.adapters.loaders.python_loader import PythonLoader
+
+    return PythonLoader()
+
+
+PLATFORMS: dict[str, Platform] = {
+    TENSORFLOW: Platform(TENSORFLOW, SAVED_MODEL_FILES, _tensorflow),
+    PYTHON: Platform(PYTHON, ("model.py",), _python),
+}
+assert tuple(PLATFORMS) == KNOWN_PLATFORMS
+
+
+def platform(name: str) -> Platform:
+    try:
+        return PLATFORMS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown model_platform {name!r}: use one of {', '.join(KNOWN_PLATFORMS)}"
+        ) from None
+
+
+def make_loader(name: str, options: PlatformOptions) -> Loader:
+    return platform(name).make_loader(options)
+
+
+def marker_files(name: str) -> Sequence[str]:
+    return platform(name).marker_files

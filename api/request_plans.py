@@ -1,0 +1,242 @@
+"""Turn one PredictionService request into model calls, and their outputs into the reply.
+
+A plan is checked against the servable before anything runs; its calls are then run by
+whoever holds the servable: the gRPC service through its runner (asynchronously, on
+request threads), or warm-up directly on the load thread before the version is served.
+Both therefore answer a request the same way, with TF Serving's shapes and errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from google.protobuf.message import Message
+from tensorflow_serving.apis import (
+    classification_pb2,
+    inference_pb2,
+    model_pb2,
+    predict_pb2,
+    regression_pb2,
+)
+
+from pyserving.api import tensor_codec
+from pyserving.api.model_spec import fill_model_spec
+from pyserving.api.tf_example_input import serialized_examples
+from pyserving.engine import classify_regress as cr
+from pyserving.engine.errors import Code, ServingError, invalid_argument
+from pyserving.engine.inference import (
+    DEFAULT_SIGNATURE,
+    check_inputs,
+    check_output_filter,
+    select_signature,
+)
+from pyserving.engine.servable import Servable
+
+Outputs = Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """Server-wide settings that change how requests are checked."""
+
+    method_name_check: bool = False  # --enable_signature_method_name_check
+    max_elements: int = tensor_codec.DEFAULT_MAX_ELEMENTS
+
+
+@dataclass(frozen=True)
+class ModelCall:
+    signature: str
+    inputs: Mapping[str, np.ndarray]
+    output_filter: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RequestPlan:
+    """The calls to make, and how to build the reply from their outputs and the version."""
+
+    calls: tuple[ModelCall, ...]
+    finish: Callable[[Sequence[Outputs], int], Message]
+
+
+def run_sync(servable: Servable, plan: RequestPlan, version: int) -> Message:
+    """Run a plan on the calling thread (warm-up, before the version is served)."""
+    results = [servable.run(c.signature, c.inputs, c.output_filter) for c in plan.calls]
+    return plan.finish(results, version)
+
+
+# ----------------------------------------------------------------------------- Predict
+def plan_predict(
+    servable: Servable, request: predict_pb2.PredictRequest, options: PlanOptions
+) -> RequestPlan:
+    inputs = tensor_codec.decode_inputs(request.inputs, options.max_elements)
+    output_filter = tuple(request.output_filter)
+    signature = select_signature(servable, request.model_spec.signature_name)
+    check_inputs(signature, inputs)
+    check_output_filter(signature, output_filter)
+
+    def finish(results: Sequence[Outputs], version: int) -> Message:
+        response = predict_pb2.PredictResponse()
+        fill_model_spec(response.model_spec, request.model_spec.name, version, signature.name)
+        for name, array in results[0].items():
+            tensor_codec.encode(array, response.outputs[name])
+        return response
+
+    return RequestPlan((ModelCall(signature.name, inputs, output_filter),), finish)
+
+
+# ---------------------------------------------------------------- Classify and Regress
+def fill_classification_result(
+    out: classification_pb2.ClassificationResult, found: cr.Classifications, n: int
+) -> None:
+    for i in range(n):
+        classifications = out.classifications.add()
+        for c in range(found.num_classes):
+            cls = classifications.classes.add()
+            if found.classes is not None:
+                label = found.classes[i, c]
+                cls.label = label.decode("utf-8", "replace") if isinstance(label, bytes) else label
+            if found.scores is not None:
+                cls.score = float(found.scores[i, c])
+
+
+def fill_regression_result(out: regression_pb2.RegressionResult, values: np.ndarray) -> None:
+    for value in values.tolist():
+        out.regressions.add().value = value
+
+
+def _example_call(
+    servable: Servable, signature_name: str, examples: np.ndarray, outputs: tuple[str, ...]
+) -> ModelCall:
+    signature = servable.signatures[signature_name]
+    check_inputs(signature, {cr.INPUTS: examples})  # a non-string `inputs` is refused here
+    return ModelCall(signature_name, {cr.INPUTS: examples}, outputs)
+
+
+def plan_classify(
+    servable: Servable, request: classification_pb2.ClassificationRequest, options: PlanOptions
+) -> RequestPlan:
+    signature = cr.find_signature(servable, request.model_spec.signature_name)
+    wanted = cr.classification_outputs(signature, options.method_name_check)
+    examples = serialized_examples(request.input)
+    n = len(examples)
+
+    def finish(results: Sequence[Outputs], version: int) -> Message:
+        found = cr.check_classifications(results[0], n)
+        response = classification_pb2.ClassificationResponse()
+        fill_model_spec(response.model_spec, request.model_spec.name, version, signature.name)
+        fill_classification_result(response.result, found, n)
+        return response
+
+    return RequestPlan((_example_call(servable, signature.name, examples, wanted),), finish)
+
+
+def plan_regress(
+    servable: Servable, request: regression_pb2.RegressionRequest, options: PlanOptions
+) -> RequestPlan:
+    signature = cr.find_signature(servable, request.model_spec.signature_name)
+    wanted = cr.regression_outputs(signature, options.method_name_check)
+    examples = serialized_examples(request.input)
+    n = len(examples)
+
+    def finish(results: Sequence[Outputs], version: int) -> Message:
+        values = cr.check_regressions(results[0], n)
+        response = regression_pb2.RegressionResponse()
+        fill_model_spec(response.model_spec, request.model_spec.name, version, signature.name)
+        fill_regression_result(response.result, values)
+        return response
+
+    return RequestPlan((_example_call(servable, signature.name, examples, wanted),), finish)
+
+
+# ---------------------------------------------------------------------- MultiInference
+def multi_inference_model_spec(
+    request: inference_pb2.MultiInferenceRequest,
+) -> model_pb2.ModelSpec:
+    """The spec that picks the servable: the first task's, as TF Serving does."""
+    if not request.tasks:
+        raise invalid_argument("MultiInferenceRequest has no tasks: add at least one task")
+    return request.tasks[0].model_spec
+
+
+def _input_tensor_names(servable: Servable) -> dict[str, str]:
+    """Signature name → the graph tensor its `inputs` alias feeds, where the platform says."""
+    defs = servable.signature_def_map()
+    if defs is None:
+        return {}
+    return {
+        name: sig.inputs[cr.INPUTS].name
+        for name, sig in defs.signature_def.items()
+        if cr.INPUTS in sig.inputs
+    }
+
+
+def plan_multi_inference(
+    servable: Servable, request: inference_pb2.MultiInferenceRequest, options: PlanOptions
+) -> RequestPlan:
+    """Several classify/regress tasks on one input against one model (multi_inference.cc).
+
+    TF Serving fetches every task's outputs in one session run; here each task's
+    signature runs once on the same examples, which gives the same results.
+    """
+    multi_inference_model_spec(request)
+    model_name = ""
+    seen: set[str] = set()
+    tasks: list[tuple[str, str, str, tuple[str, ...]]] = []  # method, spec name, sig, outputs
+    tensor_names: dict[str, str] | None = None
+    input_tensor = ""
+    for task in request.tasks:
+        spec = task.model_spec
+        if not spec.name:
+            raise invalid_argument("Found ModelSpec with an empty model name.")
+        if not model_name:
+            model_name = spec.name
+        elif spec.name != model_name:
+            raise invalid_argument(
+                "All ModelSpecs in a MultiInferenceRequest must access the same model name."
+            )
+        signature_name = spec.signature_name or DEFAULT_SIGNATURE
+        if signature_name in seen:
+            raise invalid_argument(f"Duplicate evaluation of signature: {signature_name}")
+        seen.add(signature_name)
+        signature = servable.signatures.get(signature_name)
+        if signature is None:
+            raise invalid_argument(
+                f"Requested signature not found in model graph: {signature_name}"
+            )
+        if task.method_name == cr.CLASSIFY_METHOD:
+            wanted = cr.classification_outputs(signature, options.method_name_check)
+        elif task.method_name == cr.REGRESS_METHOD:
+            wanted = cr.regression_outputs(signature, options.method_name_check)
+        else:
+            raise ServingError(
+                Code.UNIMPLEMENTED, f"Unsupported signature method_name: {task.method_name}"
+            )
+        if tensor_names is None:
+            tensor_names = _input_tensor_names(servable)
+        name = tensor_names.get(signature_name, cr.INPUTS)
+        if not input_tensor:
+            input_tensor = name
+        elif name != input_tensor:
+            raise invalid_argument("Input tensor must be the same for all Signatures.")
+        tasks.append((task.method_name, spec.name, signature_name, wanted))
+
+    examples = serialized_examples(request.input)
+    n = len(examples)
+    calls = tuple(_example_call(servable, sig, examples, wanted) for _, _, sig, wanted in tasks)
+
+    def finish(results: Sequence[Outputs], version: int) -> Message:
+        response = inference_pb2.MultiInferenceResponse()
+        for (method, name, signature_name, _), outputs in zip(tasks, results, strict=True):
+            result = response.results.add()
+            if method == cr.CLASSIFY_METHOD:
+                found = cr.check_classifications(outputs, n)
+                fill_classification_result(result.classification_result, found, n)
+            else:
+                values = cr.check_regressions(outputs, n)
+                fill_regression_result(result.regression_result, values)
+            fill_model_spec(result.model_spec, name, version, signature_name)
+        return response
+
+    return RequestPlan(calls, finish)

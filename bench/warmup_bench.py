@@ -1,0 +1,172 @@
+"""First-request latency with and without model warm-up, on real servers side by side.
+
+    python -m bench.warmup_bench [--runs=5] [--warmup_requests=10]
+
+Exports the tutorial's MNIST model once with `--warmup_requests=N` (TF Serving's
+`assets.extra/tf_serving_warmup_requests`), then starts fresh `pyserving serve`
+processes alternately with `--enable_model_warmup=true` and `=false`. For each server it
+waits until health says SERVING (the channel is connected by then, so no connection
+setup is timed), times the very first Predict, then the median of the next 30 as the
+steady state. Prints a table and writes JSON to bench/results/warmup.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+STEADY_REQUESTS = 30
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def export_model(folder: Path, warmup_requests: int) -> Path:
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "mnist_saved_model.py"),
+            "--training_iteration=100",
+            f"--warmup_requests={warmup_requests}",
+            str(folder),
+        ],
+        check=True,
+        capture_output=True,
+        env=ENV,
+        timeout=600,
+    )
+    return folder
+
+
+def one_run(models: Path, warmup: bool, image: np.ndarray) -> dict[str, float]:
+    import tensorflow as tf
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    port = free_port()
+    started = time.perf_counter()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pyserving",
+            "serve",
+            f"--port={port}",
+            "--model_name=mnist",
+            f"--model_base_path={models}",
+            f"--enable_model_warmup={str(warmup).lower()}",
+            "--file_system_poll_wait_seconds=0",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=ENV,
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            deadline = time.monotonic() + 120
+            while True:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("server did not become SERVING")
+                try:
+                    reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        break
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.02)
+            ready_s = time.perf_counter() - started
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = "mnist"
+            request.model_spec.signature_name = "predict_images"
+            request.inputs["images"].CopyFrom(tf.make_tensor_proto(image))
+            latencies = []
+            for _ in range(1 + STEADY_REQUESTS):
+                t0 = time.perf_counter()
+                stub.Predict(request, timeout=60)
+                latencies.append(time.perf_counter() - t0)
+    finally:
+        server.terminate()
+        server.wait(60)
+    return {
+        "ready_s": ready_s,
+        "first_ms": latencies[0] * 1e3,
+        "steady_ms": statistics.median(latencies[1:]) * 1e3,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5, help="servers per mode (default: 5)")
+    parser.add_argument(
+        "--warmup_requests", type=int, default=10, help="records in the warm-up file"
+    )
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT / "examples"))
+    from mnist_input_data import load_dataset
+
+    image = load_dataset(None).test_images[:1].astype(np.float32)
+    runs: dict[str, list[dict[str, float]]] = {"warmup": [], "no_warmup": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        models = export_model(Path(tmp) / "mnist", args.warmup_requests)
+        for _ in range(args.runs):  # alternate, so drift on a shared machine hits both alike
+            runs["warmup"].append(one_run(models, True, image))
+            runs["no_warmup"].append(one_run(models, False, image))
+
+    def median(mode: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[mode])
+
+    summary = {
+        mode: {key: median(mode, key) for key in ("first_ms", "steady_ms", "ready_s")}
+        for mode in runs
+    }
+    ratio = summary["no_warmup"]["first_ms"] / summary["warmup"]["first_ms"]
+    print(f"first Predict after SERVING, median of {args.runs} fresh servers per mode")
+    print(f"{'mode':<11} {'first ms':>9} {'steady ms':>10} {'first/steady':>13} {'ready s':>8}")
+    for mode, s in summary.items():
+        print(
+            f"{mode:<11} {s['first_ms']:>9.2f} {s['steady_ms']:>10.2f} "
+            f"{s['first_ms'] / s['steady_ms']:>13.1f} {s['ready_s']:>8.2f}"
+        )
+    print(f"first request without warm-up / with warm-up: {ratio:.1f}x")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / "warmup.json"
+    out.write_text(
+        json.dumps(
+            {
+                "benchmark": "warmup_first_request",
+                "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+                "runs": args.runs,
+                "warmup_requests": args.warmup_requests,
+                "summary": summary,
+                "first_request_ratio_without_over_with": ratio,
+                "raw": runs,
+            },
+            indent=2,
+        )
+    )
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
