@@ -134,7 +134,7 @@ def manager_for_run(header: ServerStarted, publish: Callable[[Event], object]) -
     )
     return Manager(
         publish=publish,
-        loader=None,
+        loader_for=None,
         servable_map=ServableMap(),
         policy=POLICIES[policy_name](),
         retry=retry,

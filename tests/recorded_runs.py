@@ -44,7 +44,7 @@ class RecordedServer:
         self.map = ServableMap()
         self.manager = Manager(
             self.bus.publish,
-            self.loader,
+            lambda _model: self.loader,
             self.map,
             policy=POLICIES[policy](),
             retry=RetryPolicy(max_num_load_retries, 0.0),

@@ -100,7 +100,9 @@ def test_events_are_counted_by_kind_and_every_kind_starts_at_zero() -> None:
 
 def test_versions_gauge_follows_a_real_manager_through_the_bus() -> None:
     bus = EventBus()
-    manager = Manager(publish=bus.publish, loader=None, servable_map=ServableMap(), execute=False)
+    manager = Manager(
+        publish=bus.publish, loader_for=None, servable_map=ServableMap(), execute=False
+    )
     registry = new_registry()
     metrics = ServingMetrics(registry, lambda: {"mnist"}, version_states=manager.states)
     bus.subscribe(manager.handle)
