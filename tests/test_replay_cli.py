@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import structlog
 
 from pyserving.api.cli import main
 from tests.recorded_runs import RecordedServer, read_records, write_records
 from tests.servables import ConstantLoader
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """`replay` configures structlog for the process; leave later tests the defaults."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture

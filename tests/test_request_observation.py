@@ -6,6 +6,7 @@ A real grpc.aio server on a real port, with the real PredictionService over a se
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,8 +47,10 @@ def captured_logs() -> Iterator[list[dict[str, Any]]]:
         records.append(dict(event_dict, level=name))
         return ""
 
+    structlog.reset_defaults()  # whatever an earlier test configured (levels, caching)
     structlog.configure(
         processors=[structlog.contextvars.merge_contextvars, record],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
         logger_factory=structlog.ReturnLoggerFactory(),
         cache_logger_on_first_use=False,
     )
