@@ -9,7 +9,6 @@ import argparse
 import asyncio
 import signal
 import time
-from dataclasses import dataclass
 
 import grpc
 import structlog
@@ -26,16 +25,27 @@ import pyserving
 from pyserving.adapters.event_log import EventLogWriter, last_sequence
 from pyserving.adapters.lifecycle_log import log_event
 from pyserving.adapters.loaders.tensorflow_loader import TensorFlowLoader
-from pyserving.adapters.sources.file_system import FileSystemSource
+from pyserving.adapters.model_config import (
+    ConfigError,
+    ModelConfig,
+    ServerConfig,
+    read_file,
+    single_model,
+)
+from pyserving.api import model_listing
 from pyserving.api.health import HealthService
+from pyserving.api.live_config import LiveConfig
 from pyserving.api.model_service import ModelService
 from pyserving.api.prediction_service import PredictionService
 from pyserving.engine.bus import EventBus
 from pyserving.engine.events import ServerStarted, ShutdownRequested
+from pyserving.engine.labels import LabelKeeper
 from pyserving.engine.manager import Manager, RetryPolicy
 from pyserving.engine.policy import POLICIES
 from pyserving.engine.runner import DirectRunner
 from pyserving.engine.servable_map import ServableMap
+
+__all__ = ["ModelConfig", "ModelServer", "StartupError", "models_from_flags", "serve"]
 
 log = structlog.get_logger("pyserving.server")
 
@@ -44,25 +54,26 @@ class StartupError(Exception):
     """The server cannot start as configured; the message says what to change."""
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    name: str
-    base_path: str
-
-
-def models_from_flags(options: argparse.Namespace) -> list[ModelConfig]:
+def models_from_flags(options: argparse.Namespace) -> ServerConfig:
+    """--model_config_file when given (as TF Serving, it overrides --model_name/_base_path)."""
+    if options.model_config_file:
+        try:
+            return read_file(options.model_config_file)
+        except ConfigError as exc:
+            raise StartupError(str(exc)) from None
     if not options.model_base_path:
         raise StartupError(
             "no model to serve: give --model_base_path=/path/to/model (a folder of numbered "
-            "version folders) and --model_name=NAME"
+            "version folders) and --model_name=NAME, or --model_config_file=FILE"
         )
-    return [ModelConfig(options.model_name, options.model_base_path)]
+    return single_model(options.model_name, options.model_base_path)
 
 
 class ModelServer:
     def __init__(self, options: argparse.Namespace) -> None:
         self.options = options
-        self.models = models_from_flags(options)
+        self.config = models_from_flags(options)
+        self.models = list(self.config.models)
         first_seq = last_sequence(options.event_log) + 1 if options.event_log else 1
         self.bus = EventBus(first_seq=first_seq)
         self.servable_map = ServableMap()
@@ -80,20 +91,26 @@ class ModelServer:
         )
         self.event_log = EventLogWriter(options.event_log) if options.event_log else None
         self.bus.subscribe(self.manager.handle)
+        self.labels = LabelKeeper(
+            self.servable_map,
+            self.bus.publish,
+            allow_unavailable=options.allow_version_labels_for_unavailable_models,
+        )
+        self.bus.subscribe(self.labels.handle)
         self.bus.subscribe(log_event)
         if self.event_log is not None:
             self.bus.subscribe(self.event_log)
-        self.sources = [
-            FileSystemSource(
-                m.name,
-                m.base_path,
-                self.bus.publish,
-                poll_wait_s=options.file_system_poll_wait_seconds,
-            )
-            for m in self.models
-        ]
+        self.live_config = LiveConfig(
+            self.config,
+            self.bus.publish,
+            self.manager,
+            self.bus.wait_idle,
+            source_poll_wait_s=options.file_system_poll_wait_seconds,
+            config_file=options.model_config_file,
+            config_poll_wait_s=options.model_config_file_poll_wait_seconds,
+        )
         self.runner = DirectRunner(options.num_request_threads)
-        self.health = HealthService(self.servable_map, lambda: [m.name for m in self.models])
+        self.health = HealthService(self.servable_map, self.live_config.model_names)
         self.grpc_server: grpc.aio.Server | None = None
         self.port = 0
 
@@ -117,7 +134,16 @@ class ModelServer:
             PredictionService(self.servable_map, self.runner, max_elements=max_bytes), server
         )
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelService(self.manager, self.servable_map), server
+            ModelService(self.manager, self.servable_map, reload=self.live_config.reload), server
+        )
+        model_listing.add_to_server(
+            model_listing.ModelRegistryService(
+                self.manager,
+                self.servable_map,
+                lambda: self.live_config.current,
+                self.labels.desired,
+            ),
+            server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -125,6 +151,7 @@ class ModelServer:
                 prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
                 model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                model_listing.SERVICE_NAME,
                 reflection.SERVICE_NAME,
             ),
             server,
@@ -140,15 +167,13 @@ class ModelServer:
         await server.start()
         self.grpc_server = server
         log.info("grpc_server_listening", address=f"0.0.0.0:{self.port}")
-        for source in self.sources:
-            source.start()
+        self.live_config.start()
 
     async def stop(self, reason: str) -> None:
         """Graceful stop: refuse new work, finish what is in flight, unload, flush the log."""
         log.info("server_stopping", reason=reason)
         self.health.shutting_down = True
-        for source in self.sources:
-            source.stop()
+        self.live_config.stop()
         if self.grpc_server is not None:
             await self.grpc_server.stop(grace=self.options.shutdown_grace_seconds)
         self.bus.publish(ShutdownRequested(reason=reason))

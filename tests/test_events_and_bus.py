@@ -12,13 +12,16 @@ from pyserving.engine.events import (
     AspiredVersion,
     AspiredVersions,
     BatchRun,
+    ConfigReloaded,
     Event,
+    LabelMoved,
     LoadFailed,
     LoadSucceeded,
     ServerStarted,
     ShutdownRequested,
     Transition,
     UnloadFinished,
+    VersionLabelsSet,
     from_dict,
 )
 
@@ -29,6 +32,9 @@ SAMPLES: list[Event] = [
     LoadFailed(model="mnist", version=3, error="bad", attempt=1, will_retry=True, duration_s=0.1),
     UnloadFinished(model="mnist", version=1, duration_s=0.01),
     ShutdownRequested(reason="SIGTERM"),
+    ConfigReloaded(origin="/etc/models.config", models=("a", "b"), added=("b",), removed=("c",)),
+    VersionLabelsSet(model="mnist", labels={"stable": 1, "canary": 2}),
+    LabelMoved(model="mnist", label="canary", version=2, previous=1, reason="2 available"),
     Transition(model="mnist", version=1, src="new", dst="loading", trigger="start_load"),
     BatchRun(model="mnist", version=1, signature="s", size=3, padded_size=4, oldest_wait_s=0.001),
 ]

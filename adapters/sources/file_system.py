@@ -16,12 +16,18 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import structlog
 
+from pyserving.adapters.sources.version_policy import (
+    LATEST_ONE,
+    LatestVersions,
+    VersionPolicy,
+)
 from pyserving.engine.events import AspiredVersion, AspiredVersions, Event
+
+__all__ = ["FileSystemSource", "LatestVersions", "list_versions", "parse_version"]
 
 log = structlog.get_logger("pyserving.source")
 
@@ -73,23 +79,13 @@ def has_saved_model(folder: str) -> bool:
     return any(os.path.isfile(os.path.join(folder, f)) for f in SAVED_MODEL_FILES)
 
 
-@dataclass(frozen=True)
-class LatestVersions:
-    """Serve the N highest versions (TF Serving's default, N=1)."""
-
-    num_versions: int = 1
-
-    def select(self, versions: Sequence[int]) -> list[int]:
-        return sorted(versions, reverse=True)[: self.num_versions]
-
-
 class FileSystemSource:
     def __init__(
         self,
         model: str,
         base_path: str,
         publish: Callable[[Event], object],
-        version_policy: LatestVersions = LatestVersions(),
+        version_policy: VersionPolicy = LATEST_ONE,
         poll_wait_s: float = 1.0,
     ) -> None:
         self.model = model
