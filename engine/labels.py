@@ -77,7 +77,7 @@ class LabelKeeper:
                         model=event.model,
                         label=label,
                         version=wanted,
-                        serving=now.get(label),
+                        points_at=now.get(label),
                         hint="the label moves when its version is available",
                     )
         elif isinstance(event, Transition) and _AVAILABLE in (event.src, event.dst):
