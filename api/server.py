@@ -33,6 +33,7 @@ from pyserving.adapters.model_config import (
     single_model,
 )
 from pyserving.api import model_listing
+from pyserving.api.draining import DrainGate
 from pyserving.api.health import HealthService
 from pyserving.api.live_config import LiveConfig
 from pyserving.api.model_service import ModelService
@@ -110,6 +111,7 @@ class ModelServer:
             config_poll_wait_s=options.model_config_file_poll_wait_seconds,
         )
         self.runner = DirectRunner(options.num_request_threads)
+        self.drain = DrainGate()
         self.health = HealthService(self.servable_map, self.live_config.model_names)
         self.grpc_server: grpc.aio.Server | None = None
         self.port = 0
@@ -125,10 +127,11 @@ class ModelServer:
         )
         max_bytes = self.options.grpc_max_message_bytes
         server = grpc.aio.server(
+            interceptors=[self.drain],
             options=[
                 ("grpc.max_receive_message_length", max_bytes),
                 ("grpc.max_send_message_length", max_bytes),
-            ]
+            ],
         )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionService(self.servable_map, self.runner, max_elements=max_bytes), server
@@ -175,7 +178,12 @@ class ModelServer:
         self.health.shutting_down = True
         self.live_config.stop()
         if self.grpc_server is not None:
-            await self.grpc_server.stop(grace=self.options.shutdown_grace_seconds)
+            grace = self.options.shutdown_grace_seconds
+            started = time.monotonic()
+            self.drain.start_draining()
+            if not await self.drain.wait_quiet(grace):
+                log.error("shutdown_grace_expired", active_requests=self.drain.active)
+            await self.grpc_server.stop(grace=max(0.0, grace - (time.monotonic() - started)))
         self.bus.publish(ShutdownRequested(reason=reason))
         await asyncio.to_thread(self._wait_unloaded, self.options.shutdown_grace_seconds + 30)
         self.runner.close()
