@@ -8,7 +8,8 @@ down", never executed, safe to retry elsewhere), calls already being handled (qu
 for a model thread included) finish, and grpc is stopped only once none is left and no
 call has arrived for a short quiet period, so that requests still on the wire get their
 UNAVAILABLE rather than CANCELLED. A client that re-sends with no pause at all can
-keep the server from going quiet; then grpc stops when the grace period ends.
+keep the server from going quiet; then grpc stops when the grace period ends, and a
+request still arriving then may get CANCELLED (it did not run).
 Health checks keep answering (NOT_SERVING) while draining.
 """
 
@@ -37,7 +38,7 @@ class DrainGate(grpc.aio.ServerInterceptor):
     def start_draining(self) -> None:
         self.draining = True
 
-    async def wait_quiet(self, timeout_s: float, quiet_s: float = 0.2) -> bool:
+    async def wait_quiet(self, timeout_s: float, quiet_s: float = 0.5) -> bool:
         """After `start_draining`: wait until no call is being handled and none has
         arrived for `quiet_s`; False if `timeout_s` passed first."""
         loop = asyncio.get_running_loop()

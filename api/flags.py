@@ -123,6 +123,7 @@ def add_models_flags(parser: argparse.ArgumentParser) -> None:
     models.add_argument(
         "--model_config_file",
         default="",
+        metavar="FILE",
         help="a ModelServerConfig text proto listing the models (model_config_list { config "
         "{ name base_path model_platform model_version_policy version_labels } ... }); "
         "when given, --model_name and --model_base_path are ignored",
@@ -130,6 +131,7 @@ def add_models_flags(parser: argparse.ArgumentParser) -> None:
     models.add_argument(
         "--model_config_file_poll_wait_seconds",
         type=float,
+        metavar="SECONDS",
         default=0.0,
         help="seconds between re-reads of --model_config_file, applying what changed; a bad "
         "edit is logged and the last good config keeps running. 0 reads it once (default)",

@@ -119,7 +119,8 @@ class LiveConfig:
             return changes
 
     async def reload(self, new: ServerConfig, origin: str) -> list[str]:
-        """Apply `new` and wait until its models settle; the load errors, if any."""
+        """Apply `new` and wait until its models settle (versions still being copied
+        included); the load errors, if any. The caller's deadline bounds the wait."""
         changes = await asyncio.to_thread(self.apply, new, origin)
         watched = [*new.names, *changes.removed]
         while True:
@@ -133,6 +134,8 @@ class LiveConfig:
     def _settled(self, models: list[str]) -> tuple[bool, list[str]]:
         errors: list[str] = []
         for name in models:
+            if self._sources.copying(name):
+                return False, []  # a version is still arriving: wait for its verdict
             for status in self._manager.statuses(name) or []:
                 if status.state in _MOVING:
                     return False, []

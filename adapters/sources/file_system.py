@@ -118,6 +118,7 @@ class FileSystemSource:
             return None
         self._last_error = None
         self._ready &= set(found.values())  # a deleted folder must prove itself again
+        self._pending = {p: f for p, f in self._pending.items() if p in found.values()}
         found = {v: path for v, path in found.items() if self._is_complete(path)}
         chosen = self._policy.select(list(found))
         aspired = tuple(AspiredVersion(v, found[v]) for v in sorted(chosen))
@@ -132,6 +133,10 @@ class FileSystemSource:
         event = AspiredVersions(model=self.model, versions=aspired)
         self._publish(event)
         return event
+
+    def copying(self) -> bool:
+        """True while a version folder holds a saved_model but is still being written."""
+        return any(self._pending.values())
 
     def _is_complete(self, path: str) -> bool:
         if path in self._ready:

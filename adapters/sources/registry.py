@@ -49,6 +49,12 @@ class SourceRegistry:
                 self._sources[name] = source
                 source.start()
 
+    def copying(self, model: str) -> bool:
+        """True while one of the model's version folders is still being written."""
+        with self._lock:
+            source = self._sources.get(model)
+            return source is not None and source.copying()
+
     def models(self) -> list[str]:
         with self._lock:
             return sorted(self._sources)

@@ -168,9 +168,7 @@ class TimedClient:
             with self._lock:
                 self.outcomes.append((started, time.monotonic(), outcome))
             if outcome != "OK":
-                if self.server.process.poll() is not None:
-                    return
-                time.sleep(0.25)  # back off and retry, as a gRPC client with retries does
+                return  # "shutting down": go to another replica, as behind a load balancer
 
 
 def test_sigterm_finishes_in_flight_requests_and_unloads(
@@ -186,7 +184,7 @@ def test_sigterm_finishes_in_flight_requests_and_unloads(
     )
     server = start_server(f"--model_config_file={config}", "--num_request_threads=2")
     server.wait_serving()
-    images = np.random.default_rng(1).random((20000, 64), dtype=np.float32)
+    images = np.random.default_rng(1).random((5000, 64), dtype=np.float32)
     client = TimedClient(server, images)
     for thread in client.threads:
         thread.start()
