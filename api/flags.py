@@ -75,6 +75,8 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         help="comma-separated MetaGraph tags to load (default: %(default)s)",
     )
 
+    add_models_flags(parser)
+
     life = parser.add_argument_group("lifecycle")
     life.add_argument(
         "--max_num_load_retries",
@@ -209,4 +211,32 @@ def add_platform_and_warmup_flags(parser: argparse.ArgumentParser) -> None:
         False,
         "Classify/Regress only on signatures whose method_name says classify/regress; "
         "leave false to serve native TF2 models (default: false)",
+    )
+
+
+def add_models_flags(parser: argparse.ArgumentParser) -> None:
+    models = parser.add_argument_group("models (many, from a config file)")
+    models.add_argument(
+        "--model_config_file",
+        default="",
+        metavar="FILE",
+        help="a ModelServerConfig text proto listing the models (model_config_list { config "
+        "{ name base_path model_platform model_version_policy version_labels } ... }); "
+        "when given, --model_name and --model_base_path are ignored",
+    )
+    models.add_argument(
+        "--model_config_file_poll_wait_seconds",
+        type=float,
+        metavar="SECONDS",
+        default=0.0,
+        help="seconds between re-reads of --model_config_file, applying what changed; a bad "
+        "edit is logged and the last good config keeps running. 0 reads it once (default)",
+    )
+    _add_bool(
+        models,
+        "--allow_version_labels_for_unavailable_models",
+        default=False,
+        help="move a label to its configured version at once, even before that version is "
+        "available (TF Serving's meaning). Default: a label moves only when its version is "
+        "available and keeps answering with the old version until then",
     )

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable
 
 from pyserving.adapters.loaders.registry import PlatformOptions, make_loader
 from pyserving.adapters.loaders.warmup import WarmingLoader
@@ -20,22 +21,42 @@ def plan_options(options: argparse.Namespace) -> PlanOptions:
     )
 
 
-def model_loaders(
-    models: Iterable[tuple[str, str]],
-    options: argparse.Namespace,
-    publish: Callable[[Event], object],
-) -> dict[str, Loader]:
-    """(model name, platform name) pairs → each model's loader (ValueError: bad platform)."""
-    platform_options = PlatformOptions(
-        saved_model_tags=tuple(t for t in options.saved_model_tags.split(",") if t)
-    )
-    replay = make_replay(plan_options(options))
-    loaders: dict[str, Loader] = {}
-    for name, platform_name in models:
-        loader = make_loader(platform_name, platform_options)
-        if options.enable_model_warmup:
-            loader = WarmingLoader(
-                loader, name, replay, options.num_request_iterations_for_warmup, publish
-            )
-        loaders[name] = loader
-    return loaders
+class ModelLoaders:
+    """Model name → its loader (the `loader_for` the manager takes), warm-up wrapped around.
+
+    The platform comes from the config in force when a load starts, so a model whose
+    platform changed by a reload gets the new platform's loader.
+    """
+
+    def __init__(
+        self,
+        options: argparse.Namespace,
+        publish: Callable[[Event], object],
+        platform_of: Callable[[str], str],
+    ) -> None:
+        self._options = options
+        self._publish = publish
+        self._platform_of = platform_of
+        self._platform_options = PlatformOptions(
+            saved_model_tags=tuple(t for t in options.saved_model_tags.split(",") if t)
+        )
+        self._replay = make_replay(plan_options(options))
+        self._loaders: dict[tuple[str, str], Loader] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, model: str) -> Loader:
+        platform_name = self._platform_of(model)
+        with self._lock:
+            loader = self._loaders.get((model, platform_name))
+            if loader is None:
+                loader = make_loader(platform_name, self._platform_options)
+                if self._options.enable_model_warmup:
+                    loader = WarmingLoader(
+                        loader,
+                        model,
+                        self._replay,
+                        self._options.num_request_iterations_for_warmup,
+                        self._publish,
+                    )
+                self._loaders[(model, platform_name)] = loader
+            return loader

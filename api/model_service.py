@@ -1,6 +1,8 @@
-"""tensorflow.serving.ModelService: GetModelStatus (and, later, config reload)."""
+"""tensorflow.serving.ModelService: GetModelStatus and HandleReloadConfigRequest."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 import grpc
 from tensorflow_serving.apis import (
@@ -9,9 +11,10 @@ from tensorflow_serving.apis import (
     model_service_pb2_grpc,
 )
 
+from pyserving.adapters.model_config import ConfigError, ServerConfig, from_proto
 from pyserving.api.grpc_errors import grpc_method
 from pyserving.api.model_spec import parse_model_spec
-from pyserving.engine.errors import Code, ServingError, not_found
+from pyserving.engine.errors import Code, ServingError, invalid_argument, not_found
 from pyserving.engine.manager import Manager, VersionStatus
 from pyserving.engine.servable_map import ServableMap
 from pyserving.statemachines.servable_version import State
@@ -29,6 +32,9 @@ STATE_TO_PROTO = {
 }
 UNKNOWN_ERROR_CODE = 2  # tensorflow.error.Code.UNKNOWN
 
+# Applies a config and waits until its models settle; returns the load errors.
+Reload = Callable[[ServerConfig, str], Awaitable[list[str]]]
+
 
 def fill_version_status(out: ModelVersionStatus, status: VersionStatus) -> None:
     out.version = status.version
@@ -41,9 +47,12 @@ def fill_version_status(out: ModelVersionStatus, status: VersionStatus) -> None:
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, manager: Manager, servable_map: ServableMap) -> None:
+    def __init__(
+        self, manager: Manager, servable_map: ServableMap, reload: Reload | None = None
+    ) -> None:
         self._manager = manager
         self._map = servable_map
+        self._reload = reload
 
     @grpc_method
     async def GetModelStatus(
@@ -73,8 +82,22 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         request: model_management_pb2.ReloadConfigRequest,
         context: grpc.aio.ServicerContext,
     ) -> model_management_pb2.ReloadConfigResponse:
-        raise ServingError(
-            Code.UNIMPLEMENTED,
-            "HandleReloadConfigRequest is not supported yet: restart the server with the new "
-            "--model_name/--model_base_path",
-        )
+        if self._reload is None:
+            raise ServingError(Code.UNIMPLEMENTED, "this server does not take config reloads")
+        if request.config.WhichOneof("config") != "model_config_list":
+            # As TF Serving: an empty request is refused rather than unloading everything.
+            raise invalid_argument(
+                "ServerModelConfig type not supported by HandleReloadConfigRequest. Only "
+                "ModelConfigList is currently supported"
+            )
+        try:
+            config = from_proto(request.config, origin="ReloadConfigRequest.config")
+        except ConfigError as exc:
+            raise invalid_argument(str(exc)) from None
+        errors = await self._reload(config, "HandleReloadConfigRequest")
+        if errors:
+            # The config is in force (the other models serve); the failed versions say why.
+            raise ServingError(Code.UNKNOWN, "; ".join(errors))
+        response = model_management_pb2.ReloadConfigResponse()
+        response.status.SetInParent()
+        return response

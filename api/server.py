@@ -11,7 +11,6 @@ import shutil
 import signal
 import tempfile
 import time
-from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
@@ -30,7 +29,14 @@ from pyserving.adapters.event_log import EventLogWriter, last_sequence
 from pyserving.adapters.lifecycle_log import log_event
 from pyserving.adapters.loaders.registry import marker_files
 from pyserving.adapters.metrics import ServingMetrics, new_registry
-from pyserving.adapters.sources.file_system import FileSystemSource
+from pyserving.adapters.model_config import (
+    ConfigError,
+    ModelConfig,
+    ServerConfig,
+    read_file,
+    single_model,
+)
+from pyserving.adapters.sources.file_system import LocalStorage, VersionStorage
 from pyserving.adapters.sources.object_store import (
     CacheEvictor,
     ObjectStore,
@@ -40,19 +46,25 @@ from pyserving.adapters.sources.object_store import (
     redact,
 )
 from pyserving.adapters.warmup_metrics import WarmupMetrics
+from pyserving.api import model_listing
+from pyserving.api.draining import DrainGate
 from pyserving.api.grpc_errors import attach_request_observer
 from pyserving.api.health import HealthService
 from pyserving.api.http_server import HttpServer, metrics_routes, probe_routes
-from pyserving.api.model_loaders import model_loaders, plan_options
+from pyserving.api.live_config import LiveConfig
+from pyserving.api.model_loaders import ModelLoaders, plan_options
 from pyserving.api.model_service import ModelService
 from pyserving.api.monitoring_config import MonitoringConfigError, load_monitoring_config
 from pyserving.api.prediction_service import PredictionService
 from pyserving.engine.bus import EventBus
 from pyserving.engine.events import ServerStarted, ServerStopped, ShutdownRequested
+from pyserving.engine.labels import LabelKeeper
 from pyserving.engine.manager import Manager, RetryPolicy
 from pyserving.engine.policy import POLICIES
 from pyserving.engine.runner import DirectRunner
 from pyserving.engine.servable_map import ServableMap
+
+__all__ = ["ModelConfig", "ModelServer", "StartupError", "models_from_flags", "serve"]
 
 log = structlog.get_logger("pyserving.server")
 
@@ -63,19 +75,19 @@ class StartupError(Exception):
     """The server cannot start as configured; the message says what to change."""
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    name: str
-    base_path: str
-
-
-def models_from_flags(options: argparse.Namespace) -> list[ModelConfig]:
+def models_from_flags(options: argparse.Namespace) -> ServerConfig:
+    """--model_config_file when given (as TF Serving, it overrides --model_name/_base_path)."""
+    if options.model_config_file:
+        try:
+            return read_file(options.model_config_file)
+        except ConfigError as exc:
+            raise StartupError(str(exc)) from None
     if not options.model_base_path:
         raise StartupError(
             "no model to serve: give --model_base_path=/path/to/model (a folder of numbered "
-            "version folders) and --model_name=NAME"
+            "version folders) and --model_name=NAME, or --model_config_file=FILE"
         )
-    return [ModelConfig(options.model_name, options.model_base_path)]
+    return single_model(options.model_name, options.model_base_path, options.model_platform)
 
 
 def event_log_from_flags(options: argparse.Namespace) -> EventLogWriter | None:
@@ -93,16 +105,15 @@ def event_log_from_flags(options: argparse.Namespace) -> EventLogWriter | None:
 class ModelServer:
     def __init__(self, options: argparse.Namespace) -> None:
         self.options = options
-        self.models = models_from_flags(options)
+        self.config = models_from_flags(options)
         first_seq = last_sequence(options.event_log) + 1 if options.event_log else 1
         self.bus = EventBus(first_seq=first_seq)
         self.servable_map = ServableMap()
-        # Every model gets --model_platform until the model config names one per model.
-        self.platforms = {m.name: options.model_platform for m in self.models}
-        self.loaders = model_loaders(self.platforms.items(), options, self.bus.publish)
+        # Each model's loader follows its platform in the config in force (it may change).
+        self.loaders = ModelLoaders(options, self.bus.publish, self._platform_of)
         self.manager = Manager(
             publish=self.bus.publish,
-            loader_for=self.loaders.__getitem__,
+            loader_for=self.loaders,
             servable_map=self.servable_map,
             policy=POLICIES[options.aspired_version_policy](),
             retry=RetryPolicy(
@@ -114,27 +125,29 @@ class ModelServer:
         )
         self.event_log = event_log_from_flags(options)
         self.bus.subscribe(self.manager.handle)
+        self.labels = LabelKeeper(
+            self.servable_map,
+            self.bus.publish,
+            allow_unavailable=options.allow_version_labels_for_unavailable_models,
+        )
+        self.bus.subscribe(self.labels.handle)
         self.bus.subscribe(log_event)
         if self.event_log is not None:
             self.bus.subscribe(self.event_log)
-        self.cache: VersionCache | None = None
-        if any(is_remote(m.base_path) for m in self.models):
-            cache_dir = options.model_cache_dir or tempfile.mkdtemp(prefix="pyserving-cache-")
-            self.cache = VersionCache(cache_dir, options.model_cache_max_bytes)
-            self.bus.subscribe(CacheEvictor(self.cache))
-        self.sources = [
-            FileSystemSource(
-                m.name,
-                m.base_path,
-                self.bus.publish,
-                poll_wait_s=options.file_system_poll_wait_seconds,
-                storage=self._storage(m),
-                marker_files=marker_files(self.platforms[m.name]),
-            )
-            for m in self.models
-        ]
+        self.cache: VersionCache | None = None  # made when a model first lives in a store
+        self.live_config = LiveConfig(
+            self.config,
+            self.bus.publish,
+            self.manager,
+            self.bus.wait_idle,
+            source_poll_wait_s=options.file_system_poll_wait_seconds,
+            config_file=options.model_config_file,
+            config_poll_wait_s=options.model_config_file_poll_wait_seconds,
+            storage_for=self._storage,
+        )
         self.runner = DirectRunner(options.num_request_threads)
-        self.health = HealthService(self.servable_map, lambda: [m.name for m in self.models])
+        self.drain = DrainGate()
+        self.health = HealthService(self.servable_map, self.live_config.model_names)
         self.grpc_server: grpc.aio.Server | None = None
         self.port = 0
         self._init_observability()
@@ -158,7 +171,7 @@ class ModelServer:
         self.metrics_registry = new_registry()
         self.metrics = ServingMetrics(
             self.metrics_registry,
-            known_models=lambda: {m.name for m in self.models},
+            known_models=lambda: set(self.live_config.model_names()),
             version_states=self.manager.states,
         )
         self.bus.subscribe(self.metrics.handle)
@@ -183,21 +196,29 @@ class ModelServer:
             raise StartupError(str(exc)) from None
         self.http_server = http
 
-    def _storage(self, model: ModelConfig) -> RemoteStorage | None:
-        """Remote base paths (s3://, gs://, ...) are listed remotely and downloaded."""
+    def _platform_of(self, model: str) -> str:
+        config = self.live_config.current.get(model) or self.config.get(model)
+        if config is None:
+            raise LookupError(f"model {model!r} is no longer configured")
+        return config.platform
+
+    def _storage(self, model: ModelConfig) -> VersionStorage:
+        """Where a model's versions are: local folders, or an object store (s3://, gs://, ...)."""
+        markers = marker_files(model.platform)
         if not is_remote(model.base_path):
-            return None
-        assert self.cache is not None
+            return LocalStorage(model.base_path, markers)
         try:
             store = ObjectStore(model.base_path)
         except (ImportError, ValueError) as exc:
-            raise StartupError(
+            raise ConfigError(
                 f"cannot open {redact(model.base_path)}: {exc}; for s3:// install "
                 "pyserving[s3], for gs:// pyserving[gcs]"
             ) from None
-        return RemoteStorage(
-            model.name, store, self.cache, marker_files(self.platforms[model.name])
-        )
+        if self.cache is None:
+            cache_dir = self.options.model_cache_dir or tempfile.mkdtemp(prefix="pyserving-cache-")
+            self.cache = VersionCache(cache_dir, self.options.model_cache_max_bytes)
+            self.bus.subscribe(CacheEvictor(self.cache))
+        return RemoteStorage(model.name, store, self.cache, markers)
 
     async def start(self) -> None:
         self.bus.start()
@@ -205,15 +226,16 @@ class ModelServer:
             ServerStarted(
                 pyserving_version=pyserving.__version__,
                 flags={k: v for k, v in sorted(vars(self.options).items()) if k != "func"},
-                models=tuple(m.name for m in self.models),
+                models=tuple(self.config.names),
             )
         )
         max_bytes = self.options.grpc_max_message_bytes
         server = grpc.aio.server(
+            interceptors=[self.drain],
             options=[
                 ("grpc.max_receive_message_length", max_bytes),
                 ("grpc.max_send_message_length", max_bytes),
-            ]
+            ],
         )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             self._observed(
@@ -227,7 +249,19 @@ class ModelServer:
             server,
         )
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            self._observed(ModelService(self.manager, self.servable_map)), server
+            self._observed(
+                ModelService(self.manager, self.servable_map, reload=self.live_config.reload)
+            ),
+            server,
+        )
+        model_listing.add_to_server(
+            model_listing.ModelRegistryService(
+                self.manager,
+                self.servable_map,
+                lambda: self.live_config.current,
+                self.labels.desired,
+            ),
+            server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -235,6 +269,7 @@ class ModelServer:
                 prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
                 model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                model_listing.SERVICE_NAME,
                 reflection.SERVICE_NAME,
             ),
             server,
@@ -255,17 +290,20 @@ class ModelServer:
         except StartupError:
             await server.stop(None)
             raise
-        for source in self.sources:
-            source.start()
+        self.live_config.start()
 
     async def stop(self, reason: str) -> None:
         """Graceful stop: refuse new work, finish what is in flight, unload, flush the log."""
         log.info("server_stopping", reason=reason)
         self.health.shutting_down = True
-        for source in self.sources:
-            source.stop()
+        self.live_config.stop()
         if self.grpc_server is not None:
-            await self.grpc_server.stop(grace=self.options.shutdown_grace_seconds)
+            grace = self.options.shutdown_grace_seconds
+            started = time.monotonic()
+            self.drain.start_draining()
+            if not await self.drain.wait_quiet(grace):
+                log.error("shutdown_grace_expired", active_requests=self.drain.active)
+            await self.grpc_server.stop(grace=max(0.0, grace - (time.monotonic() - started)))
         self.bus.publish(ShutdownRequested(reason=reason))
         await asyncio.to_thread(self._wait_unloaded, self.options.shutdown_grace_seconds + 30)
         self.runner.close()

@@ -140,6 +140,38 @@ class ServerStopped(Event):
 
 
 @dataclass(frozen=True)
+class ConfigReloaded(Event):
+    """A model config was applied (at start-up, from the polled file, or by the RPC)."""
+
+    kind: ClassVar[str] = "config_reloaded"
+    origin: str
+    models: tuple[str, ...]
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class VersionLabelsSet(Event):
+    """The configured labels of one model (label → version), wanted from now on."""
+
+    kind: ClassVar[str] = "version_labels_set"
+    model: str
+    labels: dict[str, int]
+
+
+@dataclass(frozen=True)
+class LabelMoved(Event):
+    """A label now resolves to `version` (None: removed); what requests naming it get."""
+
+    kind: ClassVar[str] = "label_moved"
+    model: str
+    label: str
+    version: int | None
+    previous: int | None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class Transition(Event):
     """One state change of one servable version's machine."""
 
@@ -176,6 +208,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         UnloadFinished,
         ShutdownRequested,
         ServerStopped,
+        ConfigReloaded,
+        VersionLabelsSet,
+        LabelMoved,
         Transition,
         BatchRun,
     )
@@ -193,4 +228,7 @@ def from_dict(record: dict[str, Any]) -> Event:
         values["versions"] = tuple(AspiredVersion(**v) for v in values["versions"])
     elif cls is ServerStarted:
         values["models"] = tuple(values["models"])
+    elif cls is ConfigReloaded:
+        for name in ("models", "added", "removed"):
+            values[name] = tuple(values[name])
     return cls(**values)

@@ -86,6 +86,9 @@ class ServableMap:
     def __init__(self) -> None:
         self._snapshot: Mapping[str, ModelEntry] = MappingProxyType({})
         self._write_lock = threading.Lock()
+        # Labels live apart from versions: a label may be recorded before any version of
+        # its model is available, and it survives the model's last version leaving.
+        self._labels: dict[str, Mapping[str, int]] = {}
 
     @property
     def snapshot(self) -> Mapping[str, ModelEntry]:
@@ -97,7 +100,7 @@ class ServableMap:
             entry = models.get(handle.model)
             versions = dict(entry.versions) if entry else {}
             versions[handle.version] = handle
-            labels = entry.labels if entry else {}
+            labels = self._labels.get(handle.model, MappingProxyType({}))
             models[handle.model] = ModelEntry(MappingProxyType(versions), labels)
             self._snapshot = MappingProxyType(models)
 
@@ -115,6 +118,24 @@ class ServableMap:
                 del models[model]
             self._snapshot = MappingProxyType(models)
             return handle
+
+    def set_labels(self, model: str, labels: Mapping[str, int]) -> None:
+        """Replace a model's labels (label → version); an empty mapping removes them."""
+        with self._write_lock:
+            frozen = MappingProxyType(dict(labels))
+            if labels:
+                self._labels[model] = frozen
+            else:
+                self._labels.pop(model, None)
+            entry = self._snapshot.get(model)
+            if entry is not None:
+                models = dict(self._snapshot)
+                models[model] = ModelEntry(entry.versions, frozen)
+                self._snapshot = MappingProxyType(models)
+
+    def labels(self, model: str) -> Mapping[str, int]:
+        """The labels recorded for a model, whether or not their versions serve now."""
+        return self._labels.get(model, MappingProxyType({}))
 
     def resolve(self, model: str, version: int | None = None, label: str | None = None) -> int:
         """The version a request names (latest when it names none), or NOT_FOUND."""

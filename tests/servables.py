@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -47,3 +48,22 @@ class ConstantLoader:
         if path in self.failing:
             raise OSError(f"cannot read {path}")
         return ConstantServable(int(path.rsplit("/", 1)[-1]))
+
+
+class GatedLoader(ConstantLoader):
+    """A ConstantLoader whose loads of `gated` paths wait until `open(path)` is called."""
+
+    def __init__(self, gated: Sequence[str] = (), failing: Sequence[str] = ()) -> None:
+        super().__init__(failing)
+        self._gates = {path: threading.Event() for path in gated}
+        self.started: set[str] = set()
+
+    def open(self, path: str) -> None:
+        self._gates[path].set()
+
+    def load(self, path: str) -> ConstantServable:
+        self.started.add(path)
+        gate = self._gates.get(path)
+        if gate is not None and not gate.wait(30):
+            raise TimeoutError(f"gate for {path} never opened")
+        return super().load(path)

@@ -12,7 +12,9 @@ from pyserving.engine.events import (
     AspiredVersion,
     AspiredVersions,
     BatchRun,
+    ConfigReloaded,
     Event,
+    LabelMoved,
     LoadFailed,
     LoadSucceeded,
     ServerStarted,
@@ -20,6 +22,7 @@ from pyserving.engine.events import (
     ShutdownRequested,
     Transition,
     UnloadFinished,
+    VersionLabelsSet,
     WarmupFinished,
     from_dict,
 )
@@ -36,6 +39,9 @@ SAMPLES: list[Event] = [
     UnloadFinished(model="mnist", version=1, duration_s=0.01),
     ShutdownRequested(reason="SIGTERM"),
     ServerStopped(reason="received SIGTERM"),
+    ConfigReloaded(origin="/etc/models.config", models=("a", "b"), added=("b",), removed=("c",)),
+    VersionLabelsSet(model="mnist", labels={"stable": 1, "canary": 2}),
+    LabelMoved(model="mnist", label="canary", version=2, previous=1, reason="2 available"),
     Transition(model="mnist", version=1, src="new", dst="loading", trigger="start_load"),
     BatchRun(model="mnist", version=1, signature="s", size=3, padded_size=4, oldest_wait_s=0.001),
 ]

@@ -14,19 +14,27 @@ from pyserving.engine.events import (
     Transition,
 )
 from pyserving.engine.manager import Manager, RetryPolicy
+from pyserving.engine.policy import AspiredVersionPolicy, ResourcePreservingPolicy
 from pyserving.engine.servable_map import ServableMap
 from pyserving.statemachines.servable_version import State
-from tests.servables import ConstantLoader
+from tests.servables import ConstantLoader, GatedLoader
 
 NO_RETRIES = RetryPolicy(max_num_load_retries=0, load_retry_interval_s=0.0)
 
 
 class Harness:
-    def __init__(self, loader: ConstantLoader, retry: RetryPolicy = NO_RETRIES) -> None:
+    def __init__(
+        self,
+        loader: ConstantLoader,
+        retry: RetryPolicy = NO_RETRIES,
+        policy: AspiredVersionPolicy | None = None,
+    ) -> None:
         self.bus = EventBus()
         self.map = ServableMap()
         self.events: list[Event] = []
-        self.manager = Manager(self.bus.publish, lambda _model: loader, self.map, retry=retry)
+        self.manager = Manager(
+            self.bus.publish, lambda _model: loader, self.map, policy=policy, retry=retry
+        )
         self.bus.subscribe(self.manager.handle)
         self.bus.subscribe(self.events.append)
         self.bus.start()
@@ -132,3 +140,45 @@ def test_empty_aspired_set_unloads() -> None:
     h.aspire()
     assert h.manager.states()[("m", 1)] == State.END
     h.close()
+
+
+def test_resource_policy_unloads_before_loading_through_the_manager() -> None:
+    h = Harness(ConstantLoader(), policy=ResourcePreservingPolicy())
+    h.aspire(1)
+    h.aspire(2)
+    assert h.transitions() == [
+        (1, "new", "loading"),
+        (1, "loading", "available"),
+        (1, "available", "unloading"),
+        (1, "unloading", "end"),
+        (2, "new", "loading"),
+        (2, "loading", "available"),
+    ]
+    h.close()
+
+
+def test_a_slow_load_of_one_model_never_delays_another() -> None:
+    loader = GatedLoader(gated=["/slow/1"])
+    bus, serving = EventBus(), ServableMap()
+    manager = Manager(
+        bus.publish, lambda _model: loader, serving, retry=NO_RETRIES, num_load_threads=2
+    )
+    bus.subscribe(manager.handle)
+    bus.start()
+    for model in ("slow", "fast"):
+        bus.publish(AspiredVersions(model=model, versions=(AspiredVersion(1, f"/{model}/1"),)))
+    deadline = time.monotonic() + 10
+    while "fast" not in serving.snapshot:  # loads in parallel with the stuck one
+        assert time.monotonic() < deadline, manager.states()
+        time.sleep(0.01)
+    assert "/slow/1" in loader.started and manager.states()[("slow", 1)] == State.LOADING
+    started = time.monotonic()
+    with serving.acquire("fast") as handle:  # a request to the other model: no wait
+        assert handle.servable.run("", {}, [])["version"][0] == 1
+    assert time.monotonic() - started < 1.0
+    loader.open("/slow/1")
+    while "slow" not in serving.snapshot:
+        assert time.monotonic() < deadline, manager.states()
+        time.sleep(0.01)
+    manager.close()
+    bus.stop()

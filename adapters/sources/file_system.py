@@ -21,12 +21,18 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
 
+from pyserving.adapters.sources.version_policy import (
+    LATEST_ONE,
+    LatestVersions,
+    VersionPolicy,
+)
 from pyserving.engine.events import AspiredVersion, AspiredVersions, Event
+
+__all__ = ["FileSystemSource", "LatestVersions", "list_versions", "parse_version"]
 
 log = structlog.get_logger("pyserving.source")
 
@@ -110,23 +116,13 @@ class LocalStorage:
         return path
 
 
-@dataclass(frozen=True)
-class LatestVersions:
-    """Serve the N highest versions (TF Serving's default, N=1)."""
-
-    num_versions: int = 1
-
-    def select(self, versions: Sequence[int]) -> list[int]:
-        return sorted(versions, reverse=True)[: self.num_versions]
-
-
 class FileSystemSource:
     def __init__(
         self,
         model: str,
         base_path: str,
         publish: Callable[[Event], object],
-        version_policy: LatestVersions = LatestVersions(),
+        version_policy: VersionPolicy = LATEST_ONE,
         poll_wait_s: float = 1.0,
         storage: VersionStorage | None = None,
         marker_files: Sequence[str] = SAVED_MODEL_FILES,
@@ -165,6 +161,7 @@ class FileSystemSource:
         self._last_error = None
         self._failures = 0
         self._ready &= set(found.values())  # a deleted folder must prove itself again
+        self._pending = {p: f for p, f in self._pending.items() if p in found.values()}
         found = {v: path for v, path in found.items() if self._is_complete(path)}
         chosen = self._policy.select(list(found))
         try:
@@ -187,6 +184,10 @@ class FileSystemSource:
         event = AspiredVersions(model=self.model, versions=aspired)
         self._publish(event)
         return event
+
+    def copying(self) -> bool:
+        """True while a version folder holds a saved_model but is still being written."""
+        return any(self._pending.values())
 
     def _is_complete(self, path: str) -> bool:
         if path in self._ready:

@@ -1,0 +1,188 @@
+"""The model config the server runs now, and the three ways it changes: start-up, the
+polled --model_config_file, and ModelService.HandleReloadConfigRequest.
+
+All three go through `apply`: diff against the running config, replace the sources
+that changed, publish the new labels and a `ConfigReloaded` record. A file that does
+not parse or validate is logged once per distinct content and changes nothing, so a bad
+edit never takes down what serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+
+import structlog
+
+from pyserving.adapters.model_config import (
+    ConfigDiff,
+    ConfigError,
+    ModelConfig,
+    ServerConfig,
+    diff,
+    parse_text,
+)
+from pyserving.adapters.sources.file_system import VersionStorage
+from pyserving.adapters.sources.registry import SourceRegistry
+from pyserving.engine.events import ConfigReloaded, Event, VersionLabelsSet
+from pyserving.engine.manager import Manager
+from pyserving.statemachines.servable_version import State
+
+log = structlog.get_logger("pyserving.config")
+
+_MOVING = (State.NEW, State.LOADING, State.UNLOADING)
+
+
+class LiveConfig:
+    def __init__(
+        self,
+        initial: ServerConfig,
+        publish: Callable[[Event], object],
+        manager: Manager,
+        wait_idle: Callable[[float], object],
+        source_poll_wait_s: float,
+        config_file: str = "",
+        config_poll_wait_s: float = 0.0,
+        storage_for: Callable[[ModelConfig], VersionStorage] | None = None,
+    ) -> None:
+        self._initial = initial
+        self._publish = publish
+        self._manager = manager
+        self._wait_idle = wait_idle
+        self._sources = SourceRegistry(publish, source_poll_wait_s, storage_for)
+        self._config_file = config_file
+        self._config_poll_wait_s = config_poll_wait_s
+        self._current = ServerConfig(())
+        self._lock = threading.Lock()
+        self._last_file_text: str | None = None
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    @property
+    def current(self) -> ServerConfig:
+        return self._current
+
+    def model_names(self) -> list[str]:
+        return self._current.names
+
+    def start(self) -> None:
+        self.apply(self._initial, origin=self._config_file or "flags")
+        if self._config_file:
+            try:
+                with open(self._config_file, encoding="utf-8") as f:
+                    self._last_file_text = f.read()
+            except OSError:
+                self._last_file_text = None
+        if self._config_file and self._config_poll_wait_s > 0:
+            self._watcher = threading.Thread(
+                target=self._watch, name="model-config-watcher", daemon=True
+            )
+            self._watcher.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
+        self._sources.stop()
+
+    def apply(self, new: ServerConfig, origin: str) -> ConfigDiff:
+        """Make `new` the running config; returns what changed."""
+        with self._lock:
+            old = self._current
+            changes = diff(old, new)
+            if changes.empty:
+                return changes
+            for name in changes.removed:
+                self._publish(VersionLabelsSet(model=name, labels={}))
+            for name in (*changes.added, *changes.relabelled):
+                model = new.get(name)
+                assert model is not None
+                self._publish(VersionLabelsSet(model=name, labels=dict(model.labels)))
+            self._sources.apply(new, changes)
+            self._current = new
+            self._publish(
+                ConfigReloaded(
+                    origin=origin,
+                    models=tuple(new.names),
+                    added=changes.added,
+                    removed=changes.removed,
+                )
+            )
+            log.info(
+                "model_config_applied",
+                origin=origin,
+                models=new.names,
+                added=list(changes.added),
+                removed=list(changes.removed),
+                changed=list(changes.changed),
+                relabelled=list(changes.relabelled),
+            )
+            return changes
+
+    async def reload(self, new: ServerConfig, origin: str) -> list[str]:
+        """Apply `new` and wait until its models settle (versions still being copied
+        included); the load errors, if any. The caller's deadline bounds the wait."""
+        changes = await asyncio.to_thread(self.apply, new, origin)
+        watched = [*new.names, *changes.removed]
+        while True:
+            await asyncio.to_thread(self._wait_idle, 5.0)
+            settled, errors = self._settled(watched)
+            if settled:
+                await asyncio.to_thread(self._wait_idle, 5.0)  # labels follow transitions
+                return errors
+            await asyncio.sleep(0.05)
+
+    def _settled(self, models: list[str]) -> tuple[bool, list[str]]:
+        errors: list[str] = []
+        for name in models:
+            if self._sources.copying(name):
+                return False, []  # a version is still arriving: wait for its verdict
+            for status in self._manager.statuses(name) or []:
+                if status.state in _MOVING:
+                    return False, []
+                if status.state == State.ERROR:
+                    errors.append(f"model {name} version {status.version}: {status.error}")
+        return True, errors
+
+    # ------------------------------------------------------------- the file
+    def _watch(self) -> None:
+        while not self._stop.wait(self._config_poll_wait_s):
+            try:
+                self.check_file()
+            except Exception:
+                log.exception("model_config_poll_failed", path=self._config_file)
+
+    def check_file(self) -> bool:
+        """Re-read the config file; apply it if it changed and is valid. True if applied."""
+        try:
+            with open(self._config_file, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as exc:
+            if self._last_file_text is not None:
+                log.error(
+                    "model_config_unreadable",
+                    path=self._config_file,
+                    error=str(exc),
+                    hint="the last good config keeps running",
+                )
+                self._last_file_text = None
+            return False
+        if text == self._last_file_text:
+            return False
+        self._last_file_text = text
+        started = time.monotonic()
+        try:
+            new = parse_text(text, origin=self._config_file)
+        except ConfigError as exc:
+            log.error(
+                "model_config_rejected",
+                path=self._config_file,
+                error=str(exc),
+                hint="fix the file; the last good config keeps running",
+            )
+            return False
+        self.apply(new, origin=self._config_file)
+        log.debug("model_config_checked", seconds=round(time.monotonic() - started, 4))
+        return True

@@ -1,0 +1,221 @@
+"""Lifecycle faults against real servers: a corrupt version, a slow copy, load retries,
+and a graceful stop with requests in flight."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from tensorflow_serving.apis import get_model_status_pb2
+
+from tests.e2e.conftest import ServerProcess, TrainedModels, predict_request
+
+AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+END = get_model_status_pb2.ModelVersionStatus.END
+SOURCE_POLL_S = 0.5
+
+
+def log_lines(server: ServerProcess) -> list[dict]:
+    return [json.loads(line) for line in server.log_text().splitlines() if line.startswith("{")]
+
+
+def served_version(server: ServerProcess) -> int:
+    request = predict_request(np.zeros((1, 64), np.float32))
+    return server.predict_stub.Predict(request, timeout=10).model_spec.version.value
+
+
+@pytest.fixture(scope="module")
+def server(
+    trained_models: TrainedModels, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    root = tmp_path_factory.mktemp("faults")
+    trained_models.copy_version(1, root / "models")
+    process = ServerProcess(
+        [
+            "--model_name=mnist",
+            f"--model_base_path={root / 'models'}",
+            f"--file_system_poll_wait_seconds={SOURCE_POLL_S}",
+            "--max_num_load_retries=2",
+            "--load_retry_interval_micros=100000",
+        ],
+        root / "server.log",
+    )
+    process.wait_serving()
+    yield process
+    assert process.stop() == 0
+
+
+def base_path(server: ServerProcess) -> Path:
+    return server.log_path.parent / "models"
+
+
+def test_corrupt_version_ends_in_error_and_the_previous_keeps_answering(
+    server: ServerProcess, trained_models: TrainedModels
+) -> None:
+    staging = base_path(server) / ".staging-5"
+    shutil.copytree(trained_models.export_dir / "1", staging)
+    (staging / "saved_model.pb").write_bytes(b"\x00garbage, not a SavedModel\xff" * 10)
+    staging.rename(base_path(server) / "5")
+
+    def failed() -> bool:
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = "mnist"
+        request.model_spec.version.value = 5
+        try:
+            [status] = server.model_stub.GetModelStatus(request, timeout=5).model_version_status
+        except grpc.RpcError:
+            return False
+        return status.state == END and status.status.error_code != 0
+
+    server.wait_for(failed, what="version 5 in error")
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = "mnist"
+    request.model_spec.version.value = 5
+    [status] = server.model_stub.GetModelStatus(request, timeout=5).model_version_status
+    assert status.status.error_message  # the loader's message, for the operator
+    assert served_version(server) == 1
+    attempts = [
+        (line["attempt"], line["will_retry"])
+        for line in log_lines(server)
+        if line.get("message") == "load_attempt_failed" and line.get("version") == 5
+    ]
+    assert attempts == [(1, True), (2, True), (3, False)]  # --max_num_load_retries=2
+    shutil.rmtree(base_path(server) / "5")
+
+
+def test_slow_copy_is_loaded_once_complete_without_a_failed_load(
+    server: ServerProcess, trained_models: TrainedModels
+) -> None:
+    source = trained_models.export_dir / "2"
+    target = base_path(server) / "6"
+    files = sorted(p for p in source.rglob("*") if p.is_file())
+    # saved_model.pb first, as `cp` may well do; the rest trickles in over ~6 poll periods.
+    files.sort(key=lambda p: p.name != "saved_model.pb")
+    chunk_pause = 0.05
+    served_during_copy: list[int] = []
+    for path in files:
+        out = target / path.relative_to(source)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        data = path.read_bytes()
+        pieces = max(1, int(3 * SOURCE_POLL_S / chunk_pause / len(files)) + 1)
+        step = max(1, -(-len(data) // pieces))
+        with open(out, "wb") as f:
+            for start in range(0, max(len(data), 1), step):
+                f.write(data[start : start + step])
+                f.flush()
+                os.fsync(f.fileno())
+                time.sleep(chunk_pause)
+        served_during_copy.append(served_version(server))
+    assert set(served_during_copy) == {1}
+    server.wait_for(lambda: served_version(server) == 6, what="version 6 serving")
+    lines = log_lines(server)
+    assert not [
+        line
+        for line in lines
+        if line.get("version") == 6
+        and (line.get("message") == "load_attempt_failed" or line.get("state") == "error")
+    ]
+    assert any(line.get("message") == "version_incomplete" for line in lines)
+    shutil.rmtree(target)
+    server.wait_for(lambda: served_version(server) == 1, what="back on version 1")
+
+
+def test_deleting_the_base_path_keeps_serving_and_logs_an_error(server: ServerProcess) -> None:
+    moved = base_path(server).with_name("models-away")
+    base_path(server).rename(moved)
+    try:
+        server.wait_for(
+            lambda: any(
+                line.get("message") == "base_path_unreadable" for line in log_lines(server)
+            ),
+            what="the error about the missing base path",
+        )
+        time.sleep(2 * SOURCE_POLL_S)  # more polls: still nothing unloaded
+        assert served_version(server) == 1
+        assert server.version_states("mnist")[1] == AVAILABLE
+    finally:
+        moved.rename(base_path(server))
+
+
+class TimedClient:
+    """Threads sending large Predict requests back to back; each outcome with its times."""
+
+    def __init__(self, server: ServerProcess, images: np.ndarray, threads: int = 8) -> None:
+        self.request = predict_request(images)
+        self.server = server
+        self.stop = threading.Event()
+        self.outcomes: list[tuple[float, float, str]] = []
+        self._lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run) for _ in range(threads)]
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                self.server.predict_stub.Predict(self.request, timeout=30)
+                outcome = "OK"
+            except grpc.RpcError as exc:
+                outcome = f"{exc.code().name}: {exc.details()}"
+            with self._lock:
+                self.outcomes.append((started, time.monotonic(), outcome))
+            if outcome != "OK":
+                return  # "shutting down": go to another replica, as behind a load balancer
+
+
+def test_sigterm_finishes_in_flight_requests_and_unloads(
+    trained_models: TrainedModels, start_server, tmp_path: Path
+) -> None:
+    trained_models.copy_version(1, tmp_path / "models")
+    trained_models.copy_version(2, tmp_path / "other")
+    config = tmp_path / "models.config"
+    config.write_text(
+        "model_config_list {"
+        f' config {{ name: "mnist" base_path: "{tmp_path / "models"}" }}'
+        f' config {{ name: "other" base_path: "{tmp_path / "other"}" }} }}'
+    )
+    server = start_server(f"--model_config_file={config}", "--num_request_threads=2")
+    server.wait_serving()
+    images = np.random.default_rng(1).random((5000, 64), dtype=np.float32)
+    client = TimedClient(server, images)
+    for thread in client.threads:
+        thread.start()
+    deadline = time.monotonic() + 60
+    while sum(o[2] == "OK" for o in list(client.outcomes)) < 8:
+        assert time.monotonic() < deadline, client.outcomes[:3]
+        time.sleep(0.05)
+    signalled = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(60) == 0
+    client.stop.set()
+    for thread in client.threads:
+        thread.join(30)
+
+    outcomes = list(client.outcomes)
+    in_flight = [o for o in outcomes if o[0] < signalled < o[1]]
+    # A request still on the wire when the server stopped listening is refused with
+    # UNAVAILABLE (safe to retry); one the server had accepted is answered.
+    answered = [o for o in in_flight if o[2] == "OK"]
+    assert answered, f"no request in flight at SIGTERM was answered: {in_flight}"
+    lost = [o[2] for o in outcomes if o[2] != "OK" and not o[2].startswith("UNAVAILABLE")]
+    assert not lost, [
+        (round(a - signalled, 3), round(b - signalled, 3), o) for a, b, o in outcomes if o != "OK"
+    ][:20]
+    print(f"{len(answered)} of {len(in_flight)} requests in flight at SIGTERM answered")
+
+    lines = log_lines(server)
+    ends = {
+        (line["model"], line["version"])
+        for line in lines
+        if line.get("message") == "version_transition" and line.get("state") == "end"
+    }
+    assert ends == {("mnist", 1), ("other", 2)}
+    assert lines[-1]["message"] == "server_stopped", lines[-3:]

@@ -1,0 +1,156 @@
+"""The running config: sources follow each applied config, a bad file edit changes nothing,
+and a reload answers once its models are available or failed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from pyserving.adapters.model_config import ServerConfig, parse_text
+from pyserving.api.live_config import LiveConfig
+from pyserving.engine.bus import EventBus
+from pyserving.engine.events import ConfigReloaded, Event
+from pyserving.engine.labels import LabelKeeper
+from pyserving.engine.manager import Manager, RetryPolicy
+from pyserving.engine.servable_map import ServableMap
+from tests.servables import GatedLoader
+from tests.test_file_system_source import make_versions
+
+
+def config_text(root: Path, **models: str) -> str:
+    """models: name → the body after base_path (policy, labels)."""
+    entries = "".join(
+        f'config {{ name: "{name}" base_path: "{root / name}" {body} }}\n'
+        for name, body in models.items()
+    )
+    return f"model_config_list {{\n{entries}}}\n"
+
+
+class Harness:
+    def __init__(self, root: Path, text: str, loader: GatedLoader | None = None) -> None:
+        self.root = root
+        self.file = root / "models.config"
+        self.file.write_text(text)
+        self.bus = EventBus()
+        self.map = ServableMap()
+        self.events: list[Event] = []
+        self.loader = loader or GatedLoader()
+        self.manager = Manager(
+            self.bus.publish,
+            lambda _model: self.loader,
+            self.map,
+            retry=RetryPolicy(0, 0.0),
+            num_load_threads=2,
+        )
+        self.bus.subscribe(self.manager.handle)
+        self.bus.subscribe(LabelKeeper(self.map, self.bus.publish).handle)
+        self.bus.subscribe(self.events.append)
+        self.bus.start()
+        self.live = LiveConfig(
+            parse_text(text, str(self.file)),
+            self.bus.publish,
+            self.manager,
+            self.bus.wait_idle,
+            source_poll_wait_s=0,  # sources look once per apply: the test drives the file
+            config_file=str(self.file),
+        )
+        self.live.start()
+        self.settle()
+
+    def settle(self) -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            self.bus.wait_idle(5)
+            if self.manager.all_settled():
+                self.bus.wait_idle(5)
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"did not settle: {self.manager.states()}")
+
+    def serving(self) -> dict[str, list[int]]:
+        return {name: sorted(entry.versions) for name, entry in self.map.snapshot.items()}
+
+    def edit(self, text: str) -> bool:
+        self.file.write_text(text)
+        applied = self.live.check_file()
+        self.settle()
+        return applied
+
+    def close(self) -> None:
+        self.live.stop()
+        self.manager.close()
+        self.bus.stop()
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    for name in ("a", "b", "c"):
+        make_versions(tmp_path / name, "1", "2", "3")
+    return tmp_path
+
+
+def test_each_policy_gets_its_aspired_set(root: Path) -> None:
+    h = Harness(
+        root,
+        config_text(
+            root,
+            a="model_version_policy { latest { num_versions: 2 } }",
+            b="model_version_policy { all {} }",
+            c="model_version_policy { specific { versions: 1 versions: 3 } }",
+        ),
+    )
+    assert h.serving() == {"a": [2, 3], "b": [1, 2, 3], "c": [1, 3]}
+    h.close()
+
+
+def test_file_edits_add_remove_and_change_models(root: Path) -> None:
+    h = Harness(root, config_text(root, a="", b=""))
+    assert h.serving() == {"a": [3], "b": [3]}
+    assert h.edit(
+        config_text(root, a="model_version_policy { all {} }", c='version_labels { key: "s" '
+                    "value: 1 } model_version_policy { specific { versions: 1 } }")
+    )  # fmt: skip
+    assert h.serving() == {"a": [1, 2, 3], "c": [1]}
+    assert h.map.resolve("c", label="s") == 1
+    assert {s.state for s in h.manager.statuses("b") or []} == {"end"}
+    reloads = [e for e in h.events if isinstance(e, ConfigReloaded)]
+    assert [(r.added, r.removed) for r in reloads] == [(("a", "b"), ()), (("c",), ("b",))]
+    assert h.live.model_names() == ["a", "c"]
+    h.close()
+
+
+def test_bad_edit_keeps_the_last_good_config(root: Path) -> None:
+    good = config_text(root, a='version_labels { key: "stable" value: 3 }')
+    h = Harness(root, good)
+    with capture_logs() as logs:
+        assert not h.edit(good.replace("base_path", "base_pth"))  # syntax error
+        assert not h.edit(config_text(root, a='model_platform: "onnx"'))  # unknown platform
+        assert not h.edit(config_text(root, a="", b="").replace('"b"', '"a"'))  # same name
+        assert not h.live.check_file()  # the same bad text again: nothing, logged once
+    rejected = [line["error"] for line in logs if line["event"] == "model_config_rejected"]
+    assert len(rejected) == 3
+    assert rejected[0].startswith(f"{h.file}:2:") and 'no field named "base_pth"' in rejected[0]
+    assert "unknown model_platform 'onnx'" in rejected[1]
+    assert "is used twice" in rejected[2]
+    assert h.serving() == {"a": [3]} and h.map.resolve("a", label="stable") == 3
+    assert h.live.current.names == ["a"]
+    assert h.edit(config_text(root, a='version_labels { key: "stable" value: 2 } '
+                              "model_version_policy { all {} }"))  # fmt: skip
+    assert h.map.resolve("a", label="stable") == 2
+    h.close()
+
+
+def test_reload_answers_when_models_are_available_or_failed(root: Path) -> None:
+    loader = GatedLoader(failing=[str(root / "b" / "3")])
+    h = Harness(root, config_text(root, a=""), loader)
+    new = parse_text(config_text(root, a="", b=""))
+    errors = asyncio.run(h.live.reload(new, "test"))
+    assert len(errors) == 1 and errors[0].startswith("model b version 3: OSError: cannot read")
+    assert h.serving() == {"a": [3]}
+    errors = asyncio.run(h.live.reload(ServerConfig(()), "test"))
+    assert errors == [] and h.serving() == {}
+    h.close()
