@@ -42,6 +42,8 @@ log = structlog.get_logger("pyserving.manager")
 
 Publish = Callable[[Event], object]
 
+MAX_ENDED_KEPT = 16  # ended versions remembered per model (GetModelStatus shows them as END)
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -166,8 +168,21 @@ class Manager:
                 ]
             action = self._policy.next_action(snapshot)
             if action is None:
+                self._forget_oldest_ended(model)
                 return
             self._apply(model, machines[action.version], action)
+
+    def _forget_oldest_ended(self, model: str) -> None:
+        """Keep the last MAX_ENDED_KEPT ended versions per model for GetModelStatus.
+
+        A model that gets a new version every hour would otherwise grow its machine table
+        (and every policy step, which scans it) without bound.
+        """
+        with self._lock:
+            machines = self._machines.get(model, {})
+            ended = sorted(v for v, m in machines.items() if m.current == State.END)
+            for version in ended[: max(0, len(ended) - MAX_ENDED_KEPT)]:
+                del machines[version]
 
     def _apply(self, model: str, machine: ServableVersionMachine, action: Action) -> None:
         policy = self._policy.name

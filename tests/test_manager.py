@@ -182,3 +182,18 @@ def test_a_slow_load_of_one_model_never_delays_another() -> None:
         time.sleep(0.01)
     manager.close()
     bus.stop()
+
+
+def test_ended_versions_are_remembered_up_to_a_bound() -> None:
+    from pyserving.engine.manager import MAX_ENDED_KEPT
+
+    h = Harness(ConstantLoader())
+    total = MAX_ENDED_KEPT + 5
+    for version in range(1, total + 1):
+        h.aspire(version)
+    statuses = h.manager.statuses("m") or []
+    ended = [s.version for s in statuses if s.state == State.END]
+    assert len(ended) == MAX_ENDED_KEPT
+    assert ended == list(range(total - MAX_ENDED_KEPT, total))  # the most recent ones
+    assert [s.version for s in statuses if s.state == State.AVAILABLE] == [total]
+    h.close()
