@@ -100,8 +100,10 @@ class LiveConfig:
                 model = new.get(name)
                 assert model is not None
                 self._publish(VersionLabelsSet(model=name, labels=dict(model.labels)))
-            self._sources.apply(new, changes)
+            # `current` first: a source's first poll may start a load at once, and the load
+            # looks up the model's platform in the config in force.
             self._current = new
+            self._sources.apply(new, changes)
             self._publish(
                 ConfigReloaded(
                     origin=origin,
@@ -127,18 +129,20 @@ class LiveConfig:
         changes = await asyncio.to_thread(self.apply, new, origin)
         watched = [*new.names, *changes.removed]
         while True:
+            # Order matters: once no source is copying, what it found is on the bus;
+            # waiting for the bus to go idle then makes the manager's states current.
+            copying = any(self._sources.copying(name) for name in watched)
             await asyncio.to_thread(self._wait_idle, 5.0)
-            settled, errors = self._settled(watched)
-            if settled:
-                await asyncio.to_thread(self._wait_idle, 5.0)  # labels follow transitions
-                return errors
+            if not copying:
+                settled, errors = self._settled(watched)
+                if settled:
+                    await asyncio.to_thread(self._wait_idle, 5.0)  # labels follow transitions
+                    return errors
             await asyncio.sleep(0.05)
 
     def _settled(self, models: list[str]) -> tuple[bool, list[str]]:
         errors: list[str] = []
         for name in models:
-            if self._sources.copying(name):
-                return False, []  # a version is still arriving: wait for its verdict
             for status in self._manager.statuses(name) or []:
                 if status.state in _MOVING:
                     return False, []

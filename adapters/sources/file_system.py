@@ -138,11 +138,16 @@ class FileSystemSource:
         self._failures = 0  # consecutive listing failures, for backoff
         self._ready: set[str] = set()  # version folders seen complete
         self._pending: dict[str, Fingerprint] = {}  # folders still being written
+        self._poll_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def poll_once(self) -> AspiredVersions | None:
         """Look once; publish and return the aspired set if it changed since last time."""
+        with self._poll_lock:  # copying() must not see a version between ready and published
+            return self._poll()
+
+    def _poll(self) -> AspiredVersions | None:
         try:
             found = self._storage.list_versions()
         except OSError as exc:
@@ -186,8 +191,12 @@ class FileSystemSource:
         return event
 
     def copying(self) -> bool:
-        """True while a version folder holds a saved_model but is still being written."""
-        return any(self._pending.values())
+        """True while a version folder holds a saved_model but is still being written.
+
+        Once False, every complete version has been published to the bus.
+        """
+        with self._poll_lock:
+            return any(self._pending.values())
 
     def _is_complete(self, path: str) -> bool:
         if path in self._ready:

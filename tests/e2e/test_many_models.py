@@ -345,7 +345,7 @@ def test_config_file_errors_at_startup(tmp_path: Path) -> None:
         ('model_config_list {\n  config {\n    name: "a" base_path: "/a"\n  }\n  oops\n}\n',
          f"{config}:5:"),
         ('model_config_list { config { name: "a" base_path: "/a" model_platform: "onnx" } }',
-         "unknown model_platform 'onnx'; known platforms: tensorflow"),
+         "unknown model_platform 'onnx'; known platforms: python, tensorflow"),
     ]:  # fmt: skip
         config.write_text(text)
         result = subprocess.run(
