@@ -99,6 +99,23 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         help="on SIGTERM, how long in-flight requests may take to finish (default: 30)",
     )
 
+    batching = parser.add_argument_group("batching")
+    _add_bool(
+        batching,
+        "--enable_batching",
+        default=False,
+        help="merge concurrent Predict requests for one version and signature into one model "
+        "run (default: false)",
+    )
+    batching.add_argument(
+        "--batching_parameters_file",
+        default="",
+        metavar="FILE",
+        help="a BatchingParameters text proto, as for tensorflow_model_server (e.g. "
+        "'max_batch_size { value: 128 }'); needs --enable_batching. Without it, TF Serving's "
+        "defaults apply",
+    )
+
     obs = parser.add_argument_group("observability")
     obs.add_argument(
         "--event_log",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
@@ -18,6 +20,12 @@ from pyserving.engine.runner import Runner
 from pyserving.engine.servable_map import ServableMap
 
 SIGNATURE_DEF_FIELD = "signature_def"
+
+
+def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+    """The RPC's deadline on the `time.monotonic()` clock, or None when it has none."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -37,7 +45,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             signature = select_signature(handle.servable, request.model_spec.signature_name)
             check_inputs(signature, inputs)
             check_output_filter(signature, output_filter)
-            outputs = await self._runner.run(handle, signature.name, inputs, output_filter)
+            outputs = await self._runner.run(
+                handle, signature.name, inputs, output_filter, deadline=_deadline(context)
+            )
         response = predict_pb2.PredictResponse()
         fill_model_spec(response.model_spec, spec.name, handle.version, signature.name)
         for name, array in outputs.items():

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import structlog
@@ -23,6 +26,7 @@ from tensorflow_serving.apis import (
 )
 
 import pyserving
+from pyserving.adapters.batching_config import BatchingConfigError, load_batching_options
 from pyserving.adapters.event_log import EventLogWriter, last_sequence
 from pyserving.adapters.lifecycle_log import log_event
 from pyserving.adapters.loaders.tensorflow_loader import TensorFlowLoader
@@ -30,11 +34,12 @@ from pyserving.adapters.sources.file_system import FileSystemSource
 from pyserving.api.health import HealthService
 from pyserving.api.model_service import ModelService
 from pyserving.api.prediction_service import PredictionService
+from pyserving.engine.batching import BatchingRunner
 from pyserving.engine.bus import EventBus
-from pyserving.engine.events import ServerStarted, ShutdownRequested
+from pyserving.engine.events import Event, ServerStarted, ShutdownRequested
 from pyserving.engine.manager import Manager, RetryPolicy
 from pyserving.engine.policy import POLICIES
-from pyserving.engine.runner import DirectRunner
+from pyserving.engine.runner import DirectRunner, Runner
 from pyserving.engine.servable_map import ServableMap
 
 log = structlog.get_logger("pyserving.server")
@@ -59,12 +64,30 @@ def models_from_flags(options: argparse.Namespace) -> list[ModelConfig]:
     return [ModelConfig(options.model_name, options.model_base_path)]
 
 
+def runner_from_flags(options: argparse.Namespace, publish: Callable[[Event], Any]) -> Runner:
+    """The batching scheduler with --enable_batching, else one model call per request."""
+    if not options.enable_batching:
+        if options.batching_parameters_file:
+            raise StartupError(
+                f"--batching_parameters_file={options.batching_parameters_file} is given but "
+                "batching is off: add --enable_batching, or drop the file"
+            )
+        return DirectRunner(options.num_request_threads)
+    try:
+        batching = load_batching_options(options.batching_parameters_file)
+    except BatchingConfigError as exc:
+        raise StartupError(str(exc)) from None
+    log.info("batching_enabled", **dataclasses.asdict(batching))
+    return BatchingRunner(batching, publish=publish)
+
+
 class ModelServer:
     def __init__(self, options: argparse.Namespace) -> None:
         self.options = options
         self.models = models_from_flags(options)
         first_seq = last_sequence(options.event_log) + 1 if options.event_log else 1
         self.bus = EventBus(first_seq=first_seq)
+        self.runner = runner_from_flags(options, self.bus.publish)
         self.servable_map = ServableMap()
         self.manager = Manager(
             publish=self.bus.publish,
@@ -92,7 +115,6 @@ class ModelServer:
             )
             for m in self.models
         ]
-        self.runner = DirectRunner(options.num_request_threads)
         self.health = HealthService(self.servable_map, lambda: [m.name for m in self.models])
         self.grpc_server: grpc.aio.Server | None = None
         self.port = 0
