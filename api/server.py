@@ -72,11 +72,20 @@ def runner_from_flags(options: argparse.Namespace, publish: Callable[[Event], An
                 f"--batching_parameters_file={options.batching_parameters_file} is given but "
                 "batching is off: add --enable_batching, or drop the file"
             )
+        if options.batching_idle_micros:
+            raise StartupError(
+                "--batching_idle_micros is given but batching is off: add --enable_batching"
+            )
         return DirectRunner(options.num_request_threads)
     try:
         batching = load_batching_options(options.batching_parameters_file)
     except BatchingConfigError as exc:
         raise StartupError(str(exc)) from None
+    batching = dataclasses.replace(batching, idle_micros=options.batching_idle_micros)
+    try:
+        batching.validate()
+    except ValueError as exc:
+        raise StartupError(f"--batching_idle_micros: {exc}") from None
     log.info("batching_enabled", **dataclasses.asdict(batching))
     return BatchingRunner(batching, publish=publish)
 

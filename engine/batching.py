@@ -79,12 +79,13 @@ _Entry = tuple[_Task, int, int]
 
 
 class _Batch:
-    __slots__ = ("entries", "opened", "size")
+    __slots__ = ("entries", "joined", "opened", "size")
 
     def __init__(self, entry: _Entry, opened: float) -> None:
         self.entries: list[_Entry] = [entry]
         self.size = entry[2] - entry[1]
         self.opened = opened  # when its oldest request was enqueued
+        self.joined = opened  # when its newest request was enqueued (kept with idle_micros)
 
 
 class _Queue:
@@ -121,10 +122,12 @@ class BatchingRunner:
         self._exec_size = options.execution_batch_size
         self._split = options.enable_large_batch_splitting
         self._timeout_s = options.batch_timeout_s
+        self._idle_s = options.idle_micros / 1e6
         self._max_batches = options.max_enqueued_batches
         self._cond = threading.Condition(threading.Lock())
         self._queues: dict[tuple[ServableHandle, str, tuple[str, ...]], _Queue] = {}
         self._closed = False
+        self._idle = 0  # batch threads waiting for work: wake one only when there is one
         self._threads = [
             threading.Thread(target=self._work, name=f"{options.thread_pool_name}-{i}", daemon=True)
             for i in range(options.num_batch_threads)
@@ -203,6 +206,8 @@ class BatchingRunner:
                     last = batches[-1]
                     last.entries.append((task, 0, size))
                     last.size += size
+                    if self._idle_s:
+                        last.joined = self._clock()
                 else:
                     if before >= self._max_batches:
                         self._queue_full(queue, handle, signature, key)
@@ -213,7 +218,9 @@ class BatchingRunner:
             handle.retain(pieces)
             # Wake a batch thread when this request created a new timer (the queue was
             # empty) or made the first batch ready (full, or closed by a newer batch).
-            if before == 0 or (before == 1 and (len(batches) > 1 or batches[0].size >= exec_size)):
+            if self._idle and (
+                before == 0 or (before == 1 and (len(batches) > 1 or batches[0].size >= exec_size))
+            ):
                 self._cond.notify()
 
     def _enqueue_split(
@@ -290,8 +297,10 @@ class BatchingRunner:
                         break
                     if self._closed and not self._queues:
                         return
+                    self._idle += 1
                     self._cond.wait(self._wait_s(now))
-                if self._queues and self._find_ready(now) is not None:
+                    self._idle -= 1
+                if self._idle and self._queues and self._find_ready(now) is not None:
                     self._cond.notify()  # another batch is ready: hand it to an idle thread
             self._run_batch(*taken)
 
@@ -301,6 +310,7 @@ class BatchingRunner:
             len(queue.batches) > 1
             or first.size >= self._exec_size
             or now - first.opened >= self._timeout_s
+            or (self._idle_s > 0 and now - first.joined >= self._idle_s)
             or self._closed
             or queue.handle.retiring
         )
@@ -324,8 +334,11 @@ class BatchingRunner:
     def _wait_s(self, now: float) -> float | None:
         if not self._queues:
             return None  # a request or close() will notify
-        oldest = min(queue.batches[0].opened for queue in self._queues.values())
-        return max(0.0, min(oldest + self._timeout_s - now, RETIRE_POLL_S))
+        due = min(queue.batches[0].opened for queue in self._queues.values()) + self._timeout_s
+        if self._idle_s:
+            quiet = min(queue.batches[0].joined for queue in self._queues.values()) + self._idle_s
+            due = min(due, quiet)
+        return max(0.0, min(due - now, RETIRE_POLL_S))
 
     def _run_batch(self, queue: _Queue, batch: _Batch) -> None:
         resolutions: list[_Resolution] = []
@@ -339,8 +352,7 @@ class BatchingRunner:
                 self._fail(task, Code.INTERNAL, _INTERNAL_MESSAGE, resolutions)
         finally:
             self._resolve(resolutions)
-            for _ in batch.entries:
-                queue.handle.release()
+            queue.handle.release(len(batch.entries))
 
     def _live_entries(
         self, queue: _Queue, entries: list[_Entry], resolutions: list[_Resolution]
@@ -373,12 +385,17 @@ class BatchingRunner:
         opened: float,
         resolutions: list[_Resolution],
     ) -> None:
-        live = self._same_shapes(queue, live, resolutions)
-        if not live:
-            return
         size = sum(stop - start for _, start, stop in live)
         padded = self.options.padded_size(size) if size else 0
-        inputs = _merge(live, padded - size, self.options.pad_variable_length_inputs)
+        try:  # the common case: every request has the same inner shapes
+            inputs = _merge(live, padded - size, self.options.pad_variable_length_inputs)
+        except ValueError:
+            live = self._same_shapes(queue, live, resolutions)
+            if not live:
+                return
+            size = sum(stop - start for _, start, stop in live)
+            padded = self.options.padded_size(size) if size else 0
+            inputs = _merge(live, padded - size, self.options.pad_variable_length_inputs)
         handle = queue.handle
         wait_s = self._clock() - opened
         error: ServingError | None = None

@@ -27,6 +27,9 @@ class BatchingOptions:
     pad_variable_length_inputs: bool = False
     enable_large_batch_splitting: bool = False
     max_execution_batch_size: int | None = None  # None: max_batch_size, as TF Serving
+    # pyserving's own (not in TF Serving's proto): also run a batch once no request has
+    # joined it for this long, so a short burst need not wait the whole timeout. 0: off.
+    idle_micros: int = 0
 
     @property
     def execution_batch_size(self) -> int:
@@ -51,6 +54,10 @@ class BatchingOptions:
         for name in ("max_batch_size", "max_enqueued_batches", "num_batch_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.idle_micros < 0:
+            raise ValueError(
+                f"the idle time must be 0 or more microseconds, got {self.idle_micros}"
+            )
         if self.batch_timeout_micros < 0:
             raise ValueError(
                 f"batch_timeout_micros must be 0 or more, got {self.batch_timeout_micros}"

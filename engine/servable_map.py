@@ -55,9 +55,9 @@ class ServableHandle:
         with self._cond:
             self._in_flight += count
 
-    def release(self) -> None:
+    def release(self, count: int = 1) -> None:
         with self._cond:
-            self._in_flight -= 1
+            self._in_flight -= count
             if self._in_flight == 0:
                 self._cond.notify_all()
 

@@ -206,6 +206,19 @@ def test_partial_batch_runs_when_its_oldest_request_has_waited_the_timeout() -> 
     h.close()
 
 
+def test_with_idle_micros_a_burst_runs_once_nothing_joins_it() -> None:
+    h = Harness(max_batch_size=100, batch_timeout_micros=60_000_000, idle_micros=50_000)
+
+    async def scenario() -> None:
+        started = time.monotonic()
+        await asyncio.gather(*(h.predict(rows(1, start=i)) for i in range(3)))
+        assert time.monotonic() - started < WAIT_S  # far less than the 60 s timeout
+
+    run(scenario)
+    assert h.servable.sizes == [3]  # one batch: the three joined within the idle time
+    h.close()
+
+
 def test_close_runs_what_is_queued_then_refuses_new_requests() -> None:
     h = Harness(max_batch_size=100, batch_timeout_micros=60_000_000)
 

@@ -154,6 +154,14 @@ def test_flags_pick_the_runner(tmp_path: Path) -> None:
     assert isinstance(batching, BatchingRunner)
     assert batching.options.max_batch_size == 8
     batching.close()
+    with pytest.raises(StartupError, match="add --enable_batching"):
+        runner_from_flags(serve_options("--batching_idle_micros=500"), print)
+    idle = runner_from_flags(
+        serve_options("--enable_batching", "--batching_idle_micros=500"), print
+    )
+    assert isinstance(idle, BatchingRunner)
+    assert idle.options.idle_micros == 500
+    idle.close()
     bad = write(tmp_path, "max_batch_size { value: 8 } allowed_batch_sizes: 4")
     with pytest.raises(StartupError, match="allowed_batch_sizes"):
         runner_from_flags(
