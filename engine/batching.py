@@ -201,19 +201,19 @@ class BatchingRunner:
             batches = queue.batches
             before = len(batches)
             room = exec_size - batches[-1].size if before else 0
-            if not self._split or size <= room or not before:
-                if before and size <= room:
-                    last = batches[-1]
-                    last.entries.append((task, 0, size))
-                    last.size += size
-                    if self._idle_s:
-                        last.joined = self._clock()
-                else:
-                    if before >= self._max_batches:
-                        self._queue_full(queue, handle, signature, key)
-                    batches.append(_Batch((task, 0, size), self._clock()))
+            if before and size <= room:
+                last = batches[-1]
+                last.entries.append((task, 0, size))
+                last.size += size
+                if self._idle_s:
+                    last.joined = self._clock()
                 pieces = 1
-            else:
+            elif not self._split or (size <= exec_size and room == 0):
+                if before >= self._max_batches:
+                    self._queue_full(queue, handle, signature, key)
+                batches.append(_Batch((task, 0, size), self._clock()))
+                pieces = 1
+            else:  # fill the open batch with its first rows, the rest in new batches
                 pieces = self._enqueue_split(queue, task, room, handle, signature, key)
             handle.retain(pieces)
             # Wake a batch thread when this request created a new timer (the queue was

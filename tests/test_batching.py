@@ -343,6 +343,22 @@ def test_large_request_is_split_across_batches_when_splitting_is_on() -> None:
     h.close()
 
 
+def test_large_request_alone_is_split_too() -> None:
+    h = Harness(
+        max_batch_size=10,
+        enable_large_batch_splitting=True,
+        max_execution_batch_size=4,
+        batch_timeout_micros=200_000,
+    )
+
+    async def scenario() -> None:
+        np.testing.assert_array_equal(await h.predict(rows(9)), rows(9) * 2)
+
+    run(scenario)
+    assert h.servable.sizes == [4, 4, 1]
+    h.close()
+
+
 def test_full_queue_is_unavailable_at_once_and_the_queued_requests_still_finish() -> None:
     h = Harness(max_batch_size=1, max_enqueued_batches=2)
 
