@@ -113,8 +113,11 @@ def build_report(
         by_target["ceiling"]["description"] = (
             f"the SavedModel in-process at {batched}'s mean batch size"
         )
+    measured = {row.target for row in rows}
     alternatives = {
-        name: ratios(rows, name) for name in ("batched", "batched_tuned") if name != batched
+        name: ratios(rows, name)
+        for name in ("batched", "batched_tuned")
+        if name != batched and name in measured
     }
     return {
         "ratios": ratios(rows, batched),
