@@ -123,6 +123,31 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     )
 
     add_platform_and_warmup_flags(parser)
+    batching = parser.add_argument_group("batching")
+    _add_bool(
+        batching,
+        "--enable_batching",
+        default=False,
+        help="merge concurrent Predict requests for one version and signature into one model "
+        "run (default: false)",
+    )
+    batching.add_argument(
+        "--batching_parameters_file",
+        default="",
+        metavar="FILE",
+        help="a BatchingParameters text proto, as for tensorflow_model_server (e.g. "
+        "'max_batch_size { value: 128 }'); needs --enable_batching. Without it, TF Serving's "
+        "defaults apply",
+    )
+    batching.add_argument(
+        "--batching_idle_micros",
+        type=int,
+        default=0,
+        metavar="MICROS",
+        help="pyserving's own: also run a batch once no request has joined it for this many "
+        "microseconds, so a burst smaller than max_batch_size need not wait the whole "
+        "batch_timeout_micros (default: 0, off: TF Serving's behaviour)",
+    )
 
     obs = parser.add_argument_group("observability")
     obs.add_argument(

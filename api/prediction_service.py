@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 from google.protobuf.message import Message
 from tensorflow_serving.apis import (
@@ -32,6 +34,12 @@ from pyserving.engine.servable_map import ServableHandle, ServableMap
 SIGNATURE_DEF_FIELD = "signature_def"
 
 
+def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+    """The RPC's deadline on the `time.monotonic()` clock, or None when it has none."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(
         self,
@@ -56,7 +64,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             signature = select_signature(handle.servable, request.model_spec.signature_name)
             check_inputs(signature, inputs)
             check_output_filter(signature, output_filter)
-            outputs = await self._runner.run(handle, signature.name, inputs, output_filter)
+            outputs = await self._runner.run(
+                handle, signature.name, inputs, output_filter, deadline=_deadline(context)
+            )
         response = predict_pb2.PredictResponse()
         fill_model_spec(response.model_spec, spec.name, handle.version, signature.name)
         for name, array in outputs.items():
@@ -85,9 +95,13 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_defs)
         return response
 
-    async def _run_plan(self, handle: ServableHandle, plan: RequestPlan) -> Message:
+    async def _run_plan(
+        self, handle: ServableHandle, plan: RequestPlan, deadline: float | None
+    ) -> Message:
         results = [
-            await self._runner.run(handle, call.signature, call.inputs, call.output_filter)
+            await self._runner.run(
+                handle, call.signature, call.inputs, call.output_filter, deadline=deadline
+            )
             for call in plan.calls
         ]
         return plan.finish(results, handle.version)
@@ -101,7 +115,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         spec = parse_model_spec(request.model_spec)
         with self._map.acquire(spec.name, spec.version, spec.label) as handle:
             plan = plan_classify(handle.servable, request, self._plan_options)
-            return await self._run_plan(handle, plan)
+            return await self._run_plan(handle, plan, _deadline(context))
 
     @grpc_method
     async def Regress(
@@ -110,7 +124,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         spec = parse_model_spec(request.model_spec)
         with self._map.acquire(spec.name, spec.version, spec.label) as handle:
             plan = plan_regress(handle.servable, request, self._plan_options)
-            return await self._run_plan(handle, plan)
+            return await self._run_plan(handle, plan, _deadline(context))
 
     @grpc_method
     async def MultiInference(
@@ -121,4 +135,4 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         spec = parse_model_spec(multi_inference_model_spec(request))
         with self._map.acquire(spec.name, spec.version, spec.label) as handle:
             plan = plan_multi_inference(handle.servable, request, self._plan_options)
-            return await self._run_plan(handle, plan)
+            return await self._run_plan(handle, plan, _deadline(context))

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import shutil
 import signal
 import tempfile
 import time
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import grpc
 import structlog
@@ -25,6 +27,7 @@ from tensorflow_serving.apis import (
 )
 
 import pyserving
+from pyserving.adapters.batching_config import BatchingConfigError, load_batching_options
 from pyserving.adapters.event_log import EventLogWriter, last_sequence
 from pyserving.adapters.lifecycle_log import log_event
 from pyserving.adapters.loaders.registry import marker_files
@@ -56,12 +59,13 @@ from pyserving.api.model_loaders import ModelLoaders, plan_options
 from pyserving.api.model_service import ModelService
 from pyserving.api.monitoring_config import MonitoringConfigError, load_monitoring_config
 from pyserving.api.prediction_service import PredictionService
+from pyserving.engine.batching import BatchingRunner
 from pyserving.engine.bus import EventBus
-from pyserving.engine.events import ServerStarted, ServerStopped, ShutdownRequested
+from pyserving.engine.events import Event, ServerStarted, ServerStopped, ShutdownRequested
 from pyserving.engine.labels import LabelKeeper
 from pyserving.engine.manager import Manager, RetryPolicy
 from pyserving.engine.policy import POLICIES
-from pyserving.engine.runner import DirectRunner
+from pyserving.engine.runner import DirectRunner, Runner
 from pyserving.engine.servable_map import ServableMap
 
 __all__ = ["ModelConfig", "ModelServer", "StartupError", "models_from_flags", "serve"]
@@ -102,12 +106,46 @@ def event_log_from_flags(options: argparse.Namespace) -> EventLogWriter | None:
     )
 
 
+def runner_from_flags(
+    options: argparse.Namespace,
+    publish: Callable[[Event], Any],
+    on_reject: Callable[[str, str, str], None] | None = None,
+) -> Runner:
+    """The batching scheduler with --enable_batching, else one model call per request."""
+    if not options.enable_batching:
+        if options.batching_parameters_file:
+            raise StartupError(
+                f"--batching_parameters_file={options.batching_parameters_file} is given but "
+                "batching is off: add --enable_batching, or drop the file"
+            )
+        if options.batching_idle_micros:
+            raise StartupError(
+                "--batching_idle_micros is given but batching is off: add --enable_batching"
+            )
+        return DirectRunner(options.num_request_threads)
+    try:
+        batching = load_batching_options(options.batching_parameters_file)
+    except BatchingConfigError as exc:
+        raise StartupError(str(exc)) from None
+    batching = dataclasses.replace(batching, idle_micros=options.batching_idle_micros)
+    try:
+        batching.validate()
+    except ValueError as exc:
+        raise StartupError(f"--batching_idle_micros: {exc}") from None
+    log.info("batching_enabled", **dataclasses.asdict(batching))
+    return BatchingRunner(batching, publish=publish, on_reject=on_reject)
+
+
 class ModelServer:
     def __init__(self, options: argparse.Namespace) -> None:
         self.options = options
         self.config = models_from_flags(options)
         first_seq = last_sequence(options.event_log) + 1 if options.event_log else 1
         self.bus = EventBus(first_seq=first_seq)
+        # Rejections are counted by the metrics, made later in _init_observability.
+        self.runner = runner_from_flags(
+            options, self.bus.publish, lambda *reject: self.metrics.batch_rejected(*reject)
+        )
         self.servable_map = ServableMap()
         # Each model's loader follows its platform in the config in force (it may change).
         self.loaders = ModelLoaders(options, self.bus.publish, self._platform_of)
@@ -145,7 +183,6 @@ class ModelServer:
             config_poll_wait_s=options.model_config_file_poll_wait_seconds,
             storage_for=self._storage,
         )
-        self.runner = DirectRunner(options.num_request_threads)
         self.drain = DrainGate()
         self.health = HealthService(self.servable_map, self.live_config.model_names)
         self.grpc_server: grpc.aio.Server | None = None
@@ -176,6 +213,8 @@ class ModelServer:
         )
         self.bus.subscribe(self.metrics.handle)
         self.bus.subscribe(WarmupMetrics(self.metrics_registry))
+        if isinstance(self.runner, BatchingRunner):
+            self.metrics.watch_queue_depths(self.runner.queue_depths)
         self.http_server: HttpServer | None = None
         self.http_port = 0
 

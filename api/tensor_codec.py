@@ -75,8 +75,8 @@ def decode(
 def _shape(shape_proto: tensor_shape_pb2.TensorShapeProto, name: str) -> tuple[int, ...]:
     if shape_proto.unknown_rank:
         raise invalid_argument(f"input '{name}': tensor_shape has unknown rank; give its dims")
-    dims = tuple(d.size for d in shape_proto.dim)
-    if any(d < 0 for d in dims):
+    dims = tuple([d.size for d in shape_proto.dim])
+    if dims and min(dims) < 0:
         raise invalid_argument(
             f"input '{name}': tensor_shape {shape_text(dims)} has a negative dimension"
         )
@@ -170,4 +170,6 @@ def encode(array: np.ndarray, out: tensor_pb2.TensorProto) -> None:
         elif array.dtype.kind == "c":
             flat = flat.view(array.real.dtype)
         getattr(out, field).extend(flat.tolist())
-    out.tensor_shape.dim.extend(tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape)
+    dims = out.tensor_shape.dim
+    for d in array.shape:
+        dims.add(size=d)

@@ -3,18 +3,25 @@
 `DirectRunner` gives each request its own model call on a pool of request threads
 (TensorFlow releases the GIL inside ops). The batching scheduler offers the same
 `run` coroutine and merges concurrent requests instead.
+
+`deadline` is the request's absolute `time.monotonic()` deadline (None: none). A request
+whose deadline has passed before its model call starts gets DEADLINE_EXCEEDED instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
 
+from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.servable_map import ServableHandle
+
+DEADLINE_MESSAGE = "the request's deadline passed before its model run started"
 
 
 class Runner(Protocol):
@@ -24,6 +31,8 @@ class Runner(Protocol):
         signature: str,
         inputs: Mapping[str, np.ndarray],
         output_filter: Sequence[str],
+        *,
+        deadline: float | None = None,
     ) -> dict[str, np.ndarray]: ...
 
     def close(self) -> None: ...
@@ -39,11 +48,25 @@ class DirectRunner:
         signature: str,
         inputs: Mapping[str, np.ndarray],
         output_filter: Sequence[str],
+        *,
+        deadline: float | None = None,
     ) -> dict[str, np.ndarray]:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._pool, handle.servable.run, signature, inputs, output_filter
+            self._pool, _run_before_deadline, handle, signature, inputs, output_filter, deadline
         )
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+def _run_before_deadline(
+    handle: ServableHandle,
+    signature: str,
+    inputs: Mapping[str, np.ndarray],
+    output_filter: Sequence[str],
+    deadline: float | None,
+) -> dict[str, np.ndarray]:
+    if deadline is not None and time.monotonic() >= deadline:
+        raise ServingError(Code.DEADLINE_EXCEEDED, DEADLINE_MESSAGE)
+    return handle.servable.run(signature, inputs, output_filter)

@@ -46,15 +46,29 @@ class ServableHandle:
             log.info("first_request", model=self.model, version=self.version)
         return True
 
-    def release(self) -> None:
+    def retain(self, count: int = 1) -> None:
+        """Count `count` more uses by a holder that already acquired the handle.
+
+        For work that outlives its caller's hold (a request queued for a batch): unlike
+        `acquire`, it succeeds while the handle is being retired, so queued work drains.
+        """
         with self._cond:
-            self._in_flight -= 1
+            self._in_flight += count
+
+    def release(self, count: int = 1) -> None:
+        with self._cond:
+            self._in_flight -= count
             if self._in_flight == 0:
                 self._cond.notify_all()
 
     @property
     def in_flight(self) -> int:
         return self._in_flight
+
+    @property
+    def retiring(self) -> bool:
+        """True once the unload began: queued work for it should run now, not wait."""
+        return self._retired
 
     def retire_and_wait(self, timeout: float | None = None) -> bool:
         """Refuse new requests, then wait for those in flight; False on timeout."""

@@ -1,0 +1,130 @@
+"""Starting and stopping what is measured: pyserving servers and the floor, as subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+QUIET_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Target:
+    """One thing to measure: `command` listens on `port`; `event_log` holds its BatchRuns."""
+
+    name: str
+    description: str
+    command: list[str]
+    port: int
+    log_path: Path
+    event_log: Path | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = open(self.log_path, "wb")  # noqa: SIM115 - the child owns it
+        self.process = subprocess.Popen(
+            self.command, stdout=log, stderr=subprocess.STDOUT, env=QUIET_ENV, cwd=ROOT
+        )
+        log.close()
+
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
+        """Ready when a health check says SERVING (pyserving) or the port answers (floor)."""
+        deadline = time.monotonic() + timeout_s
+        with grpc.insecure_channel(self.address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                assert self.process is not None
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited:\n{self.log_path.read_text()[-3000:]}")
+                try:
+                    reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError as exc:
+                    if exc.code() == grpc.StatusCode.UNIMPLEMENTED:  # the floor has no health
+                        return
+                time.sleep(0.2)
+        raise RuntimeError(f"{self.name} not ready after {timeout_s}s; see {self.log_path}")
+
+    def cpu_seconds(self) -> float:
+        """CPU time the target's process has used so far (all its threads, user + system)."""
+        assert self.process is not None
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def batch_sizes(self, window_wall: tuple[float, float]) -> list[int]:
+        """Sizes of the batches this server ran inside a wall-clock window (BatchRun facts)."""
+        if self.event_log is None or not self.event_log.exists():
+            return []
+        begin, end = window_wall
+        sizes = []
+        with open(self.event_log, "rb") as f:
+            for line in f:
+                if b'"batch_run"' not in line:
+                    continue
+                event = json.loads(line)
+                if begin <= event["time"] <= end:
+                    sizes.append(event["size"])
+        return sizes
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pyserving_target(
+    name: str, description: str, model_base: Path, workdir: Path, *flags: str
+) -> Target:
+    port = free_port()
+    event_log = workdir / f"{name}.events.jsonl"
+    event_log.unlink(missing_ok=True)
+    command = [
+        sys.executable,
+        "-m",
+        "pyserving",
+        "serve",
+        f"--port={port}",
+        "--model_name=mnist",
+        f"--model_base_path={model_base}",
+        "--file_system_poll_wait_seconds=0",
+        f"--event_log={event_log}",
+        "--log_level=warning",
+        *flags,
+    ]
+    return Target(name, description, command, port, workdir / f"{name}.log", event_log)
+
+
+def floor_target(workdir: Path) -> Target:
+    port = free_port()
+    command = [sys.executable, "-m", "bench.floor", f"--port={port}"]
+    return Target(
+        "floor", "minimal grpc.aio server, canned reply", command, port, workdir / "floor.log"
+    )

@@ -1,0 +1,104 @@
+"""`--enable_batching` against a real server and the example's SavedModel.
+
+The tutorial's client at concurrency 10 gets exactly the predictions one big request
+gets, while the event log shows the server merged requests into batches.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import (
+    EXAMPLES,
+    FAST_FLAGS,
+    QUIET_ENV,
+    TrainedModels,
+    error_rate,
+)
+
+pytestmark = pytest.mark.e2e
+
+# Requests wait up to 50 ms for company, so concurrent ones surely share a batch.
+BATCHING_FILE = """
+max_batch_size { value: 256 }
+batch_timeout_micros { value: 50000 }
+max_enqueued_batches { value: 100 }
+num_batch_threads { value: 1 }
+"""
+
+
+def test_tutorial_client_with_batching_gets_unchanged_predictions(
+    trained_models: TrainedModels, start_server, tmp_path: Path
+) -> None:
+    watched = tmp_path / "monitored"
+    trained_models.copy_version(2, watched)
+    params = tmp_path / "batching.config"
+    params.write_text(BATCHING_FILE)
+    events = tmp_path / "events.jsonl"
+    server = start_server(
+        "--model_name=mnist",
+        f"--model_base_path={watched}",
+        "--enable_batching",
+        f"--batching_parameters_file={params}",
+        f"--event_log={events}",
+        *FAST_FLAGS,
+    )
+    server.wait_serving()
+    # One request of 200 rows (its own batch), as the reference...
+    expected = error_rate(server, trained_models.dataset, n=200)
+    # ...and the tutorial's client: 200 one-image requests, 10 in flight at a time.
+    client = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES / "mnist_client.py"),
+            "--num_tests=200",
+            f"--server=127.0.0.1:{server.port}",
+            "--concurrency=10",
+        ],
+        capture_output=True,
+        text=True,
+        env=QUIET_ENV,
+        timeout=300,
+    )
+    assert client.returncode == 0, client.stderr[-3000:]
+    rate = re.search(r"Inference error rate: ([\d.]+)%", client.stdout)
+    assert rate is not None, client.stdout[-2000:]
+    assert abs(float(rate.group(1)) - 100 * expected) < 0.051  # the client prints one decimal
+    assert server.stop() == 0
+    runs = [
+        record
+        for record in map(json.loads, events.read_text().splitlines())
+        if record["kind"] == "batch_run"
+    ]
+    sizes = [r["size"] for r in runs]
+    assert sum(sizes) == 200 + 200  # the big request, then the client's 200 one-image requests
+    assert max(s for s in sizes if s != 200) > 1, sizes  # concurrent requests were merged
+    assert all(r["model"] == "mnist" and r["signature"] == "predict_images" for r in runs)
+
+
+def test_batching_file_without_enable_batching_is_refused_at_start(tmp_path: Path) -> None:
+    params = tmp_path / "batching.config"
+    params.write_text(BATCHING_FILE)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pyserving",
+            "serve",
+            "--model_name=mnist",
+            f"--model_base_path={tmp_path}",
+            f"--batching_parameters_file={params}",
+        ],
+        capture_output=True,
+        text=True,
+        env=QUIET_ENV,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "add --enable_batching" in result.stderr

@@ -1,0 +1,77 @@
+"""The benchmark's own parts: the load generator against the real floor server, and the ratios."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import numpy as np
+import pytest
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from bench.floor import FloorService
+from bench.loadgen import LoadResult, LoadSpec, predict_requests, run_load
+from bench.report import Row, ratios
+
+
+async def load_against_floor(spec: LoadSpec) -> LoadResult:
+    server = grpc.aio.server()
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(FloorService(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        requests = predict_requests(np.random.default_rng(0).random((8, 64), dtype=np.float32))
+        return await run_load(f"127.0.0.1:{port}", requests, spec)
+    finally:
+        await server.stop(None)
+
+
+def test_requests_are_what_the_tutorial_client_sends() -> None:
+    images = np.arange(128, dtype=np.float32).reshape(2, 64)
+    first = predict_pb2.PredictRequest.FromString(predict_requests(images)[0])
+    assert first.model_spec.name == "mnist"
+    assert first.model_spec.signature_name == "predict_images"
+    tensor = first.inputs["images"]
+    assert [d.size for d in tensor.tensor_shape.dim] == [1, 64]
+    np.testing.assert_array_equal(np.frombuffer(tensor.tensor_content, np.float32), images[0])
+
+
+@pytest.mark.parametrize("mode", ["closed", "open"])
+def test_load_generator_measures_a_real_server(mode: str) -> None:
+    spec = LoadSpec(
+        concurrency=4, duration_s=0.5, warmup_s=0.2, max_requests=10**6, mode=mode, rate=200.0
+    )
+    result = asyncio.run(load_against_floor(spec))
+    assert result.errors == {}
+    assert result.requests > 10
+    assert result.sent > result.requests  # the warm-up's replies are not measured
+    assert 0.4 < result.window_s < 5
+    assert result.throughput > 0
+    assert 0 < result.percentile_ms(50) <= result.percentile_ms(99)
+    if mode == "open":
+        assert result.throughput < 400  # paced at 200/s, not as fast as it can
+
+
+def test_request_count_bounds_a_run() -> None:
+    spec = LoadSpec(concurrency=2, duration_s=30, warmup_s=0.0, max_requests=50)
+    result = asyncio.run(load_against_floor(spec))
+    assert 50 <= result.requests < 60
+    assert result.window_s < 30
+
+
+def test_ratios_are_the_issues_three() -> None:
+    def row(target: str, c: int, rps: float, p99: float) -> Row:
+        return Row(target, c, rps, p99 / 2, p99, None, 100, {})
+
+    rows = [
+        row("floor", 10, 1000, 10),
+        row("floor", 64, 2000, 40),
+        row("unbatched", 64, 500, 300),
+        row("batched", 10, 700, 15),
+        row("batched", 64, 1500, 80),
+    ]
+    assert ratios(rows, "batched") == {
+        "batched_vs_unbatched_c64": 3.0,
+        "batched_vs_floor_c64": 0.75,
+        "p99_batched_vs_floor_c10": 1.5,
+    }
