@@ -126,6 +126,9 @@ class BatchingRunner:
         self._max_batches = options.max_enqueued_batches
         self._cond = threading.Condition(threading.Lock())
         self._queues: dict[tuple[ServableHandle, str, tuple[str, ...]], _Queue] = {}
+        # Every (version, signature) that has had a queue, while its version serves: the
+        # queue-depth gauge reports them at 0 when empty instead of letting them vanish.
+        self._known: dict[tuple[str, int, str], ServableHandle] = {}
         self._closed = False
         self._idle = 0  # batch threads waiting for work: wake one only when there is one
         self._threads = [
@@ -198,6 +201,7 @@ class BatchingRunner:
             queue = self._queues.get(key)
             if queue is None:
                 queue = self._queues[key] = _Queue(handle, signature, output_filter)
+                self._known[(handle.model, handle.version, signature)] = handle
             batches = queue.batches
             before = len(batches)
             room = exec_size - batches[-1].size if before else 0
@@ -280,6 +284,11 @@ class BatchingRunner:
         """Requests waiting, by (model, version, signature); for a queue-depth gauge."""
         depths: dict[tuple[str, int, str], int] = {}
         with self._cond:
+            for key, handle in list(self._known.items()):
+                if handle.retiring:
+                    del self._known[key]
+                else:
+                    depths[key] = 0
             for queue in self._queues.values():
                 key = (queue.handle.model, queue.handle.version, queue.signature)
                 count = sum(len(batch.entries) for batch in queue.batches)

@@ -119,6 +119,22 @@ def _requests(
     )
 
 
+def _burst(server: ServerProcess, images: np.ndarray, n: int = 48) -> int:
+    """n concurrent Predicts against a one-batch queue; how many were refused UNAVAILABLE."""
+    futures = [
+        server.predict_stub.Predict.future(predict_request(images[:1]), timeout=30)
+        for _ in range(n)
+    ]
+    refused = 0
+    for future in futures:
+        try:
+            future.result()
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
+            refused += 1
+    return refused
+
+
 @pytest.fixture(scope="module")
 def scenario(
     trained_models: TrainedModels, tmp_path_factory: pytest.TempPathFactory
@@ -142,12 +158,21 @@ def scenario(
         *FAST_FLAGS,
     ]
     if BATCHING_AVAILABLE:
-        args.append("--enable_batching")
+        # A small queue, so the burst below overflows it and rejections have data.
+        batching = work / "batching.config"
+        batching.write_text(
+            "max_batch_size { value: 8 } batch_timeout_micros { value: 50000 } "
+            "max_enqueued_batches { value: 1 } num_batch_threads { value: 1 } "
+            "allowed_batch_sizes: 8"
+        )
+        args += ["--enable_batching", f"--batching_parameters_file={batching}"]
     server = ServerProcess(args, work / "server.log")
     unknown_model = "no-such-model-7f3a"
     try:
         server.wait_serving()
         images = trained_models.dataset.test_images
+        if BATCHING_AVAILABLE:
+            assert _burst(server, images) > 0, "the burst should overflow the batch queue"
         _requests(server, prometheus, images, unknown_model, phase=1)
 
         trained_models.copy_version(2, watched)  # the swap: v2 in, v1 out
