@@ -51,6 +51,10 @@ def _cleanup_action(versions: Sequence[VersionSnapshot]) -> Action | None:
     return None
 
 
+def _unaspired_available(versions: Sequence[VersionSnapshot]) -> list[int]:
+    return sorted(v.version for v in versions if not v.aspired and v.state == State.AVAILABLE)
+
+
 def _highest_new_aspired(versions: Sequence[VersionSnapshot]) -> Action | None:
     candidates = [v.version for v in versions if v.aspired and v.state == State.NEW]
     return Action(ActionKind.LOAD, max(candidates)) if candidates else None
@@ -70,9 +74,7 @@ class AvailabilityPreservingPolicy:
         action = _cleanup_action(versions)
         if action:
             return action
-        unaspired_available = sorted(
-            v.version for v in versions if not v.aspired and v.state == State.AVAILABLE
-        )
+        unaspired_available = _unaspired_available(versions)
         if unaspired_available:
             aspired = [v for v in versions if v.aspired]
             if not aspired or any(v.state == State.AVAILABLE for v in aspired):
@@ -92,9 +94,7 @@ class ResourcePreservingPolicy:
         action = _cleanup_action(versions)
         if action:
             return action
-        unaspired_available = sorted(
-            v.version for v in versions if not v.aspired and v.state == State.AVAILABLE
-        )
+        unaspired_available = _unaspired_available(versions)
         if unaspired_available:
             return Action(ActionKind.UNLOAD, unaspired_available[0])
         if any(not v.aspired and v.state == State.UNLOADING for v in versions):

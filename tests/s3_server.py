@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from moto.server import ThreadedMotoServer
 
 CREDENTIALS = {
@@ -34,6 +34,12 @@ def s3_server(port: int = 0, reset: bool = True) -> Iterator[str]:
         server.stop()
 
 
-def s3_environment(endpoint: str) -> dict[str, str]:
-    """Environment that points botocore (hence s3fs) at the test server."""
-    return {**os.environ, **CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}
+def s3_settings(endpoint: str) -> dict[str, str]:
+    """Environment variables that point botocore (hence s3fs) at the test server."""
+    return {**CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "AWS_MAX_ATTEMPTS": "1"}
+
+
+def use_s3_server(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
+    """Point this test process's S3 clients at the test server, fail fast on outages."""
+    for key, value in s3_settings(endpoint).items():
+        monkeypatch.setenv(key, value)

@@ -11,17 +11,14 @@ pytest.importorskip("s3fs", reason="install pyserving[s3] for object-store suppo
 
 from pyserving.adapters.sources.file_system import FileSystemSource
 from pyserving.adapters.sources.object_store import ObjectStore, RemoteStorage, VersionCache
-from tests.s3_server import s3_environment, s3_server
+from tests.s3_server import s3_server, use_s3_server
 from tests.test_file_system_source import Recorder
 
 
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     with s3_server() as endpoint:
-        for key, value in s3_environment(endpoint).items():
-            if key.startswith("AWS_"):
-                monkeypatch.setenv(key, value)
-        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        use_s3_server(monkeypatch, endpoint)
         import s3fs
 
         fs = s3fs.S3FileSystem(skip_instance_cache=True)
@@ -66,10 +63,7 @@ def test_discover_download_swap_and_delete(s3: object, tmp_path: Path) -> None:
 
 def test_outage_keeps_what_serves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with s3_server() as endpoint:
-        for key, value in s3_environment(endpoint).items():
-            if key.startswith("AWS_"):
-                monkeypatch.setenv(key, value)
-        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        use_s3_server(monkeypatch, endpoint)
         import s3fs
 
         fs = s3fs.S3FileSystem(skip_instance_cache=True)

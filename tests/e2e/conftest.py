@@ -7,6 +7,7 @@ test copies the versions it needs into its own watched folder.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -200,3 +201,26 @@ def error_rate(server: ServerProcess, dataset: Dataset, n: int = 200) -> float:
     reply = server.predict_stub.Predict(predict_request(images), timeout=30)
     scores = np.array(reply.outputs["scores"].float_val).reshape(len(images), 10)
     return float(np.mean(scores.argmax(axis=1) != labels))
+
+
+def run_example_client(server: ServerProcess, num_tests: int = 300) -> float:
+    """Run the tutorial's client (10 in flight) and return the error rate it prints last."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES / "mnist_client.py"),
+            f"--num_tests={num_tests}",
+            f"--server=127.0.0.1:{server.port}",
+            "--concurrency=10",
+        ],
+        capture_output=True,
+        text=True,
+        env=QUIET_ENV,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    last = result.stdout.strip().splitlines()[-1]
+    match = re.fullmatch(r"Inference error rate: ([\d.]+)%", last)
+    assert match, result.stdout
+    assert "RPC errors" not in result.stdout
+    return float(match.group(1))

@@ -7,7 +7,6 @@ gets, while the event log shows the server merged requests into batches.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import (
-    EXAMPLES,
     FAST_FLAGS,
     QUIET_ENV,
     TrainedModels,
     error_rate,
+    run_example_client,
 )
 
 pytestmark = pytest.mark.e2e
@@ -53,23 +52,8 @@ def test_tutorial_client_with_batching_gets_unchanged_predictions(
     # One request of 200 rows (its own batch), as the reference...
     expected = error_rate(server, trained_models.dataset, n=200)
     # ...and the tutorial's client: 200 one-image requests, 10 in flight at a time.
-    client = subprocess.run(
-        [
-            sys.executable,
-            str(EXAMPLES / "mnist_client.py"),
-            "--num_tests=200",
-            f"--server=127.0.0.1:{server.port}",
-            "--concurrency=10",
-        ],
-        capture_output=True,
-        text=True,
-        env=QUIET_ENV,
-        timeout=300,
-    )
-    assert client.returncode == 0, client.stderr[-3000:]
-    rate = re.search(r"Inference error rate: ([\d.]+)%", client.stdout)
-    assert rate is not None, client.stdout[-2000:]
-    assert abs(float(rate.group(1)) - 100 * expected) < 0.051  # the client prints one decimal
+    rate = run_example_client(server, num_tests=200)
+    assert abs(rate - 100 * expected) < 0.051  # the client prints one decimal
     assert server.stop() == 0
     runs = [
         record

@@ -13,7 +13,7 @@ pytest.importorskip("s3fs", reason="install pyserving[s3] for object-store suppo
 from tensorflow_serving.apis import get_model_status_pb2
 
 from tests.e2e.conftest import ServerProcess, TrainedModels, predict_request
-from tests.s3_server import CREDENTIALS, s3_server
+from tests.s3_server import s3_server, s3_settings, use_s3_server
 
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 END = get_model_status_pb2.ModelVersionStatus.END
@@ -25,9 +25,8 @@ def test_serve_swap_and_outage_from_s3(
     import s3fs
 
     with s3_server() as endpoint:
-        env = {**CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "AWS_MAX_ATTEMPTS": "2"}
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
+        env = s3_settings(endpoint)
+        use_s3_server(monkeypatch, endpoint)
         fs = s3fs.S3FileSystem(skip_instance_cache=True)
         fs.mkdir("models")
         fs.put(str(trained_models.export_dir / "1"), "models/mnist/1", recursive=True)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,13 +13,12 @@ import numpy as np
 from tensorflow_serving.apis import get_model_status_pb2
 
 from tests.e2e.conftest import (
-    EXAMPLES,
     FAST_FLAGS,
-    QUIET_ENV,
     ServerProcess,
     TrainedModels,
     error_rate,
     predict_request,
+    run_example_client,
 )
 
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
@@ -57,28 +54,6 @@ class BackgroundClient:
         self.stop.set()
         for t in self.threads:
             t.join(30)
-
-
-def run_example_client(server: ServerProcess, num_tests: int = 300) -> float:
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(EXAMPLES / "mnist_client.py"),
-            f"--num_tests={num_tests}",
-            f"--server=127.0.0.1:{server.port}",
-            "--concurrency=10",
-        ],
-        capture_output=True,
-        text=True,
-        env=QUIET_ENV,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    last = result.stdout.strip().splitlines()[-1]
-    match = re.fullmatch(r"Inference error rate: ([\d.]+)%", last)
-    assert match, result.stdout
-    assert "RPC errors" not in result.stdout
-    return float(match.group(1))
 
 
 def test_tutorial_swap_without_a_gap(
