@@ -43,7 +43,9 @@ class HttpServer:
 
     async def start(self) -> int:
         """Listen; returns the bound port (the requested one, or a free one for port 0)."""
-        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        # lingering_time=0: a body left unread (a refused oversize request) is never
+        # drained; the connection closes once the reply is written.
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False, lingering_time=0)
         await runner.setup()
         site = web.TCPSite(
             runner,

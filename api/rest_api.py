@@ -156,12 +156,12 @@ class RestApi:
             except ServingError as exc:
                 code = exc.code.name
                 response = web.Response(
-                    status=http_status(code),
+                    status=getattr(exc, "http_status", None) or http_status(code),
                     body=rest_codec.error_body(exc.message),
                     headers=headers,
                 )
-                if code == Code.RESOURCE_EXHAUSTED.name and call.kind != "malformed":
-                    response.force_close()  # an unread oversize body is not drained
+                if isinstance(exc, BodyTooLarge):
+                    response.force_close()  # the unread rest of the body is not drained
                 return response
             except Exception:
                 code = Code.INTERNAL.name
@@ -301,8 +301,14 @@ def _model_request(name: str, version: str | None, label: str | None) -> ModelRe
     )
 
 
+class BodyTooLarge(ServingError):
+    """RESOURCE_EXHAUSTED (so counted as gRPC's would be), answered 413 Payload Too Large."""
+
+    http_status = 413
+
+
 def _too_large(size: int, limit: int) -> ServingError:
-    return ServingError(
+    return BodyTooLarge(
         Code.RESOURCE_EXHAUSTED,
         f"request body of {size} bytes is larger than the limit of {limit} bytes "
         "(--grpc_max_message_bytes); send fewer instances per request",
