@@ -340,18 +340,18 @@ def _json_options() -> dict[str, bool]:
     return {"including_default_value_fields": True}
 
 
-_PRINT_DEFAULTS = _json_options()
+PRINT_DEFAULTS = _json_options()
 
 
 def _proto_json(message: Message) -> bytes:
-    return json_format.MessageToJson(message, indent=1, **_PRINT_DEFAULTS).encode()
+    return json_format.MessageToJson(message, indent=1, **PRINT_DEFAULTS).encode()
 
 
 def _metadata_json(response: get_model_metadata_pb2.GetModelMetadataResponse) -> bytes:
     """TF Serving's layout: model_spec, and metadata.signature_def as the SignatureDefMap."""
     signature_defs = get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(signature_defs)
-    options = {"preserving_proto_field_name": True, **_PRINT_DEFAULTS}
+    options = {"preserving_proto_field_name": True, **PRINT_DEFAULTS}
     return orjson.dumps(
         {
             "model_spec": json_format.MessageToDict(response.model_spec, **options),
