@@ -295,10 +295,18 @@ def _model_request(name: str, version: str | None, label: str | None) -> ModelRe
         if number >= 1 << 63:
             raise invalid_argument(f"Failed to convert version: {version} to numeric.")
     return ModelRequest(
-        name=unquote(name, errors="strict"),
+        name=_decoded(name, "model name"),
         version=number,
-        label=unquote(label, errors="strict") if label else None,
+        label=_decoded(label, "model version label") if label else None,
     )
+
+
+def _decoded(segment: str, what: str) -> str:
+    """A percent-decoded path segment; TF Serving's DecodeArg, strict about UTF-8."""
+    try:
+        return unquote(segment, errors="strict")
+    except UnicodeDecodeError:
+        raise invalid_argument(f"Failed to decode {what}: {segment}") from None
 
 
 class BodyTooLarge(ServingError):

@@ -217,6 +217,8 @@ def test_malformed_paths_and_version_with_label() -> None:
     call = parse_call("GET", "/v1/models/..%2F..%2Fetc%2Fpasswd/labels/a%20b/metadata")
     assert call.kind == "metadata"
     assert (call.spec.name, call.spec.label) == ("../../etc/passwd", "a b")  # looked up only
+    with pytest.raises(ServingError, match="Failed to decode model name: %ff"):
+        parse_call("GET", "/v1/models/%ff")
     call = parse_call("POST", "/v1/models/m/VERSIONS/2:Predict")  # TF Serving's (?i)
     assert (call.kind, call.spec.version) == ("predict", 2)
 
