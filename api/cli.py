@@ -34,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_serve(options: argparse.Namespace) -> int:
+    if options.version:  # `tensorflow_model_server --version` prints and exits 0
+        from pyserving.api.flag_compat import version_text
+
+        print(version_text())
+        return 0
     from pyserving.adapters.logging_setup import configure_logging
 
     configure_logging(options.log_format, options.log_level)

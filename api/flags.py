@@ -10,6 +10,7 @@ import argparse
 import os
 
 from pyserving.adapters.loaders.registry import KNOWN_PLATFORMS, TENSORFLOW
+from pyserving.api.flag_compat import add_compat_flags
 
 
 def parse_bool(text: str) -> bool:
@@ -34,14 +35,16 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         "--grpc_max_message_bytes",
         type=int,
         default=64 * 1024 * 1024,
-        help="largest request or reply message in bytes (default: 64 MiB)",
+        help="largest gRPC message and REST body in bytes; larger requests are refused "
+        "unread with RESOURCE_EXHAUSTED / HTTP 413 (default: 64 MiB)",
     )
     net.add_argument(
         "--rest_api_port",
         type=int,
         default=0,
-        help="HTTP port for /monitoring/prometheus/metrics, /healthz and /readyz; 0 turns "
-        "the HTTP server off (default: 0)",
+        help="HTTP port for TF Serving's REST API (/v1/models/...), "
+        "/monitoring/prometheus/metrics, /healthz and /readyz; 0 turns the HTTP server off "
+        "(default: 0)",
     )
 
     model = parser.add_argument_group("model (one model; see --model_config_file for many)")
@@ -172,6 +175,7 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         default="info",
         help="lowest level logged (default: %(default)s)",
     )
+    add_compat_flags(parser)  # REST, TLS and limits, TensorFlow threads, compatibility
 
 
 def add_event_log_flags(group: argparse._ArgumentGroup) -> None:

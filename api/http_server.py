@@ -1,4 +1,4 @@
-"""The HTTP side (`--rest_api_port`): metrics, probes, and later TF Serving's REST API.
+"""The HTTP side (`--rest_api_port`): metrics, probes, and TF Serving's REST API (rest_api.py).
 
 aiohttp on the same asyncio loop as grpc.aio, so both share one process and one event
 loop and nothing here blocks a request thread. Each feature contributes a list of
@@ -13,6 +13,7 @@ routes (`web.RouteDef`s); the composition root adds them before `start`:
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Iterable
 
 import structlog
@@ -26,9 +27,12 @@ PROBE_PATHS = ("/healthz", "/readyz")
 
 
 class HttpServer:
-    def __init__(self, port: int, host: str = "0.0.0.0") -> None:
+    def __init__(
+        self, port: int, host: str = "0.0.0.0", ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.app = web.Application()
         self._host = host
+        self._ssl_context = ssl_context  # HTTPS when set (--ssl_config_file)
         self._requested_port = port
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -39,9 +43,17 @@ class HttpServer:
 
     async def start(self) -> int:
         """Listen; returns the bound port (the requested one, or a free one for port 0)."""
-        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        # lingering_time=0: a body left unread (a refused oversize request) is never
+        # drained; the connection closes once the reply is written.
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False, lingering_time=0)
         await runner.setup()
-        site = web.TCPSite(runner, self._host, self._requested_port, reuse_address=True)
+        site = web.TCPSite(
+            runner,
+            self._host,
+            self._requested_port,
+            reuse_address=True,
+            ssl_context=self._ssl_context,
+        )
         try:
             await site.start()
         except OSError as exc:
@@ -53,7 +65,8 @@ class HttpServer:
             ) from None
         self._runner = runner
         self.port = int(runner.addresses[0][1])
-        log.info("http_server_listening", address=f"{self._host}:{self.port}")
+        scheme = "https" if self._ssl_context is not None else "http"
+        log.info("http_server_listening", address=f"{self._host}:{self.port}", scheme=scheme)
         return self.port
 
     async def stop(self) -> None:

@@ -13,7 +13,7 @@ from tensorflow_serving.apis import (
 
 from pyserving.adapters.model_config import ConfigError, ServerConfig, from_proto
 from pyserving.api.grpc_errors import grpc_method
-from pyserving.api.model_spec import parse_model_spec
+from pyserving.api.model_spec import ModelRequest, parse_model_spec
 from pyserving.engine.errors import Code, ServingError, invalid_argument, not_found
 from pyserving.engine.manager import Manager, VersionStatus
 from pyserving.engine.servable_map import ServableMap
@@ -46,6 +46,26 @@ def fill_version_status(out: ModelVersionStatus, status: VersionStatus) -> None:
         out.status.SetInParent()  # OK: present, with code 0, as TF Serving sends it
 
 
+def model_status(
+    manager: Manager, servable_map: ServableMap, spec: ModelRequest
+) -> get_model_status_pb2.GetModelStatusResponse:
+    """GetModelStatus's answer; shared by gRPC and REST (`GET /v1/models/NAME`)."""
+    statuses = manager.statuses(spec.name)
+    if not statuses:
+        raise not_found(f"Could not find any versions of model {spec.name}")
+    version = spec.version
+    if spec.label is not None:
+        version = servable_map.resolve(spec.name, label=spec.label)
+    if version is not None:
+        statuses = [s for s in statuses if s.version == version]
+        if not statuses:
+            raise not_found(f"Could not find version {version} of model {spec.name}")
+    response = get_model_status_pb2.GetModelStatusResponse()
+    for status in statuses:
+        fill_version_status(response.model_version_status.add(), status)
+    return response
+
+
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     def __init__(
         self, manager: Manager, servable_map: ServableMap, reload: Reload | None = None
@@ -61,20 +81,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> get_model_status_pb2.GetModelStatusResponse:
         spec = parse_model_spec(request.model_spec)
-        statuses = self._manager.statuses(spec.name)
-        if not statuses:
-            raise not_found(f"Could not find any versions of model {spec.name}")
-        version = spec.version
-        if spec.label is not None:
-            version = self._map.resolve(spec.name, label=spec.label)
-        if version is not None:
-            statuses = [s for s in statuses if s.version == version]
-            if not statuses:
-                raise not_found(f"Could not find version {version} of model {spec.name}")
-        response = get_model_status_pb2.GetModelStatusResponse()
-        for status in statuses:
-            fill_version_status(response.model_version_status.add(), status)
-        return response
+        return model_status(self._manager, self._map, spec)
 
     @grpc_method
     async def HandleReloadConfigRequest(

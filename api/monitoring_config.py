@@ -17,39 +17,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
-from google.protobuf.message import Message
+from google.protobuf import text_format
+
+from pyserving.api.text_proto_schema import build_message_classes, parse_text
 
 DEFAULT_PATH = "/monitoring/prometheus/metrics"  # TF Serving's PrometheusExporter::kPrometheusPath
 
-_F = descriptor_pb2.FieldDescriptorProto
-
-
-def _build_monitoring_config_class() -> type[Message]:
-    file = descriptor_pb2.FileDescriptorProto(
-        name="tensorflow_serving/config/monitoring_config.proto",
-        package="tensorflow.serving",
-        syntax="proto3",
-    )
-    prometheus = file.message_type.add(name="PrometheusConfig")
-    prometheus.field.add(name="enable", number=1, type=_F.TYPE_BOOL, label=_F.LABEL_OPTIONAL)
-    prometheus.field.add(name="path", number=2, type=_F.TYPE_STRING, label=_F.LABEL_OPTIONAL)
-    monitoring = file.message_type.add(name="MonitoringConfig")
-    monitoring.field.add(
-        name="prometheus_config",
-        number=1,
-        type=_F.TYPE_MESSAGE,
-        type_name=".tensorflow.serving.PrometheusConfig",
-        label=_F.LABEL_OPTIONAL,
-    )
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(file)
-    return message_factory.GetMessageClass(
-        pool.FindMessageTypeByName("tensorflow.serving.MonitoringConfig")
-    )
-
-
-MonitoringConfig = _build_monitoring_config_class()
+MonitoringConfig = build_message_classes(
+    "tensorflow_serving/config/monitoring_config.proto",
+    "tensorflow.serving",
+    {
+        "PrometheusConfig": [("enable", 1, "bool"), ("path", 2, "string")],
+        "MonitoringConfig": [("prometheus_config", 1, ".tensorflow.serving.PrometheusConfig")],
+    },
+)["MonitoringConfig"]
 
 
 class MonitoringConfigError(ValueError):
@@ -64,9 +45,8 @@ class PrometheusSettings:
 
 def parse_monitoring_config(text: str, source: str = "<text>") -> PrometheusSettings:
     """Parse a MonitoringConfig text proto; an empty `path` means TF Serving's default."""
-    config = MonitoringConfig()
     try:
-        text_format.Parse(text, config)
+        config = parse_text(MonitoringConfig, text)
     except text_format.ParseError as exc:
         raise MonitoringConfigError(
             f"{source} is not a valid MonitoringConfig text proto ({exc}); expected e.g. "

@@ -17,7 +17,7 @@ from tensorflow_serving.apis import (
 
 from pyserving.api import tensor_codec
 from pyserving.api.grpc_errors import grpc_method
-from pyserving.api.model_spec import fill_model_spec, parse_model_spec
+from pyserving.api.model_spec import ModelRequest, fill_model_spec, parse_model_spec
 from pyserving.api.request_plans import (
     PlanOptions,
     RequestPlan,
@@ -38,6 +38,25 @@ def _deadline(context: grpc.aio.ServicerContext) -> float | None:
     """The RPC's deadline on the `time.monotonic()` clock, or None when it has none."""
     remaining = context.time_remaining()
     return None if remaining is None else time.monotonic() + remaining
+
+
+def model_metadata(
+    servable_map: ServableMap, spec: ModelRequest, fields: list[str]
+) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    """GetModelMetadata's answer; shared by gRPC and REST (`GET /v1/models/NAME/metadata`)."""
+    # TF Serving insists on metadata_field; an empty list asks for the only field there is.
+    for field in fields or [SIGNATURE_DEF_FIELD]:
+        if field != SIGNATURE_DEF_FIELD:
+            raise invalid_argument(
+                f"Metadata field {field} is not supported; the supported field is "
+                f"{SIGNATURE_DEF_FIELD}"
+            )
+    with servable_map.acquire(spec.name, spec.version, spec.label) as handle:
+        signature_defs = handle.servable.signature_def_map()
+    response = get_model_metadata_pb2.GetModelMetadataResponse()
+    fill_model_spec(response.model_spec, spec.name, handle.version)
+    response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_defs)
+    return response
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -80,20 +99,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
         spec = parse_model_spec(request.model_spec)
-        # TF Serving insists on metadata_field; an empty list asks for the only field there is.
-        fields = list(request.metadata_field) or [SIGNATURE_DEF_FIELD]
-        for field in fields:
-            if field != SIGNATURE_DEF_FIELD:
-                raise invalid_argument(
-                    f"Metadata field {field} is not supported; the supported field is "
-                    f"{SIGNATURE_DEF_FIELD}"
-                )
-        with self._map.acquire(spec.name, spec.version, spec.label) as handle:
-            signature_defs = handle.servable.signature_def_map()
-        response = get_model_metadata_pb2.GetModelMetadataResponse()
-        fill_model_spec(response.model_spec, spec.name, handle.version)
-        response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_defs)
-        return response
+        return model_metadata(self._map, spec, list(request.metadata_field))
 
     async def _run_plan(
         self, handle: ServableHandle, plan: RequestPlan, deadline: float | None

@@ -51,6 +51,12 @@ from pyserving.adapters.sources.object_store import (
 from pyserving.adapters.warmup_metrics import WarmupMetrics
 from pyserving.api import model_listing
 from pyserving.api.draining import DrainGate
+from pyserving.api.flag_compat import (
+    FlagError,
+    apply_tensorflow_threads,
+    grpc_channel_arguments,
+    refused_flags,
+)
 from pyserving.api.grpc_errors import attach_request_observer
 from pyserving.api.health import HealthService
 from pyserving.api.http_server import HttpServer, metrics_routes, probe_routes
@@ -59,6 +65,8 @@ from pyserving.api.model_loaders import ModelLoaders, plan_options
 from pyserving.api.model_service import ModelService
 from pyserving.api.monitoring_config import MonitoringConfigError, load_monitoring_config
 from pyserving.api.prediction_service import PredictionService
+from pyserving.api.rest_api import RestApi, RestOptions
+from pyserving.api.tls import TlsConfigError, load_ssl_config
 from pyserving.engine.batching import BatchingRunner
 from pyserving.engine.bus import EventBus
 from pyserving.engine.events import Event, ServerStarted, ServerStopped, ShutdownRequested
@@ -139,6 +147,7 @@ def runner_from_flags(
 class ModelServer:
     def __init__(self, options: argparse.Namespace) -> None:
         self.options = options
+        self._init_transport()  # before anything loads: TensorFlow's threads are set here
         self.config = models_from_flags(options)
         first_seq = last_sequence(options.event_log) + 1 if options.event_log else 1
         self.bus = EventBus(first_seq=first_seq)
@@ -218,6 +227,60 @@ class ModelServer:
         self.http_server: HttpServer | None = None
         self.http_port = 0
 
+    def _init_transport(self) -> None:
+        """Refused TF Serving flags, TensorFlow threads, TLS and gRPC options (flag_compat)."""
+        refused = refused_flags(self.options)
+        if refused:
+            raise StartupError("; ".join(refused))
+        try:
+            threads = apply_tensorflow_threads(self.options)
+            self.channel_arguments = grpc_channel_arguments(self.options.grpc_channel_arguments)
+            self.tls = load_ssl_config(self.options.ssl_config_file)
+        except (FlagError, TlsConfigError) as exc:
+            raise StartupError(str(exc)) from None
+        if threads != (0, 0):
+            log.info("tensorflow_threads", intra_op=threads[0], inter_op=threads[1])
+
+    def _add_grpc_ports(self, server: grpc.aio.Server) -> None:
+        """The TCP port, and the Unix socket when asked, with TLS when configured."""
+        credentials = self.tls.grpc_credentials() if self.tls is not None else None
+        addresses = [f"0.0.0.0:{self.options.port}"]
+        if self.options.grpc_socket_path:
+            addresses.append(f"unix:{self.options.grpc_socket_path}")
+        for address in addresses:
+            try:
+                if credentials is None:
+                    bound = server.add_insecure_port(address)
+                else:
+                    bound = server.add_secure_port(address, credentials)
+            except RuntimeError as exc:
+                if address.startswith("unix:"):
+                    hint = "does its folder exist, and is the path free? Fix --grpc_socket_path"
+                else:
+                    hint = (
+                        f"is another server using --port={self.options.port}? Stop it or "
+                        "choose another port"
+                    )
+                raise StartupError(f"cannot listen on {address} ({exc}): {hint}") from None
+            if not address.startswith("unix:"):
+                self.port = bound
+
+    def _rest_api(self) -> RestApi:
+        options = self.options
+        return RestApi(
+            self.servable_map,
+            self.manager,
+            self.runner,
+            RestOptions(
+                timeout_s=options.rest_api_timeout_in_ms / 1000,
+                max_body_bytes=options.grpc_max_message_bytes,
+                max_concurrent=options.rest_api_num_threads,
+                cors=options.rest_api_enable_cors_support,
+                plan_options=plan_options(options),
+            ),
+            observe=self.metrics.observe_request,
+        )
+
     def _observed(self, servicer: _Servicer) -> _Servicer:
         attach_request_observer(servicer, self.metrics.observe_request)
         return servicer
@@ -225,10 +288,15 @@ class ModelServer:
     async def _start_http(self) -> None:
         if not self.options.rest_api_port:
             return
-        http = HttpServer(self.options.rest_api_port)
+        try:
+            ssl_context = self.tls.ssl_context() if self.tls is not None else None
+        except TlsConfigError as exc:
+            raise StartupError(str(exc)) from None
+        http = HttpServer(self.options.rest_api_port, ssl_context=ssl_context)
         http.add_routes(probe_routes(self.health.status))
         if self.prometheus.enabled:
             http.add_routes(metrics_routes(self.metrics_registry, self.prometheus.path))
+        http.add_routes(self._rest_api().routes())
         try:
             self.http_port = await http.start()
         except (OSError, ValueError) as exc:
@@ -274,7 +342,9 @@ class ModelServer:
             options=[
                 ("grpc.max_receive_message_length", max_bytes),
                 ("grpc.max_send_message_length", max_bytes),
+                *self.channel_arguments,  # --grpc_channel_arguments, last so they win
             ],
+            maximum_concurrent_rpcs=self.options.grpc_max_threads or None,
         )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             self._observed(
@@ -313,17 +383,15 @@ class ModelServer:
             ),
             server,
         )
-        address = f"0.0.0.0:{self.options.port}"
-        try:
-            self.port = server.add_insecure_port(address)
-        except RuntimeError as exc:
-            raise StartupError(
-                f"cannot listen on {address} ({exc}): is another server using --port="
-                f"{self.options.port}? Stop it or choose another port"
-            ) from None
+        self._add_grpc_ports(server)
         await server.start()
         self.grpc_server = server
-        log.info("grpc_server_listening", address=f"0.0.0.0:{self.port}")
+        log.info(
+            "grpc_server_listening",
+            address=f"0.0.0.0:{self.port}",
+            unix_socket=self.options.grpc_socket_path or None,
+            tls=self.tls is not None,
+        )
         try:
             await self._start_http()
         except StartupError:
