@@ -52,12 +52,33 @@ class DirectRunner:
         deadline: float | None = None,
     ) -> dict[str, np.ndarray]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._pool, _run_before_deadline, handle, signature, inputs, output_filter, deadline
-        )
+        # The model call holds the version itself: a request cancelled while it runs (client
+        # deadline, disconnect) must not let the version unload under the running call.
+        handle.retain()
+        try:
+            future = loop.run_in_executor(
+                self._pool, _run_held, handle, signature, inputs, output_filter, deadline
+            )
+        except BaseException:
+            handle.release()
+            raise
+        return await future
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+def _run_held(
+    handle: ServableHandle,
+    signature: str,
+    inputs: Mapping[str, np.ndarray],
+    output_filter: Sequence[str],
+    deadline: float | None,
+) -> dict[str, np.ndarray]:
+    try:
+        return _run_before_deadline(handle, signature, inputs, output_filter, deadline)
+    finally:
+        handle.release()
 
 
 def _run_before_deadline(
