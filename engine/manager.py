@@ -180,6 +180,8 @@ class Manager:
         """
         with self._lock:
             machines = self._machines.get(model, {})
+            if len(machines) <= MAX_ENDED_KEPT:
+                return
             ended = sorted(v for v, m in machines.items() if m.current == State.END)
             for version in ended[: max(0, len(ended) - MAX_ENDED_KEPT)]:
                 del machines[version]

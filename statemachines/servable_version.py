@@ -43,7 +43,7 @@ TRANSITIONS: list[dict[str, str]] = [
     {"trigger": "retire", "source": State.ERROR.value, "dest": State.END.value},
 ]
 
-TERMINAL_STATES = frozenset({State.END})
+_BY_VALUE = {s.value: s for s in State}
 
 
 class ServableVersionMachine:
@@ -75,7 +75,7 @@ class ServableVersionMachine:
 
     @property
     def current(self) -> State:
-        return State(self.state)
+        return _BY_VALUE[self.state]  # a dict lookup: this is on every policy step
 
     def can(self, trigger: str) -> bool:
         return bool(self._machine.get_transitions(trigger=trigger, source=self.state))
