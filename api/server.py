@@ -157,6 +157,7 @@ class ModelServer:
             retry=RetryPolicy(
                 max_num_load_retries=options.max_num_load_retries,
                 load_retry_interval_s=options.load_retry_interval_micros / 1e6,
+                load_timeout_s=options.load_timeout_seconds,
             ),
             num_load_threads=max(1, options.num_load_threads),
             num_unload_threads=max(1, options.num_unload_threads),
