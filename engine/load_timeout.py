@@ -4,8 +4,9 @@ Python cannot kill a thread, so an attempt that runs past the limit is *abandone
 load job reports it as a failed attempt at once and moves on, while the attempt's own
 thread runs on in the background. When that thread finally returns, its servable is
 unloaded and dropped, never made available. Abandoned threads are bounded: once
-`max_abandoned` of them are still running, further attempts fail at once (saying so)
-instead of starting yet another thread that may hang too.
+`max_abandoned` of them are still running (the manager allows a few per load thread),
+further attempts fail at once, saying so, instead of starting yet another thread that
+may hang too; they can succeed again once the hung ones return.
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ log = structlog.get_logger("pyserving.manager")
 
 Publish = Callable[[Event], object]
 
+ABANDONED_LOADS_PER_THREAD = 4  # hung loads left running before further loads fail fast
 MAX_ENDED_KEPT = 16  # ended versions remembered per model (GetModelStatus shows them as END)
 
 
@@ -85,8 +86,10 @@ class Manager:
         self._aspired: dict[str, set[int]] = {}
         self._loaded: dict[tuple[str, int], Servable] = {}
         self._stopping = threading.Event()
-        # A hung load is abandoned after retry.load_timeout_s; at most one per load thread.
-        self._timed_loads = TimedLoads(retry.load_timeout_s, max_abandoned=num_load_threads)
+        # A hung load is abandoned after retry.load_timeout_s; a few per load thread at most.
+        self._timed_loads = TimedLoads(
+            retry.load_timeout_s, max_abandoned=ABANDONED_LOADS_PER_THREAD * num_load_threads
+        )
         self._load_pool = (
             ThreadPoolExecutor(num_load_threads, thread_name_prefix="load") if execute else None
         )
