@@ -182,7 +182,7 @@ def test_load_faults_end_as_the_rules_say_and_serving_never_fails(
         shutil.move(faulty / "1", root / "faulty-1-old")
         write_version(faulty, 1, factor=100.0)
         time.sleep(1.5)  # several polls
-        assert predict(server, "faulty", 1) == (1, 2.0)  # x[0]=1.0 × the loaded factor 2
+        assert predict(server, "faulty", 1) == (1, 2.0)  # x[0]=1.0 times the loaded factor 2
         assert status(server, "faulty", 1).state == AVAILABLE
         faults.append("folder replaced while loaded")
         time.sleep(0.5)
