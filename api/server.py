@@ -59,6 +59,7 @@ from pyserving.api.model_loaders import ModelLoaders, plan_options
 from pyserving.api.model_service import ModelService
 from pyserving.api.monitoring_config import MonitoringConfigError, load_monitoring_config
 from pyserving.api.prediction_service import PredictionService
+from pyserving.api.request_decoding import DecodeGuard
 from pyserving.engine.batching import BatchingRunner
 from pyserving.engine.bus import EventBus
 from pyserving.engine.events import Event, ServerStarted, ServerStopped, ShutdownRequested
@@ -271,7 +272,7 @@ class ModelServer:
         )
         max_bytes = self.options.grpc_max_message_bytes
         server = grpc.aio.server(
-            interceptors=[self.drain],
+            interceptors=[self.drain, DecodeGuard()],
             options=[
                 ("grpc.max_receive_message_length", max_bytes),
                 ("grpc.max_send_message_length", max_bytes),
