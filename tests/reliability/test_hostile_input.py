@@ -138,10 +138,10 @@ def tensors(draw: st.DrawFn) -> tuple[tensor_pb2.TensorProto, list[bytes]]:
 
 
 def mnist_images(n: int, seed: int) -> tensor_pb2.TensorProto:
-    images = np.random.default_rng(seed).random((n, 784), dtype=np.float32)
+    images = np.random.default_rng(seed).random((n, 64), dtype=np.float32)
     proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_content=images.tobytes())
     proto.tensor_shape.dim.add(size=n)
-    proto.tensor_shape.dim.add(size=784)
+    proto.tensor_shape.dim.add(size=64)
     return proto
 
 
@@ -456,9 +456,7 @@ def rest_bodies(draw: st.DrawFn) -> tuple[str, bytes]:
     else:
         instances = draw(
             st.one_of(
-                st.lists(
-                    st.lists(st.floats(0, 1, width=32), min_size=784, max_size=784), max_size=3
-                ),
+                st.lists(st.lists(st.floats(0, 1, width=32), min_size=64, max_size=64), max_size=3),
                 st.lists(st.floats(width=32), max_size=8),
                 JSON_VALUES,
                 st.just([{"b64": "////"}]),
