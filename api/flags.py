@@ -94,6 +94,15 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         help="wait between load retries in microseconds (default: 60 s)",
     )
     life.add_argument(
+        "--load_timeout_seconds",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="pyserving's own: a load attempt running longer fails (counted as an attempt, "
+        "so retries follow --max_num_load_retries); its thread cannot be stopped, so it is "
+        "left to finish and what it loads is discarded. 0 = no limit (default)",
+    )
+    life.add_argument(
         "--num_load_threads",
         type=int,
         default=0,

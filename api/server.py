@@ -65,6 +65,7 @@ from pyserving.api.model_loaders import ModelLoaders, plan_options
 from pyserving.api.model_service import ModelService
 from pyserving.api.monitoring_config import MonitoringConfigError, load_monitoring_config
 from pyserving.api.prediction_service import PredictionService
+from pyserving.api.request_decoding import DecodeGuard
 from pyserving.api.rest_api import RestApi, RestOptions
 from pyserving.api.tls import TlsConfigError, load_ssl_config
 from pyserving.engine.batching import BatchingRunner
@@ -166,6 +167,7 @@ class ModelServer:
             retry=RetryPolicy(
                 max_num_load_retries=options.max_num_load_retries,
                 load_retry_interval_s=options.load_retry_interval_micros / 1e6,
+                load_timeout_s=options.load_timeout_seconds,
             ),
             num_load_threads=max(1, options.num_load_threads),
             num_unload_threads=max(1, options.num_unload_threads),
@@ -338,7 +340,7 @@ class ModelServer:
         )
         max_bytes = self.options.grpc_max_message_bytes
         server = grpc.aio.server(
-            interceptors=[self.drain],
+            interceptors=[self.drain, DecodeGuard()],
             options=[
                 ("grpc.max_receive_message_length", max_bytes),
                 ("grpc.max_send_message_length", max_bytes),

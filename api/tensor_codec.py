@@ -57,14 +57,21 @@ def decode(
         )
     dtype, field = _DTYPES[proto.dtype]
     shape = _shape(proto.tensor_shape, name)
-    count = 1
+    count = extent = 1
     for d in shape:
         count *= d
+        extent *= max(d, 1)  # numpy refuses [0, 2**31, 2**31] though it holds nothing
     if count > max_elements:
         raise ServingError(
             Code.RESOURCE_EXHAUSTED,
             f"input '{name}': shape {shape_text(shape)} holds {count} elements, "
             f"more than the limit of {max_elements}",
+        )
+    if extent > max_elements:
+        raise ServingError(
+            Code.RESOURCE_EXHAUSTED,
+            f"input '{name}': shape {shape_text(shape)} has dimensions that multiply to "
+            f"{extent} (empty ones aside), more than the limit of {max_elements} elements",
         )
     if proto.tensor_content:
         return _from_content(proto.tensor_content, dtype, shape, count, name)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import structlog
 
@@ -27,6 +28,7 @@ from pyserving.engine.events import (
     ShutdownRequested,
     UnloadFinished,
 )
+from pyserving.engine.load_timeout import TimedLoads
 from pyserving.engine.policy import (
     Action,
     ActionKind,
@@ -42,6 +44,7 @@ log = structlog.get_logger("pyserving.manager")
 
 Publish = Callable[[Event], object]
 
+ABANDONED_LOADS_PER_THREAD = 4  # hung loads left running before further loads fail fast
 MAX_ENDED_KEPT = 16  # ended versions remembered per model (GetModelStatus shows them as END)
 
 
@@ -49,6 +52,7 @@ MAX_ENDED_KEPT = 16  # ended versions remembered per model (GetModelStatus shows
 class RetryPolicy:
     max_num_load_retries: int = 5
     load_retry_interval_s: float = 60.0
+    load_timeout_s: float = 0.0  # per attempt; 0 = no limit (see engine/load_timeout.py)
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,10 @@ class Manager:
         self._aspired: dict[str, set[int]] = {}
         self._loaded: dict[tuple[str, int], Servable] = {}
         self._stopping = threading.Event()
+        # A hung load is abandoned after retry.load_timeout_s; a few per load thread at most.
+        self._timed_loads = TimedLoads(
+            retry.load_timeout_s, max_abandoned=ABANDONED_LOADS_PER_THREAD * num_load_threads
+        )
         self._load_pool = (
             ThreadPoolExecutor(num_load_threads, thread_name_prefix="load") if execute else None
         )
@@ -209,7 +217,8 @@ class Manager:
         for attempt in range(1, attempts + 1):
             started = time.monotonic()
             try:
-                servable = self._loader_for(model).load(path)
+                loader = self._loader_for(model)
+                servable = self._timed_loads.run(partial(loader.load, path), f"{model}/{version}")
             except Exception as exc:  # a broken version must never take the server down
                 error = f"{type(exc).__name__}: {exc}".strip()
                 will_retry = attempt < attempts and not self._stopping.is_set()

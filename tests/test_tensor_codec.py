@@ -81,6 +81,19 @@ def test_huge_declared_shape_is_refused_unallocated() -> None:
     assert error.code == Code.RESOURCE_EXHAUSTED and "images" in error.message
 
 
+def test_empty_tensor_with_huge_other_dimensions_is_refused_not_internal() -> None:
+    # Found by tests/reliability's hostile input: numpy raised ValueError on the reshape.
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT)
+    for size in (0, 1 << 31, 1 << 31):
+        proto.tensor_shape.dim.add(size=size)
+    error = refused(proto)
+    assert error.code == Code.RESOURCE_EXHAUSTED and "multiply to" in error.message
+    small = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT)
+    for size in (0, 3):
+        small.tensor_shape.dim.add(size=size)
+    assert decode(small, "images").shape == (0, 3)  # empty but fine: decoded
+
+
 @pytest.mark.parametrize(
     ("proto", "fragment"),
     [

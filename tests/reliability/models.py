@@ -1,0 +1,95 @@
+"""Python-platform versions whose load and predict misbehave on request (real code paths).
+
+Each version folder holds MODEL_PY and a config.json saying how this version behaves:
+`load_sleep` (seconds load() takes), `load_raise` (load() raises this message),
+`started_marker` (a file load() creates first), `reread` (read config.json again after
+the sleep: a folder that vanished meanwhile fails the load), `predict_sleep`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from tensorflow_serving.apis import get_model_status_pb2
+
+MODEL_PY = """
+import json
+import os
+import time
+
+import numpy as np
+
+SIGNATURES = {
+    "serving_default": {
+        "inputs": {"x": ("float32", [None])},
+        "outputs": {"y": ("float32", [None]), "version": ("int64", [])},
+    },
+    "slow": {
+        "inputs": {"seconds": ("float32", [])},
+        "outputs": {"version": ("int64", [])},
+        "function": "slow",
+    },
+    "strings": {
+        "inputs": {"s": ("string", [None])},
+        "outputs": {"echo": ("string", [None]), "n": ("int64", [None])},
+        "function": "strings",
+    },
+}
+
+
+def load(path):
+    with open(os.path.join(path, "config.json")) as f:
+        config = json.load(f)
+    if config.get("started_marker"):
+        open(config["started_marker"], "w").close()
+    time.sleep(config.get("load_sleep", 0))
+    if config.get("load_raise"):
+        raise RuntimeError(config["load_raise"])
+    if config.get("reread"):
+        with open(os.path.join(path, "config.json")) as f:
+            config = json.load(f)
+    return config
+
+
+def predict(state, inputs):
+    time.sleep(state.get("predict_sleep", 0))
+    return {"y": inputs["x"] * state["factor"], "version": np.int64(state["version"])}
+
+
+def slow(state, inputs):
+    time.sleep(min(float(inputs["seconds"]), 30.0))
+    return {"version": np.int64(state["version"])}
+
+
+def strings(state, inputs):
+    s = inputs["s"]
+    return {"echo": s, "n": np.array([len(v) for v in s.ravel()], dtype=np.int64)}
+"""
+
+AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+END = get_model_status_pb2.ModelVersionStatus.END
+
+
+def write_version(base: Path, version: int, factor: float = 1.0, **behaviour: object) -> Path:
+    """Write a version beside its target and rename it in, as a careful user would."""
+    base.mkdir(parents=True, exist_ok=True)
+    staging = base / f".staging-{version}-{time.monotonic_ns()}"
+    staging.mkdir()
+    (staging / "model.py").write_text(MODEL_PY)
+    config = {"version": version, "factor": factor, **behaviour}
+    (staging / "config.json").write_text(json.dumps(config))
+    target = base / str(version)
+    staging.rename(target)
+    return target
+
+
+def config_file(path: Path, models: dict[str, tuple[Path, str]], extra: str = "") -> Path:
+    """A ModelServerConfig with python models: name → (base path, version policy text)."""
+    entries = "".join(
+        f'  config {{ name: "{name}" base_path: "{base}" model_platform: "python" {policy} }}\n'
+        for name, (base, policy) in models.items()
+    )
+    path.write_text(f"model_config_list {{\n{entries}}}\n{extra}")
+    return path

@@ -1,0 +1,535 @@
+"""Suite 4, hostile input: generated PredictRequests (and REST bodies, once REST lands)
+against one real server. Every reply is a well-formed error or a correct answer: never
+INTERNAL or UNKNOWN, never a crash or a hang, and the server's memory stays bounded.
+
+Requests go on the wire as bytes, so they can hold what a protobuf library refuses to
+build: invalid UTF-8 in names, labels and map keys, and fields no schema knows. A case
+that fails is saved under corpus/ (see test_corpus.py, which replays every saved case).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tensorflow.core.framework import tensor_pb2, types_pb2
+from tensorflow_serving.apis import predict_pb2
+
+from tests.reliability.conftest import (
+    QUIET_ENV,
+    ServerProcess,
+    Size,
+    TrainedModels,
+    free_port,
+    process_figures,
+    report,
+)
+from tests.reliability.models import config_file, write_version
+
+CORPUS = Path(__file__).parent / "corpus"
+PREDICT = "/tensorflow.serving.PredictionService/Predict"
+NEVER = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
+RSS_BOUND_KIB = 300 * 1024  # requests are capped at 4 MiB; TF's allocator keeps some arenas
+MAX_MESSAGE = 4 * 1024 * 1024
+
+
+@dataclass
+class Case:
+    """A request as wire bytes, and the message it is when it parses (None for raw junk)."""
+
+    wire: bytes
+    request: predict_pb2.PredictRequest | None
+
+
+# ---------------------------------------------------------------- strategies
+BAD_UTF8 = st.sampled_from(
+    [b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80", b"\x80"]
+)
+NAMES = st.one_of(
+    st.sampled_from(["mnist", "echo", "", "MNIST", "mnist ", "../mnist"]),
+    st.text(max_size=20),
+)
+BYTES_OR_BAD = st.one_of(
+    st.binary(max_size=16),
+    st.tuples(st.binary(max_size=4), BAD_UTF8, st.binary(max_size=4)).map(b"".join),
+)
+DIMS = st.one_of(
+    st.integers(0, 8),
+    st.sampled_from([-1, -(2**63), 2**31, 2**40, 2**62, 2**63 - 1, 784, 28]),
+)
+DTYPES = st.one_of(
+    st.sampled_from(
+        [types_pb2.DT_FLOAT, types_pb2.DT_STRING, types_pb2.DT_INT64, types_pb2.DT_HALF]
+    ),
+    st.sampled_from(list(types_pb2.DataType.values())),
+    st.integers(-5, 400),  # enums are open: values no DataType names
+)
+VALUE_FIELDS = [
+    "float_val",
+    "double_val",
+    "int_val",
+    "int64_val",
+    "bool_val",
+    "half_val",
+    "string_val",
+    "scomplex_val",
+    "dcomplex_val",
+    "uint32_val",
+    "uint64_val",
+]
+
+
+@st.composite
+def tensors(draw: st.DrawFn) -> tuple[tensor_pb2.TensorProto, list[bytes]]:
+    """A TensorProto with any dtype, shape and content; returns the strings it carries."""
+    proto = tensor_pb2.TensorProto(dtype=draw(DTYPES))
+    if draw(st.booleans()) and draw(st.booleans()):
+        proto.tensor_shape.unknown_rank = True
+    for d in draw(st.lists(DIMS, max_size=4)):
+        proto.tensor_shape.dim.add(size=d)
+    strings: list[bytes] = []
+    content = draw(st.sampled_from(["matching", "other_field", "tensor_content", "none"]))
+    if content == "tensor_content":
+        proto.tensor_content = draw(st.binary(max_size=4096))
+    elif content != "none":
+        field = draw(st.sampled_from(VALUE_FIELDS))
+        if content == "matching":
+            field = {
+                types_pb2.DT_FLOAT: "float_val",
+                types_pb2.DT_STRING: "string_val",
+                types_pb2.DT_INT64: "int64_val",
+                types_pb2.DT_HALF: "half_val",
+            }.get(proto.dtype, field)
+        count = draw(st.integers(0, 64))
+        if field == "string_val":
+            strings = draw(st.lists(BYTES_OR_BAD, min_size=count, max_size=count))
+            proto.string_val.extend(strings)
+        elif field in ("float_val", "scomplex_val"):
+            getattr(proto, field).extend(
+                draw(st.lists(st.floats(width=32), min_size=count, max_size=count))
+            )
+        elif field in ("double_val", "dcomplex_val"):
+            getattr(proto, field).extend(
+                draw(st.lists(st.floats(), min_size=count, max_size=count))
+            )
+        elif field == "bool_val":
+            proto.bool_val.extend(draw(st.lists(st.booleans(), min_size=count, max_size=count)))
+        else:
+            bits = {"int_val": 31, "half_val": 31, "uint32_val": 32}.get(field, 63)
+            low = 0 if field.startswith("uint") else -(2**bits)
+            high = 2**bits - 1
+            if field == "uint64_val":
+                high = 2**64 - 1
+            values = draw(st.lists(st.integers(low, high), min_size=count, max_size=count))
+            getattr(proto, field).extend(values)
+    return proto, strings
+
+
+def mnist_images(n: int, seed: int) -> tensor_pb2.TensorProto:
+    images = np.random.default_rng(seed).random((n, 64), dtype=np.float32)
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_content=images.tobytes())
+    proto.tensor_shape.dim.add(size=n)
+    proto.tensor_shape.dim.add(size=64)
+    return proto
+
+
+@st.composite
+def predict_cases(draw: st.DrawFn) -> Case:
+    """PredictRequests from valid to hostile, serialised, then corrupted where drawn."""
+    if draw(st.integers(0, 3)) == 0:
+        valid = draw(valid_requests())
+        return Case(valid.SerializeToString(), valid)
+    request = predict_pb2.PredictRequest()
+    swaps: list[tuple[bytes, bytes]] = []  # (ASCII placeholder, invalid UTF-8 of equal length)
+
+    def text_or_bad(strategy: st.SearchStrategy[str]) -> str:
+        if draw(st.integers(0, 9)) > 0:
+            return draw(strategy)
+        bad = draw(st.tuples(BAD_UTF8, st.binary(max_size=3)).map(b"".join))
+        placeholder = f"~{len(swaps)}~".encode().ljust(len(bad), b"~")[: max(len(bad), 3)]
+        bad = bad.ljust(len(placeholder), b"\xff")
+        swaps.append((placeholder, bad))
+        return placeholder.decode()
+
+    request.model_spec.name = text_or_bad(NAMES)
+    spec = draw(st.sampled_from(["latest", "version", "label"]))
+    if spec == "version":
+        request.model_spec.version.value = draw(
+            st.one_of(st.sampled_from([1, 2, 3, 0, -1]), st.integers(-(2**63), 2**63 - 1))
+        )
+    elif spec == "label":
+        labels = st.one_of(st.sampled_from(["stable", "canary", "nope", ""]), st.text(max_size=8))
+        request.model_spec.version_label = text_or_bad(labels)
+    signatures = st.sampled_from(["", "predict_images", "serving_default", "strings", "zzz"])
+    request.model_spec.signature_name = text_or_bad(st.one_of(signatures, st.text(max_size=8)))
+    if draw(st.booleans()):  # a well-formed body for the real models, to reach the answers
+        kind = draw(st.sampled_from(["images", "x", "s"]))
+        if kind == "images":
+            request.inputs["images"].CopyFrom(
+                mnist_images(draw(st.integers(1, 8)), draw(st.integers(0, 99)))
+            )
+        elif kind == "x":
+            xs = draw(st.lists(st.floats(-1e6, 1e6, width=32), max_size=16))
+            request.inputs["x"].CopyFrom(_tensor(np.array(xs, np.float32)))
+        else:
+            strings = draw(st.lists(BYTES_OR_BAD, max_size=8))
+            request.inputs["s"].CopyFrom(_strings(strings))
+    names = st.one_of(st.sampled_from(["images", "x", "s", "seconds", ""]), st.text(max_size=8))
+    for _ in range(draw(st.integers(0, 2))):
+        tensor, _ = draw(tensors())
+        request.inputs[text_or_bad(names)].CopyFrom(tensor)
+    for _ in range(draw(st.integers(0, 2))):
+        request.output_filter.append(
+            text_or_bad(
+                st.one_of(st.sampled_from(["scores", "classes", "y", "echo"]), st.text(max_size=6))
+            )
+        )
+    wire = request.SerializeToString()
+    for placeholder, bad in swaps:
+        wire = wire.replace(placeholder, bad, 1)
+    junk = draw(st.sampled_from(["none", "none", "unknown_field", "truncated", "garbage"]))
+    if junk == "unknown_field":  # field 97, length-delimited: a newer client's field
+        payload = draw(st.binary(max_size=32))
+        wire += bytes([97 << 3 & 0x7F | 0x80, 97 >> 4, len(payload)]) + payload
+    elif junk == "truncated" and wire:
+        wire = wire[: draw(st.integers(0, len(wire) - 1))]
+    elif junk == "garbage":
+        wire = draw(st.binary(max_size=256))
+    try:
+        parsed = predict_pb2.PredictRequest.FromString(wire)
+    except Exception:
+        parsed = None
+    return Case(wire, parsed)
+
+
+@st.composite
+def valid_requests(draw: st.DrawFn) -> predict_pb2.PredictRequest:
+    """Requests the served models must answer, and answer right."""
+    request = predict_pb2.PredictRequest()
+    target = draw(st.sampled_from(["mnist", "echo_x", "echo_s"]))
+    if target == "mnist":
+        request.model_spec.name = "mnist"
+        request.model_spec.signature_name = "predict_images"
+        spec = draw(st.sampled_from(["latest", 1, 2, "stable", "canary"]))
+        if isinstance(spec, int):
+            request.model_spec.version.value = spec
+        elif spec != "latest":
+            request.model_spec.version_label = spec
+        n = draw(st.integers(1, 8))
+        request.inputs["images"].CopyFrom(mnist_images(n, draw(st.integers(0, 99))))
+        if draw(st.booleans()):
+            request.output_filter.append("scores")
+    elif target == "echo_x":
+        request.model_spec.name = "echo"
+        xs = draw(st.lists(st.floats(-1e6, 1e6, width=32), max_size=16))
+        request.inputs["x"].CopyFrom(_tensor(np.array(xs, np.float32)))
+    else:
+        request.model_spec.name = "echo"
+        request.model_spec.signature_name = "strings"
+        request.inputs["s"].CopyFrom(_strings(draw(st.lists(BYTES_OR_BAD, max_size=8))))
+    return request
+
+
+def _tensor(array: np.ndarray) -> tensor_pb2.TensorProto:
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT)
+    proto.float_val.extend(array.tolist())
+    proto.tensor_shape.dim.add(size=len(array))
+    return proto
+
+
+def _strings(values: list[bytes]) -> tensor_pb2.TensorProto:
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING)
+    proto.string_val.extend(values)
+    proto.tensor_shape.dim.add(size=len(values))
+    return proto
+
+
+# ------------------------------------------------------------------ checking
+def save_to_corpus(wire: bytes, why: str) -> Path:
+    CORPUS.mkdir(exist_ok=True)
+    path = CORPUS / f"{hashlib.sha1(wire).hexdigest()[:16]}.predict.bin"
+    path.write_bytes(wire)
+    path.with_suffix(".txt").write_text(why + "\n")
+    return path
+
+
+def check_reply(channel: grpc.Channel, case: Case) -> str:
+    """Send one case; return the outcome's code name; AssertionError if it is not allowed."""
+    call = channel.unary_unary(
+        PREDICT, response_deserializer=predict_pb2.PredictResponse.FromString
+    )
+    try:
+        reply = call(case.wire, timeout=20)
+    except grpc.RpcError as exc:
+        code, details = exc.code(), exc.details() or ""
+        if code in NEVER or code in (
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            grpc.StatusCode.UNAVAILABLE,
+        ):
+            raise AssertionError(f"{code.name}: {details}") from None
+        assert details.strip(), f"{code.name} without a message"
+        return code.name
+    assert case.request is not None, "junk that does not parse was answered OK"
+    check_answer(case.request, reply)
+    return "OK"
+
+
+def check_answer(request: predict_pb2.PredictRequest, reply: predict_pb2.PredictResponse) -> None:
+    """An OK reply must be right, not merely present."""
+    model = request.model_spec.name
+    assert reply.model_spec.name == model
+    version = reply.model_spec.version.value
+    if request.model_spec.HasField("version"):
+        assert version == request.model_spec.version.value
+    outputs = reply.outputs
+    if model == "mnist":
+        assert version in (1, 2)
+        if "scores" in outputs:
+            n = request.inputs["images"].tensor_shape.dim[0].size
+            scores = np.array(outputs["scores"].float_val).reshape(n, 10)
+            np.testing.assert_allclose(scores.sum(axis=1), 1.0, rtol=1e-4)
+    elif model == "echo":
+        assert version == 1
+        if "echo" in outputs:
+            assert list(outputs["echo"].string_val) == list(request.inputs["s"].string_val)
+            assert list(outputs["n"].int64_val) == [len(v) for v in request.inputs["s"].string_val]
+        if "y" in outputs:
+            x = request.inputs["x"]
+            expected = np.array(x.float_val or np.frombuffer(x.tensor_content, np.float32)) * 2
+            got = np.array(outputs["y"].float_val)
+            if len(got) == len(expected):
+                np.testing.assert_allclose(got, expected, rtol=1e-6)
+    else:
+        raise AssertionError(f"answered for model {model!r}, which is not served")
+
+
+# ------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def server(
+    trained_models: TrainedModels, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    root = tmp_path_factory.mktemp("hostile")
+    for version in (1, 2):
+        trained_models.copy_version(version, root / "mnist")
+    write_version(root / "echo", 1, factor=2.0)
+    config = root / "models.config"
+    config_file(config, {"echo": (root / "echo", "")})
+    config.write_text(
+        config.read_text().replace(
+            "model_config_list {\n",
+            "model_config_list {\n"
+            f'  config {{ name: "mnist" base_path: "{root / "mnist"}" model_platform: '
+            '"tensorflow" model_version_policy { specific { versions: 1 versions: 2 } } '
+            'version_labels { key: "stable" value: 1 } '
+            'version_labels { key: "canary" value: 2 } }\n',
+        )
+    )
+    process = ServerProcess(
+        [
+            f"--model_config_file={config}",
+            "--file_system_poll_wait_seconds=0",
+            f"--grpc_max_message_bytes={MAX_MESSAGE}",
+        ],
+        root / "server.log",
+    )
+    process.wait_serving(timeout=120)
+    yield process
+    assert process.stop() == 0
+
+
+def test_generated_predict_requests_get_well_formed_errors_or_right_answers(
+    server: ServerProcess, size: Size
+) -> None:
+    channel = server.channel
+    seen: dict[str, int] = {}
+    for case in (Case(b"", predict_pb2.PredictRequest()),):  # warm the path first
+        check_reply(channel, case)
+    before = process_figures(server.process.pid)
+
+    @settings(
+        max_examples=size.pick(200, 3000),
+        deadline=None,
+        derandomize=not size.long,  # CI: the same cases every run; --long explores
+        suppress_health_check=list(HealthCheck),
+        database=None,
+    )
+    @given(predict_cases())
+    def property_(case: Case) -> None:
+        failing.append(case)  # popped when the case passes: what is left failed
+        outcome = check_reply(channel, case)
+        failing.pop()
+        seen[outcome] = seen.get(outcome, 0) + 1
+
+    failing: list[Case] = []
+    try:
+        property_()
+    except AssertionError as exc:
+        if failing:  # hypothesis replays the shrunk case last: that one is kept
+            saved = save_to_corpus(failing[-1].wire, str(exc).split("\n")[0])
+            raise AssertionError(f"{exc}\n(case saved as {saved})") from None
+        raise
+    assert server.process.poll() is None, "the server died"
+    after = process_figures(server.process.pid)
+    report(
+        "hostile_input_grpc",
+        cases_generated=sum(seen.values()),
+        outcomes=seen,
+        rss_before_mib=round(before.rss_kib / 1024, 1),
+        rss_after_mib=round(after.rss_kib / 1024, 1),
+    )
+    assert seen.get("OK", 0) > 0, f"no generated case reached a model: {seen}"
+    assert after.rss_kib - before.rss_kib < RSS_BOUND_KIB
+
+
+def test_corpus_cases_that_once_broke_the_server_get_well_formed_errors(
+    server: ServerProcess,
+) -> None:
+    cases = sorted(CORPUS.glob("*.predict.bin"))
+    assert cases, f"the corpus at {CORPUS} is empty"
+    for path in cases:
+        wire = path.read_bytes()
+        try:
+            parsed = predict_pb2.PredictRequest.FromString(wire)
+        except Exception:
+            parsed = None
+        try:
+            check_reply(server.channel, Case(wire, parsed))
+        except AssertionError as exc:
+            why = path.with_suffix(".txt").read_text().strip()
+            raise AssertionError(f"{path.name} ({why}) broke again: {exc}") from None
+    report("hostile_input_corpus", cases_replayed=len(cases))
+
+
+# ----------------------------------------------------------------------- REST
+def rest_api_merged() -> bool:
+    """The REST branch adds --rest_api_timeout_in_ms to `serve`; until then, skip."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pyserving", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        env=QUIET_ENV,
+        timeout=120,
+    )
+    return "--rest_api_timeout_in_ms" in result.stdout
+
+
+JSON_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False),
+    st.text(max_size=12),
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=6), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=40,
+)
+
+
+@st.composite
+def rest_bodies(draw: st.DrawFn) -> tuple[str, bytes]:
+    """(URL path, body) for TF Serving's REST predict API, from valid to hostile."""
+    model = draw(st.sampled_from(["mnist", "echo", "nope", "m%FFx", "mnist/versions/x"]))
+    where = draw(
+        st.sampled_from(["", "/versions/1", "/versions/2", "/labels/stable", "/versions/-1"])
+    )
+    verb = draw(st.sampled_from([":predict", ":predict", ":classify", ":nonsense"]))
+    shape = draw(st.sampled_from(["instances", "inputs", "both", "neither", "junk"]))
+    body: object
+    if shape == "junk":
+        body = draw(JSON_VALUES)
+    else:
+        instances = draw(
+            st.one_of(
+                st.lists(st.lists(st.floats(0, 1, width=32), min_size=64, max_size=64), max_size=3),
+                st.lists(st.floats(width=32), max_size=8),
+                JSON_VALUES,
+                st.just([{"b64": "////"}]),
+            )
+        )
+        body = {
+            "instances": {"instances": instances},
+            "inputs": {"inputs": instances},
+            "both": {"instances": instances, "inputs": instances},
+            "neither": {"signature_name": draw(st.text(max_size=8))},
+        }[shape]
+    raw = json.dumps(body).encode()
+    corruption = draw(st.sampled_from(["none", "none", "bad_utf8", "truncated", "binary"]))
+    if corruption == "bad_utf8":
+        raw = (
+            raw[:-1] + b'"\xff\xfe"' + raw[-1:]
+            if raw.endswith(b"}")
+            else b'{"instances": ["\xff"]}'
+        )
+    elif corruption == "truncated" and raw:
+        raw = raw[: draw(st.integers(0, len(raw) - 1))]
+    elif corruption == "binary":
+        raw = draw(st.binary(max_size=256))
+    return f"/v1/models/{model}{where}{verb}", raw
+
+
+def test_generated_rest_bodies_get_well_formed_errors_or_answers(
+    trained_models: TrainedModels, tmp_path: Path, size: Size
+) -> None:
+    if not rest_api_merged():
+        pytest.skip("REST API not merged yet")
+    rest_port = free_port()
+    trained_models.copy_version(1, tmp_path / "mnist")
+    process = ServerProcess(
+        [
+            "--model_name=mnist",
+            f"--model_base_path={tmp_path / 'mnist'}",
+            f"--rest_api_port={rest_port}",
+        ],
+        tmp_path / "server.log",
+    )
+    try:
+        process.wait_serving(timeout=120)
+        seen: dict[int, int] = {}
+
+        @settings(
+            max_examples=size.pick(150, 2000),
+            deadline=None,
+            derandomize=not size.long,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        )
+        @given(rest_bodies())
+        def property_(case: tuple[str, bytes]) -> None:
+            path, body = case
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{rest_port}{path}", data=body, method="POST"
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=20) as reply:
+                    status, text = reply.status, reply.read()
+            except urllib.error.HTTPError as exc:
+                status, text = exc.code, exc.read()
+            seen[status] = seen.get(status, 0) + 1
+            assert status < 500, f"{status} for POST {path} {body[:200]!r}: {text[:300]!r}"
+            parsed = json.loads(text)  # always JSON, TF Serving's shape
+            if status >= 400:
+                assert isinstance(parsed.get("error"), str) and parsed["error"]
+            else:
+                assert "predictions" in parsed or "outputs" in parsed or "results" in parsed
+
+        property_()
+        assert process.process.poll() is None, "the server died"
+        report("hostile_input_rest", cases_generated=sum(seen.values()), statuses=seen)
+    finally:
+        process.stop()
