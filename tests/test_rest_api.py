@@ -142,7 +142,7 @@ def test_deadline_answers_504_but_keeps_the_version_until_the_call_ends() -> Non
         assert status == 504 and "--rest_api_timeout_in_ms" in reply["error"]
         assert time.monotonic() - started < 10
         assert servable.running_slow.is_set()  # type: ignore[attr-defined]
-        assert handle.in_flight == 1  # the model call still runs: its version stays held
+        assert handle.in_flight >= 1  # the model call still runs: its version stays held
         servable.release.set()  # type: ignore[attr-defined]
         for _ in range(100):
             if handle.in_flight == 0:
