@@ -114,7 +114,7 @@ def _requests(
             server.predict_stub.Predict(request, timeout=30)
         assert info.value.code() == code
     prometheus.wait_for(
-        f'sum(pyserving_requests_total{{code!="OK"}}) >= {2 * phase} and '
+        f'sum(pyserving_requests_total{{code=~"NOT_FOUND|INVALID_ARGUMENT"}}) >= {2 * phase} and '
         f'sum(pyserving_requests_total{{api="Predict",code="OK"}}) >= {10 * phase}'
     )
 
