@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import hashlib
 import shutil
 import signal
 import tempfile
@@ -101,6 +102,11 @@ def models_from_flags(options: argparse.Namespace) -> ServerConfig:
             "version folders) and --model_name=NAME, or --model_config_file=FILE"
         )
     return single_model(options.model_name, options.model_base_path, options.model_platform)
+
+
+def config_digest(config: ServerConfig) -> str:
+    """A fingerprint of the models config, so two logs can be told to have run the same one."""
+    return hashlib.sha256(repr(config).encode()).hexdigest()
 
 
 def event_log_from_flags(options: argparse.Namespace) -> EventLogWriter | None:
@@ -336,6 +342,7 @@ class ModelServer:
                 pyserving_version=pyserving.__version__,
                 flags={k: v for k, v in sorted(vars(self.options).items()) if k != "func"},
                 models=tuple(self.config.names),
+                config_digest=config_digest(self.config),
             )
         )
         max_bytes = self.options.grpc_max_message_bytes

@@ -61,6 +61,7 @@ class ServerStarted(Event):
     pyserving_version: str
     flags: dict[str, Any]
     models: tuple[str, ...]
+    config_digest: str = ""  # sha256 of the model config in force at start (see api/server.py)
 
 
 @dataclass(frozen=True)

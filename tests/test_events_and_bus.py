@@ -28,7 +28,9 @@ from pyserving.engine.events import (
 )
 
 SAMPLES: list[Event] = [
-    ServerStarted(pyserving_version="0.1.0", flags={"port": 9000}, models=("mnist",)),
+    ServerStarted(
+        pyserving_version="0.1.0", flags={"port": 9000}, models=("mnist",), config_digest="ab12"
+    ),
     AspiredVersions(model="mnist", versions=(AspiredVersion(1, "/m/1"), AspiredVersion(2, "/m/2"))),
     LoadSucceeded(model="mnist", version=2, duration_s=0.5),
     WarmupFinished(model="mnist", version=2, records=3, iterations=2, duration_s=0.2),

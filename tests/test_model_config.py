@@ -133,3 +133,12 @@ def test_diff() -> None:
         added=("d",), removed=("c",), changed=("b",), relabelled=("a",)
     )
     assert diff(new, new).empty
+
+
+def test_config_digest_tells_configs_apart() -> None:
+    from pyserving.api.server import config_digest
+
+    one = parse_text('model_config_list { config { name: "a" base_path: "/a" } }')
+    same = parse_text('model_config_list {\n  config { name: "a"  base_path: "/a" }\n}')
+    other = parse_text('model_config_list { config { name: "a" base_path: "/b" } }')
+    assert config_digest(one) == config_digest(same) != config_digest(other)

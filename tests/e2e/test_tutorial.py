@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import threading
 import time
@@ -113,3 +114,4 @@ def test_tutorial_swap_without_a_gap(
     assert path[1] == ["loading", "available", "unloading", "end"]
     assert path[2] == ["loading", "available", "unloading", "end"]  # shutdown unloads it too
     assert events[0]["kind"] == "server_started"
+    assert re.fullmatch(r"[0-9a-f]{64}", events[0]["config_digest"])
