@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from google.protobuf import text_format
 
-from pyserving.api.text_proto_schema import build_message_classes, parse_text
+from pyserving.api.text_proto_schema import build_message_classes, parse_text, read_flag_file
 
 DEFAULT_PATH = "/monitoring/prometheus/metrics"  # TF Serving's PrometheusExporter::kPrometheusPath
 
@@ -69,11 +69,5 @@ def load_monitoring_config(path: str) -> PrometheusSettings:
     """
     if not path:
         return PrometheusSettings(enabled=True, path=DEFAULT_PATH)
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as exc:
-        raise MonitoringConfigError(
-            f"cannot read --monitoring_config_file={path} ({exc.strerror}); fix the path"
-        ) from None
+    text = read_flag_file("monitoring_config_file", path, MonitoringConfigError)
     return parse_monitoring_config(text, source=path)

@@ -49,3 +49,12 @@ def parse_text(message_class: type[Message], text: str) -> Message:
     message = message_class()
     text_format.Parse(text, message)
     return message
+
+
+def read_flag_file(flag: str, path: str, error: type[Exception]) -> str:
+    """The text of the file a flag names; `error` says which flag to fix if it can't be read."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as exc:
+        raise error(f"cannot read --{flag}={path} ({exc.strerror}); fix the path") from None

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf import text_format
 
-from pyserving.api.text_proto_schema import build_message_classes, parse_text
+from pyserving.api.text_proto_schema import build_message_classes, parse_text, read_flag_file
 
 SSLConfig = build_message_classes(
     "tensorflow_serving/config/ssl_config.proto",
@@ -133,11 +133,5 @@ def load_ssl_config(path: str) -> TlsSettings | None:
     """TLS settings from `--ssl_config_file`, or None (plaintext) when no file is given."""
     if not path:
         return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as exc:
-        raise TlsConfigError(
-            f"cannot read --ssl_config_file={path} ({exc.strerror}); fix the path"
-        ) from None
+    text = read_flag_file("ssl_config_file", path, TlsConfigError)
     return parse_ssl_config(text, source=path)
