@@ -37,6 +37,7 @@ from pyserving.engine.events import (
     LoadSucceeded,
     Transition,
     UnloadFinished,
+    WarmupFinished,
 )
 from pyserving.statemachines.servable_version import TRANSITIONS, State
 
@@ -64,6 +65,7 @@ REQUEST_BUCKETS = (
 LOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 PADDING_BUCKETS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+WARMUP_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0)
 QUEUE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 LEGAL_MOVES: tuple[tuple[str, str], ...] = tuple((t["source"], t["dest"]) for t in TRANSITIONS)
@@ -157,6 +159,20 @@ class ServingMetrics:
             buckets=QUEUE_BUCKETS,
             registry=registry,
         )
+        # Mirrors TF Serving's /tensorflow/serving/model_warmup_latency.
+        self.warmup_seconds = Histogram(
+            "pyserving_model_warmup_seconds",
+            "Wall time of replaying a version's warm-up requests during its load.",
+            ["model", "status"],
+            buckets=WARMUP_BUCKETS,
+            registry=registry,
+        )
+        self.warmup_records = Counter(
+            "pyserving_model_warmup_records",
+            "Warm-up records replayed (each counted once, whatever the iterations).",
+            ["model"],
+            registry=registry,
+        )
         self.batch_rejections = Counter(
             "pyserving_batch_rejections",
             "Requests the batcher refused, by reason.",
@@ -196,6 +212,10 @@ class ServingMetrics:
                 max(0, event.padded_size - event.size)
             )
             self.batch_queue_seconds.labels(model, event.signature).observe(event.oldest_wait_s)
+        elif isinstance(event, WarmupFinished):
+            status = "error" if event.error else "ok"
+            self.warmup_seconds.labels(event.model, status).observe(event.duration_s)
+            self.warmup_records.labels(event.model).inc(event.records)
 
     def _initialise(self, model: str, versions: Iterable[int]) -> None:
         """Create zero-valued series before their first increment.

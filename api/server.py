@@ -49,7 +49,6 @@ from pyserving.adapters.sources.object_store import (
     is_remote,
     redact,
 )
-from pyserving.adapters.warmup_metrics import WarmupMetrics
 from pyserving.api import model_listing
 from pyserving.api.draining import DrainGate
 from pyserving.api.flag_compat import (
@@ -229,7 +228,6 @@ class ModelServer:
             version_states=self.manager.states,
         )
         self.bus.subscribe(self.metrics.handle)
-        self.bus.subscribe(WarmupMetrics(self.metrics_registry))
         if isinstance(self.runner, BatchingRunner):
             self.metrics.watch_queue_depths(self.runner.queue_depths)
         self.http_server: HttpServer | None = None

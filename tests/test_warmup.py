@@ -18,7 +18,7 @@ from pyserving.adapters.loaders.warmup import (
     run_warmup,
     warmup_path,
 )
-from pyserving.adapters.warmup_metrics import WarmupMetrics
+from pyserving.adapters.metrics import ServingMetrics
 from pyserving.api.request_plans import PlanOptions
 from pyserving.api.warmup_replay import make_replay
 from pyserving.engine.events import Event, WarmupFinished
@@ -154,9 +154,9 @@ def test_more_than_the_maximum_records_fails(version: Path) -> None:
 
 def test_warmup_metrics_follow_the_events() -> None:
     registry = CollectorRegistry()
-    metrics = WarmupMetrics(registry)
-    metrics(WarmupFinished(model="m", version=1, records=4, iterations=2, duration_s=0.25))
-    metrics(
+    metrics = ServingMetrics(registry, known_models=lambda: {"m"})
+    metrics.handle(WarmupFinished(model="m", version=1, records=4, iterations=2, duration_s=0.25))
+    metrics.handle(
         WarmupFinished(model="m", version=2, records=0, iterations=1, duration_s=0.1, error="x")
     )
 
