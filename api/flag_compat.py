@@ -76,13 +76,13 @@ TF_SERVING_FLAGS: dict[str, FlagSupport] = {
         "downloaded to --model_cache_dir), so there is nothing to flush",
     ),
     "tensorflow_session_parallelism": FlagSupport(
-        IMPLEMENTED, "TensorFlow intra- and inter-op threads, both"
+        IMPLEMENTED, "each Session's ConfigProto: intra- and inter-op threads, both"
     ),
     "tensorflow_session_config_file": FlagSupport(
         REFUSED, "a ConfigProto file is not read", lambda v: bool(v)
     ),
-    "tensorflow_intra_op_parallelism": FlagSupport(IMPLEMENTED, "tf.config.threading"),
-    "tensorflow_inter_op_parallelism": FlagSupport(IMPLEMENTED, "tf.config.threading"),
+    "tensorflow_intra_op_parallelism": FlagSupport(IMPLEMENTED, "each Session's ConfigProto"),
+    "tensorflow_inter_op_parallelism": FlagSupport(IMPLEMENTED, "each Session's ConfigProto"),
     "use_alts_credentials": FlagSupport(REFUSED, "ALTS needs Google Cloud", _truthy),
     "ssl_config_file": FlagSupport(IMPLEMENTED, "TLS for gRPC, and HTTPS on the REST port"),
     "platform_config_file": FlagSupport(
@@ -340,20 +340,3 @@ def grpc_channel_arguments(text: str) -> list[tuple[str, int | str]]:
             continue
         arguments.append((key, number) if -(1 << 31) <= number < (1 << 31) else (key, value))
     return arguments
-
-
-def apply_tensorflow_threads(options: argparse.Namespace) -> tuple[int, int]:
-    """Set TensorFlow's op thread pools; must run before TensorFlow runs its first op."""
-    intra, inter = tensorflow_threads(options)
-    if intra <= 0 and inter <= 0:
-        return intra, inter
-    import tensorflow as tf
-
-    try:
-        if intra > 0:
-            tf.config.threading.set_intra_op_parallelism_threads(intra)
-        if inter > 0:
-            tf.config.threading.set_inter_op_parallelism_threads(inter)
-    except RuntimeError as exc:  # TensorFlow already initialised its runtime
-        raise FlagError(f"cannot set TensorFlow's thread pools ({exc})") from None
-    return intra, inter

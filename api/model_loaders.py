@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from pyserving.adapters.loaders.registry import PlatformOptions, make_loader
 from pyserving.adapters.loaders.warmup import WarmingLoader
+from pyserving.api.flag_compat import tensorflow_threads
 from pyserving.api.request_plans import PlanOptions
 from pyserving.api.warmup_replay import make_replay
 from pyserving.engine.events import Event
@@ -37,8 +38,11 @@ class ModelLoaders:
         self._options = options
         self._publish = publish
         self._platform_of = platform_of
+        intra, inter = tensorflow_threads(options)
         self._platform_options = PlatformOptions(
-            saved_model_tags=tuple(t for t in options.saved_model_tags.split(",") if t)
+            saved_model_tags=tuple(t for t in options.saved_model_tags.split(",") if t),
+            intra_op_threads=intra,
+            inter_op_threads=inter,
         )
         self._replay = make_replay(plan_options(options))
         self._loaders: dict[tuple[str, str], Loader] = {}

@@ -53,9 +53,9 @@ from pyserving.api import model_listing
 from pyserving.api.draining import DrainGate
 from pyserving.api.flag_compat import (
     FlagError,
-    apply_tensorflow_threads,
     grpc_channel_arguments,
     refused_flags,
+    tensorflow_threads,
 )
 from pyserving.api.grpc_errors import attach_request_observer
 from pyserving.api.health import HealthService
@@ -239,7 +239,7 @@ class ModelServer:
         if refused:
             raise StartupError("; ".join(refused))
         try:
-            threads = apply_tensorflow_threads(self.options)
+            threads = tensorflow_threads(self.options)  # refused combinations stop start-up
             self.channel_arguments = grpc_channel_arguments(self.options.grpc_channel_arguments)
             self.tls = load_ssl_config(self.options.ssl_config_file)
         except (FlagError, TlsConfigError) as exc:

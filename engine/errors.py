@@ -10,16 +10,30 @@ from enum import Enum
 
 
 class Code(Enum):
+    CANCELLED = "CANCELLED"
+    UNKNOWN = "UNKNOWN"
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
-    NOT_FOUND = "NOT_FOUND"
-    FAILED_PRECONDITION = "FAILED_PRECONDITION"
-    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
-    UNAVAILABLE = "UNAVAILABLE"
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    ABORTED = "ABORTED"
+    OUT_OF_RANGE = "OUT_OF_RANGE"
     UNIMPLEMENTED = "UNIMPLEMENTED"
     INTERNAL = "INTERNAL"
-    UNKNOWN = "UNKNOWN"
-    CANCELLED = "CANCELLED"
+    UNAVAILABLE = "UNAVAILABLE"
+    DATA_LOSS = "DATA_LOSS"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+
+    @classmethod
+    def from_number(cls, number: int) -> Code:
+        """The code of a canonical number (TensorFlow's error codes are gRPC's: 1..16)."""
+        return _BY_NUMBER.get(number, cls.UNKNOWN)
+
+
+_BY_NUMBER = {number: code for number, code in enumerate(Code, start=1)}
 
 
 class ServingError(Exception):

@@ -1,7 +1,11 @@
 """Checks a request against a version's signature before anything runs.
 
-Shared by every API (gRPC, REST): a request that cannot run gets INVALID_ARGUMENT or
-FAILED_PRECONDITION naming what is wrong, never a model error or a crash.
+Shared by every API (gRPC, REST). As TF Serving's `PreProcessPrediction`, the engine
+checks only what the signature's *names* decide: the signature exists, the request has
+its input keys, the output filter names its outputs. Dtypes and shapes are the model's
+to refuse: a TensorFlow graph refuses them when it runs (INVALID_ARGUMENT with
+TensorFlow's message), so a shape-[3] request to an input declared [-1,1] runs, as it
+does in TF Serving. Platforms without a graph (python) call `check_tensors` themselves.
 """
 
 from __future__ import annotations
@@ -48,16 +52,38 @@ def select_signature(servable: Servable, name: str) -> Signature:
 
 
 def check_inputs(signature: Signature, inputs: Mapping[str, np.ndarray]) -> None:
+    """TF Serving's VerifyRequestInputsSize, then GetInputValues' key checks, in its order
+    and wording: the signature's input keys, where ones with a SignatureDef default may be
+    left out."""
     sent, expected = set(inputs), set(signature.inputs)
-    if sent != expected:
+    if len(sent) > len(expected) or (len(sent) < len(expected) and not signature.defaults):
         raise invalid_argument(
             f"input size does not match signature: {len(sent)}!={len(expected)} "
             f"len({_set_text(sent)}) != len({_set_text(expected)}). "
             f"Sent extra: {_set_text(sent - expected)}. "
             f"Missing but required: {_set_text(expected - sent)}."
         )
+    for alias in sorted(expected - sent):
+        if alias not in signature.defaults:
+            feed_name = signature.inputs[alias].name or alias
+            raise invalid_argument(
+                f"Signature input alias: {alias}(feed name: {feed_name}) "
+                f"not found in request and no default value provided. Inputs expected to be "
+                f"in the request {_set_text(sent)}, or default input alias set: "
+                f"{','.join(sorted(signature.defaults))}"
+            )
+    if sent - expected:
+        raise invalid_argument(
+            f"Inputs contains invalid name. Used request inputs: "
+            f"{','.join(sorted(sent & expected))}, request input: {','.join(sorted(sent))}"
+        )
+
+
+def check_tensors(signature: Signature, inputs: Mapping[str, np.ndarray]) -> None:
+    """Each input's dtype and shape against the signature's, for platforms with no graph."""
     for alias, spec in signature.inputs.items():
-        _check_tensor(alias, inputs[alias], spec, signature.name)
+        if alias in inputs:
+            _check_tensor(alias, inputs[alias], spec, signature.name)
 
 
 def _check_tensor(alias: str, array: np.ndarray, spec: TensorSpec, signature: str) -> None:
@@ -88,4 +114,5 @@ def check_output_filter(signature: Signature, output_filter: Sequence[str]) -> N
             f"Outputs expected to be in the set {_set_text(signature.outputs)}."
         )
     if len(set(output_filter)) != len(output_filter):
-        raise invalid_argument("duplicate output tensor alias in output_filter")
+        duplicate = next(n for n in output_filter if output_filter.count(n) > 1)
+        raise invalid_argument(f"duplicate output tensor alias: {duplicate}")

@@ -11,6 +11,7 @@ Set `execute=False` to get the same decisions with no loads and no pools (replay
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -261,6 +262,10 @@ class Manager:
                 handle.servable.unload()
             except Exception:
                 log.exception("unload_raised", model=model, version=version)
+            # What the servable dropped may sit in reference cycles (a Graph and its ops, a
+            # python model's objects): collect them now, so that the memory is back before
+            # UnloadFinished says the version has ended, not whenever the collector next runs.
+            gc.collect()
         self._publish(
             UnloadFinished(model=model, version=version, duration_s=time.monotonic() - started)
         )

@@ -16,6 +16,7 @@ class TensorSpec:
     alias: str
     dtype: np.dtype
     shape: tuple[int | None, ...] | None  # None: unknown rank
+    name: str = ""  # the graph tensor it feeds or fetches, where the platform has a graph
 
     def shape_text(self) -> str:
         if self.shape is None:
@@ -29,6 +30,7 @@ class Signature:
     method_name: str
     inputs: Mapping[str, TensorSpec]
     outputs: Mapping[str, TensorSpec]
+    defaults: frozenset[str] = frozenset()  # inputs the SignatureDef gives a default value
 
 
 class Servable(Protocol):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -143,19 +144,26 @@ def test_tensorflow_threads_combine_as_tf_serving() -> None:
         threads(1, 2, 3)
 
 
-def test_tensorflow_threads_reach_tensorflow() -> None:
-    code = (
-        "import argparse, tensorflow as tf\n"
-        "from pyserving.api.flag_compat import apply_tensorflow_threads\n"
-        "apply_tensorflow_threads(argparse.Namespace(tensorflow_session_parallelism=0,"
-        " tensorflow_intra_op_parallelism=3, tensorflow_inter_op_parallelism=2))\n"
-        "print(tf.config.threading.get_intra_op_parallelism_threads(),"
-        " tf.config.threading.get_inter_op_parallelism_threads())\n"
+def test_tensorflow_threads_reach_each_session(tmp_path: Path) -> None:
+    """TF Serving puts the parallelism flags in the SessionBundleConfig's ConfigProto."""
+    from pyserving.adapters.loaders.registry import PlatformOptions, make_loader
+    from tests.example_models import export_tf2_model
+
+    options = serve_parser().parse_args(
+        [
+            "--model_base_path=/m",
+            "--tensorflow_intra_op_parallelism=3",
+            "--tensorflow_inter_op_parallelism=2",
+        ]
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    intra, inter = tensorflow_threads(options)
+    loader = make_loader(
+        "tensorflow", PlatformOptions(intra_op_threads=intra, inter_op_threads=inter)
     )
-    assert result.stdout.split() == ["3", "2"], result.stderr[-2000:]
+    servable = loader.load(str(export_tf2_model(tmp_path / "m" / "1")))
+    config = servable._session._config  # type: ignore[attr-defined]
+    assert (config.intra_op_parallelism_threads, config.inter_op_parallelism_threads) == (3, 2)
+    servable.unload()
 
 
 def test_grpc_channel_arguments_as_tf_serving_parses_them() -> None:

@@ -66,8 +66,9 @@ def test_load_predict_and_unload(tmp_path: Path) -> None:
 
 def test_declared_signatures_check_requests(tmp_path: Path) -> None:
     servable = PythonLoader().load(str(write_python_version(tmp_path / "py", 1, factor=1.0)))
+    misshapen = plan_predict(servable, predict_request(np.ones((2, 3))), OPTIONS)
     with pytest.raises(ServingError, match=r"has shape \[2,3\] but the signature expects \[-1,2\]"):
-        plan_predict(servable, predict_request(np.ones((2, 3))), OPTIONS)
+        run_sync(servable, misshapen, 1)  # no graph: the declaration refuses it, at run
     bad = plan_predict(servable, predict_request(np.array([[np.inf, 1.0]])), OPTIONS)
     with pytest.raises(ServingError, match="x must be finite") as error:
         run_sync(servable, bad, 1)

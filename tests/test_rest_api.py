@@ -235,5 +235,11 @@ def test_http_statuses_are_tf_servings() -> None:
         Code.INTERNAL: 500,
         Code.UNKNOWN: 500,
         Code.CANCELLED: 499,
+        Code.ALREADY_EXISTS: 409,
+        Code.PERMISSION_DENIED: 403,
+        Code.ABORTED: 409,
+        Code.OUT_OF_RANGE: 400,
+        Code.DATA_LOSS: 500,
+        Code.UNAUTHENTICATED: 401,
     }
     assert {code: HTTP_STATUS[code.name] for code in Code} == expected

@@ -118,7 +118,7 @@ def test_failing_record_fails_the_load_and_names_it(version: Path) -> None:
     assert event.records == 1  # the first record ran before the second failed
     # the half-loaded version's resources are dropped
     [servable] = loader._inner.loaded  # type: ignore[attr-defined]
-    assert servable.signatures and servable._functions == {}
+    assert servable.signatures and servable.closed
 
 
 def test_torn_file_is_reported_as_not_tfrecord(version: Path) -> None:

@@ -40,6 +40,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from pyserving.engine.errors import Code, ServingError
+from pyserving.engine.inference import check_tensors
 from pyserving.engine.servable import Signature, TensorSpec
 
 MODULE_FILE = "model.py"
@@ -146,6 +147,7 @@ class PythonServable:
         self, signature: str, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str] = ()
     ) -> dict[str, np.ndarray]:
         spec, function = self._entries[signature]
+        check_tensors(spec, inputs)  # no graph to refuse a dtype or shape: the declaration does
         try:
             result = function(self._state, dict(inputs))
         except ServingError:

@@ -24,6 +24,8 @@ class PlatformOptions:
     """Server flags a platform's loader may need."""
 
     saved_model_tags: tuple[str, ...] = ("serve",)
+    intra_op_threads: int = 0  # TF Serving's session parallelism flags, combined
+    inter_op_threads: int = 0
 
 
 @dataclass(frozen=True)
@@ -34,9 +36,10 @@ class Platform:
 
 
 def _tensorflow(options: PlatformOptions) -> Loader:
-    from pyserving.adapters.loaders.tensorflow_loader import TensorFlowLoader
+    from pyserving.adapters.loaders.tensorflow_loader import SessionOptions, TensorFlowLoader
 
-    return TensorFlowLoader(tags=options.saved_model_tags)
+    session = SessionOptions(options.intra_op_threads, options.inter_op_threads)
+    return TensorFlowLoader(tags=options.saved_model_tags, session=session)
 
 
 def _python(options: PlatformOptions) -> Loader:
