@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from pyserving.adapters.model_config import ServerConfig, parse_text
+from pyserving.adapters.model_config import PARSE_ERROR_PREFIX, ServerConfig, parse_text
 from pyserving.api.live_config import LiveConfig
 from pyserving.engine.bus import EventBus
 from pyserving.engine.events import ConfigReloaded, Event
@@ -133,7 +133,10 @@ def test_bad_edit_keeps_the_last_good_config(root: Path) -> None:
         assert not h.live.check_file()  # the same bad text again: nothing, logged once
     rejected = [line["error"] for line in logs if line["event"] == "model_config_rejected"]
     assert len(rejected) == 3
-    assert rejected[0].startswith(f"{h.file}:2:") and 'no field named "base_pth"' in rejected[0]
+    assert (
+        rejected[0].startswith(f"{PARSE_ERROR_PREFIX}{h.file}:2:")
+        and 'no field named "base_pth"' in rejected[0]
+    )
     assert "unknown model_platform 'onnx'" in rejected[1]
     assert "is used twice" in rejected[2]
     assert h.serving() == {"a": [3]} and h.map.resolve("a", label="stable") == 3
