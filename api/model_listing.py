@@ -15,7 +15,7 @@ import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from pyserving.adapters.model_config import ServerConfig
-from pyserving.api.grpc_errors import grpc_method
+from pyserving.api.request_envelope import Envelope, method_handler
 from pyserving.engine.errors import not_found
 from pyserving.engine.manager import Manager
 from pyserving.engine.servable_map import ServableMap
@@ -115,7 +115,6 @@ class ModelRegistryService:
         self._config = config
         self._desired_labels = desired_labels
 
-    @grpc_method
     async def ListModels(self, request, context: grpc.aio.ServicerContext):
         config = self._config()
         names = list(config.names)
@@ -148,14 +147,18 @@ class ModelRegistryService:
         return response
 
 
-def add_to_server(service: ModelRegistryService, server: grpc.aio.Server) -> None:
+def add_to_server(
+    service: ModelRegistryService, server: grpc.aio.Server, envelope: Envelope
+) -> None:
     handler = grpc.method_handlers_generic_handler(
         SERVICE_NAME,
         {
-            "ListModels": grpc.unary_unary_rpc_method_handler(
+            "ListModels": method_handler(
+                envelope,
+                f"/{SERVICE_NAME}/ListModels",
                 service.ListModels,
-                request_deserializer=ListModelsRequest.FromString,
-                response_serializer=ListModelsResponse.SerializeToString,
+                ListModelsRequest.FromString,
+                ListModelsResponse.SerializeToString,
             )
         },
     )

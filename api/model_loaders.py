@@ -9,16 +9,17 @@ from collections.abc import Callable
 from pyserving.adapters.loaders.registry import PlatformOptions, make_loader
 from pyserving.adapters.loaders.warmup import WarmingLoader
 from pyserving.api.flag_compat import tensorflow_threads
-from pyserving.api.request_plans import PlanOptions
+from pyserving.api.tensor_codec import elements_within
 from pyserving.api.warmup_replay import make_replay
 from pyserving.engine.events import Event
+from pyserving.engine.request_core import PlanOptions
 from pyserving.engine.servable import Loader
 
 
 def plan_options(options: argparse.Namespace) -> PlanOptions:
     return PlanOptions(
         method_name_check=options.enable_signature_method_name_check,
-        max_elements=options.grpc_max_message_bytes,
+        max_elements=elements_within(options.grpc_max_message_bytes),
     )
 
 

@@ -51,34 +51,22 @@ class DirectRunner:
         *,
         deadline: float | None = None,
     ) -> dict[str, np.ndarray]:
-        loop = asyncio.get_running_loop()
         # The model call holds the version itself: a request cancelled while it runs (client
-        # deadline, disconnect) must not let the version unload under the running call.
+        # deadline, disconnect) must not let the version unload under the running call, and
+        # one cancelled before its call started must still give the version back.
         handle.retain()
         try:
-            future = loop.run_in_executor(
-                self._pool, _run_held, handle, signature, inputs, output_filter, deadline
+            future = self._pool.submit(
+                _run_before_deadline, handle, signature, inputs, output_filter, deadline
             )
         except BaseException:
             handle.release()
             raise
-        return await future
+        future.add_done_callback(lambda _: handle.release())
+        return await asyncio.wrap_future(future)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-
-
-def _run_held(
-    handle: ServableHandle,
-    signature: str,
-    inputs: Mapping[str, np.ndarray],
-    output_filter: Sequence[str],
-    deadline: float | None,
-) -> dict[str, np.ndarray]:
-    try:
-        return _run_before_deadline(handle, signature, inputs, output_filter, deadline)
-    finally:
-        handle.release()
 
 
 def _run_before_deadline(

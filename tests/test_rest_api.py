@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 
 from pyserving.api.http_server import HttpServer
-from pyserving.api.request_plans import PlanOptions
+from pyserving.api.request_envelope import Envelope, observer_series
 from pyserving.api.rest_api import HTTP_STATUS, RestApi, RestOptions, parse_call
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.manager import Manager
+from pyserving.engine.request_core import PlanOptions, RequestCore
 from pyserving.engine.runner import DirectRunner
 from pyserving.engine.servable import Signature, TensorSpec
 from pyserving.engine.servable_map import ServableHandle, ServableMap
@@ -77,11 +78,10 @@ def serve(
         **options,
     }
     api = RestApi(
-        servable_map,
+        RequestCore(servable_map, runner),
         Manager(lambda event: None, None, servable_map, execute=False),
-        runner,
+        Envelope(observer_series(lambda *args: observed.append(args))),
         RestOptions(**settings),  # type: ignore[arg-type]
-        observe=lambda *args: observed.append(args),
     )
     server = HttpServer(0, host="127.0.0.1")
     server.add_routes(api.routes())
