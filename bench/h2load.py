@@ -1,0 +1,164 @@
+"""`python -m bench.h2load`: the server measured with a C load generator, not a Python one.
+
+The Python load generator (bench/loadgen.py) saturates near 2.5k req/s and hides how far
+a server is from the floor. Here Debian's h2load (nghttp2-client) sends the same
+gRPC-framed one-image PredictRequest to each target: the floor (grpc.aio with a canned
+reply), pyserving unbatched and pyserving --enable_batching. Every target is pinned to
+CPU 0 (`taskset -c 0`) and h2load to CPU 1; each concurrency level runs every target in
+turn (rows interleaved, so drift hits all alike); each target's answer is checked before
+it is measured. p50 comes from h2load's per-request log. Prints a table, writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from bench.targets import ROOT, Target, floor_target, pyserving_target
+
+PREDICT_PATH = "/tensorflow.serving.PredictionService/Predict"
+RESULTS = ROOT / "bench" / "results"
+SERVER_CPU, CLIENT_CPU = "0", "1"
+
+
+def grpc_frame(message: bytes) -> bytes:
+    """One uncompressed gRPC length-prefixed message: what h2load sends as the body."""
+    return b"\x00" + len(message).to_bytes(4, "big") + message
+
+
+def one_image_request(image: np.ndarray) -> predict_pb2.PredictRequest:
+    from pyserving.api import tensor_codec
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "mnist"
+    request.model_spec.signature_name = "predict_images"
+    tensor_codec.encode(image.reshape(1, -1).astype(np.float32), request.inputs["images"])
+    return request
+
+
+def check_answer(target: Target, request: predict_pb2.PredictRequest) -> None:
+    """The target answers a real client with ten scores summing to ~1 (softmax)."""
+    with grpc.insecure_channel(target.address) as channel:
+        reply = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
+            request, timeout=30
+        )
+    scores = np.array(reply.outputs["scores"].float_val)
+    if scores.shape != (10,) or abs(scores.sum() - 1.0) > 1e-3:
+        raise SystemExit(f"{target.name} answered wrongly: {reply}")
+
+
+def h2load(address: str, body: Path, concurrency: int, seconds: float, log: Path) -> dict:
+    """One h2load run; req/s from its summary, p50/p99 from its per-request log."""
+    command = [
+        "taskset", "-c", CLIENT_CPU, "h2load",
+        f"--duration={max(1, round(seconds))}", "--warm-up-time=1", f"--clients={concurrency}",
+        "--max-concurrent-streams=1", f"--data={body}", f"--log-file={log}",
+        "-H", "content-type: application/grpc", "-H", "te: trailers",
+        f"http://{address}{PREDICT_PATH}",
+    ]  # fmt: skip
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    summary = next(line for line in output.splitlines() if line.startswith("finished in"))
+    rps = float(summary.split(",")[1].split()[0])
+    status = next(line for line in output.splitlines() if line.startswith("status codes:"))
+    durations = [int(line.split()[2]) for line in log.read_text().splitlines() if line.strip()]
+    ok = int(status.split()[2]) if "2xx" in status else 0
+    return {
+        "req_s": rps,
+        "p50_ms": statistics.median(durations) / 1000 if durations else None,
+        "p99_ms": float(np.percentile(durations, 99)) / 1000 if durations else None,
+        "requests": len(durations),
+        "http_2xx": ok,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.h2load", description=__doc__)
+    parser.add_argument("--concurrency", default="1,64")
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if shutil.which("h2load") is None:
+        raise SystemExit("h2load not found: apt-get install -y nghttp2-client")
+    from bench.__main__ import ensure_model, test_images
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    model = ensure_model(args.out)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-h2load-"))
+    request = one_image_request(test_images()[0])
+    body = workdir / "predict.grpc"
+    body.write_bytes(grpc_frame(request.SerializeToString()))
+    batching = workdir / "batching.config"
+    batching.write_text(
+        "max_batch_size { value: 64 }\nbatch_timeout_micros { value: 1000 }\n"
+        "num_batch_threads { value: 1 }\nmax_enqueued_batches { value: 1000 }\n"
+    )
+    targets = [
+        floor_target(workdir),
+        pyserving_target("unbatched", "pyserving", model, workdir),
+        pyserving_target(
+            "batched",
+            "pyserving --enable_batching (max 64, 1 ms)",
+            model,
+            workdir,
+            "--enable_batching",
+            f"--batching_parameters_file={batching}",
+        ),
+    ]
+    rows = []
+    try:
+        for target in targets:
+            target.command = ["taskset", "-c", SERVER_CPU, *target.command]
+            target.start()
+        for target in targets:
+            target.wait_ready()
+            check_answer(target, request)
+        for level in [int(c) for c in args.concurrency.split(",")]:
+            for target in targets:
+                result = h2load(
+                    target.address, body, level, args.seconds, workdir / f"{target.name}.h2"
+                )
+                if result["http_2xx"] == 0:
+                    raise SystemExit(f"{target.name}: no successful request")
+                rows.append({"target": target.name, "concurrency": level, **result})
+                print(json.dumps(rows[-1]), flush=True)
+    finally:
+        for target in targets:
+            target.stop()
+    floor = {r["concurrency"]: r for r in rows if r["target"] == "floor"}
+    print(f"\n{'target':<12}{'c':>4}{'req/s':>10}{'x floor':>9}{'p50 ms':>9}{'p99 ms':>9}")
+    for r in rows:
+        base = floor[r["concurrency"]]
+        r["ratio_to_floor"] = round(r["req_s"] / base["req_s"], 3)
+        r["p50_to_floor"] = round(r["p50_ms"] / base["p50_ms"], 3)
+        print(
+            f"{r['target']:<12}{r['concurrency']:>4}{r['req_s']:>10.0f}"
+            f"{r['ratio_to_floor']:>9.2f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
+        )
+    report = {
+        "tool": "h2load",
+        "server_cpu": SERVER_CPU,
+        "client_cpu": CLIENT_CPU,
+        "seconds": args.seconds,
+        "rows": rows,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    out = args.out / f"h2load-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {out}")
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
