@@ -5,7 +5,6 @@ Everything stateful is created here and passed down; nothing below keeps global 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
 import hashlib
@@ -54,6 +53,7 @@ from pyserving.api.flag_compat import (
     refused_flags,
     tensorflow_threads,
 )
+from pyserving.api.flags import ServerOptions
 from pyserving.api.health import HealthService
 from pyserving.api.http_server import HttpServer, metrics_routes, probe_routes
 from pyserving.api.live_config import LiveConfig
@@ -83,7 +83,7 @@ class StartupError(Exception):
     """The server cannot start as configured; the message says what to change."""
 
 
-def models_from_flags(options: argparse.Namespace) -> ServerConfig:
+def models_from_flags(options: ServerOptions) -> ServerConfig:
     """--model_config_file when given (as TF Serving, it overrides --model_name/_base_path)."""
     if options.model_config_file:
         try:
@@ -103,7 +103,7 @@ def config_digest(config: ServerConfig) -> str:
     return hashlib.sha256(repr(config).encode()).hexdigest()
 
 
-def event_log_from_flags(options: argparse.Namespace) -> EventLogWriter | None:
+def event_log_from_flags(options: ServerOptions) -> EventLogWriter | None:
     if not options.event_log:
         return None
     return EventLogWriter(
@@ -116,7 +116,7 @@ def event_log_from_flags(options: argparse.Namespace) -> EventLogWriter | None:
 
 
 def runner_from_flags(
-    options: argparse.Namespace,
+    options: ServerOptions,
     publish: Callable[[Event], Any],
     on_reject: Callable[[str, str, str], None] | None = None,
 ) -> Runner:
@@ -146,7 +146,7 @@ def runner_from_flags(
 
 
 class ModelServer:
-    def __init__(self, options: argparse.Namespace) -> None:
+    def __init__(self, options: ServerOptions) -> None:
         self.options = options
         self._init_transport()  # before anything loads: TensorFlow's threads are set here
         self.config = models_from_flags(options)
@@ -330,7 +330,7 @@ class ModelServer:
         self.bus.publish(
             ServerStarted(
                 pyserving_version=pyserving.__version__,
-                flags={k: v for k, v in sorted(vars(self.options).items()) if k != "func"},
+                flags=dict(sorted(dataclasses.asdict(self.options).items())),
                 models=tuple(self.config.names),
                 config_digest=config_digest(self.config),
             )
@@ -434,7 +434,7 @@ class ModelServer:
         )
 
 
-async def serve(options: argparse.Namespace) -> int:
+async def serve(options: ServerOptions) -> int:
     server = ModelServer(options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
