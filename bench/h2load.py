@@ -93,6 +93,7 @@ def h2load(
         else ["-H", "content-type: application/grpc", "-H", "te: trailers"]
     )
     path = REST_PATH if rest else PREDICT_PATH
+    log.unlink(missing_ok=True)  # h2load appends to its log file
     command = [
         "taskset", "-c", CLIENT_CPU, "h2load",
         f"--duration={max(1, round(seconds))}", "--warm-up-time=1", f"--clients={concurrency}",
@@ -183,7 +184,12 @@ def main(argv: list[str] | None = None) -> int:
         for level in [int(c) for c in args.rest_concurrency.split(",")]:
             for name, port in rest_ports.items():
                 result = h2load(
-                    f"127.0.0.1:{port}", rest_body, level, args.seconds, workdir / "rest.h2", True
+                    f"127.0.0.1:{port}",
+                    rest_body,
+                    level,
+                    args.seconds,
+                    workdir / f"rest_{name}.h2",
+                    True,
                 )
                 if result["http_2xx"] == 0:
                     raise SystemExit(f"REST {name}: no successful request")
