@@ -116,13 +116,15 @@ class Manager:
 
     def _on_aspired(self, event: AspiredVersions) -> None:
         model = event.model
+        known = self._harnesses.get(model, {})  # only this (dispatch) thread changes it
+        fresh = {
+            wanted.version: self._new_harness(model, wanted)  # outside the readers' lock
+            for wanted in event.versions
+            if wanted.version not in known or known[wanted.version].state == State.END
+        }
         with self._lock:
-            harnesses = self._harnesses.setdefault(model, {})
+            self._harnesses.setdefault(model, {}).update(fresh)
             self._aspired[model] = {v.version for v in event.versions}
-            for wanted in event.versions:
-                existing = harnesses.get(wanted.version)
-                if existing is None or existing.state == State.END:
-                    harnesses[wanted.version] = self._new_harness(model, wanted)
         self._reconcile(model)
 
     def _new_harness(self, model: str, wanted: AspiredVersion) -> LoaderHarness:
