@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pyserving.adapters.loaders.registry import KNOWN_PLATFORMS, TENSORFLOW
+from pyserving.adapters.loaders.platforms import KNOWN_PLATFORMS, TENSORFLOW
 
 IMPLEMENTED, ACCEPTED, REFUSED = "implemented", "accepted", "refused"
 

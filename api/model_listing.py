@@ -102,7 +102,9 @@ ListModelsResponse = message_factory.GetMessageClass(
 )
 
 
-class ModelRegistryService:
+class ModelListingService:
+    """Serves `pyserving.ModelRegistry/ListModels` (that name stays: clients call it)."""
+
     def __init__(
         self,
         manager: Manager,
@@ -148,7 +150,7 @@ class ModelRegistryService:
 
 
 def add_to_server(
-    service: ModelRegistryService, server: grpc.aio.Server, envelope: Envelope
+    service: ModelListingService, server: grpc.aio.Server, envelope: Envelope
 ) -> None:
     handler = grpc.method_handlers_generic_handler(
         SERVICE_NAME,

@@ -22,7 +22,9 @@ from pyserving.engine.events import (
     ShutdownRequested,
     Transition,
     UnloadFinished,
+    VersionForgotten,
     VersionLabelsSet,
+    VersionQuiesced,
     WarmupFinished,
     from_dict,
 )
@@ -38,7 +40,9 @@ SAMPLES: list[Event] = [
         model="mnist", version=3, records=0, iterations=1, duration_s=0.0, error="record 0: x"
     ),
     LoadFailed(model="mnist", version=3, error="bad", attempt=1, will_retry=True, duration_s=0.1),
+    VersionQuiesced(model="mnist", version=1, in_flight=2, drain_s=0.3),
     UnloadFinished(model="mnist", version=1, duration_s=0.01),
+    VersionForgotten(model="mnist", version=1),
     ShutdownRequested(reason="SIGTERM"),
     ServerStopped(reason="received SIGTERM"),
     ConfigReloaded(origin="/etc/models.config", models=("a", "b"), added=("b",), removed=("c",)),

@@ -23,6 +23,6 @@ def test_every_package_folder_is_listed() -> None:
 
 
 def test_import_names() -> None:
-    import pyserving.adapters.sources.file_system
+    import pyserving.adapters.sources.storage_path
     import pyserving.engine.manager
     import pyserving.statemachines.servable_version  # noqa: F401
