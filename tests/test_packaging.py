@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CODE_FOLDERS = ("engine", "statemachines", "adapters", "api", "pyserving")
+CODE_FOLDERS = ("engine", "statemachines", "adapters", "api", "protos", "pyserving")
 
 
 def test_every_package_folder_is_listed() -> None:
