@@ -154,3 +154,18 @@ def test_reload_answers_when_models_are_available_or_failed(root: Path) -> None:
     errors = asyncio.run(h.live.reload(ServerConfig(()), "test"))
     assert errors == [] and h.serving() == {}
     h.close()
+
+
+def test_an_edit_not_yet_polled_does_not_undo_a_later_reload(root: Path) -> None:
+    """The race behind a flaky e2e test: the file is edited, a ReloadConfig RPC applies
+    another config before the poller reads the edit; the poll must not undo the RPC."""
+    h = Harness(root, config_text(root, a=""))
+    h.file.write_text(config_text(root, a="", b=""))  # written, not yet polled
+    errors = asyncio.run(h.live.reload(parse_text(config_text(root, c="")), "rpc"))
+    assert errors == [] and h.serving() == {"c": [3]}
+    assert not h.live.check_file()  # the edit predates the RPC: the RPC's config stays
+    h.settle()
+    assert h.live.current.names == ["c"] and h.serving() == {"c": [3]}
+    assert h.edit(config_text(root, b=""))  # an edit after the RPC replaces its config
+    assert h.serving() == {"b": [3]}
+    h.close()
