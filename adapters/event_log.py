@@ -30,7 +30,7 @@ from typing import IO
 
 import structlog
 
-from pyserving.engine.events import Event, from_dict
+from pyserving.engine.events import Event, decode, encode
 
 log = structlog.get_logger("pyserving.event_log")
 
@@ -80,7 +80,7 @@ class EventLogWriter:
         return file
 
     def __call__(self, event: Event) -> None:
-        line = event.to_json().encode() + b"\n"
+        line = encode(event) + b"\n"
         with self._lock:
             if self._max_bytes and self._file.tell() + len(line) > self._max_bytes:
                 self._rotate()
@@ -204,7 +204,7 @@ def read_events(path: str | os.PathLike[str], on_skip: SkipReport | None = None)
             if not raw.strip():
                 continue
             try:
-                yield from_dict(json.loads(raw))
+                yield decode(raw)
             except (ValueError, TypeError, KeyError) as exc:
                 log.warning("event_log_line_skipped", path=str(path), line=number, error=str(exc))
                 if on_skip is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -24,8 +25,13 @@ from pyserving.engine.events import (
     UnloadFinished,
     VersionLabelsSet,
     WarmupFinished,
+    decode,
+    encode,
     from_dict,
 )
+
+# Every kind as the event log wrote it before the generic codec (json.dumps per field).
+V1_LOG = Path(__file__).parent / "data" / "event_log_v1.jsonl"
 
 SAMPLES: list[Event] = [
     ServerStarted(
@@ -65,7 +71,29 @@ def test_json_round_trip(event: Event) -> None:
     assert from_dict(record) == stamped
 
 
+def test_logs_written_before_the_generic_codec_read_and_write_the_same() -> None:
+    lines = V1_LOG.read_bytes().splitlines()
+    expected = [e.stamped(seq=i, time=1796162817.047011 + i / 7) for i, e in enumerate(SAMPLES, 1)]
+    assert [decode(line) for line in lines] == expected
+    assert [encode(e) for e in expected] == lines
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b'{"seq":1,"time":0,"kind":"load_succeeded","model":"m","version":"9","duration_s":1}',
+     b'{"seq":1,"time":0,"kind":"load_succeeded","model":"m"}',
+     b'{"seq":1,"time":0,"kind":"load_succ',
+     b'[1, 2]'],
+    ids=["wrong type", "missing field", "torn", "not an object"],
+)  # fmt: skip
+def test_a_record_that_does_not_fit_is_a_value_error(line: bytes) -> None:
+    with pytest.raises(ValueError):
+        decode(line)
+
+
 def test_unknown_kind_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown event kind"):
+        decode(b'{"seq":1,"time":0,"kind":"nope"}')
     with pytest.raises(ValueError, match="unknown event kind"):
         from_dict({"kind": "nope", "seq": 1, "time": 0})
 
