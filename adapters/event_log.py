@@ -30,7 +30,7 @@ from typing import IO
 
 import structlog
 
-from pyserving.engine.events import Event, decode, encode
+from pyserving.engine.events import Event, Skimmed, decode, decode_or_skim, encode
 
 log = structlog.get_logger("pyserving.event_log")
 
@@ -199,12 +199,27 @@ def read_events(path: str | os.PathLike[str], on_skip: SkipReport | None = None)
 
     `on_skip(path, line_number, error)` hears of each skipped line, for reports.
     """
+    return _read(path, on_skip, decode)  # type: ignore[return-value]
+
+
+def skim_events(
+    path: str | os.PathLike[str], skim: frozenset[str], on_skip: SkipReport | None = None
+) -> Iterator[Event | Skimmed]:
+    """As `read_events`, but records of the kinds in `skim` are only `Skimmed`."""
+    return _read(path, on_skip, lambda raw: decode_or_skim(raw, skim))
+
+
+def _read(
+    path: str | os.PathLike[str],
+    on_skip: SkipReport | None,
+    decode_line: Callable[[bytes], Event | Skimmed],
+) -> Iterator[Event | Skimmed]:
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
-            if not raw.strip():
+            if raw.isspace():
                 continue
             try:
-                yield decode(raw)
+                yield decode_line(raw)
             except (ValueError, TypeError, KeyError) as exc:
                 log.warning("event_log_line_skipped", path=str(path), line=number, error=str(exc))
                 if on_skip is not None:
@@ -237,7 +252,9 @@ def _first_sequence(path: Path) -> int:
     return 0
 
 
-def read_log_set(files: Iterable[Path], on_skip: SkipReport | None = None) -> Iterator[Event]:
-    """The events of several files, one after the other."""
+def read_log_set(
+    files: Iterable[Path], on_skip: SkipReport | None = None, skim: frozenset[str] = frozenset()
+) -> Iterator[Event | Skimmed]:
+    """The events of several files, one after the other (`skim`: see `skim_events`)."""
     for file in files:
-        yield from read_events(file, on_skip)
+        yield from skim_events(file, skim, on_skip)

@@ -16,6 +16,12 @@ built from the flags it records (policy, retries). A run that ends without a
 `ServerStopped` footer crashed: decisions it made but did not record are reported, not
 held against it. Events before the first header (its file rotated away) are shown but
 cannot be verified.
+
+Labels are verified the same way. The live server's LabelKeeper decides each LabelMoved
+while dispatching a VersionLabelsSet (a config applied) or a Transition, against the
+serving map as the manager's decisions left it; replay runs a LabelKeeper on a map kept
+by the re-decided transitions, feeds it the recorded VersionLabelsSet and verified
+transitions in log order, and compares its moves with the recorded LabelMoved ones.
 """
 
 from __future__ import annotations
@@ -29,13 +35,17 @@ import structlog
 
 from pyserving.engine.events import (
     Event,
+    LabelMoved,
     ServerStarted,
     ServerStopped,
+    Skimmed,
     Transition,
+    VersionLabelsSet,
 )
+from pyserving.engine.labels import LabelKeeper
 from pyserving.engine.manager import Manager, RetryPolicy
 from pyserving.engine.policy import POLICIES
-from pyserving.engine.servable_map import ServableMap
+from pyserving.engine.servable_map import ServableHandle, ServableMap
 from pyserving.engine.timeline import Cause, Timeline, TimelineBuilder
 from pyserving.statemachines.servable_version import TRANSITIONS, State
 
@@ -43,8 +53,12 @@ log = structlog.get_logger("pyserving.replay")
 
 LEGAL_MOVES = frozenset((t["source"], t["trigger"], t["dest"]) for t in TRANSITIONS)
 # Facts of these kinds do not reach the manager's decisions: skipping them is only speed.
-NOT_FOR_THE_MANAGER = frozenset({"transition", "server_started", "batch_run"})
+NOT_FOR_THE_MANAGER = frozenset({"transition", "server_started", "batch_run", "label_moved"})
+# Kinds replay needs only the place of (seq, time): read them as `Skimmed`, not decoded.
+SKIMMED = frozenset({"batch_run"})
 CONFIG_RELOADED = "config_reloaded"
+_AVAILABLE = State.AVAILABLE.value
+_NO_SERVABLE: Any = None  # replay's serving map only says which versions serve
 
 
 class ReplayError(Exception):
@@ -56,6 +70,14 @@ class Decision:
     """A transition the fresh manager decided, and why."""
 
     transition: Transition
+    cause: Cause
+
+
+@dataclass(frozen=True)
+class LabelDecision:
+    """A label move the replaying LabelKeeper decided, and why."""
+
+    moved: LabelMoved
     cause: Cause
 
 
@@ -91,7 +113,10 @@ class Run:
     last_time: float = 0.0
     clean_stop: bool = False
     verified_transitions: int = 0
+    batch_runs: int = 0
+    verified_label_moves: int = 0
     unrecorded: list[Decision] = field(default_factory=list)
+    unrecorded_label_moves: list[LabelDecision] = field(default_factory=list)
     manager_errors: list[str] = field(default_factory=list)
     config_reloads: list[int] = field(default_factory=list)
 
@@ -104,7 +129,12 @@ class Run:
             "last_seq": self.last_seq,
             "clean_stop": self.clean_stop,
             "verified_transitions": self.verified_transitions,
+            "batch_runs": self.batch_runs,
+            "verified_label_moves": self.verified_label_moves,
             "unrecorded_decisions": [describe_decision(d) for d in self.unrecorded],
+            "unrecorded_label_moves": [
+                describe_label_decision(d) for d in self.unrecorded_label_moves
+            ],
             "manager_errors": self.manager_errors,
             "config_reloads": self.config_reloads,
         }
@@ -116,6 +146,14 @@ def describe_transition(t: Transition) -> str:
 
 def describe_decision(d: Decision) -> str:
     return f"{describe_transition(d.transition)} after #{d.cause.seq} {d.cause.kind}"
+
+
+def describe_label_move(m: LabelMoved) -> str:
+    return f"{m.model} label {m.label!r}: {m.previous} -> {m.version}"
+
+
+def describe_label_decision(d: LabelDecision) -> str:
+    return f"{describe_label_move(d.moved)} after #{d.cause.seq} {d.cause.kind}"
 
 
 def manager_for_run(header: ServerStarted, publish: Callable[[Event], object]) -> Manager:
@@ -154,12 +192,32 @@ class Verifier:
         self._run: Run | None = None
         self._manager: Manager | None = None
         self._pending: deque[Decision] = deque()
+        self._label_pending: deque[LabelDecision] = deque()
+        self._map = ServableMap()
+        self._labels: LabelKeeper | None = None
         self._cause = Cause(0, "")
+        self._label_cause = Cause(0, "")
         self._recorded_state: dict[tuple[str, int], str] = {}
         # The cause of the transition just fed (None when it could not be verified).
         self.last_explanation: Cause | None = None
 
+    def skim(self, record: Event | Skimmed) -> None:
+        """A record that cannot change a decision (a BatchRun): only its place counts."""
+        self.events += 1
+        self.last_explanation = None
+        if self.divergence is None:
+            self._check_order(record)
+        run = self._run
+        if run is None:
+            self.unverified_events += 1
+            return
+        run.last_seq, run.last_time = record.seq, record.time
+        run.batch_runs += 1
+
     def feed(self, event: Event) -> None:
+        if event.kind in SKIMMED:
+            self.skim(event)
+            return
         self.events += 1
         self.last_explanation = None
         if self.divergence is None:
@@ -176,22 +234,18 @@ class Verifier:
         if self.divergence is not None:
             return
         if isinstance(event, Transition):
-            self._check_transition(event, run)
+            if self._check_transition(event, run):
+                self._label(event, Cause(event.seq, event.kind))
+        elif isinstance(event, LabelMoved):
+            self._check_label_moved(event, run)
         elif event.kind not in NOT_FOR_THE_MANAGER:
             if isinstance(event, ServerStopped):
                 run.clean_stop = True
             elif event.kind == CONFIG_RELOADED:
-                self.on_config_reloaded(event, run)
+                run.config_reloads.append(event.seq)
             self._drive(event, run)
-
-    def on_config_reloaded(self, event: Event, run: Run) -> None:
-        """Hook for the `ConfigReloaded` fact (config reload is built separately).
-
-        The fact goes to the manager like every other fact (`_drive`); this hook is where
-        a reload that changes how the manager decides (policy, retries) rebuilds it from
-        the fact's new settings. Today it only records where reloads happened.
-        """
-        run.config_reloads.append(event.seq)
+            if isinstance(event, VersionLabelsSet):
+                self._label(event, self._cause)
 
     def finish(self) -> None:
         self._end_run()
@@ -201,7 +255,7 @@ class Verifier:
         return self.divergence is None
 
     # ----------------------------------------------------------------- checks
-    def _check_order(self, event: Event) -> None:
+    def _check_order(self, event: Event | Skimmed) -> None:
         last = self._last_seq
         self._last_seq = event.seq if last is None else max(last, event.seq)
         if last is None:
@@ -222,7 +276,8 @@ class Verifier:
                 expected=self._pending[0] if self._pending else None,
             )
 
-    def _check_transition(self, recorded: Transition, run: Run) -> None:
+    def _check_transition(self, recorded: Transition, run: Run) -> bool:
+        """True when `recorded` is the manager's next decision."""
         key = (recorded.model, recorded.version)
         current = self._recorded_state.get(key, State.NEW.value)
         if current == State.END.value and recorded.src == State.NEW.value:
@@ -237,7 +292,7 @@ class Verifier:
                 expected,
                 recorded,
             )
-            return
+            return False
         if recorded.src != current:
             self._diverge(
                 recorded.seq,
@@ -247,7 +302,7 @@ class Verifier:
                 expected,
                 recorded,
             )
-            return
+            return False
         if expected is None:
             self._diverge(
                 recorded.seq,
@@ -256,7 +311,7 @@ class Verifier:
                 None,
                 recorded,
             )
-            return
+            return False
         if _decision_key(expected.transition) != _decision_key(recorded):
             self._diverge(
                 recorded.seq,
@@ -266,10 +321,34 @@ class Verifier:
                 expected,
                 recorded,
             )
-            return
+            return False
         self._pending.popleft()
         self._recorded_state[key] = recorded.dst
         run.verified_transitions += 1
+        self.last_explanation = expected.cause
+        return True
+
+    def _check_label_moved(self, recorded: LabelMoved, run: Run) -> None:
+        expected = self._label_pending[0] if self._label_pending else None
+        if expected is None:
+            self._diverge(
+                recorded.seq,
+                "unexplained",
+                f"seq {recorded.seq}: no recorded config or transition makes the label keeper "
+                f"decide {describe_label_move(recorded)}",
+            )
+            return
+        if _label_key(expected.moved) != _label_key(recorded):
+            self._diverge(
+                recorded.seq,
+                "mismatch",
+                f"seq {recorded.seq}: the label keeper decides "
+                f"{describe_label_decision(expected)}, "
+                f"the log records {describe_label_move(recorded)}",
+            )
+            return
+        self._label_pending.popleft()
+        run.verified_label_moves += 1
         self.last_explanation = expected.cause
 
     def _diverge(
@@ -293,8 +372,24 @@ class Verifier:
             run.manager_errors.append(f"#{fact.seq} {fact.kind}: {type(exc).__name__}: {exc}")
 
     def _decided(self, event: Event) -> None:
+        """The manager decided a transition; the serving map changes as the live one did
+        in the same dispatch (a version added when available, removed when it unloads)."""
         if isinstance(event, Transition):
             self._pending.append(Decision(event, self._cause))
+            if event.dst == _AVAILABLE:
+                self._map.add(ServableHandle(event.model, event.version, _NO_SERVABLE))
+            elif event.src == _AVAILABLE:
+                self._map.remove(event.model, event.version)
+
+    def _label(self, event: Event, cause: Cause) -> None:
+        """Feed the label keeper what the live one heard; its moves are owed to `cause`."""
+        assert self._labels is not None
+        self._label_cause = cause
+        self._labels.handle(event)
+
+    def _label_decided(self, event: Event) -> None:
+        if isinstance(event, LabelMoved):
+            self._label_pending.append(LabelDecision(event, self._label_cause))
 
     def _start_run(self, header: ServerStarted) -> None:
         flags = header.flags
@@ -308,7 +403,14 @@ class Verifier:
         )
         self.runs.append(self._run)
         self._manager = manager_for_run(header, self._decided)
+        self._map = ServableMap()
+        self._labels = LabelKeeper(
+            self._map,
+            self._label_decided,
+            allow_unavailable=bool(flags.get("allow_version_labels_for_unavailable_models")),
+        )
         self._pending.clear()
+        self._label_pending.clear()
         self._recorded_state.clear()
 
     def _end_run(self) -> None:
@@ -327,7 +429,19 @@ class Verifier:
                 )
             else:
                 run.unrecorded = list(self._pending)
+        if self._label_pending and self.divergence is None:
+            if run.clean_stop:
+                first_move = self._label_pending[0]
+                self._diverge(
+                    run.last_seq + 1,
+                    "unrecorded",
+                    f"the label keeper decides {describe_label_decision(first_move)}, but the "
+                    f"run that ends cleanly at seq {run.last_seq} never records it",
+                )
+            else:
+                run.unrecorded_label_moves = list(self._label_pending)
         self._pending.clear()
+        self._label_pending.clear()
         if self._manager is not None:
             self._manager.close()
         self._manager = None
@@ -336,6 +450,10 @@ class Verifier:
 
 def _decision_key(t: Transition) -> tuple[str, int, str, str, str]:
     return (t.model, t.version, t.src, t.dst, t.trigger)
+
+
+def _label_key(m: LabelMoved) -> tuple[str, str, int | None, int | None]:
+    return (m.model, m.label, m.version, m.previous)
 
 
 @dataclass(frozen=True)
@@ -348,12 +466,17 @@ class ReplayResult:
         return self.verifier.verified
 
 
-def replay(events: Iterable[Event]) -> ReplayResult:
-    """Verify `events` (in log order) and build their timeline, in one pass."""
+def replay(events: Iterable[Event | Skimmed]) -> ReplayResult:
+    """Verify `events` (in log order; `SKIMMED` kinds may come `Skimmed`) and build their
+    timeline, in one pass."""
     verifier = Verifier()
     builder = TimelineBuilder()
     for event in events:
-        verifier.feed(event)
-        builder.add(event, verifier.last_explanation)
+        if type(event) is Skimmed:
+            verifier.skim(event)
+            builder.skim(event)
+            continue
+        verifier.feed(event)  # type: ignore[arg-type]
+        builder.add(event, verifier.last_explanation)  # type: ignore[arg-type]
     verifier.finish()
     return ReplayResult(verifier, builder.finish())

@@ -19,7 +19,9 @@ from pyserving.engine.events import (
     ServerStarted,
     ServerStopped,
     ShutdownRequested,
+    VersionLabelsSet,
 )
+from pyserving.engine.labels import LabelKeeper
 from pyserving.engine.manager import Manager, RetryPolicy
 from pyserving.engine.policy import POLICIES
 from pyserving.engine.servable_map import ServableMap
@@ -51,6 +53,7 @@ class RecordedServer:
         )
         self.writer = EventLogWriter(log_path, **writer_options)
         self.bus.subscribe(self.manager.handle)
+        self.bus.subscribe(LabelKeeper(self.map, self.bus.publish).handle)
         self.bus.subscribe(self.writer)
         self.bus.start()
         self.bus.publish(
@@ -71,6 +74,11 @@ class RecordedServer:
                 versions=tuple(AspiredVersion(v, f"/{model}/{v}") for v in versions),
             )
         )
+        self.settle()
+
+    def set_labels(self, model: str = "m", **labels: int) -> None:
+        """As a config (re)load does: the model's configured labels, wanted from now on."""
+        self.bus.publish(VersionLabelsSet(model=model, labels=labels))
         self.settle()
 
     def settle(self) -> None:
