@@ -45,7 +45,7 @@ from pyserving.engine.events import (
 from pyserving.engine.labels import LabelKeeper
 from pyserving.engine.manager import Manager, RetryPolicy
 from pyserving.engine.policy import POLICIES
-from pyserving.engine.servable_map import ServableHandle, ServableMap
+from pyserving.engine.servable_map import ServableMap
 from pyserving.engine.timeline import Cause, Timeline, TimelineBuilder
 from pyserving.statemachines.servable_version import TRANSITIONS, State
 
@@ -58,7 +58,37 @@ NOT_FOR_THE_MANAGER = frozenset({"transition", "server_started", "batch_run", "l
 SKIMMED = frozenset({"batch_run"})
 CONFIG_RELOADED = "config_reloaded"
 _AVAILABLE = State.AVAILABLE.value
-_NO_SERVABLE: Any = None  # replay's serving map only says which versions serve
+
+
+@dataclass
+class _Serving:
+    versions: set[int] = field(default_factory=set)
+
+
+class ServingVersions:
+    """What the LabelKeeper reads and writes of the serving map, for replay: which versions
+    serve, and the labels. (The live ServableMap copies itself on every write so readers
+    need no lock: O(models) a write, which a log of thousands of models cannot afford.)"""
+
+    def __init__(self) -> None:
+        self.snapshot: dict[str, _Serving] = {}
+        self._labels: dict[str, dict[str, int]] = {}
+
+    def add(self, model: str, version: int) -> None:
+        self.snapshot.setdefault(model, _Serving()).versions.add(version)
+
+    def remove(self, model: str, version: int) -> None:
+        entry = self.snapshot.get(model)
+        if entry is not None:
+            entry.versions.discard(version)
+            if not entry.versions:
+                del self.snapshot[model]
+
+    def labels(self, model: str) -> dict[str, int]:
+        return self._labels.get(model, {})
+
+    def set_labels(self, model: str, labels: dict[str, int]) -> None:
+        self._labels[model] = dict(labels)
 
 
 class ReplayError(Exception):
@@ -193,7 +223,7 @@ class Verifier:
         self._manager: Manager | None = None
         self._pending: deque[Decision] = deque()
         self._label_pending: deque[LabelDecision] = deque()
-        self._map = ServableMap()
+        self._map = ServingVersions()
         self._labels: LabelKeeper | None = None
         self._cause = Cause(0, "")
         self._label_cause = Cause(0, "")
@@ -377,7 +407,7 @@ class Verifier:
         if isinstance(event, Transition):
             self._pending.append(Decision(event, self._cause))
             if event.dst == _AVAILABLE:
-                self._map.add(ServableHandle(event.model, event.version, _NO_SERVABLE))
+                self._map.add(event.model, event.version)
             elif event.src == _AVAILABLE:
                 self._map.remove(event.model, event.version)
 
@@ -403,9 +433,9 @@ class Verifier:
         )
         self.runs.append(self._run)
         self._manager = manager_for_run(header, self._decided)
-        self._map = ServableMap()
+        self._map = ServingVersions()
         self._labels = LabelKeeper(
-            self._map,
+            self._map,  # type: ignore[arg-type]  (the part of a ServableMap it uses)
             self._label_decided,
             allow_unavailable=bool(flags.get("allow_version_labels_for_unavailable_models")),
         )
