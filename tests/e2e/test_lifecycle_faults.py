@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from tensorflow_serving.apis import get_model_status_pb2
 
-from tests.e2e.conftest import ServerProcess, TrainedModels, predict_request
+from tests.e2e.conftest import TrainedModels, predict_request
+from tests.util.processes import ServerProcess
 
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 END = get_model_status_pb2.ModelVersionStatus.END

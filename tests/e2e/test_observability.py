@@ -32,14 +32,7 @@ from pyserving.adapters.metrics import ServingMetrics, new_registry
 from pyserving.api.cli import build_parser
 from pyserving.api.http_server import HttpServer, metrics_routes
 from pyserving.engine.events import BatchRun
-from tests.e2e.conftest import (
-    FAST_FLAGS,
-    QUIET_ENV,
-    ServerProcess,
-    TrainedModels,
-    free_port,
-    predict_request,
-)
+from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
 from tests.e2e.prometheus import (
     SHIPPED_CONFIG,
     PanelQuery,
@@ -50,6 +43,7 @@ from tests.e2e.prometheus import (
     require_binary,
     substitute,
 )
+from tests.util.processes import QUIET_ENV, ServerProcess, free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -12,15 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.reliability.conftest import (
-    ServerProcess,
-    Size,
-    TrainedModels,
-    predict_request,
-    process_figures,
-    report,
-)
+from tests.reliability.conftest import Size, TrainedModels, predict_request, process_figures, report
 from tests.reliability.swapping import swap
+from tests.util.processes import ServerProcess
 
 # Stated bound: growth from the level after the first cycle. Measured here (2 cores,
 # TF 2.x, CPU): a first load costs tens of MiB, later cycles ~0.5-1 MiB each, which is
