@@ -7,7 +7,6 @@ TensorFlow); everything else is what `pyserving serve` composes, minus gRPC.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from pyserving.engine.policy import POLICIES
 from pyserving.engine.servable_map import ServableMap
 from pyserving.statemachines.servable_version import State
 from tests.servables import ConstantLoader
+from tests.util.settling import settle
 
 
 class RecordedServer:
@@ -82,14 +82,7 @@ class RecordedServer:
         self.settle()
 
     def settle(self) -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            self.bus.wait_idle(5)
-            if self.manager.all_settled():
-                self.bus.wait_idle(5)
-                return
-            time.sleep(0.005)
-        raise AssertionError(f"did not settle: {self.manager.states()}")
+        settle(self.bus, self.manager)
 
     def states(self) -> dict[tuple[str, int], str]:
         return {key: State(state).value for key, state in self.manager.states().items()}

@@ -18,7 +18,7 @@ from pyserving.engine.labels import LabelKeeper
 from pyserving.engine.manager import Manager, RetryPolicy
 from pyserving.engine.servable_map import ServableMap
 from tests.servables import GatedLoader
-from tests.test_file_system_source import make_versions
+from tests.util.sources import make_versions
 
 
 def config_text(root: Path, **models: str) -> str:

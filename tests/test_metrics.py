@@ -27,16 +27,7 @@ from pyserving.engine.events import (
 from pyserving.engine.manager import Manager
 from pyserving.engine.servable_map import ServableMap
 from pyserving.statemachines.servable_version import TRANSITIONS, State
-
-
-def samples(registry: CollectorRegistry, name: str) -> dict[tuple, float]:
-    """Every sample called `name`, keyed by its sorted labels."""
-    out: dict[tuple, float] = {}
-    for metric in registry.collect():
-        for s in metric.samples:
-            if s.name == name:
-                out[tuple(sorted(s.labels.items()))] = s.value
-    return out
+from tests.util.metrics import samples
 
 
 def make(models: set[str] | None = None) -> tuple[CollectorRegistry, ServingMetrics]:
