@@ -447,29 +447,22 @@ class Verifier:
         run = self._run
         if run is None:
             return
-        if self._pending and self.divergence is None:
-            if run.clean_stop:
-                first = self._pending[0]
+        if self.divergence is None and not run.clean_stop:
+            run.unrecorded = list(self._pending)  # a crash may have lost them: reported
+            run.unrecorded_label_moves = list(self._label_pending)
+        elif self.divergence is None:
+            owed = None
+            if self._pending:
+                owed = f"the manager decides {describe_decision(self._pending[0])}"
+            elif self._label_pending:
+                owed = f"the label keeper decides {describe_label_decision(self._label_pending[0])}"
+            if owed is not None:
                 self._diverge(
                     run.last_seq + 1,
                     "unrecorded",
-                    f"the manager decides {describe_decision(first)}, but the run that ends "
-                    f"cleanly at seq {run.last_seq} never records it",
-                    expected=first,
+                    f"{owed}, but the run that ends cleanly at seq {run.last_seq} never records it",
+                    expected=self._pending[0] if self._pending else None,
                 )
-            else:
-                run.unrecorded = list(self._pending)
-        if self._label_pending and self.divergence is None:
-            if run.clean_stop:
-                first_move = self._label_pending[0]
-                self._diverge(
-                    run.last_seq + 1,
-                    "unrecorded",
-                    f"the label keeper decides {describe_label_decision(first_move)}, but the "
-                    f"run that ends cleanly at seq {run.last_seq} never records it",
-                )
-            else:
-                run.unrecorded_label_moves = list(self._label_pending)
         self._pending.clear()
         self._label_pending.clear()
         if self._manager is not None:
