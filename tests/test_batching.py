@@ -24,8 +24,26 @@ from pyserving.engine.servable_map import ServableHandle, ServableMap
 from tests.servables import SIG, WAIT_S, RecordingServable
 
 
+class FakeClock:
+    """A monotonic clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 class Harness:
-    def __init__(self, servable: RecordingServable | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        servable: RecordingServable | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        **options: Any,
+    ) -> None:
         options.setdefault("num_batch_threads", 1)
         self.servable = servable or RecordingServable()
         self.handle = ServableHandle("m", 1, self.servable)
@@ -35,6 +53,7 @@ class Harness:
             BatchingOptions(**options),
             publish=self.events.append,
             on_reject=lambda *r: self.rejects.append(r),
+            clock=clock,
         )
 
     async def predict(self, x: np.ndarray, **kw: Any) -> np.ndarray:
@@ -331,16 +350,15 @@ def test_full_queue_is_unavailable_at_once_and_the_queued_requests_still_finish(
 
 
 def test_request_whose_deadline_passes_while_queued_is_dropped_from_its_batch() -> None:
-    h = Harness()
+    clock = FakeClock()
+    h = Harness(clock=clock)
 
     async def scenario() -> None:
         blocker = await h.hold_thread()
-        late = asyncio.create_task(
-            outcome(h.predict(rows(1, start=50), deadline=time.monotonic() + 0.05))
-        )
+        late = asyncio.create_task(outcome(h.predict(rows(1, start=50), deadline=clock() + 0.05)))
         timely = asyncio.create_task(h.predict(rows(1, start=60)))
         await h.wait_queued(2)
-        await asyncio.sleep(0.1)  # the first deadline passes while both wait
+        clock.advance(0.1)  # the first deadline passes while both wait
         h.servable.gate.set()
         expired = await late
         assert isinstance(expired, ServingError)
@@ -453,7 +471,8 @@ def test_unloading_version_finishes_its_queued_requests_before_it_unloads() -> N
         while not v1_handle.retiring:  # the unload has begun and waits for in-flight requests
             assert time.monotonic() < deadline
             await asyncio.sleep(0.005)
-        await asyncio.sleep(0.1)
+        # Held by the three requests in flight, the unload cannot have run.
+        assert v1_handle.in_flight >= 3 and not v1_handle.retire_and_wait(timeout=0)
         assert not v1.unloaded
         v1.gate.set()
         answers = await asyncio.gather(first, *queued)
