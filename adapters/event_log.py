@@ -30,7 +30,7 @@ from typing import IO
 
 import structlog
 
-from pyserving.engine.events import Event, Skimmed, decode, decode_or_skim, encode
+from pyserving.engine.events import Event, Skimmed, decode, decode_as, decode_head, encode
 
 log = structlog.get_logger("pyserving.event_log")
 
@@ -199,21 +199,48 @@ def read_events(path: str | os.PathLike[str], on_skip: SkipReport | None = None)
 
     `on_skip(path, line_number, error)` hears of each skipped line, for reports.
     """
-    return _read(path, on_skip, decode)  # type: ignore[return-value]
+    return _read(path, on_skip, decode)
 
 
 def skim_events(
     path: str | os.PathLike[str], skim: frozenset[str], on_skip: SkipReport | None = None
 ) -> Iterator[Event | Skimmed]:
-    """As `read_events`, but records of the kinds in `skim` are only `Skimmed`."""
-    return _read(path, on_skip, lambda raw: decode_or_skim(raw, skim))
+    """As `read_events`, but records of the kinds in `skim` are not decoded: each run of
+    them with consecutive sequence numbers comes as one `Skimmed`."""
+    run: Skimmed | None = None
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if raw.isspace():
+                continue
+            try:
+                head = decode_head(raw)
+                kind = head.kind
+                if kind in skim:
+                    if run is not None and kind == run.kind and head.seq == run.seq + 1:
+                        run.seq, run.time = head.seq, head.time
+                        run.count += 1
+                        continue
+                    if run is not None:
+                        yield run
+                    run = Skimmed(kind, head.seq, head.time, head.seq, head.time)
+                    continue
+                event = decode_as(kind, raw)
+            except (ValueError, TypeError, KeyError) as exc:
+                _skipped(path, number, exc, on_skip)
+                continue
+            if run is not None:
+                yield run
+                run = None
+            yield event
+    if run is not None:
+        yield run
 
 
 def _read(
     path: str | os.PathLike[str],
     on_skip: SkipReport | None,
-    decode_line: Callable[[bytes], Event | Skimmed],
-) -> Iterator[Event | Skimmed]:
+    decode_line: Callable[[bytes], Event],
+) -> Iterator[Event]:
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
             if raw.isspace():
@@ -221,9 +248,15 @@ def _read(
             try:
                 yield decode_line(raw)
             except (ValueError, TypeError, KeyError) as exc:
-                log.warning("event_log_line_skipped", path=str(path), line=number, error=str(exc))
-                if on_skip is not None:
-                    on_skip(Path(path), number, str(exc))
+                _skipped(path, number, exc, on_skip)
+
+
+def _skipped(
+    path: str | os.PathLike[str], number: int, exc: Exception, on_skip: SkipReport | None
+) -> None:
+    log.warning("event_log_line_skipped", path=str(path), line=number, error=str(exc))
+    if on_skip is not None:
+        on_skip(Path(path), number, str(exc))
 
 
 def log_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:

@@ -243,16 +243,28 @@ def from_dict(record: dict[str, Any]) -> Event:
     return msgspec.convert(record, event_type(record.get("kind")))
 
 
-class Skimmed(msgspec.Struct, frozen=True):
-    """A record read only for its place in the log (sequence, time, kind): what replay
-    needs of a BatchRun, at a fraction of the cost of decoding its fields."""
+class Head(msgspec.Struct, frozen=True):
+    """A record's place in the log (sequence, time, kind), read without its fields."""
 
     seq: int = 0
     time: float = 0.0
     kind: str = ""
 
 
-_HEAD = msgspec.json.Decoder(Skimmed)
+@dataclass(slots=True)
+class Skimmed:
+    """Consecutive records of one kind read only for their place in the log: what replay
+    needs of BatchRuns, at a fraction of the cost of decoding each one."""
+
+    kind: str
+    first_seq: int
+    first_time: float
+    seq: int  # the last record's
+    time: float
+    count: int = 1
+
+
+_HEAD = msgspec.json.Decoder(Head)
 
 
 @functools.cache
@@ -266,9 +278,11 @@ def decode(line: bytes) -> Event:
     return _decoder(event_type(_HEAD.decode(line).kind)).decode(line)
 
 
-def decode_or_skim(line: bytes, skim: frozenset[str]) -> Event | Skimmed:
-    """As `decode`, but a record whose kind is in `skim` comes back `Skimmed`."""
-    head = _HEAD.decode(line)
-    if head.kind in skim:
-        return head
-    return _decoder(event_type(head.kind)).decode(line)
+def decode_head(line: bytes) -> Head:
+    """Only the sequence number, time and kind of one line; ValueError if not JSON."""
+    return _HEAD.decode(line)
+
+
+def decode_as(kind: str, line: bytes) -> Event:
+    """The event of a line whose kind `decode_head` read already."""
+    return _decoder(event_type(kind)).decode(line)

@@ -35,6 +35,7 @@ import structlog
 
 from pyserving.engine.events import (
     Event,
+    Head,
     LabelMoved,
     ServerStarted,
     ServerStopped,
@@ -231,22 +232,29 @@ class Verifier:
         # The cause of the transition just fed (None when it could not be verified).
         self.last_explanation: Cause | None = None
 
-    def skim(self, record: Event | Skimmed) -> None:
-        """A record that cannot change a decision (a BatchRun): only its place counts."""
-        self.events += 1
+    def skim(self, records: Skimmed) -> None:
+        """Records that cannot change a decision (BatchRuns): only their place counts.
+        Their sequence numbers are consecutive (the reader makes them so), so only the
+        first is checked against what came before."""
+        self.events += records.count
         self.last_explanation = None
         if self.divergence is None:
-            self._check_order(record)
+            last = self._last_seq
+            if last is not None and records.first_seq == last + 1:
+                self._last_seq = records.seq
+            else:
+                self._check_order(Head(records.first_seq, records.first_time, records.kind))
+                self._last_seq = max(self._last_seq or 0, records.seq)
         run = self._run
         if run is None:
-            self.unverified_events += 1
+            self.unverified_events += records.count
             return
-        run.last_seq, run.last_time = record.seq, record.time
-        run.batch_runs += 1
+        run.last_seq, run.last_time = records.seq, records.time
+        run.batch_runs += records.count
 
     def feed(self, event: Event) -> None:
         if event.kind in SKIMMED:
-            self.skim(event)
+            self.skim(Skimmed(event.kind, event.seq, event.time, event.seq, event.time))
             return
         self.events += 1
         self.last_explanation = None
@@ -285,7 +293,7 @@ class Verifier:
         return self.divergence is None
 
     # ----------------------------------------------------------------- checks
-    def _check_order(self, event: Event | Skimmed) -> None:
+    def _check_order(self, event: Event | Head) -> None:
         last = self._last_seq
         self._last_seq = event.seq if last is None else max(last, event.seq)
         if last is None:
@@ -494,10 +502,11 @@ def replay(events: Iterable[Event | Skimmed]) -> ReplayResult:
     timeline, in one pass."""
     verifier = Verifier()
     builder = TimelineBuilder()
+    skim, skim_timeline = verifier.skim, builder.skim  # most of a log: keep them cheap
     for event in events:
         if type(event) is Skimmed:
-            verifier.skim(event)
-            builder.skim(event)
+            skim(event)
+            skim_timeline(event)
             continue
         verifier.feed(event)  # type: ignore[arg-type]
         builder.add(event, verifier.last_explanation)  # type: ignore[arg-type]

@@ -146,11 +146,11 @@ class TimelineBuilder:
         self.last_time = 0.0
         self.first_time: float | None = None
 
-    def skim(self, record: Skimmed) -> None:
-        """A record with no part in the lifecycle (a BatchRun): it only moves the clock."""
-        self.last_seq, self.last_time = record.seq, record.time
+    def skim(self, records: Skimmed) -> None:
+        """Records with no part in the lifecycle (BatchRuns): they only move the clock."""
+        self.last_seq, self.last_time = records.seq, records.time
         if self.first_time is None:
-            self.first_time = record.time
+            self.first_time = records.first_time
 
     def add(self, event: Event, cause: Cause | None = None) -> None:
         self.last_seq, self.last_time = event.seq, event.time

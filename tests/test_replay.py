@@ -360,3 +360,51 @@ def test_a_label_move_left_out_of_a_clean_log_is_caught(label_log: Path) -> None
     write_records(label_log, records, renumber=True)
     divergence = replay_file(label_log).verifier.divergence
     assert divergence is not None and divergence.problem == "unrecorded"
+
+
+def with_batch_runs(records: list[dict], every: int = 2, burst: int = 3) -> list[dict]:
+    """The records with `burst` BatchRun records after every `every`-th one, renumbered."""
+    out: list[dict] = []
+    for index, record in enumerate(records):
+        out.append(record)
+        if index % every == 1 and record["kind"] != "server_stopped":
+            out.extend(
+                {"seq": 0, "time": record["time"], "kind": "batch_run", "model": "m",
+                 "version": 1, "signature": "s", "size": 2, "padded_size": 2,
+                 "oldest_wait_s": 0.001}
+                for _ in range(burst)
+            )  # fmt: skip
+    return [{**r, "seq": i} for i, r in enumerate(out, start=out[0]["seq"])]
+
+
+def tampered(records: list[dict], how: str) -> list[dict]:
+    batch = [i for i, r in enumerate(records) if r["kind"] == "batch_run"]
+    records = [dict(r) for r in records]
+    if how == "removed":  # a gap inside a burst
+        del records[batch[4]]
+    elif how == "swapped":  # two BatchRuns out of order
+        records[batch[1]], records[batch[2]] = records[batch[2]], records[batch[1]]
+    elif how == "repeated":  # a BatchRun's seq again, later
+        records[batch[7]]["seq"] = records[batch[3]]["seq"]
+    return records
+
+
+@pytest.mark.parametrize("how", ["intact", "removed", "swapped", "repeated"])
+def test_skimmed_batch_runs_replay_as_decoded_ones_do(swap_log: Path, how: str) -> None:
+    from pyserving.adapters.event_log import read_log_set
+    from pyserving.engine.replay import SKIMMED
+
+    write_records(swap_log, tampered(with_batch_runs(read_records(swap_log)), how))
+    decoded = replay(read_events(swap_log))
+    skimmed = replay(read_log_set([swap_log], skim=SKIMMED))
+    assert skimmed.verified == decoded.verified == (how == "intact")
+    assert skimmed.verifier.divergence == decoded.verifier.divergence
+    assert skimmed.verifier.events == decoded.verifier.events
+    assert [r.to_dict() for r in skimmed.verifier.runs] == [
+        r.to_dict() for r in decoded.verifier.runs
+    ]
+    assert (skimmed.timeline.last_seq, skimmed.timeline.last_time) == (
+        decoded.timeline.last_seq,
+        decoded.timeline.last_time,
+    )
+    assert sum(r.batch_runs for r in skimmed.verifier.runs) > 0
