@@ -130,7 +130,11 @@ class ServerProcess:
     def wait_serving(self, timeout: float = 60.0) -> None:
         """Wait until the health service says SERVING (every model has a version)."""
         wait_serving(
-            f"127.0.0.1:{self.port}", self.process, timeout, lambda: self.log_text()[-4000:]
+            f"127.0.0.1:{self.port}",
+            self.process,
+            timeout,
+            lambda: self.log_text()[-4000:],
+            channel=self.channel,  # this server's channel, TLS when a test made it so
         )
 
     def wait_for(self, predicate, timeout: float = 60.0, what: str = "condition") -> None:
