@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from pyserving.adapters.loaders.registry import KNOWN_PLATFORMS, TENSORFLOW
+from pyserving.adapters.loaders.platforms import KNOWN_PLATFORMS, TENSORFLOW
 from pyserving.adapters.sources.version_policy import (
     AllVersions,
     LatestVersions,
@@ -83,6 +83,9 @@ def single_model(name: str, base_path: str, platform: str = DEFAULT_PLATFORM) ->
     return ServerConfig((ModelConfig(name=name, base_path=base_path, platform=platform),))
 
 
+PARSE_ERROR_PREFIX = "Error parsing text-format tensorflow.serving.ModelServerConfig: "
+
+
 def parse_text(text: str, origin: str = "model config") -> ServerConfig:
     """Parse and validate a ModelServerConfig in protobuf text format."""
     proto = ModelServerConfig()
@@ -94,9 +97,10 @@ def parse_text(text: str, origin: str = "model config") -> ServerConfig:
         prefix = f"{line}:{column} : "
         if detail.startswith(prefix):
             detail = detail[len(prefix) :]
-        raise ConfigError(
-            f"{origin}:{line}:{column}: {detail} (the file must be a ModelServerConfig "
-            "text proto: model_config_list { config { name: ... base_path: ... } })"
+        raise ConfigError(  # TF Serving's (protobuf's) wording, which scripts grep for
+            f"{PARSE_ERROR_PREFIX}{origin}:{line}:{column}: {detail} (the file must be a "
+            "ModelServerConfig text proto: model_config_list { config { name: ... "
+            "base_path: ... } })"
         ) from None
     return from_proto(proto, origin)
 

@@ -21,10 +21,12 @@ from pyserving.protos import model_registry_pb2, model_registry_pb2_grpc
 from pyserving.protos.model_registry_pb2 import ListModelsRequest, ListModelsResponse
 
 SERVICE_NAME = model_registry_pb2.DESCRIPTOR.services_by_name["ModelRegistry"].full_name
-__all__ = ["SERVICE_NAME", "ListModelsRequest", "ListModelsResponse", "ModelRegistryService"]
+__all__ = ["SERVICE_NAME", "ListModelsRequest", "ListModelsResponse", "ModelListingService"]
 
 
-class ModelRegistryService(model_registry_pb2_grpc.ModelRegistryServicer):
+class ModelListingService(model_registry_pb2_grpc.ModelRegistryServicer):
+    """Serves `pyserving.ModelRegistry/ListModels` (that name stays: clients call it)."""
+
     def __init__(
         self,
         manager: Manager,
@@ -70,5 +72,5 @@ class ModelRegistryService(model_registry_pb2_grpc.ModelRegistryServicer):
         return response
 
 
-def add_to_server(service: ModelRegistryService, server: grpc.aio.Server) -> None:
+def add_to_server(service: ModelListingService, server: grpc.aio.Server) -> None:
     model_registry_pb2_grpc.add_ModelRegistryServicer_to_server(service, server)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import model_call
 from bench.loadgen import LoadSpec, predict_requests, run_load
 from bench.report import Row, build_report, print_table
 from bench.targets import QUIET_ENV, ROOT, Target, floor_target, pyserving_target
@@ -169,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     model = ensure_model(args.out)
+    print("timing the model call in-process (old path beside the Session path) ...", flush=True)
+    calls = model_call.run_subprocess(str(model / "1"), args.quick, QUIET_ENV)
     workdir = args.out / "run"
     workdir.mkdir(exist_ok=True)
     targets = make_targets(args.targets.split(","), model, workdir, args.batching_file)
@@ -221,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     report = build_report(rows, targets, args, RATIO_TARGET)
     report["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
     report["elapsed_s"] = round(time.time() - started, 1)
+    report["model_call"] = calls
     print_table(report)
+    print("\n" + model_call.table([model_call.CallRow(**r) for r in calls["rows"]]))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for name in (f"bench-{stamp}.json", "latest.json"):
         (args.out / name).write_text(json.dumps(report, indent=2) + "\n")

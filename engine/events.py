@@ -125,11 +125,41 @@ class LoadFailed(Event):
 
 
 @dataclass(frozen=True)
+class VersionQuiesced(Event):
+    """An unloading version's last in-flight request finished; its unload starts now.
+
+    `drain_s` is the wait for the `in_flight` requests it had when the unload began, so
+    `UnloadFinished.duration_s` times the unload alone.
+    """
+
+    kind: ClassVar[str] = "version_quiesced"
+    model: str
+    version: int
+    in_flight: int
+    drain_s: float
+
+
+@dataclass(frozen=True)
 class UnloadFinished(Event):
+    """The servable is unloaded (timed from its quiesced point) and the version ended."""
+
     kind: ClassVar[str] = "unload_finished"
     model: str
     version: int
     duration_s: float
+
+
+@dataclass(frozen=True)
+class VersionForgotten(Event):
+    """The manager dropped an ended version from its table (it keeps the last few per model).
+
+    GetModelStatus no longer lists it, and its per-version metric series are removed, so
+    a model that gets a new version every hour keeps a bounded number of series.
+    """
+
+    kind: ClassVar[str] = "version_forgotten"
+    model: str
+    version: int
 
 
 @dataclass(frozen=True)
@@ -218,7 +248,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         LoadSucceeded,
         WarmupFinished,
         LoadFailed,
+        VersionQuiesced,
         UnloadFinished,
+        VersionForgotten,
         ShutdownRequested,
         ServerStopped,
         ConfigReloaded,

@@ -17,11 +17,11 @@ built from the flags it records (policy, retries). A run that ends without a
 held against it. Events before the first header (its file rotated away) are shown but
 cannot be verified.
 
-Labels are verified the same way. The live server's LabelKeeper decides each LabelMoved
-while dispatching a VersionLabelsSet (a config applied) or a Transition, against the
-serving map as the manager's decisions left it; replay runs a LabelKeeper on a map kept
-by the re-decided transitions, feeds it the recorded VersionLabelsSet and verified
-transitions in log order, and compares its moves with the recorded LabelMoved ones.
+Labels are verified the same way. The live manager's serving-map writer decides each
+LabelMoved while dispatching a fact (a VersionLabelsSet, or the load or unload that
+makes a version available or takes it away); the replaying manager decides them again,
+on a serving map replay fills as the re-decided transitions make versions available,
+and its moves are compared with the recorded LabelMoved ones.
 """
 
 from __future__ import annotations
@@ -41,12 +41,10 @@ from pyserving.engine.events import (
     ServerStopped,
     Skimmed,
     Transition,
-    VersionLabelsSet,
 )
-from pyserving.engine.labels import LabelKeeper
 from pyserving.engine.manager import Manager, RetryPolicy
 from pyserving.engine.policy import POLICIES
-from pyserving.engine.servable_map import ServableMap
+from pyserving.engine.servable_map import ServableHandle, ServableMap
 from pyserving.engine.timeline import Cause, Timeline, TimelineBuilder
 from pyserving.statemachines.servable_version import TRANSITIONS, State
 
@@ -59,37 +57,7 @@ NOT_FOR_THE_MANAGER = frozenset({"transition", "server_started", "batch_run", "l
 SKIMMED = frozenset({"batch_run"})
 CONFIG_RELOADED = "config_reloaded"
 _AVAILABLE = State.AVAILABLE.value
-
-
-@dataclass
-class _Serving:
-    versions: set[int] = field(default_factory=set)
-
-
-class ServingVersions:
-    """What the LabelKeeper reads and writes of the serving map, for replay: which versions
-    serve, and the labels. (The live ServableMap copies itself on every write so readers
-    need no lock: O(models) a write, which a log of thousands of models cannot afford.)"""
-
-    def __init__(self) -> None:
-        self.snapshot: dict[str, _Serving] = {}
-        self._labels: dict[str, dict[str, int]] = {}
-
-    def add(self, model: str, version: int) -> None:
-        self.snapshot.setdefault(model, _Serving()).versions.add(version)
-
-    def remove(self, model: str, version: int) -> None:
-        entry = self.snapshot.get(model)
-        if entry is not None:
-            entry.versions.discard(version)
-            if not entry.versions:
-                del self.snapshot[model]
-
-    def labels(self, model: str) -> dict[str, int]:
-        return self._labels.get(model, {})
-
-    def set_labels(self, model: str, labels: dict[str, int]) -> None:
-        self._labels[model] = dict(labels)
+_NOTHING: Any = None  # replay's serving map says which versions serve, not what they run
 
 
 class ReplayError(Exception):
@@ -106,7 +74,7 @@ class Decision:
 
 @dataclass(frozen=True)
 class LabelDecision:
-    """A label move the replaying LabelKeeper decided, and why."""
+    """A label move the replaying manager decided, and why."""
 
     moved: LabelMoved
     cause: Cause
@@ -208,6 +176,7 @@ def manager_for_run(header: ServerStarted, publish: Callable[[Event], object]) -
         policy=POLICIES[policy_name](),
         retry=retry,
         execute=False,
+        allow_unavailable_labels=bool(flags.get("allow_version_labels_for_unavailable_models")),
     )
 
 
@@ -224,8 +193,6 @@ class Verifier:
         self._manager: Manager | None = None
         self._pending: deque[Decision] = deque()
         self._label_pending: deque[LabelDecision] = deque()
-        self._map = ServingVersions()
-        self._labels: LabelKeeper | None = None
         self._cause = Cause(0, "")
         self._label_cause = Cause(0, "")
         self._recorded_state: dict[tuple[str, int], str] = {}
@@ -272,8 +239,7 @@ class Verifier:
         if self.divergence is not None:
             return
         if isinstance(event, Transition):
-            if self._check_transition(event, run):
-                self._label(event, Cause(event.seq, event.kind))
+            self._check_transition(event, run)
         elif isinstance(event, LabelMoved):
             self._check_label_moved(event, run)
         elif event.kind not in NOT_FOR_THE_MANAGER:
@@ -282,8 +248,6 @@ class Verifier:
             elif event.kind == CONFIG_RELOADED:
                 run.config_reloads.append(event.seq)
             self._drive(event, run)
-            if isinstance(event, VersionLabelsSet):
-                self._label(event, self._cause)
 
     def finish(self) -> None:
         self._end_run()
@@ -410,24 +374,15 @@ class Verifier:
             run.manager_errors.append(f"#{fact.seq} {fact.kind}: {type(exc).__name__}: {exc}")
 
     def _decided(self, event: Event) -> None:
-        """The manager decided a transition; the serving map changes as the live one did
-        in the same dispatch (a version added when available, removed when it unloads)."""
+        """The manager decided a transition or a label move. A version it makes available
+        joins the serving map, as the live manager's handle does right after the same
+        transition (nothing is loaded here, so the manager has no handle to add)."""
         if isinstance(event, Transition):
             self._pending.append(Decision(event, self._cause))
-            if event.dst == _AVAILABLE:
-                self._map.add(event.model, event.version)
-            elif event.src == _AVAILABLE:
-                self._map.remove(event.model, event.version)
-
-    def _label(self, event: Event, cause: Cause) -> None:
-        """Feed the label keeper what the live one heard; its moves are owed to `cause`."""
-        assert self._labels is not None
-        self._label_cause = cause
-        self._labels.handle(event)
-
-    def _label_decided(self, event: Event) -> None:
-        if isinstance(event, LabelMoved):
-            self._label_pending.append(LabelDecision(event, self._label_cause))
+            if event.dst == _AVAILABLE and self._manager is not None:
+                self._manager.serving.add(ServableHandle(event.model, event.version, _NOTHING))
+        elif isinstance(event, LabelMoved):
+            self._label_pending.append(LabelDecision(event, self._cause))
 
     def _start_run(self, header: ServerStarted) -> None:
         flags = header.flags
@@ -441,12 +396,6 @@ class Verifier:
         )
         self.runs.append(self._run)
         self._manager = manager_for_run(header, self._decided)
-        self._map = ServingVersions()
-        self._labels = LabelKeeper(
-            self._map,  # type: ignore[arg-type]  (the part of a ServableMap it uses)
-            self._label_decided,
-            allow_unavailable=bool(flags.get("allow_version_labels_for_unavailable_models")),
-        )
         self._pending.clear()
         self._label_pending.clear()
         self._recorded_state.clear()

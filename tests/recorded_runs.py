@@ -20,13 +20,12 @@ from pyserving.engine.events import (
     ShutdownRequested,
     VersionLabelsSet,
 )
-from pyserving.engine.labels import LabelKeeper
 from pyserving.engine.manager import Manager, RetryPolicy
 from pyserving.engine.policy import POLICIES
 from pyserving.engine.servable_map import ServableMap
 from pyserving.statemachines.servable_version import State
 from tests.servables import ConstantLoader
-from tests.util.settling import settle
+from tests.util.lifecycle import settle
 
 
 class RecordedServer:
@@ -53,7 +52,6 @@ class RecordedServer:
         )
         self.writer = EventLogWriter(log_path, **writer_options)
         self.bus.subscribe(self.manager.handle)
-        self.bus.subscribe(LabelKeeper(self.map, self.bus.publish).handle)
         self.bus.subscribe(self.writer)
         self.bus.start()
         self.bus.publish(
@@ -82,7 +80,7 @@ class RecordedServer:
         self.settle()
 
     def settle(self) -> None:
-        settle(self.bus, self.manager)
+        settle(self.bus, self.manager, timeout_s=20)
 
     def states(self) -> dict[tuple[str, int], str]:
         return {key: State(state).value for key, state in self.manager.states().items()}

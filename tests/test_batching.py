@@ -437,7 +437,7 @@ class RecordingLoader:
 
 
 def test_unloading_version_finishes_its_queued_requests_before_it_unloads() -> None:
-    from tests.test_manager import Harness as ManagerHarness
+    from tests.util.lifecycle import Lifecycle as ManagerHarness
 
     loader = RecordingLoader()
     m = ManagerHarness(loader)  # type: ignore[arg-type]

@@ -75,3 +75,26 @@ def test_ratios_are_the_issues_three() -> None:
         "batched_vs_floor_c64": 0.75,
         "p99_batched_vs_floor_c10": 1.5,
     }
+
+
+def test_model_call_bench_checks_and_times_both_paths(tmp_path) -> None:
+    import tensorflow as tf
+
+    from bench import model_call
+
+    module = tf.Module()
+    module.w = tf.Variable(tf.random.stateless_normal([64, 10], seed=[1, 2]))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 64], tf.float32, name="images")])
+    def predict(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"scores": tf.nn.softmax(images @ module.w)}
+
+    module.predict = predict
+    tf.saved_model.save(module, str(tmp_path / "1"), signatures={"predict_images": predict})
+    rows = model_call.measure(str(tmp_path / "1"), "predict_images", (1, 4), calls=20, rounds=2)
+    assert {(r.path, r.batch, r.calls) for r in rows} == {
+        (path, batch, 20) for path in model_call.PATHS for batch in (1, 4)
+    }
+    assert all(0 < r.p50_us <= r.p99_us for r in rows)
+    assert set(model_call.speedups(rows)) == {"1", "4"}
+    assert "session speed-up at batch 1" in model_call.table(rows)

@@ -23,8 +23,9 @@ from pyserving.engine.events import (
     LoadSucceeded,
     Transition,
     UnloadFinished,
+    VersionQuiesced,
 )
-from pyserving.engine.manager import Manager
+from pyserving.engine.manager import MAX_ENDED_KEPT, Manager
 from pyserving.engine.servable_map import ServableMap
 from pyserving.statemachines.servable_version import (
     TRANSITIONS,
@@ -32,6 +33,8 @@ from pyserving.statemachines.servable_version import (
     ServableVersionMachine,
     State,
 )
+from tests.servables import ConstantLoader
+from tests.util.lifecycle import Lifecycle
 from tests.util.metrics import samples
 
 
@@ -224,3 +227,36 @@ def test_registry_has_the_process_collector_and_is_private() -> None:
     assert samples(registry_a, "python_info")
     metrics_a.observe_request("mnist", "Predict", "OK", 0.1)
     assert samples(registry_b, "pyserving_requests_total") == {}
+
+
+def test_transition_series_of_versions_the_manager_forgot_are_removed() -> None:
+    """A model with a new version every hour keeps a bounded number of series."""
+    h = Lifecycle(ConstantLoader())
+    registry = new_registry()
+    metrics = ServingMetrics(registry, lambda: {"m"}, version_states=h.manager.states)
+    h.bus.subscribe(metrics.handle)
+    try:
+        total = MAX_ENDED_KEPT + 5
+        for version in range(1, total + 1):
+            h.aspire(version)
+        known = {str(v) for (_, v) in h.manager.states()}
+        assert len(known) == MAX_ENDED_KEPT + 1  # the ended ones kept, and the serving one
+        series = samples(registry, "pyserving_servable_transitions_total")
+        assert {dict(k)["version"] for k in series} == known
+        assert len(series) == len(known) * len(LEGAL_MOVES)
+        h.aspire(1)  # a forgotten version aspired again: its series start again at zero
+        series = samples(registry, "pyserving_servable_transitions_total")
+        ones = {k: v for k, v in series.items() if dict(k)["version"] == "1"}
+        assert len(ones) == len(LEGAL_MOVES)
+        assert sum(ones.values()) == 2.0  # new -> loading -> available, counted afresh
+    finally:
+        h.close()
+
+
+def test_quiesce_and_unload_are_timed_apart() -> None:
+    registry, metrics = make()
+    metrics.handle(VersionQuiesced(model="mnist", version=1, in_flight=3, drain_s=2.0))
+    metrics.handle(UnloadFinished(model="mnist", version=1, duration_s=0.2))
+    m = (("model", "mnist"),)
+    assert samples(registry, "pyserving_model_quiesce_seconds_sum") == {m: pytest.approx(2.0)}
+    assert samples(registry, "pyserving_model_unload_seconds_sum") == {m: pytest.approx(0.2)}

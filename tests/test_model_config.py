@@ -8,6 +8,7 @@ import pytest
 
 from pyserving.adapters.model_config import (
     KNOWN_PLATFORMS,
+    PARSE_ERROR_PREFIX,
     ConfigDiff,
     ConfigError,
     ModelConfig,
@@ -65,7 +66,7 @@ def test_syntax_error_names_the_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         read_file(str(path))
     message = str(info.value)
-    assert message.startswith(f"{path}:3:")
+    assert message.startswith(f"{PARSE_ERROR_PREFIX}{path}:3:")
     assert 'no field named "nmae"' in message
 
 
@@ -108,7 +109,7 @@ def test_custom_model_config_is_refused() -> None:
 
 
 def test_known_platforms_is_one_extendable_constant() -> None:
-    from pyserving.adapters.loaders.registry import PLATFORMS
+    from pyserving.adapters.loaders.platforms import PLATFORMS
 
     # The config accepts exactly the platforms a loader exists for.
     assert set(KNOWN_PLATFORMS) == set(PLATFORMS) and "tensorflow" in KNOWN_PLATFORMS

@@ -57,6 +57,11 @@ def bad_requests() -> list[tuple[str, Callable[[], predict_pb2.PredictRequest], 
         request.inputs["pixels"].CopyFrom(request.inputs.pop("images"))
         return request
 
+    def no_inputs() -> predict_pb2.PredictRequest:
+        request = predict_request(image())
+        del request.inputs["images"]
+        return request
+
     def extra_input() -> predict_pb2.PredictRequest:
         request = predict_request(image())
         request.inputs["extra"].CopyFrom(tf.make_tensor_proto([1.0]))
@@ -84,13 +89,21 @@ def bad_requests() -> list[tuple[str, Callable[[], predict_pb2.PredictRequest], 
          "Servable not found for request: Specific(mnist, 9)"),
         ("unknown signature", lambda: predict_request(image(), signature="classify"),
          "FAILED_PRECONDITION", 'Serving signature name: "classify" not found'),
-        ("missing input", missing_input, "INVALID_ARGUMENT", "Missing but required: {images}"),
+        # TF Serving's own checks (predict_util.cc, saved_model/util.cc): the input keys only.
+        ("missing input", missing_input, "INVALID_ARGUMENT",
+         "Signature input alias: images(feed name: predict_images_images:0) not found in "
+         "request and no default value provided. Inputs expected to be in the request {pixels}"),
+        ("no inputs", lambda: no_inputs(), "INVALID_ARGUMENT",
+         "input size does not match signature: 0!=1 len({}) != len({images}). Sent extra: {}. "
+         "Missing but required: {images}."),
         ("extra input", extra_input, "INVALID_ARGUMENT", "Sent extra: {extra}"),
+        # Dtype and shape are the graph's to refuse, as in TF Serving: TensorFlow's message.
         ("wrong dtype", wrong_dtype, "INVALID_ARGUMENT",
-         "input 'images' of signature 'predict_images' expects dtype float but int32"),
+         "Type mismatch: actual int32 vs. expect float"),
         ("wrong shape", lambda: predict_request(np.ones((1, 3))), "INVALID_ARGUMENT",
-         "input 'images' of signature 'predict_images' has shape [1,3] but the signature "
-         "expects [-1,64]"),
+         "Matrix size-incompatible: In[0]: [1,3], In[1]: [64,10]"),
+        ("wrong rank", lambda: predict_request(np.ones((64,))), "INVALID_ARGUMENT",
+         "In[0] and In[1] has different ndims: [64] vs. [64,10]"),
         ("undecodable tensor", undecodable, "INVALID_ARGUMENT",
          "input 'images': tensor_content has 7 bytes"),
         ("unknown output filter", unknown_output, "INVALID_ARGUMENT",

@@ -26,6 +26,7 @@ from tensorflow_serving.apis import (
     model_management_pb2,
 )
 
+from pyserving.adapters.model_config import PARSE_ERROR_PREFIX
 from pyserving.api import model_listing
 from tests.e2e.conftest import TrainedModels, predict_request
 from tests.util.processes import ServerProcess
@@ -202,7 +203,7 @@ def test_a_bad_edit_is_logged_and_the_last_good_config_keeps_serving(setup: Setu
         if '"model_config_rejected"' in line
     ][before:]
     assert len(rejected) == 1
-    assert rejected[0]["error"].startswith(f"{setup.file}:2:")
+    assert rejected[0]["error"].startswith(f"{PARSE_ERROR_PREFIX}{setup.file}:2:")
     assert "base_pth" in rejected[0]["error"]
     assert served_version(server, "alpha", "canary") == 2
     assert served_version(server, "beta") == 2
@@ -343,8 +344,9 @@ def test_config_file_errors_at_startup(tmp_path: Path) -> None:
 
     config = tmp_path / "models.config"
     for text, message in [
+        # TF Serving's wording, which scripts look for, then file:line:col and the reason.
         ('model_config_list {\n  config {\n    name: "a" base_path: "/a"\n  }\n  oops\n}\n',
-         f"{config}:5:"),
+         f"{PARSE_ERROR_PREFIX}{config}:5:3: "),
         ('model_config_list { config { name: "a" base_path: "/a" model_platform: "onnx" } }',
          "unknown model_platform 'onnx'; known platforms: python, tensorflow"),
     ]:  # fmt: skip

@@ -90,3 +90,64 @@ def test_python_model_lifecycle_and_apis(tmp_path: Path, start_server) -> None:
     assert marker.read_text() == "1\n4\n"  # shutdown unloads the serving version too
     kinds = [json.loads(line)["kind"] for line in log.read_text().splitlines()]
     assert kinds.count("warmup_finished") == 1
+
+
+# A python servable whose state sits in a reference cycle: only the cyclic collector frees
+# it, so its memory comes back at unload only if the server collects then.
+CYCLIC_MODEL_PY = """
+import numpy as np
+
+SIGNATURES = {"serving_default": {"inputs": {"x": ("float32", [None])},
+                                  "outputs": {"y": ("float32", [None])}}}
+
+
+class State:
+    def __init__(self, mib):
+        self.itself = self
+        self.data = np.ones(mib * (1 << 20) // 8)
+
+
+def load(path):
+    return State(%d)
+
+
+def predict(state, inputs):
+    return {"y": inputs["x"] + np.float32(state.data[0])}
+"""
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_an_unloaded_python_version_is_collected(tmp_path: Path, start_server) -> None:
+    mib = 256
+    base = tmp_path / "py"
+
+    def add_version(version: int) -> None:
+        staging = tmp_path / f"staging-{version}"
+        staging.mkdir()
+        (staging / "model.py").write_text(CYCLIC_MODEL_PY % mib)
+        staging.rename(base / str(version))
+
+    base.mkdir()
+    add_version(1)
+    server = start_server(
+        "--model_name=py", f"--model_base_path={base}", "--model_platform=python", *FAST_FLAGS
+    )
+    server.wait_serving(timeout=120)
+    assert list(predict(server, [1.0]).outputs["y"].float_val) == [2.0]
+    one_serving = rss_mib(server.process.pid)
+    for version in (2, 3, 4):
+        add_version(version)
+        server.wait_for(
+            lambda v=version: server.version_states("py").get(v - 1) == ModelVersionStatus.END,
+            timeout=60,
+            what=f"version {version - 1} ended",
+        )
+        assert predict(server, [1.0]).model_spec.version.value == version
+        rss = rss_mib(server.process.pid)
+        assert rss <= one_serving + 0.15 * mib, (version, one_serving, rss)

@@ -182,7 +182,7 @@ BAD_REQUESTS = [
     ("not JSON", "/v1/models/mnist:predict", b"{instances: [1]", 400, "JSON Parse error"),
     ("empty body", "/v1/models/mnist:predict", b"", 400, "The document is empty"),
     ("wrong shape", "/v1/models/mnist:predict", b'{"instances": [[1.0, 2.0]]}', 400,
-     "has shape [1,2] but the signature expects [-1,64]"),
+     "Matrix size-incompatible: In[0]: [1,2], In[1]: [64,10]"),  # the graph's, as TF Serving
     ("version and label", "/v1/models/mnist/versions/2/labels/stable:predict", ROW, 400,
      "give either /versions/N or /labels/LABEL, not both"),
     ("unknown label", "/v1/models/mnist/labels/canary:predict", ROW, 400,

@@ -24,8 +24,8 @@ from pyserving.adapters.model_config import (
     diff,
     parse_text,
 )
-from pyserving.adapters.sources.file_system import VersionStorage
-from pyserving.adapters.sources.registry import SourceRegistry
+from pyserving.adapters.sources.model_sources import ModelSources
+from pyserving.adapters.sources.storage_path import VersionStorage
 from pyserving.engine.events import ConfigReloaded, Event, VersionLabelsSet
 from pyserving.engine.manager import Manager
 from pyserving.statemachines.servable_version import State
@@ -51,7 +51,7 @@ class LiveConfig:
         self._publish = publish
         self._manager = manager
         self._wait_idle = wait_idle
-        self._sources = SourceRegistry(publish, source_poll_wait_s, storage_for)
+        self._sources = ModelSources(publish, source_poll_wait_s, storage_for)
         self._config_file = config_file
         self._config_poll_wait_s = config_poll_wait_s
         self._current = ServerConfig(())
@@ -66,6 +66,13 @@ class LiveConfig:
 
     def model_names(self) -> list[str]:
         return self._current.names
+
+    def platform_of(self, model: str) -> str:
+        """The model's platform in the config in force (asked once per aspired version)."""
+        config = self._current.get(model) or self._initial.get(model)
+        if config is None:
+            raise LookupError(f"model {model!r} is no longer configured")
+        return config.platform
 
     def start(self) -> None:
         self.apply(self._initial, origin=self._config_file or "flags")
@@ -95,8 +102,8 @@ class LiveConfig:
                 model = new.get(name)
                 assert model is not None
                 self._publish(VersionLabelsSet(model=name, labels=dict(model.labels)))
-            # `current` first: a source's first poll may start a load at once, and the load
-            # looks up the model's platform in the config in force.
+            # `current` first: a source's first poll may aspire a version at once, and the
+            # manager then looks up the model's platform in the config in force.
             self._current = new
             self._sources.apply(new, changes)
             self._publish(
