@@ -44,7 +44,7 @@ from pyserving.engine.events import (
 )
 from pyserving.engine.manager import Manager, RetryPolicy
 from pyserving.engine.policy import POLICIES
-from pyserving.engine.servable_map import ServableHandle, ServableMap
+from pyserving.engine.servable_map import ServableHandle
 from pyserving.engine.timeline import Cause, Timeline, TimelineBuilder
 from pyserving.statemachines.servable_version import TRANSITIONS, State
 
@@ -58,6 +58,39 @@ SKIMMED = frozenset({"batch_run"})
 CONFIG_RELOADED = "config_reloaded"
 _AVAILABLE = State.AVAILABLE.value
 _NOTHING: Any = None  # replay's serving map says which versions serve, not what they run
+
+
+@dataclass
+class _Serving:
+    versions: dict[int, ServableHandle] = field(default_factory=dict)
+
+
+class ReplayServingMap:
+    """The part of a ServableMap the manager's map writer uses, without the live map's
+    copy-on-write (O(models) a write, so that readers need no lock): replay has no
+    readers, and a log of thousands of models would make it quadratic."""
+
+    def __init__(self) -> None:
+        self.snapshot: dict[str, _Serving] = {}
+        self._labels: dict[str, dict[str, int]] = {}
+
+    def add(self, handle: ServableHandle) -> None:
+        self.snapshot.setdefault(handle.model, _Serving()).versions[handle.version] = handle
+
+    def remove(self, model: str, version: int) -> ServableHandle | None:
+        entry = self.snapshot.get(model)
+        if entry is None:
+            return None
+        handle = entry.versions.pop(version, None)
+        if not entry.versions:
+            del self.snapshot[model]
+        return handle
+
+    def labels(self, model: str) -> dict[str, int]:
+        return self._labels.get(model, {})
+
+    def set_labels(self, model: str, labels: dict[str, int]) -> None:
+        self._labels[model] = dict(labels)
 
 
 class ReplayError(Exception):
@@ -172,7 +205,7 @@ def manager_for_run(header: ServerStarted, publish: Callable[[Event], object]) -
     return Manager(
         publish=publish,
         loader_for=None,
-        servable_map=ServableMap(),
+        servable_map=ReplayServingMap(),  # type: ignore[arg-type]  (what the writer uses)
         policy=POLICIES[policy_name](),
         retry=retry,
         execute=False,
