@@ -27,6 +27,6 @@ lint: install
 bench: install
 	$(PY) -m bench
 
-# Regenerate protos/*_pb2*.py and .pyi from protos/*.proto (tests check they match).
+# Regenerate protos/*_pb2*.py and .pyi from adapters/protos/*.proto (tests check they match).
 protos: install
-	$(PY) -m pyserving.protos.generate
+	$(PY) -m pyserving.adapters.protos.generate

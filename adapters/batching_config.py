@@ -15,8 +15,8 @@ from typing import Any
 
 from google.protobuf import text_format
 
+from pyserving.adapters.protos.batching_parameters_pb2 import BatchingParameters
 from pyserving.engine.batching_params import BatchingOptions
-from pyserving.protos.batching_parameters_pb2 import BatchingParameters
 
 __all__ = ["BatchingConfigError", "BatchingParameters", "load_batching_options", "parse_text"]
 

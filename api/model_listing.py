@@ -13,12 +13,12 @@ from collections.abc import Callable
 import grpc
 
 from pyserving.adapters.model_config import ServerConfig
+from pyserving.adapters.protos import model_registry_pb2, model_registry_pb2_grpc
+from pyserving.adapters.protos.model_registry_pb2 import ListModelsRequest, ListModelsResponse
 from pyserving.api.grpc_errors import grpc_method
 from pyserving.engine.errors import not_found
 from pyserving.engine.manager import Manager
 from pyserving.engine.servable_map import ServableMap
-from pyserving.protos import model_registry_pb2, model_registry_pb2_grpc
-from pyserving.protos.model_registry_pb2 import ListModelsRequest, ListModelsResponse
 
 SERVICE_NAME = model_registry_pb2.DESCRIPTOR.services_by_name["ModelRegistry"].full_name
 __all__ = ["SERVICE_NAME", "ListModelsRequest", "ListModelsResponse", "ModelListingService"]

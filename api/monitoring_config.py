@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from google.protobuf import text_format
 
+from pyserving.adapters.protos.monitoring_config_pb2 import MonitoringConfig
 from pyserving.api.text_proto_schema import parse_text, read_flag_file
-from pyserving.protos.monitoring_config_pb2 import MonitoringConfig
 
 DEFAULT_PATH = "/monitoring/prometheus/metrics"  # TF Serving's PrometheusExporter::kPrometheusPath
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf import text_format
 
+from pyserving.adapters.protos.ssl_config_pb2 import SSLConfig
 from pyserving.api.text_proto_schema import parse_text, read_flag_file
-from pyserving.protos.ssl_config_pb2 import SSLConfig
 
 EXAMPLE = (
     'server_key: "-----BEGIN PRIVATE KEY-----\\n..."  '

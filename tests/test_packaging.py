@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CODE_FOLDERS = ("engine", "statemachines", "adapters", "api", "protos", "pyserving")
+CODE_FOLDERS = ("engine", "statemachines", "adapters", "api", "pyserving")
 
 
 def test_every_package_folder_is_listed() -> None:
@@ -48,7 +48,9 @@ def test_the_wheel_holds_every_module_under_its_package(tmp_path: Path) -> None:
     for package, folder in config["package-dir"].items():
         prefix = package.replace(".", "/")
         for path in (ROOT / folder).iterdir():
-            if path.suffix == ".py" or (folder == "protos" and path.suffix in (".proto", ".pyi")):
+            if path.suffix == ".py" or (
+                folder == "adapters/protos" and path.suffix in (".proto", ".pyi")
+            ):
                 expected.add(f"{prefix}/{path.name}")
     assert expected - shipped == set()
-    assert "pyserving/protos/model_registry_pb2_grpc.py" in shipped
+    assert "pyserving/adapters/protos/model_registry_pb2_grpc.py" in shipped

@@ -1,4 +1,5 @@
-"""The checked-in protobuf modules are exactly what `make protos` generates from protos/*.proto."""
+"""The checked-in protobuf modules are exactly what `make protos` generates from their .proto
+files (adapters/protos/)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import tensorflow_serving.apis.model_service_pb2  # noqa: F401  (TF Serving's files registered first)
 
-from pyserving.protos import (
+from pyserving.adapters.protos import (
     batching_parameters_pb2,
     generate,
     model_registry_pb2,
@@ -25,7 +26,7 @@ def test_regenerating_changes_nothing(tmp_path: Path) -> None:
     assert names == checked_in, "run `make protos` and commit what it writes"
     for path in written:
         fresh, kept = path.read_bytes(), (GENERATED / path.name).read_bytes()
-        assert fresh == kept, f"protos/{path.name} is stale: run `make protos`"
+        assert fresh == kept, f"adapters/protos/{path.name} is stale: run `make protos`"
 
 
 def test_every_proto_has_its_module() -> None:
@@ -40,7 +41,8 @@ def test_file_names_cannot_collide_with_tf_serving_files() -> None:
         monitoring_config_pb2,
         ssl_config_pb2,
     ):
-        assert module.DESCRIPTOR.name.startswith("pyserving/protos/"), module.DESCRIPTOR.name
+        name = module.DESCRIPTOR.name
+        assert name.startswith("pyserving/adapters/protos/"), name
 
 
 def test_tf_serving_names_and_numbers() -> None:

@@ -1,6 +1,6 @@
 """`make protos`: regenerate the `_pb2.py`, `.pyi` and `_pb2_grpc.py` modules in this folder.
 
-Each `.proto` here is compiled as `pyserving/protos/NAME.proto`, the path of its
+Each `.proto` here is compiled as `pyserving/adapters/protos/NAME.proto`, the path of its
 module, so its file name in protobuf's default descriptor pool cannot collide with
 TF Serving's own files (`tensorflow_serving/...`) should a later wheel ship them.
 Needs grpcio-tools (the `test` extra pins the version whose output is checked in).
@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PACKAGE_PATH = Path("pyserving/protos")
+PACKAGE_PATH = Path("pyserving/adapters/protos")
 SERVICES = ("model_registry.proto",)  # the files that define a gRPC service
 
 
@@ -56,7 +56,7 @@ def generate(out_dir: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m pyserving.protos.generate",
+        prog="python -m pyserving.adapters.protos.generate",
         description="Regenerate the protobuf modules from the .proto files next to this script.",
     )
     parser.add_argument("--out", type=Path, default=HERE, help="folder to write (default: here)")

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from pyserving.protos import model_registry_pb2 as pyserving_dot_protos_dot_model__registry__pb2
+from pyserving.adapters.protos import model_registry_pb2 as pyserving_dot_adapters_dot_protos_dot_model__registry__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in pyserving/protos/model_registry_pb2_grpc.py depends on'
+        + ' but the generated code in pyserving/adapters/protos/model_registry_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,8 +36,8 @@ class ModelRegistryStub:
         """
         self.ListModels = channel.unary_unary(
                 '/pyserving.ModelRegistry/ListModels',
-                request_serializer=pyserving_dot_protos_dot_model__registry__pb2.ListModelsRequest.SerializeToString,
-                response_deserializer=pyserving_dot_protos_dot_model__registry__pb2.ListModelsResponse.FromString,
+                request_serializer=pyserving_dot_adapters_dot_protos_dot_model__registry__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=pyserving_dot_adapters_dot_protos_dot_model__registry__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
 
 
@@ -55,8 +55,8 @@ def add_ModelRegistryServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'ListModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModels,
-                    request_deserializer=pyserving_dot_protos_dot_model__registry__pb2.ListModelsRequest.FromString,
-                    response_serializer=pyserving_dot_protos_dot_model__registry__pb2.ListModelsResponse.SerializeToString,
+                    request_deserializer=pyserving_dot_adapters_dot_protos_dot_model__registry__pb2.ListModelsRequest.FromString,
+                    response_serializer=pyserving_dot_adapters_dot_protos_dot_model__registry__pb2.ListModelsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -84,8 +84,8 @@ class ModelRegistry:
             request,
             target,
             '/pyserving.ModelRegistry/ListModels',
-            pyserving_dot_protos_dot_model__registry__pb2.ListModelsRequest.SerializeToString,
-            pyserving_dot_protos_dot_model__registry__pb2.ListModelsResponse.FromString,
+            pyserving_dot_adapters_dot_protos_dot_model__registry__pb2.ListModelsRequest.SerializeToString,
+            pyserving_dot_adapters_dot_protos_dot_model__registry__pb2.ListModelsResponse.FromString,
             options,
             channel_credentials,
             insecure,
