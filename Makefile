@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DEMO_DIR ?= /tmp/pyserving-demo
 PORT ?= 9000
 
-.PHONY: install demo test lint bench
+.PHONY: install demo test lint bench protos
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,3 +29,7 @@ bench: install
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client)
 	$(PY) -m bench
 	$(PY) -m bench.h2load
+
+# Regenerate protos/*_pb2*.py and .pyi from adapters/protos/*.proto (tests check they match).
+protos: install
+	$(PY) -m pyserving.adapters.protos.generate

@@ -18,6 +18,7 @@ from pyserving.engine.events import (
     ServerStarted,
     ServerStopped,
     ShutdownRequested,
+    VersionLabelsSet,
 )
 from pyserving.engine.manager import Manager, RetryPolicy
 from pyserving.engine.policy import POLICIES
@@ -71,6 +72,11 @@ class RecordedServer:
                 versions=tuple(AspiredVersion(v, f"/{model}/{v}") for v in versions),
             )
         )
+        self.settle()
+
+    def set_labels(self, model: str = "m", **labels: int) -> None:
+        """As a config (re)load does: the model's configured labels, wanted from now on."""
+        self.bus.publish(VersionLabelsSet(model=model, labels=labels))
         self.settle()
 
     def settle(self) -> None:

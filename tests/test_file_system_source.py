@@ -15,7 +15,7 @@ from pyserving.adapters.sources.storage_path import (
     list_versions,
     parse_version,
 )
-from pyserving.engine.events import AspiredVersions, Event
+from tests.util.sources import Recorder, make_versions
 
 
 @pytest.mark.parametrize(
@@ -31,16 +31,6 @@ def test_other_names_are_not_versions(name: str) -> None:
     assert parse_version(name) is None
 
 
-def make_versions(base: Path, *names: str, quiet: bool = True) -> None:
-    """Version folders holding a saved_model.pb, written long ago unless `quiet` is False."""
-    for name in names:
-        folder = base / name
-        folder.mkdir(parents=True)
-        (folder / "saved_model.pb").write_bytes(b"model")
-        if quiet:
-            os.utime(folder / "saved_model.pb", (time.time() - 60, time.time() - 60))
-
-
 def test_list_versions_skips_files_and_other_names(tmp_path: Path) -> None:
     make_versions(tmp_path, "1", "0002", "tmp", ".tmp-3-99", "assets")
     (tmp_path / "7").write_text("a file, not a version folder")
@@ -51,18 +41,6 @@ def test_latest_versions_policy() -> None:
     assert LatestVersions(1).select([3, 10, 2]) == [10]
     assert LatestVersions(2).select([3, 10, 2]) == [10, 3]
     assert LatestVersions(5).select([3]) == [3]
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def __call__(self, event: Event) -> None:
-        self.events.append(event)
-
-    def versions(self) -> list[list[int]]:
-        aspired = [e for e in self.events if isinstance(e, AspiredVersions)]
-        return [[v.version for v in e.versions] for e in aspired]
 
 
 def test_publishes_only_changes(tmp_path: Path) -> None:

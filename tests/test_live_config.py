@@ -13,8 +13,8 @@ from pyserving.adapters.live_config import LiveConfig
 from pyserving.adapters.model_config import PARSE_ERROR_PREFIX, ServerConfig, parse_text
 from pyserving.engine.events import ConfigReloaded
 from tests.servables import GatedLoader
-from tests.test_file_system_source import make_versions
 from tests.util.lifecycle import Lifecycle
+from tests.util.sources import make_versions
 
 
 def config_text(root: Path, **models: str) -> str:
@@ -126,4 +126,19 @@ def test_reload_answers_when_models_are_available_or_failed(root: Path) -> None:
     assert h.serving() == {"a": [3]}
     errors = asyncio.run(h.live.reload(ServerConfig(()), "test"))
     assert errors == [] and h.serving() == {}
+    h.close()
+
+
+def test_an_edit_not_yet_polled_does_not_undo_a_later_reload(root: Path) -> None:
+    """The race behind a flaky e2e test: the file is edited, a ReloadConfig RPC applies
+    another config before the poller reads the edit; the poll must not undo the RPC."""
+    h = Harness(root, config_text(root, a=""))
+    h.file.write_text(config_text(root, a="", b=""))  # written, not yet polled
+    errors = asyncio.run(h.live.reload(parse_text(config_text(root, c="")), "rpc"))
+    assert errors == [] and h.serving() == {"c": [3]}
+    assert not h.live.check_file()  # the edit predates the RPC: the RPC's config stays
+    h.settle()
+    assert h.live.current.names == ["c"] and h.serving() == {"c": [3]}
+    assert h.edit(config_text(root, b=""))  # an edit after the RPC replaces its config
+    assert h.serving() == {"b": [3]}
     h.close()

@@ -12,7 +12,7 @@ pytest.importorskip("s3fs", reason="install pyserving[s3] for object-store suppo
 from pyserving.adapters.sources.object_store import ObjectStore, RemoteStorage, VersionCache
 from pyserving.adapters.sources.storage_path import StoragePathSource
 from tests.s3_server import s3_server, use_s3_server
-from tests.test_file_system_source import Recorder
+from tests.util.sources import Recorder
 
 
 @pytest.fixture

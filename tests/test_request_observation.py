@@ -31,7 +31,7 @@ from pyserving.engine.request_scope import merge_request_scope
 from pyserving.engine.runner import DirectRunner
 from pyserving.engine.servable_map import ServableHandle, ServableMap
 from tests.servables import ConstantServable
-from tests.test_metrics import samples
+from tests.util.metrics import samples
 
 
 class BrokenMetadataServable(ConstantServable):
