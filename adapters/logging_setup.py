@@ -7,6 +7,8 @@ import sys
 
 import structlog
 
+from pyserving.engine.request_scope import merge_request_scope
+
 
 def configure_logging(fmt: str = "json", level: str = "info") -> None:
     renderer: structlog.typing.Processor = (
@@ -17,6 +19,7 @@ def configure_logging(fmt: str = "json", level: str = "info") -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            merge_request_scope,  # the request's id, api and model, read only when writing
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),

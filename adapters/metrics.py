@@ -2,9 +2,9 @@
 
 Lifecycle metrics come only from bus events (`handle`), never from scattered call sites:
 whatever the machines do, the bus reports, so the metrics cannot disagree with the event
-log. Request metrics come from the one gRPC wrapper (`api/grpc_errors.py`) through
-`observe_request`; the batcher reports rejections through `batch_rejected` and its queue
-depths through the callable given to `watch_queue_depths`.
+log. Request metrics come from the request envelope (`api/request_envelope.py`, every
+protocol) through `request_series`; the batcher reports rejections through
+`batch_rejected` and its queue depths through the callable given to `watch_queue_depths`.
 
 Label values stay bounded: model names are the configured ones (anything else a client
 sends is counted as `UNKNOWN_MODEL`), states and event kinds are fixed sets, and no
@@ -21,6 +21,7 @@ in `dashboards/` (the Prometheus end-to-end test queries every panel).
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -265,9 +266,16 @@ class ServingMetrics:
 
     def observe_request(self, model: str, api: str, code: str, seconds: float) -> None:
         """Count one finished request. `api` and `code` must come from fixed sets."""
+        self.request_series(model, api).observe(code, seconds)
+
+    def request_series(self, model: str, api: str) -> RequestSeries:
+        """The children of one (model, api), for a caller that keeps them (the request
+        envelope): no `labels()` look-up per request. Not to be kept (`cacheable` False)
+        for a model that is not configured, whose label may change."""
         label = self.model_label(model)
-        self.requests.labels(label, api, code).inc()
-        self.request_seconds.labels(label, api).observe(seconds)
+        return RequestSeries(
+            self.requests, self.request_seconds.labels(label, api), label, api, label == model
+        )
 
     # -------------------------------------------------------------- batcher side
     def batch_rejected(self, model: str, signature: str, reason: str) -> None:
@@ -316,3 +324,26 @@ class _FunctionCollector(Collector):
 
     def describe(self) -> Iterable[Metric]:
         return []  # computed at scrape time; no names to reserve up front
+
+
+class RequestSeries:
+    """One (model, api)'s request counter children (by code) and latency histogram child."""
+
+    __slots__ = ("_api", "_by_code", "_label", "_requests", "_seconds", "cacheable")
+
+    def __init__(
+        self, requests: Counter, seconds: Any, label: str, api: str, cacheable: bool
+    ) -> None:
+        self._requests = requests
+        self._seconds = seconds
+        self._label = label
+        self._api = api
+        self._by_code: dict[str, Any] = {}
+        self.cacheable = cacheable
+
+    def observe(self, code: str, seconds: float) -> None:
+        child = self._by_code.get(code)
+        if child is None:
+            child = self._by_code[code] = self._requests.labels(self._label, self._api, code)
+        child.inc()
+        self._seconds.observe(seconds)

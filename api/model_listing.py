@@ -15,7 +15,7 @@ import grpc
 from pyserving.adapters.model_config import ServerConfig
 from pyserving.adapters.protos import model_registry_pb2, model_registry_pb2_grpc
 from pyserving.adapters.protos.model_registry_pb2 import ListModelsRequest, ListModelsResponse
-from pyserving.api.grpc_errors import grpc_method
+from pyserving.api.request_envelope import Envelope, add_service
 from pyserving.engine.errors import not_found
 from pyserving.engine.manager import Manager
 from pyserving.engine.servable_map import ServableMap
@@ -39,7 +39,6 @@ class ModelListingService(model_registry_pb2_grpc.ModelRegistryServicer):
         self._config = config
         self._desired_labels = desired_labels
 
-    @grpc_method
     async def ListModels(self, request, context: grpc.aio.ServicerContext):
         config = self._config()
         names = list(config.names)
@@ -72,5 +71,9 @@ class ModelListingService(model_registry_pb2_grpc.ModelRegistryServicer):
         return response
 
 
-def add_to_server(service: ModelListingService, server: grpc.aio.Server) -> None:
-    model_registry_pb2_grpc.add_ModelRegistryServicer_to_server(service, server)
+def add_to_server(
+    service: ModelListingService, server: grpc.aio.Server, envelope: Envelope
+) -> None:
+    add_service(
+        server, envelope, model_registry_pb2.DESCRIPTOR.services_by_name["ModelRegistry"], service
+    )

@@ -12,7 +12,6 @@ from tensorflow_serving.apis import (
 )
 
 from pyserving.adapters.model_config import ConfigError, ServerConfig, from_proto
-from pyserving.api.grpc_errors import grpc_method
 from pyserving.api.model_spec import ModelRequest, parse_model_spec
 from pyserving.engine.errors import Code, ServingError, invalid_argument, not_found
 from pyserving.engine.manager import Manager, VersionStatus
@@ -74,7 +73,6 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         self._map = servable_map
         self._reload = reload
 
-    @grpc_method
     async def GetModelStatus(
         self,
         request: get_model_status_pb2.GetModelStatusRequest,
@@ -83,7 +81,6 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         spec = parse_model_spec(request.model_spec)
         return model_status(self._manager, self._map, spec)
 
-    @grpc_method
     async def HandleReloadConfigRequest(
         self,
         request: model_management_pb2.ReloadConfigRequest,

@@ -1,19 +1,13 @@
-"""Reading and writing TF Serving's ModelSpec."""
+"""Reading TF Serving's ModelSpec into the core's `ModelRequest`."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from tensorflow_serving.apis import model_pb2
 
 from pyserving.engine.errors import invalid_argument
+from pyserving.engine.request_core import ModelRequest, fill_model_spec
 
-
-@dataclass(frozen=True)
-class ModelRequest:
-    name: str
-    version: int | None
-    label: str | None
+__all__ = ["ModelRequest", "fill_model_spec", "parse_model_spec"]
 
 
 def parse_model_spec(spec: model_pb2.ModelSpec) -> ModelRequest:
@@ -26,12 +20,3 @@ def parse_model_spec(spec: model_pb2.ModelSpec) -> ModelRequest:
         version=spec.version.value if has_version else None,
         label=spec.version_label or None,
     )
-
-
-def fill_model_spec(
-    out: model_pb2.ModelSpec, name: str, version: int, signature_name: str | None = None
-) -> None:
-    out.name = name
-    out.version.value = version
-    if signature_name is not None:
-        out.signature_name = signature_name

@@ -1,11 +1,17 @@
-"""tensorflow.serving.PredictionService: Predict, Classify, Regress, MultiInference, metadata."""
+"""tensorflow.serving.PredictionService: a gRPC codec around the request core.
+
+Each method decodes its request into a plan, `RequestCore` runs it against the version the
+request names, and the answer goes back as TF Serving's reply. The request envelope
+(`add_service`) gives every method its request id, error mapping, metrics and drain.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 import grpc
-from google.protobuf.message import Message
+import numpy as np
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -16,20 +22,23 @@ from tensorflow_serving.apis import (
 )
 
 from pyserving.api import tensor_codec
-from pyserving.api.grpc_errors import grpc_method
 from pyserving.api.model_spec import ModelRequest, fill_model_spec, parse_model_spec
-from pyserving.api.request_plans import (
+from pyserving.engine.errors import invalid_argument
+from pyserving.engine.request_core import (
     PlanOptions,
+    Prediction,
+    RequestCore,
     RequestPlan,
+    plan_predict,
+)
+from pyserving.engine.request_plans import (
     multi_inference_model_spec,
     plan_classify,
     plan_multi_inference,
     plan_regress,
 )
-from pyserving.engine.errors import invalid_argument
-from pyserving.engine.inference import check_inputs, check_output_filter, select_signature
-from pyserving.engine.runner import Runner
-from pyserving.engine.servable_map import ServableHandle, ServableMap
+from pyserving.engine.servable import Servable
+from pyserving.engine.servable_map import ServableMap
 
 SIGNATURE_DEF_FIELD = "signature_def"
 
@@ -38,6 +47,30 @@ def _deadline(context: grpc.aio.ServicerContext) -> float | None:
     """The RPC's deadline on the `time.monotonic()` clock, or None when it has none."""
     remaining = context.time_remaining()
     return None if remaining is None else time.monotonic() + remaining
+
+
+def encode_prediction(model: str, prediction: Prediction) -> predict_pb2.PredictResponse:
+    """TF Serving's PredictResponse: the outputs in their typed value fields (AsProtoField,
+    predict_util.cc's default), which clients read as `float_val` or with MakeNdarray."""
+    response = predict_pb2.PredictResponse()
+    fill_model_spec(response.model_spec, model, prediction.version, prediction.signature)
+    outputs = response.outputs
+    for name, array in prediction.outputs.items():
+        tensor_codec.encode(array, outputs[name])
+    return response
+
+
+def predict_plan(
+    servable: Servable, request: predict_pb2.PredictRequest, inputs: Mapping[str, np.ndarray]
+) -> RequestPlan[predict_pb2.PredictResponse]:
+    """A PredictRequest (its inputs already decoded) as a plan answering a PredictResponse."""
+    plan = plan_predict(servable, request.model_spec.signature_name, inputs, request.output_filter)
+    model = request.model_spec.name
+
+    def finish(results: object, version: int) -> predict_pb2.PredictResponse:
+        return encode_prediction(model, plan.finish(results, version))  # type: ignore[arg-type]
+
+    return RequestPlan(plan.calls, finish)
 
 
 def model_metadata(
@@ -60,85 +93,57 @@ def model_metadata(
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(
-        self,
-        servable_map: ServableMap,
-        runner: Runner,
-        max_elements: int,
-        plan_options: PlanOptions | None = None,
-    ) -> None:
-        self._map = servable_map
-        self._runner = runner
-        self._max_elements = max_elements
-        self._plan_options = plan_options or PlanOptions(max_elements=max_elements)
+    def __init__(self, core: RequestCore, options: PlanOptions) -> None:
+        self._core = core
+        self._options = options
 
-    @grpc_method
     async def Predict(
         self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext
     ) -> predict_pb2.PredictResponse:
         spec = parse_model_spec(request.model_spec)
-        inputs = tensor_codec.decode_inputs(request.inputs, self._max_elements)
-        output_filter = list(request.output_filter)
-        with self._map.acquire(spec.name, spec.version, spec.label) as handle:
-            signature = select_signature(handle.servable, request.model_spec.signature_name)
-            check_inputs(signature, inputs)
-            check_output_filter(signature, output_filter)
-            outputs = await self._runner.run(
-                handle, signature.name, inputs, output_filter, deadline=_deadline(context)
-            )
-        response = predict_pb2.PredictResponse()
-        fill_model_spec(response.model_spec, spec.name, handle.version, signature.name)
-        for name, array in outputs.items():
-            tensor_codec.encode(array, response.outputs[name])
-        return response
+        inputs = tensor_codec.decode_inputs(request.inputs, self._options.max_elements)
+        return await self._core.execute(
+            spec, lambda servable: predict_plan(servable, request, inputs), _deadline(context)
+        )
 
-    @grpc_method
     async def GetModelMetadata(
         self,
         request: get_model_metadata_pb2.GetModelMetadataRequest,
         context: grpc.aio.ServicerContext,
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
         spec = parse_model_spec(request.model_spec)
-        return model_metadata(self._map, spec, list(request.metadata_field))
+        return model_metadata(self._core.servable_map, spec, list(request.metadata_field))
 
-    async def _run_plan(
-        self, handle: ServableHandle, plan: RequestPlan, deadline: float | None
-    ) -> Message:
-        results = [
-            await self._runner.run(
-                handle, call.signature, call.inputs, call.output_filter, deadline=deadline
-            )
-            for call in plan.calls
-        ]
-        return plan.finish(results, handle.version)
-
-    @grpc_method
     async def Classify(
         self,
         request: classification_pb2.ClassificationRequest,
         context: grpc.aio.ServicerContext,
     ) -> classification_pb2.ClassificationResponse:
         spec = parse_model_spec(request.model_spec)
-        with self._map.acquire(spec.name, spec.version, spec.label) as handle:
-            plan = plan_classify(handle.servable, request, self._plan_options)
-            return await self._run_plan(handle, plan, _deadline(context))
+        return await self._core.execute(
+            spec,
+            lambda servable: plan_classify(servable, request, self._options),
+            _deadline(context),
+        )
 
-    @grpc_method
     async def Regress(
         self, request: regression_pb2.RegressionRequest, context: grpc.aio.ServicerContext
     ) -> regression_pb2.RegressionResponse:
         spec = parse_model_spec(request.model_spec)
-        with self._map.acquire(spec.name, spec.version, spec.label) as handle:
-            plan = plan_regress(handle.servable, request, self._plan_options)
-            return await self._run_plan(handle, plan, _deadline(context))
+        return await self._core.execute(
+            spec,
+            lambda servable: plan_regress(servable, request, self._options),
+            _deadline(context),
+        )
 
-    @grpc_method
     async def MultiInference(
         self,
         request: inference_pb2.MultiInferenceRequest,
         context: grpc.aio.ServicerContext,
     ) -> inference_pb2.MultiInferenceResponse:
         spec = parse_model_spec(multi_inference_model_spec(request))
-        with self._map.acquire(spec.name, spec.version, spec.label) as handle:
-            plan = plan_multi_inference(handle.servable, request, self._plan_options)
-            return await self._run_plan(handle, plan, _deadline(context))
+        return await self._core.execute(
+            spec,
+            lambda servable: plan_multi_inference(servable, request, self._options),
+            _deadline(context),
+        )

@@ -1,10 +1,11 @@
 """TF Serving's REST API on the HTTP port: `/v1/models/...` status, metadata, predict,
 classify and regress (TF Serving's http_rest_api_handler.cc and http_rest_api_util.cc).
 
-Every request goes through the same serving map, signature checks, request plans and
-runner (so the same batching) as gRPC, and is counted in the same request metrics with
-the gRPC status name as its code. Errors are `{"error": "..."}` with TF Serving's
-mapping of canonical codes to HTTP statuses (http_server.cc, ToHTTPStatusCode).
+A codec around the same request core as gRPC (so the same signature checks, plans and
+batching) inside the same request envelope (request id, metrics with the gRPC status
+name as the code, drain, and --rest_api_timeout_in_ms as the deadline that reaches the
+runner: a timed-out request is dropped from its batch). Errors are `{"error": "..."}`
+with TF Serving's mapping of canonical codes to HTTP statuses.
 
 Paths are matched with TF Serving's regular expressions on the raw (still
 percent-encoded) path; the model name and label are then decoded and only ever looked
@@ -17,8 +18,7 @@ import asyncio
 import inspect
 import re
 import time
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -31,16 +31,24 @@ from google.protobuf.message import Message
 from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, regression_pb2
 
 from pyserving.api import rest_codec
-from pyserving.api.grpc_errors import RequestObserver
 from pyserving.api.model_service import model_status
-from pyserving.api.model_spec import ModelRequest
 from pyserving.api.prediction_service import model_metadata
-from pyserving.api.request_plans import PlanOptions, RequestPlan, plan_classify, plan_regress
+from pyserving.api.request_envelope import HTTP_STATUS, Envelope, http_status
 from pyserving.engine.errors import Code, ServingError, invalid_argument
-from pyserving.engine.inference import check_inputs, select_signature
 from pyserving.engine.manager import Manager
-from pyserving.engine.runner import Runner
-from pyserving.engine.servable_map import ServableMap
+from pyserving.engine.request_core import (
+    ModelRequest,
+    PlanOptions,
+    RequestCore,
+    RequestPlan,
+    plan_predict,
+)
+from pyserving.engine.request_plans import plan_classify, plan_regress
+from pyserving.engine.request_scope import RequestScope
+from pyserving.engine.servable import Servable
+from pyserving.engine.signature_checks import check_inputs, select_signature
+
+__all__ = ["HTTP_STATUS", "RestApi", "RestOptions", "parse_call"]
 
 log = structlog.get_logger("pyserving.rest")
 
@@ -57,26 +65,6 @@ _VERSION_AND_LABEL = re.compile(
     r"/v1/models/[^/:]+/(?:versions/[^/:]+/labels|labels/[^/:]+/versions)/", re.IGNORECASE
 )
 
-# TF Serving's ToHTTPStatusCode (model_servers/http_server.cc).
-HTTP_STATUS = {
-    "OK": 200,
-    "CANCELLED": 499,
-    "UNKNOWN": 500,
-    "INVALID_ARGUMENT": 400,
-    "DEADLINE_EXCEEDED": 504,
-    "NOT_FOUND": 404,
-    "ALREADY_EXISTS": 409,
-    "PERMISSION_DENIED": 403,
-    "RESOURCE_EXHAUSTED": 429,
-    "FAILED_PRECONDITION": 400,
-    "ABORTED": 409,
-    "OUT_OF_RANGE": 400,
-    "UNIMPLEMENTED": 501,
-    "INTERNAL": 500,
-    "UNAVAILABLE": 503,
-    "DATA_LOSS": 500,
-    "UNAUTHENTICATED": 401,
-}
 CORS_HEADERS = {  # TF Serving's AddCORSHeaders
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "POST, GET",
@@ -92,11 +80,8 @@ API_LABELS = {
     "metadata": "rest_model_metadata",
     "malformed": "rest_malformed",
 }
+REQUEST_ID = "x-request-id"
 OFF_LOOP_BYTES = 256 * 1024  # bodies at least this big are decoded off the event loop
-
-
-def http_status(code_name: str) -> int:
-    return HTTP_STATUS.get(code_name, 500)
 
 
 @dataclass(frozen=True)
@@ -116,70 +101,45 @@ class _Call:
 
 
 class RestApi:
+    """The REST codec: a path and JSON body in, the request core's answer out as JSON."""
+
     def __init__(
-        self,
-        servable_map: ServableMap,
-        manager: Manager,
-        runner: Runner,
-        options: RestOptions,
-        observe: RequestObserver | None = None,
+        self, core: RequestCore, manager: Manager, envelope: Envelope, options: RestOptions
     ) -> None:
-        self._map = servable_map
+        self._core = core
+        self._map = core.servable_map
         self._manager = manager
-        self._runner = runner
+        self._envelope = envelope
         self._options = options
-        self._observe = observe
+        self._timeout_s = options.timeout_s if options.timeout_s > 0 else None
         self._slots = asyncio.Semaphore(max(1, options.max_concurrent))
+        self._headers = {"Content-Type": JSON, **(CORS_HEADERS if options.cors else {})}
 
     def routes(self) -> list[web.RouteDef]:
         return [web.route("*", "/v1/{tail:.*}", self.handle), web.route("*", "/v1", self.handle)]
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        started = time.perf_counter()
-        path = request.raw_path.split("?", 1)[0]
-        call = _Call("malformed", None)
-        code = "OK"
-        headers = {"Content-Type": JSON, **(CORS_HEADERS if self._options.cors else {})}
-        with structlog.contextvars.bound_contextvars(
-            request_id=_request_id(request), api="rest", model=""
-        ):
-            try:
-                if request.method == "OPTIONS" and self._options.cors:
-                    return web.Response(status=204, headers=headers)  # CORS preflight
-                call = parse_call(request.method, path)
-                structlog.contextvars.bind_contextvars(
-                    api=API_LABELS[call.kind], model=call.spec.name if call.spec else ""
-                )
-                body = await self._read_body(request)
-                reply = await self._with_deadline(self._answer(call, body))
-                return web.Response(body=reply, headers=headers)
-            except ServingError as exc:
-                code = exc.code.name
-                response = web.Response(
-                    status=getattr(exc, "http_status", None) or http_status(code),
-                    body=rest_codec.error_body(exc.message),
-                    headers=headers,
-                )
-                if isinstance(exc, BodyTooLarge):
-                    response.force_close()  # the unread rest of the body is not drained
-                return response
-            except Exception:
-                code = Code.INTERNAL.name
-                log.exception("request_failed")
-                return web.Response(
-                    status=500,
-                    body=rest_codec.error_body("internal error; the server log has the details"),
-                    headers=headers,
-                )
-            finally:
-                seconds = time.perf_counter() - started
-                log.debug("request_finished", code=code, seconds=round(seconds, 6))
-                if self._observe is not None:
-                    try:
-                        model = call.spec.name if call.spec else ""
-                        self._observe(model, API_LABELS[call.kind], code, seconds)
-                    except Exception:  # metrics must never fail a request
-                        log.exception("request_observer_failed")
+        headers = self._headers
+        if request.method == "OPTIONS" and self._options.cors:
+            return web.Response(status=204, headers=headers)  # CORS preflight
+        scope = RequestScope(API_LABELS["malformed"], "", lambda: request.headers.get(REQUEST_ID))
+        try:
+            reply = await self._envelope.run(
+                scope,
+                self._answer,
+                scope,
+                request,
+                timeout_s=self._timeout_s,
+                timeout_flag="--rest_api_timeout_in_ms",
+            )
+            return web.Response(body=reply, headers=headers)
+        except ServingError as exc:
+            response = web.Response(
+                status=http_status(exc), body=rest_codec.error_body(exc.message), headers=headers
+            )
+            if isinstance(exc, BodyTooLarge):
+                response.force_close()  # the unread rest of the body is not drained
+            return response
 
     async def _read_body(self, request: web.Request) -> bytes:
         """The body, refused unread (Content-Length) or at the limit (chunked) when too big."""
@@ -194,23 +154,12 @@ class RestApi:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _with_deadline(self, work: Awaitable[bytes]) -> bytes:
-        """Run `work` under --rest_api_timeout_in_ms. On timeout the reply is 504 at once,
-        but the work is left to finish: it holds its version until its model call ends,
-        so a version is never unloaded under a running call."""
-        task = asyncio.ensure_future(work)
-        timeout = self._options.timeout_s if self._options.timeout_s > 0 else None
-        done, _ = await asyncio.wait({task}, timeout=timeout)
-        if task in done:
-            return task.result()
-        task.add_done_callback(_discard_result)
-        raise ServingError(
-            Code.DEADLINE_EXCEEDED,
-            f"Deadline exceeded: no answer within {timeout * 1000:.0f} ms "
-            "(--rest_api_timeout_in_ms)",
-        )
-
-    async def _answer(self, call: _Call, body: bytes) -> bytes:
+    async def _answer(self, scope: RequestScope, request: web.Request) -> bytes:
+        call = parse_call(request.method, request.raw_path.split("?", 1)[0])
+        scope.api = API_LABELS[call.kind]
+        scope.model = call.spec.name if call.spec else ""
+        body = await self._read_body(request)
+        deadline = None if self._timeout_s is None else time.monotonic() + self._timeout_s
         async with self._slots:
             spec = call.spec
             if call.kind == "status":
@@ -219,43 +168,48 @@ class RestApi:
                 return _metadata_json(model_metadata(self._map, spec, []))
             doc = await _off_loop_if_big(len(body), rest_codec.parse_body, body)
             if call.kind == "predict":
-                return await self._predict(spec, doc, len(body))
-            return await self._classify_or_regress(call.kind, spec, doc)
+                return await self._predict(spec, doc, len(body), deadline)
+            return await self._classify_or_regress(call.kind, spec, doc, deadline)
 
-    async def _predict(self, spec: ModelRequest, doc: dict[str, Any], size: int) -> bytes:
+    async def _predict(
+        self, spec: ModelRequest, doc: dict[str, Any], size: int, deadline: float | None
+    ) -> bytes:
         name = rest_codec.signature_name(doc)
         limit = self._options.plan_options.max_elements
-        with self._map.acquire(spec.name, spec.version, spec.label) as handle:
-            signature = select_signature(handle.servable, name)
+        columnar = False
+
+        async def planner(servable: Servable) -> RequestPlan[Any]:
+            nonlocal columnar
+            signature = select_signature(servable, name)
             inputs, columnar = await _off_loop_if_big(
                 size, rest_codec.decode_predict, doc, signature, limit
             )
             check_inputs(signature, inputs)
-            outputs = await self._runner.run(handle, signature.name, inputs, ())
+            return plan_predict(servable, signature.name, inputs, ())
+
+        prediction = await self._core.execute(spec, planner, deadline)
+        outputs = prediction.outputs
         return await _off_loop_if_big(
             sum(a.nbytes for a in outputs.values()), rest_codec.encode_predict, outputs, columnar
         )
 
     async def _classify_or_regress(
-        self, kind: str, spec: ModelRequest, doc: dict[str, Any]
+        self, kind: str, spec: ModelRequest, doc: dict[str, Any], deadline: float | None
     ) -> bytes:
         request: Message
         if kind == "classify":
             request = classification_pb2.ClassificationRequest()
-            planner: Callable[..., RequestPlan] = plan_classify
+            planner: Callable[..., RequestPlan[Message]] = plan_classify
         else:
             request = regression_pb2.RegressionRequest()
             planner = plan_regress
         request.model_spec.name = spec.name
         request.model_spec.signature_name = rest_codec.signature_name(doc)
         request.input.CopyFrom(rest_codec.examples_input(doc, kind))
-        with self._map.acquire(spec.name, spec.version, spec.label) as handle:
-            plan = planner(handle.servable, request, self._options.plan_options)
-            results = [
-                await self._runner.run(handle, c.signature, c.inputs, c.output_filter)
-                for c in plan.calls
-            ]
-            response = plan.finish(results, handle.version)
+        options = self._options.plan_options
+        response = await self._core.execute(
+            spec, lambda servable: planner(servable, request, options), deadline
+        )
         if kind == "classify":
             return rest_codec.encode_classification(response.result)
         return rest_codec.encode_regression(response.result)
@@ -328,16 +282,6 @@ async def _off_loop_if_big(size: int, function: Callable[..., Any], *args: Any) 
     if size >= OFF_LOOP_BYTES:
         return await asyncio.to_thread(function, *args)
     return function(*args)
-
-
-def _discard_result(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()  # retrieved, so asyncio does not log it as never retrieved
-
-
-def _request_id(request: web.Request) -> str:
-    value = re.sub(r"[^A-Za-z0-9._:-]", "", request.headers.get("x-request-id", ""))[:64]
-    return value or uuid.uuid4().hex[:16]
 
 
 def _json_options() -> dict[str, bool]:

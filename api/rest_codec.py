@@ -27,8 +27,8 @@ from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow_serving.apis import classification_pb2, input_pb2, regression_pb2
 
 from pyserving.engine.errors import Code, ServingError, invalid_argument
-from pyserving.engine.inference import dtype_name
 from pyserving.engine.servable import Signature
+from pyserving.engine.signature_checks import dtype_name
 
 INSTANCES = "instances"
 INPUTS = "inputs"

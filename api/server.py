@@ -5,7 +5,6 @@ Everything stateful is created here and passed down; nothing below keeps global 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
 import hashlib
@@ -14,7 +13,7 @@ import signal
 import tempfile
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import structlog
@@ -22,9 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from tensorflow_serving.apis import (
     model_service_pb2,
-    model_service_pb2_grpc,
     prediction_service_pb2,
-    prediction_service_pb2_grpc,
 )
 
 import pyserving
@@ -52,22 +49,21 @@ from pyserving.adapters.sources.object_store import (
 )
 from pyserving.adapters.sources.storage_path import LocalStorage, VersionStorage
 from pyserving.api import model_listing
-from pyserving.api.draining import DrainGate
 from pyserving.api.flag_compat import (
     FlagError,
     grpc_channel_arguments,
     refused_flags,
     tensorflow_threads,
 )
-from pyserving.api.grpc_errors import attach_request_observer
+from pyserving.api.flags import ServerOptions
 from pyserving.api.health import HealthService
 from pyserving.api.http_server import HttpServer, metrics_routes, probe_routes
 from pyserving.api.model_service import ModelService
 from pyserving.api.monitoring_config import MonitoringConfigError, load_monitoring_config
 from pyserving.api.prediction_service import PredictionService
-from pyserving.api.request_decoding import DecodeGuard
-from pyserving.api.request_plans import PlanOptions
+from pyserving.api.request_envelope import Envelope, add_service
 from pyserving.api.rest_api import RestApi, RestOptions
+from pyserving.api.tensor_codec import elements_within
 from pyserving.api.tls import TlsConfigError, load_ssl_config
 from pyserving.api.warmup_replay import make_replay
 from pyserving.engine.batching import BatchingRunner
@@ -75,6 +71,7 @@ from pyserving.engine.bus import EventBus
 from pyserving.engine.events import Event, ServerStarted, ServerStopped, ShutdownRequested
 from pyserving.engine.manager import Manager, RetryPolicy
 from pyserving.engine.policy import POLICIES
+from pyserving.engine.request_core import PlanOptions, RequestCore
 from pyserving.engine.runner import DirectRunner, Runner
 from pyserving.engine.servable_map import ServableMap
 
@@ -82,14 +79,12 @@ __all__ = ["ModelConfig", "ModelServer", "StartupError", "models_from_flags", "s
 
 log = structlog.get_logger("pyserving.server")
 
-_Servicer = TypeVar("_Servicer")
-
 
 class StartupError(Exception):
     """The server cannot start as configured; the message says what to change."""
 
 
-def models_from_flags(options: argparse.Namespace) -> ServerConfig:
+def models_from_flags(options: ServerOptions) -> ServerConfig:
     """--model_config_file when given (as TF Serving, it overrides --model_name/_base_path)."""
     if options.model_config_file:
         try:
@@ -109,7 +104,7 @@ def config_digest(config: ServerConfig) -> str:
     return hashlib.sha256(repr(config).encode()).hexdigest()
 
 
-def event_log_from_flags(options: argparse.Namespace) -> EventLogWriter | None:
+def event_log_from_flags(options: ServerOptions) -> EventLogWriter | None:
     if not options.event_log:
         return None
     return EventLogWriter(
@@ -121,15 +116,15 @@ def event_log_from_flags(options: argparse.Namespace) -> EventLogWriter | None:
     )
 
 
-def plan_options(options: argparse.Namespace) -> PlanOptions:
+def plan_options(options: ServerOptions) -> PlanOptions:
     return PlanOptions(
         method_name_check=options.enable_signature_method_name_check,
-        max_elements=options.grpc_max_message_bytes,
+        max_elements=elements_within(options.grpc_max_message_bytes),
     )
 
 
 def loaders_from_flags(
-    options: argparse.Namespace,
+    options: ServerOptions,
     publish: Callable[[Event], object],
     platform_of: Callable[[str], str],
 ) -> ModelLoaders:
@@ -149,7 +144,7 @@ def loaders_from_flags(
 
 
 def runner_from_flags(
-    options: argparse.Namespace,
+    options: ServerOptions,
     publish: Callable[[Event], Any],
     on_reject: Callable[[str, str, str], None] | None = None,
 ) -> Runner:
@@ -179,7 +174,7 @@ def runner_from_flags(
 
 
 class ModelServer:
-    def __init__(self, options: argparse.Namespace) -> None:
+    def __init__(self, options: ServerOptions) -> None:
         self.options = options
         self._init_transport()  # before anything loads: TensorFlow's threads are set here
         self.config = models_from_flags(options)
@@ -225,7 +220,6 @@ class ModelServer:
             config_poll_wait_s=options.model_config_file_poll_wait_seconds,
             storage_for=self._storage,
         )
-        self.drain = DrainGate()
         self.health = HealthService(self.servable_map, self.live_config.model_names)
         self.grpc_server: grpc.aio.Server | None = None
         self.port = 0
@@ -254,6 +248,9 @@ class ModelServer:
             version_states=self.manager.states,
         )
         self.bus.subscribe(self.metrics.handle)
+        # Every protocol's requests pass through this one envelope (drain, ids, metrics).
+        self.envelope = Envelope(series=self.metrics.request_series)
+        self.core = RequestCore(self.servable_map, self.runner)
         if isinstance(self.runner, BatchingRunner):
             self.metrics.watch_queue_depths(self.runner.queue_depths)
         self.http_server: HttpServer | None = None
@@ -300,9 +297,9 @@ class ModelServer:
     def _rest_api(self) -> RestApi:
         options = self.options
         return RestApi(
-            self.servable_map,
+            self.core,
             self.manager,
-            self.runner,
+            self.envelope,
             RestOptions(
                 timeout_s=options.rest_api_timeout_in_ms / 1000,
                 max_body_bytes=options.grpc_max_message_bytes,
@@ -310,12 +307,7 @@ class ModelServer:
                 cors=options.rest_api_enable_cors_support,
                 plan_options=plan_options(options),
             ),
-            observe=self.metrics.observe_request,
         )
-
-    def _observed(self, servicer: _Servicer) -> _Servicer:
-        attach_request_observer(servicer, self.metrics.observe_request)
-        return servicer
 
     async def _start_http(self) -> None:
         if not self.options.rest_api_port:
@@ -358,14 +350,13 @@ class ModelServer:
         self.bus.publish(
             ServerStarted(
                 pyserving_version=pyserving.__version__,
-                flags={k: v for k, v in sorted(vars(self.options).items()) if k != "func"},
+                flags=dict(sorted(dataclasses.asdict(self.options).items())),
                 models=tuple(self.config.names),
                 config_digest=config_digest(self.config),
             )
         )
         max_bytes = self.options.grpc_max_message_bytes
         server = grpc.aio.server(
-            interceptors=[self.drain, DecodeGuard()],
             options=[
                 ("grpc.max_receive_message_length", max_bytes),
                 ("grpc.max_send_message_length", max_bytes),
@@ -373,22 +364,17 @@ class ModelServer:
             ],
             maximum_concurrent_rpcs=self.options.grpc_max_threads or None,
         )
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            self._observed(
-                PredictionService(
-                    self.servable_map,
-                    self.runner,
-                    max_elements=max_bytes,
-                    plan_options=plan_options(self.options),
-                )
-            ),
+        add_service(
             server,
+            self.envelope,
+            prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"],
+            PredictionService(self.core, plan_options(self.options)),
         )
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            self._observed(
-                ModelService(self.manager, self.servable_map, reload=self.live_config.reload)
-            ),
+        add_service(
             server,
+            self.envelope,
+            model_service_pb2.DESCRIPTOR.services_by_name["ModelService"],
+            ModelService(self.manager, self.servable_map, reload=self.live_config.reload),
         )
         model_listing.add_to_server(
             model_listing.ModelListingService(
@@ -398,6 +384,7 @@ class ModelServer:
                 self.manager.serving.desired,
             ),
             server,
+            self.envelope,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -434,9 +421,9 @@ class ModelServer:
         if self.grpc_server is not None:
             grace = self.options.shutdown_grace_seconds
             started = time.monotonic()
-            self.drain.start_draining()
-            if not await self.drain.wait_quiet(grace):
-                log.error("shutdown_grace_expired", active_requests=self.drain.active)
+            self.envelope.start_draining()
+            if not await self.envelope.wait_quiet(grace):
+                log.error("shutdown_grace_expired", active_requests=self.envelope.active)
             await self.grpc_server.stop(grace=max(0.0, grace - (time.monotonic() - started)))
         self.bus.publish(ShutdownRequested(reason=reason))
         await asyncio.to_thread(self._wait_unloaded, self.options.shutdown_grace_seconds + 30)
@@ -467,7 +454,7 @@ class ModelServer:
         )
 
 
-async def serve(options: argparse.Namespace) -> int:
+async def serve(options: ServerOptions) -> int:
     server = ModelServer(options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

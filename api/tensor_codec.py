@@ -14,7 +14,8 @@ import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
 from pyserving.engine.errors import Code, ServingError, invalid_argument
-from pyserving.engine.inference import dtype_name
+from pyserving.engine.request_core import DEFAULT_MAX_ELEMENTS
+from pyserving.engine.signature_checks import dtype_name
 
 # DataType → (numpy dtype, typed value field). Strings are object arrays of bytes.
 _DTYPES: dict[int, tuple[np.dtype, str]] = {
@@ -38,7 +39,16 @@ _BY_NUMPY: dict[np.dtype, int] = {
     dtype: enum for enum, (dtype, _) in _DTYPES.items() if dtype != np.dtype(object)
 }
 
-DEFAULT_MAX_ELEMENTS = 1 << 28  # 256 Mi elements: beyond this a request is refused unread
+
+def elements_within(message_bytes: int) -> int:
+    """The most elements one request tensor may claim when messages are `message_bytes`.
+
+    Every element a message really carries takes at least a byte on the wire (a packed
+    bool, a string's length prefix), but a TensorProto may give fewer values than its shape
+    holds (the last one repeats), so a tiny message could claim any allocation. Capping the
+    claimed elements at the message size limit keeps what a request may allocate
+    proportional to what the server agreed to receive."""
+    return max(1, message_bytes)
 
 
 def shape_text(shape: tuple[int, ...]) -> str:

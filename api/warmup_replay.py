@@ -1,4 +1,5 @@
-"""How warm-up answers a recorded PredictionLog: through the same plans as live requests.
+"""How warm-up answers a recorded PredictionLog: the same plans as live requests, run by
+the request core's executor on the load thread (`run_now`), before the version serves.
 
 TF Serving replays predict, classify, regress and multi-inference logs; the record's
 model name and version are ignored (the version being loaded answers), its signature
@@ -9,18 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tensorflow_serving.apis import prediction_log_pb2
+from google.protobuf.message import Message
+from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from pyserving.api.request_plans import (
-    PlanOptions,
-    RequestPlan,
-    plan_classify,
-    plan_multi_inference,
-    plan_predict,
-    plan_regress,
-    run_sync,
-)
+from pyserving.api import tensor_codec
+from pyserving.api.prediction_service import predict_plan
 from pyserving.engine.errors import Code, ServingError
+from pyserving.engine.request_core import PlanOptions, RequestPlan, run_now
+from pyserving.engine.request_plans import plan_classify, plan_multi_inference, plan_regress
 from pyserving.engine.servable import Servable
 
 
@@ -30,17 +27,25 @@ def make_replay(
     """The warm-up `Replay` for a server with these request options."""
 
     def replay(servable: Servable, record: prediction_log_pb2.PredictionLog, version: int) -> None:
-        run_sync(servable, plan_for(servable, record, options), version)
+        run_now(servable, plan_for(servable, record, options), version)
 
     return replay
 
 
+def predict_request_plan(
+    servable: Servable, request: predict_pb2.PredictRequest, options: PlanOptions
+) -> RequestPlan[predict_pb2.PredictResponse]:
+    """A recorded PredictRequest as the plan a live one would be (decoded, then checked)."""
+    inputs = tensor_codec.decode_inputs(request.inputs, options.max_elements)
+    return predict_plan(servable, request, inputs)
+
+
 def plan_for(
     servable: Servable, record: prediction_log_pb2.PredictionLog, options: PlanOptions
-) -> RequestPlan:
+) -> RequestPlan[Message]:
     kind = record.WhichOneof("log_type")
     if kind == "predict_log":
-        return plan_predict(servable, record.predict_log.request, options)
+        return predict_request_plan(servable, record.predict_log.request, options)  # type: ignore[return-value]
     if kind == "classify_log":
         return plan_classify(servable, record.classify_log.request, options)
     if kind == "regress_log":

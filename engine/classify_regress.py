@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from pyserving.engine.errors import invalid_argument
-from pyserving.engine.inference import DEFAULT_SIGNATURE, dtype_name
 from pyserving.engine.servable import Servable, Signature
+from pyserving.engine.signature_checks import DEFAULT_SIGNATURE, dtype_name
 
 PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"

@@ -17,16 +17,11 @@ from tensorflow_serving.apis import (
 )
 
 from pyserving.adapters.loaders.tensorflow_loader import TensorFlowLoader, TensorFlowServable
-from pyserving.api.request_plans import (
-    PlanOptions,
-    plan_classify,
-    plan_multi_inference,
-    plan_predict,
-    plan_regress,
-    run_sync,
-)
-from pyserving.api.tf_example_input import serialized_examples
+from pyserving.api.warmup_replay import predict_request_plan
 from pyserving.engine.errors import Code, ServingError
+from pyserving.engine.example_input import serialized_examples
+from pyserving.engine.request_core import PlanOptions, run_now
+from pyserving.engine.request_plans import plan_classify, plan_multi_inference, plan_regress
 from tests.example_models import (
     LABELS,
     example,
@@ -92,7 +87,7 @@ def test_empty_input_is_refused() -> None:
 @pytest.mark.parametrize("style", ["tf1", "tf2"])
 def test_classify_shapes_results_as_tf_serving(style: str, request: pytest.FixtureRequest) -> None:
     servable = request.getfixturevalue(style)
-    reply = run_sync(servable, plan_classify(servable, classify_request(), UNCHECKED), 7)
+    reply = run_now(servable, plan_classify(servable, classify_request(), UNCHECKED), 7)
     assert reply.model_spec.name == "m" and reply.model_spec.version.value == 7
     assert reply.model_spec.signature_name == "serving_default"
     assert len(reply.result.classifications) == 2
@@ -109,7 +104,7 @@ def test_classify_with_context_uses_the_context_features(tf1: TensorFlowServable
     with_context = request.input.example_list_with_context
     with_context.context.CopyFrom(example(0.0, bias=-3.0))
     with_context.examples.extend([example(1.0), example(2.0)])
-    reply = run_sync(tf1, plan_classify(tf1, request, CHECKED), 1)
+    reply = run_now(tf1, plan_classify(tf1, request, CHECKED), 1)
     for x, classifications in zip((1.0, 2.0), reply.result.classifications, strict=True):
         got = [c.score for c in classifications.classes]
         np.testing.assert_allclose(got, expected_scores(x, bias=-3.0), rtol=1e-5)
@@ -122,7 +117,7 @@ def test_regress_gives_one_value_per_example(
     style: str, signature: str, request: pytest.FixtureRequest
 ) -> None:
     servable = request.getfixturevalue(style)
-    reply = run_sync(servable, plan_regress(servable, regress_request(signature), UNCHECKED), 3)
+    reply = run_now(servable, plan_regress(servable, regress_request(signature), UNCHECKED), 3)
     assert [r.value for r in reply.result.regressions] == [expected_z(1.0), expected_z(3.0)]
     assert reply.model_spec.signature_name == signature
 
@@ -132,7 +127,7 @@ def test_predict_signature_of_tf1_model(tf1: TensorFlowServable) -> None:
     request.model_spec.name = "m"
     request.model_spec.signature_name = "predict_x"
     request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([1.0, 4.0], np.float32)))
-    reply = run_sync(tf1, plan_predict(tf1, request, CHECKED), 1)
+    reply = run_now(tf1, predict_request_plan(tf1, request, CHECKED), 1)
     assert list(reply.outputs["y"].float_val) == [2.0, 8.0]
 
 
@@ -160,10 +155,10 @@ def test_wrong_kind_of_signature(tf1: TensorFlowServable, tf2: TensorFlowServabl
 
 def test_mismatched_output_shapes(tf1: TensorFlowServable) -> None:
     bad_scores = plan_classify(tf1, classify_request("classify_bad_scores"), UNCHECKED)
-    error = error_of(lambda: run_sync(tf1, bad_scores, 1))
+    error = error_of(lambda: run_now(tf1, bad_scores, 1))
     assert error.message == "Expected Tensor shape: [batch_size num_classes] but got [2]"
     two_columns = plan_regress(tf1, regress_request("regress_two_columns"), UNCHECKED)
-    error = error_of(lambda: run_sync(tf1, two_columns, 1))
+    error = error_of(lambda: run_now(tf1, two_columns, 1))
     assert error.message == (
         "Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got [2,2]"
     )
@@ -172,7 +167,7 @@ def test_mismatched_output_shapes(tf1: TensorFlowServable) -> None:
 def test_example_missing_a_required_feature_is_the_clients_error(tf1: TensorFlowServable) -> None:
     request = classify_request()
     request.input.example_list.examples[0].features.feature.pop("x")
-    error = error_of(lambda: run_sync(tf1, plan_classify(tf1, request, CHECKED), 1))
+    error = error_of(lambda: run_now(tf1, plan_classify(tf1, request, CHECKED), 1))
     assert error.code is Code.INVALID_ARGUMENT and "x" in error.message
 
 
@@ -193,7 +188,7 @@ REGRESS = "tensorflow/serving/regress"
 
 def test_multi_inference_runs_each_task_on_the_same_input(tf1: TensorFlowServable) -> None:
     request = multi_request(("classify_x", CLASSIFY), ("regress_x", REGRESS))
-    reply = run_sync(tf1, plan_multi_inference(tf1, request, CHECKED), 4)
+    reply = run_now(tf1, plan_multi_inference(tf1, request, CHECKED), 4)
     classify, regress = reply.results
     assert classify.model_spec.signature_name == "classify_x"
     assert classify.model_spec.version.value == 4

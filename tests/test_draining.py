@@ -1,4 +1,4 @@
-"""The drain gate on a real grpc.aio server: calls being handled finish, new ones get
+"""The request envelope's drain on a real grpc.aio server: calls being handled finish, new ones get
 UNAVAILABLE, health keeps answering, and the gate reports when all is quiet."""
 
 from __future__ import annotations
@@ -7,12 +7,12 @@ import asyncio
 
 import grpc
 
-from pyserving.api.draining import DrainGate
+from pyserving.api.request_envelope import Envelope, method_handler
 
 
 def test_drain_finishes_handled_calls_and_refuses_new_ones() -> None:
     async def scenario() -> None:
-        gate = DrainGate()
+        gate = Envelope()
         release = asyncio.Event()
         entered = asyncio.Event()
 
@@ -24,14 +24,19 @@ def test_drain_finishes_handled_calls_and_refuses_new_ones() -> None:
         async def check(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             return b"serving"
 
-        def handlers(service: str, method: str, behavior) -> grpc.GenericRpcHandler:
-            return grpc.method_handlers_generic_handler(
-                service, {method: grpc.unary_unary_rpc_method_handler(behavior)}
-            )
+        def identity(raw: bytes) -> bytes:
+            return raw
 
-        server = grpc.aio.server(interceptors=[gate])
+        slow_handler = method_handler(gate, "/test.Slow/Call", slow, identity, identity)
+        server = grpc.aio.server()
         server.add_generic_rpc_handlers(
-            (handlers("test.Slow", "Call", slow), handlers("grpc.health.v1.Health", "Check", check))
+            (
+                grpc.method_handlers_generic_handler("test.Slow", {"Call": slow_handler}),
+                # health is not behind the envelope: it keeps answering while draining
+                grpc.method_handlers_generic_handler(
+                    "grpc.health.v1.Health", {"Check": grpc.unary_unary_rpc_method_handler(check)}
+                ),
+            )
         )
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()

@@ -20,9 +20,11 @@ from pyserving.adapters.loaders.platforms import (
 )
 from pyserving.adapters.loaders.python_loader import PythonLoader, PythonModelError
 from pyserving.adapters.sources.storage_path import StoragePathSource
-from pyserving.api.request_plans import PlanOptions, plan_predict, plan_regress, run_sync
+from pyserving.api.warmup_replay import predict_request_plan
 from pyserving.engine.errors import Code, ServingError
-from pyserving.engine.inference import check_inputs
+from pyserving.engine.request_core import PlanOptions, run_now
+from pyserving.engine.request_plans import plan_regress
+from pyserving.engine.signature_checks import check_inputs
 from tests.example_models import example
 from tests.python_models import write_python_version
 
@@ -53,25 +55,27 @@ def test_load_predict_and_unload(tmp_path: Path) -> None:
     path = write_python_version(tmp_path / "py", 1, factor=10.0, unload_marker=marker)
     servable = PythonLoader().load(str(path))
     assert set(servable.signatures) == {"serving_default", "regress", "label"}
-    reply = run_sync(servable, plan_predict(servable, predict_request(np.ones((2, 2))), OPTIONS), 1)
+    reply = run_now(
+        servable, predict_request_plan(servable, predict_request(np.ones((2, 2))), OPTIONS), 1
+    )
     assert list(reply.outputs["y"].float_val) == [20.0, 20.0]
     assert list(reply.outputs["version"].int64_val) == [1]
-    labels = plan_predict(
+    labels = predict_request_plan(
         servable, predict_request(np.array([[0.1, 0.2], [1, 1]]), "label"), OPTIONS
     )
-    assert list(run_sync(servable, labels, 1).outputs["label"].string_val) == [b"small", b"big"]
+    assert list(run_now(servable, labels, 1).outputs["label"].string_val) == [b"small", b"big"]
     servable.unload()
     assert marker.read_text() == "1\n"
 
 
 def test_declared_signatures_check_requests(tmp_path: Path) -> None:
     servable = PythonLoader().load(str(write_python_version(tmp_path / "py", 1, factor=1.0)))
-    misshapen = plan_predict(servable, predict_request(np.ones((2, 3))), OPTIONS)
+    misshapen = predict_request_plan(servable, predict_request(np.ones((2, 3))), OPTIONS)
     with pytest.raises(ServingError, match=r"has shape \[2,3\] but the signature expects \[-1,2\]"):
-        run_sync(servable, misshapen, 1)  # no graph: the declaration refuses it, at run
-    bad = plan_predict(servable, predict_request(np.array([[np.inf, 1.0]])), OPTIONS)
+        run_now(servable, misshapen, 1)  # no graph: the declaration refuses it, at run
+    bad = predict_request_plan(servable, predict_request(np.array([[np.inf, 1.0]])), OPTIONS)
     with pytest.raises(ServingError, match="x must be finite") as error:
-        run_sync(servable, bad, 1)
+        run_now(servable, bad, 1)
     assert error.value.code is Code.INVALID_ARGUMENT
     check_inputs(servable.signatures["regress"], {"inputs": np.array([b"x"], dtype=object)})
 
@@ -82,7 +86,7 @@ def test_regress_on_examples(tmp_path: Path) -> None:
     request.model_spec.name = "py"
     request.model_spec.signature_name = "regress"
     request.input.example_list.examples.extend([example(1.0), example(2.0)])
-    reply = run_sync(servable, plan_regress(servable, request, OPTIONS), 1)
+    reply = run_now(servable, plan_regress(servable, request, OPTIONS), 1)
     assert [r.value for r in reply.result.regressions] == [3.0, 6.0]
 
 

@@ -18,13 +18,16 @@ from tensorflow.core.framework import tensor_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     predict_pb2,
+    prediction_service_pb2,
     prediction_service_pb2_grpc,
 )
 
 from pyserving.adapters.metrics import UNKNOWN_MODEL, ServingMetrics, new_registry
 from pyserving.api import tensor_codec
-from pyserving.api.grpc_errors import attach_request_observer
 from pyserving.api.prediction_service import PredictionService
+from pyserving.api.request_envelope import Envelope, add_service
+from pyserving.engine.request_core import PlanOptions, RequestCore
+from pyserving.engine.request_scope import merge_request_scope
 from pyserving.engine.runner import DirectRunner
 from pyserving.engine.servable_map import ServableHandle, ServableMap
 from tests.servables import ConstantServable
@@ -49,7 +52,7 @@ def captured_logs() -> Iterator[list[dict[str, Any]]]:
 
     structlog.reset_defaults()  # whatever an earlier test configured (levels, caching)
     structlog.configure(
-        processors=[structlog.contextvars.merge_contextvars, record],
+        processors=[structlog.contextvars.merge_contextvars, merge_request_scope, record],
         wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
         logger_factory=structlog.ReturnLoggerFactory(),
         cache_logger_on_first_use=False,
@@ -62,10 +65,16 @@ async def _scenario(metrics: ServingMetrics) -> None:
     servable_map = ServableMap()
     servable_map.add(ServableHandle("mnist", 1, BrokenMetadataServable(1)))
     runner = DirectRunner(2)
-    service = PredictionService(servable_map, runner, max_elements=1 << 20)
-    attach_request_observer(service, metrics.observe_request)
+    service = PredictionService(
+        RequestCore(servable_map, runner), PlanOptions(max_elements=1 << 20)
+    )
     server = grpc.aio.server()
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(service, server)
+    add_service(
+        server,
+        Envelope(series=metrics.request_series),
+        prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"],
+        service,
+    )
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:

@@ -14,11 +14,15 @@ import numpy as np
 import pytest
 
 from pyserving.api.http_server import HttpServer
-from pyserving.api.request_plans import PlanOptions
+from pyserving.api.request_envelope import Envelope, observer_series
 from pyserving.api.rest_api import HTTP_STATUS, RestApi, RestOptions, parse_call
+from pyserving.engine.batching import BatchingRunner
+from pyserving.engine.batching_params import BatchingOptions
 from pyserving.engine.errors import Code, ServingError
+from pyserving.engine.events import BatchRun
 from pyserving.engine.manager import Manager
-from pyserving.engine.runner import DirectRunner
+from pyserving.engine.request_core import PlanOptions, RequestCore
+from pyserving.engine.runner import DirectRunner, Runner
 from pyserving.engine.servable import Signature, TensorSpec
 from pyserving.engine.servable_map import ServableHandle, ServableMap
 
@@ -61,12 +65,14 @@ Observed = list[tuple[str, str, str, float]]
 
 
 def serve(
-    body: Callable[[int, ServableHandle, Observed], Awaitable[None]], **options: object
+    body: Callable[[int, ServableHandle, Observed], Awaitable[None]],
+    runner: Runner | None = None,
+    **options: object,
 ) -> None:
     servable_map = ServableMap()
     handle = ServableHandle("m", 3, DoublingServable())
     servable_map.add(handle)
-    runner = DirectRunner(2)
+    runner = runner or DirectRunner(2)
     observed: Observed = []
     settings = {
         "timeout_s": 30.0,
@@ -77,11 +83,10 @@ def serve(
         **options,
     }
     api = RestApi(
-        servable_map,
+        RequestCore(servable_map, runner),
         Manager(lambda event: None, None, servable_map, execute=False),
-        runner,
+        Envelope(observer_series(lambda *args: observed.append(args))),
         RestOptions(**settings),  # type: ignore[arg-type]
-        observe=lambda *args: observed.append(args),
     )
     server = HttpServer(0, host="127.0.0.1")
     server.add_routes(api.routes())
@@ -152,6 +157,29 @@ def test_deadline_answers_504_but_keeps_the_version_until_the_call_ends() -> Non
         assert observed[-1][2] == "DEADLINE_EXCEEDED"
 
     serve(body, timeout_s=0.3)
+
+
+def test_deadline_drops_a_queued_request_from_its_batch() -> None:
+    """--rest_api_timeout_in_ms reaches the batching runner: a request answered 504 while
+    it waited for its batch is not run when the batch runs."""
+    batches: list[BatchRun] = []
+    runner = BatchingRunner(
+        BatchingOptions(max_batch_size=8, batch_timeout_micros=1_500_000, num_batch_threads=1),
+        publish=lambda event: batches.append(event) if isinstance(event, BatchRun) else None,
+    )
+
+    async def body(port: int, handle: ServableHandle, observed: Observed) -> None:
+        status, reply, _ = await post(port, "/v1/models/m:predict", {"instances": [[1, 2]]})
+        assert status == 504 and "--rest_api_timeout_in_ms" in reply["error"]
+        assert batches == []  # answered before its batch's timeout
+        # A later request joins the same open batch, which runs at the batch timeout.
+        outputs = await runner.run(handle, "serving_default", {"x": np.ones((1, 2), F32)}, ())
+        assert outputs["y"].tolist() == [[2.0, 2.0]]
+        assert [(b.size, b.signature) for b in batches] == [(1, "serving_default")]
+        assert handle.in_flight == 0
+        assert observed[-1][1:3] == ("rest_predict", "DEADLINE_EXCEEDED")
+
+    serve(body, runner=runner, timeout_s=0.2)
 
 
 def _raw_request(port: int, head: bytes, body: bytes) -> bytes:

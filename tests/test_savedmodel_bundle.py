@@ -14,9 +14,10 @@ import tensorflow as tf
 from tensorflow_serving.apis import classification_pb2, regression_pb2
 
 from pyserving.adapters.loaders.tensorflow_loader import TensorFlowLoader, TensorFlowServable
-from pyserving.api.request_plans import PlanOptions, plan_classify, plan_regress, run_sync
 from pyserving.engine.errors import Code, ServingError
-from pyserving.engine.inference import check_inputs
+from pyserving.engine.request_core import PlanOptions, run_now
+from pyserving.engine.request_plans import plan_classify, plan_regress
+from pyserving.engine.signature_checks import check_inputs
 from tests.conftest import BigModel
 from tests.example_models import (
     VOCABULARY,
@@ -109,14 +110,14 @@ def test_half_plus_two_classifies_and_regresses_examples(half_plus_two_model) ->
     classify = classification_pb2.ClassificationRequest()
     classify.model_spec.signature_name = "classify_x_to_y"
     classify.input.example_list.examples.extend([x_example(2.0), x_example(4.0)])
-    reply = run_sync(half_plus_two_model, plan_classify(half_plus_two_model, classify, OPTIONS), 1)
+    reply = run_now(half_plus_two_model, plan_classify(half_plus_two_model, classify, OPTIONS), 1)
     scores = [[c.score for c in cls.classes] for cls in reply.result.classifications]
     assert scores == [[3.0], [4.0]]
 
     regress = regression_pb2.RegressionRequest()
     regress.model_spec.signature_name = "regress_x_to_y"
     regress.input.example_list.examples.append(x_example(3.0))
-    reply = run_sync(half_plus_two_model, plan_regress(half_plus_two_model, regress, OPTIONS), 1)
+    reply = run_now(half_plus_two_model, plan_regress(half_plus_two_model, regress, OPTIONS), 1)
     assert [r.value for r in reply.result.regressions] == [3.5]
 
 

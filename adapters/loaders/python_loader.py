@@ -40,8 +40,8 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from pyserving.engine.errors import Code, ServingError
-from pyserving.engine.inference import check_tensors
 from pyserving.engine.servable import Signature, TensorSpec
+from pyserving.engine.signature_checks import check_tensors
 
 MODULE_FILE = "model.py"
 PREDICT_METHOD = "tensorflow/serving/predict"

@@ -1,15 +1,11 @@
-"""Turn one PredictionService request into model calls, and their outputs into the reply.
-
-A plan is checked against the servable before anything runs; its calls are then run by
-whoever holds the servable: the gRPC service through its runner (asynchronously, on
-request threads), or warm-up directly on the load thread before the version is served.
-Both therefore answer a request the same way, with TF Serving's shapes and errors.
+"""Classify, Regress and MultiInference as plans: the model calls a request needs, checked
+against the servable before anything runs, and how their outputs become TF Serving's
+reply. `RequestCore` (gRPC, REST) and warm-up (`run_now`) execute them the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from google.protobuf.message import Message
@@ -17,73 +13,21 @@ from tensorflow_serving.apis import (
     classification_pb2,
     inference_pb2,
     model_pb2,
-    predict_pb2,
     regression_pb2,
 )
 
-from pyserving.api import tensor_codec
-from pyserving.api.model_spec import fill_model_spec
-from pyserving.api.tf_example_input import serialized_examples
 from pyserving.engine import classify_regress as cr
 from pyserving.engine.errors import Code, ServingError, invalid_argument
-from pyserving.engine.inference import (
-    DEFAULT_SIGNATURE,
-    check_inputs,
-    check_output_filter,
-    select_signature,
+from pyserving.engine.example_input import serialized_examples
+from pyserving.engine.request_core import (
+    ModelCall,
+    Outputs,
+    PlanOptions,
+    RequestPlan,
+    fill_model_spec,
 )
-from pyserving.engine.servable import Servable
-
-Outputs = Mapping[str, np.ndarray]
-
-
-@dataclass(frozen=True)
-class PlanOptions:
-    """Server-wide settings that change how requests are checked."""
-
-    method_name_check: bool = False  # --enable_signature_method_name_check
-    max_elements: int = tensor_codec.DEFAULT_MAX_ELEMENTS
-
-
-@dataclass(frozen=True)
-class ModelCall:
-    signature: str
-    inputs: Mapping[str, np.ndarray]
-    output_filter: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class RequestPlan:
-    """The calls to make, and how to build the reply from their outputs and the version."""
-
-    calls: tuple[ModelCall, ...]
-    finish: Callable[[Sequence[Outputs], int], Message]
-
-
-def run_sync(servable: Servable, plan: RequestPlan, version: int) -> Message:
-    """Run a plan on the calling thread (warm-up, before the version is served)."""
-    results = [servable.run(c.signature, c.inputs, c.output_filter) for c in plan.calls]
-    return plan.finish(results, version)
-
-
-# ----------------------------------------------------------------------------- Predict
-def plan_predict(
-    servable: Servable, request: predict_pb2.PredictRequest, options: PlanOptions
-) -> RequestPlan:
-    inputs = tensor_codec.decode_inputs(request.inputs, options.max_elements)
-    output_filter = tuple(request.output_filter)
-    signature = select_signature(servable, request.model_spec.signature_name)
-    check_inputs(signature, inputs)
-    check_output_filter(signature, output_filter)
-
-    def finish(results: Sequence[Outputs], version: int) -> Message:
-        response = predict_pb2.PredictResponse()
-        fill_model_spec(response.model_spec, request.model_spec.name, version, signature.name)
-        for name, array in results[0].items():
-            tensor_codec.encode(array, response.outputs[name])
-        return response
-
-    return RequestPlan((ModelCall(signature.name, inputs, output_filter),), finish)
+from pyserving.engine.servable import Servable, Signature
+from pyserving.engine.signature_checks import DEFAULT_SIGNATURE, check_inputs
 
 
 # ---------------------------------------------------------------- Classify and Regress
@@ -114,40 +58,66 @@ def _example_call(
     return ModelCall(signature_name, {cr.INPUTS: examples}, outputs)
 
 
-def plan_classify(
-    servable: Servable, request: classification_pb2.ClassificationRequest, options: PlanOptions
-) -> RequestPlan:
+def _plan_single(
+    servable: Servable,
+    request: classification_pb2.ClassificationRequest | regression_pb2.RegressionRequest,
+    options: PlanOptions,
+    wanted_outputs: Callable[[Signature, bool], tuple[str, ...]],
+    fill: Callable[[Message, Outputs, int], None],
+    response_class: type[Message],
+) -> RequestPlan[Message]:
+    """Classify or Regress: one signature run on the request's examples."""
     signature = cr.find_signature(servable, request.model_spec.signature_name)
-    wanted = cr.classification_outputs(signature, options.method_name_check)
+    wanted = wanted_outputs(signature, options.method_name_check)
     examples = serialized_examples(request.input)
     n = len(examples)
 
     def finish(results: Sequence[Outputs], version: int) -> Message:
-        found = cr.check_classifications(results[0], n)
-        response = classification_pb2.ClassificationResponse()
-        fill_model_spec(response.model_spec, request.model_spec.name, version, signature.name)
-        fill_classification_result(response.result, found, n)
+        response = response_class()
+        fill(response.result, results[0], n)  # type: ignore[attr-defined]
+        fill_model_spec(
+            response.model_spec,  # type: ignore[attr-defined]
+            request.model_spec.name,
+            version,
+            signature.name,
+        )
         return response
 
     return RequestPlan((_example_call(servable, signature.name, examples, wanted),), finish)
+
+
+def _fill_classifications(out: Message, outputs: Outputs, n: int) -> None:
+    fill_classification_result(out, cr.check_classifications(outputs, n), n)  # type: ignore[arg-type]
+
+
+def _fill_regressions(out: Message, outputs: Outputs, n: int) -> None:
+    fill_regression_result(out, cr.check_regressions(outputs, n))  # type: ignore[arg-type]
+
+
+def plan_classify(
+    servable: Servable, request: classification_pb2.ClassificationRequest, options: PlanOptions
+) -> RequestPlan[Message]:
+    return _plan_single(
+        servable,
+        request,
+        options,
+        cr.classification_outputs,
+        _fill_classifications,
+        classification_pb2.ClassificationResponse,
+    )
 
 
 def plan_regress(
     servable: Servable, request: regression_pb2.RegressionRequest, options: PlanOptions
-) -> RequestPlan:
-    signature = cr.find_signature(servable, request.model_spec.signature_name)
-    wanted = cr.regression_outputs(signature, options.method_name_check)
-    examples = serialized_examples(request.input)
-    n = len(examples)
-
-    def finish(results: Sequence[Outputs], version: int) -> Message:
-        values = cr.check_regressions(results[0], n)
-        response = regression_pb2.RegressionResponse()
-        fill_model_spec(response.model_spec, request.model_spec.name, version, signature.name)
-        fill_regression_result(response.result, values)
-        return response
-
-    return RequestPlan((_example_call(servable, signature.name, examples, wanted),), finish)
+) -> RequestPlan[Message]:
+    return _plan_single(
+        servable,
+        request,
+        options,
+        cr.regression_outputs,
+        _fill_regressions,
+        regression_pb2.RegressionResponse,
+    )
 
 
 # ---------------------------------------------------------------------- MultiInference
@@ -174,7 +144,7 @@ def _input_tensor_names(servable: Servable) -> dict[str, str]:
 
 def plan_multi_inference(
     servable: Servable, request: inference_pb2.MultiInferenceRequest, options: PlanOptions
-) -> RequestPlan:
+) -> RequestPlan[Message]:
     """Several classify/regress tasks on one input against one model (multi_inference.cc).
 
     TF Serving fetches every task's outputs in one session run; here each task's

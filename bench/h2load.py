@@ -1,0 +1,308 @@
+"""`python -m bench.h2load`: the server measured with a C load generator, not a Python one.
+
+The Python load generator (bench/loadgen.py) saturates near 2.5k req/s and hides how far
+a server is from the floor. Here Debian's h2load (nghttp2-client) sends the same
+gRPC-framed one-image PredictRequest to each target: the floor (grpc.aio with a canned
+reply), pyserving unbatched and pyserving --enable_batching; and over REST (`h2load
+--h1`, TF Serving's JSON `:predict`) the same two servers and an aiohttp floor that
+parses the JSON body and answers a canned prediction. Every target is pinned to
+CPU 0 (`taskset -c 0`) and h2load to CPU 1; each concurrency level runs every target in
+turn (rows interleaved, so drift hits all alike); each target's answer is checked before
+it is measured. p50 comes from h2load's per-request log. Prints a table, writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from bench.heavy_model import export as export_heavy
+from bench.targets import ROOT, Target, floor_target, free_port, pyserving_target
+
+PREDICT_PATH = "/tensorflow.serving.PredictionService/Predict"
+REST_PATH = "/v1/models/mnist:predict"
+RESULTS = ROOT / "bench" / "results"
+SERVER_CPU, CLIENT_CPU = "0", "1"
+HEAVY_TIMEOUT_US = 5000
+
+
+def grpc_frame(message: bytes) -> bytes:
+    """One uncompressed gRPC length-prefixed message: what h2load sends as the body."""
+    return b"\x00" + len(message).to_bytes(4, "big") + message
+
+
+def one_image_request(image: np.ndarray) -> predict_pb2.PredictRequest:
+    from pyserving.api import tensor_codec
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "mnist"
+    request.model_spec.signature_name = "predict_images"
+    tensor_codec.encode(image.reshape(1, -1).astype(np.float32), request.inputs["images"])
+    return request
+
+
+def check_answer(target: Target, request: predict_pb2.PredictRequest) -> None:
+    """The target answers a real client with ten scores summing to ~1 (softmax)."""
+    with grpc.insecure_channel(target.address) as channel:
+        reply = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
+            request, timeout=30
+        )
+    scores = np.array(reply.outputs["scores"].float_val)
+    if scores.shape != (10,) or abs(scores.sum() - 1.0) > 1e-3:
+        raise SystemExit(f"{target.name} answered wrongly: {reply}")
+
+
+def check_rest_answer(address: str, body: bytes, name: str) -> None:
+    """The REST target answers `:predict` with one row of ten scores summing to ~1."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            request = urllib.request.Request(
+                f"http://{address}{REST_PATH}", body, {"content-type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                predictions = json.loads(reply.read())["predictions"]
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    scores = np.array(predictions[0])
+    if scores.shape != (10,) or abs(scores.sum() - 1.0) > 1e-3:
+        raise SystemExit(f"{name} answered wrongly over REST: {predictions}")
+
+
+def h2load(
+    address: str, body: Path, concurrency: int, seconds: float, log: Path, rest: bool = False
+) -> dict:
+    """One h2load run (gRPC over HTTP/2, or REST over HTTP/1.1 with `rest`); req/s from its
+    summary, p50/p99 from its per-request log."""
+    protocol = (
+        ["--h1", "-H", "content-type: application/json"]
+        if rest
+        else ["-H", "content-type: application/grpc", "-H", "te: trailers"]
+    )
+    path = REST_PATH if rest else PREDICT_PATH
+    log.unlink(missing_ok=True)  # h2load appends to its log file
+    command = [
+        "taskset", "-c", CLIENT_CPU, "h2load",
+        f"--duration={max(1, round(seconds))}", "--warm-up-time=1", f"--clients={concurrency}",
+        "--max-concurrent-streams=1", f"--data={body}", f"--log-file={log}",
+        *protocol, f"http://{address}{path}",
+    ]  # fmt: skip
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    summary = next(line for line in output.splitlines() if line.startswith("finished in"))
+    rps = float(summary.split(",")[1].split()[0])
+    status = next(line for line in output.splitlines() if line.startswith("status codes:"))
+    durations = [int(line.split()[2]) for line in log.read_text().splitlines() if line.strip()]
+    ok = int(status.split()[2]) if "2xx" in status else 0
+    return {
+        "req_s": rps,
+        "p50_ms": statistics.median(durations) / 1000 if durations else None,
+        "p99_ms": float(np.percentile(durations, 99)) / 1000 if durations else None,
+        "requests": len(durations),
+        "http_2xx": ok,
+    }
+
+
+def measure_heavy(args: argparse.Namespace, workdir: Path, body: Path, request: Any) -> list:
+    """What batching is for: the heavy model, unbatched vs batched at c=64, and the same
+    model called in-process at the batch sizes the batching server formed (the ceiling)."""
+    model = export_heavy(args.out / "heavy_model")
+    batching = workdir / "heavy_batching.config"
+    batching.write_text(
+        f"max_batch_size {{ value: 64 }}\nbatch_timeout_micros {{ value: {HEAVY_TIMEOUT_US} }}\n"
+        "num_batch_threads { value: 1 }\nmax_enqueued_batches { value: 1000 }\n"
+    )
+    targets = [
+        pyserving_target("heavy_unbatched", "pyserving, heavy MLP", model, workdir),
+        pyserving_target(
+            "heavy_batched",
+            f"pyserving --enable_batching (max 64, {HEAVY_TIMEOUT_US} us), heavy MLP",
+            model,
+            workdir,
+            "--enable_batching",
+            f"--batching_parameters_file={batching}",
+        ),
+    ]
+    rows = []
+    try:
+        for target in targets:
+            target.command = ["taskset", "-c", SERVER_CPU, *target.command]
+            target.start()
+        for target in targets:
+            target.wait_ready()
+            check_answer(target, request)
+        for target in targets:
+            begin = time.time()
+            result = h2load(target.address, body, 64, args.seconds, workdir / f"{target.name}.h2")
+            sizes = target.batch_sizes((begin, time.time()))
+            mean = float(np.mean(sizes)) if sizes else 1.0
+            rows.append({"target": target.name, "concurrency": 64, "mean_batch": mean, **result})
+            print(json.dumps(rows[-1]), flush=True)
+    finally:
+        for target in targets:
+            target.stop()
+    formed = max(1, round(rows[-1]["mean_batch"]))
+    ceiling = json.loads(
+        subprocess.run(
+            ["taskset", "-c", SERVER_CPU, sys.executable, "-m", "bench.ceiling",
+             f"--model={model / '1'}", f"--batch_sizes=1,{formed}", "--seconds=3"],
+            capture_output=True, text=True, check=True, cwd=ROOT,
+        ).stdout
+    )  # fmt: skip
+    single, batch = ceiling["1"], ceiling[str(formed)]
+    rows.append({"target": "heavy_in_process_b1", "concurrency": 1,
+                 "req_s": single["throughput"], "p50_ms": single["p50_ms"],
+                 "p99_ms": single["p99_ms"]})  # fmt: skip
+    rows.append({"target": f"heavy_in_process_b{formed}", "concurrency": formed,
+                 "req_s": batch["throughput"], "p50_ms": batch["p50_ms"],
+                 "p99_ms": batch["p99_ms"]})  # fmt: skip
+    unbatched, batched = rows[0], rows[1]
+    print(
+        f"\nheavy MLP: one-image call {single['p50_ms']:.2f} ms in-process; batched / unbatched "
+        f"= {batched['req_s'] / unbatched['req_s']:.2f} (target >= 3); batched / in-process at "
+        f"batch {formed} = {batched['req_s'] / batch['throughput']:.2f} (target >= 0.8); "
+        f"batched p99 {batched['p99_ms']:.1f} ms vs 2 x timeout + one batch "
+        f"{2 * HEAVY_TIMEOUT_US / 1000 + batch['p50_ms']:.1f} ms"
+    )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.h2load", description=__doc__)
+    parser.add_argument("--concurrency", default="1,64")
+    parser.add_argument("--rest_concurrency", default="1,32")
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--heavy", action="store_true", help="also the compute-heavy model (what batching is for)"
+    )
+    args = parser.parse_args(argv)
+    if shutil.which("h2load") is None:
+        raise SystemExit("h2load not found: apt-get install -y nghttp2-client")
+    from bench.__main__ import ensure_model, test_images
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    model = ensure_model(args.out)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-h2load-"))
+    request = one_image_request(test_images()[0])
+    body = workdir / "predict.grpc"
+    body.write_bytes(grpc_frame(request.SerializeToString()))
+    batching = workdir / "batching.config"
+    batching.write_text(
+        "max_batch_size { value: 64 }\nbatch_timeout_micros { value: 1000 }\n"
+        "num_batch_threads { value: 1 }\nmax_enqueued_batches { value: 1000 }\n"
+    )
+    rest_ports = {"unbatched": free_port(), "batched": free_port(), "rest_floor": free_port()}
+    targets = [
+        floor_target(workdir),
+        pyserving_target(
+            "unbatched", "pyserving", model, workdir, f"--rest_api_port={rest_ports['unbatched']}"
+        ),
+        pyserving_target(
+            "batched",
+            "pyserving --enable_batching (max 64, 1 ms)",
+            model,
+            workdir,
+            "--enable_batching",
+            f"--batching_parameters_file={batching}",
+            f"--rest_api_port={rest_ports['batched']}",
+        ),
+    ]
+    rest_floor = Target(
+        "rest_floor",
+        "aiohttp: parse the JSON body, canned answer",
+        [sys.executable, "-m", "bench.rest_floor", f"--port={rest_ports['rest_floor']}"],
+        rest_ports["rest_floor"],
+        workdir / "rest_floor.log",
+    )
+    rest_body = workdir / "predict.json"
+    rest_body.write_bytes(json.dumps({"instances": [test_images()[0].tolist()]}).encode())
+    rows = []
+    try:
+        for target in [*targets, rest_floor]:
+            target.command = ["taskset", "-c", SERVER_CPU, *target.command]
+            target.start()
+        for target in targets:
+            target.wait_ready()
+            check_answer(target, request)
+        for name, port in rest_ports.items():
+            check_rest_answer(f"127.0.0.1:{port}", rest_body.read_bytes(), name)
+        for level in [int(c) for c in args.concurrency.split(",")]:
+            for target in targets:
+                result = h2load(
+                    target.address, body, level, args.seconds, workdir / f"{target.name}.h2"
+                )
+                if result["http_2xx"] == 0:
+                    raise SystemExit(f"{target.name}: no successful request")
+                rows.append({"target": target.name, "concurrency": level, **result})
+                print(json.dumps(rows[-1]), flush=True)
+        for level in [int(c) for c in args.rest_concurrency.split(",")]:
+            for name, port in rest_ports.items():
+                result = h2load(
+                    f"127.0.0.1:{port}",
+                    rest_body,
+                    level,
+                    args.seconds,
+                    workdir / f"rest_{name}.h2",
+                    True,
+                )
+                if result["http_2xx"] == 0:
+                    raise SystemExit(f"REST {name}: no successful request")
+                target_name = name if name == "rest_floor" else f"rest_{name}"
+                rows.append({"target": target_name, "concurrency": level, **result})
+                print(json.dumps(rows[-1]), flush=True)
+    finally:
+        for target in [*targets, rest_floor]:
+            target.stop()
+    if args.heavy:
+        rows += measure_heavy(args, workdir, body, request)
+    floors = {
+        (r["target"], r["concurrency"]): r for r in rows if r["target"] in ("floor", "rest_floor")
+    }
+    for r in rows:
+        if r["target"].startswith("heavy"):
+            print(f"{r['target']:<22}{r['concurrency']:>4}{r['req_s']:>10.0f}{r['p50_ms']:>9.2f}"
+                  f"{r['p99_ms']:>9.2f}")  # fmt: skip
+    print(f"\n{'target':<16}{'c':>4}{'req/s':>10}{'x floor':>9}{'p50 ms':>9}{'p99 ms':>9}")
+    for r in rows:
+        if r["target"].startswith("heavy"):
+            continue
+        base = floors["rest_floor" if r["target"].startswith("rest") else "floor", r["concurrency"]]
+        r["ratio_to_floor"] = round(r["req_s"] / base["req_s"], 3)
+        r["p50_to_floor"] = round(r["p50_ms"] / base["p50_ms"], 3)
+        print(
+            f"{r['target']:<16}{r['concurrency']:>4}{r['req_s']:>10.0f}"
+            f"{r['ratio_to_floor']:>9.2f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
+        )
+    report = {
+        "tool": "h2load",
+        "server_cpu": SERVER_CPU,
+        "client_cpu": CLIENT_CPU,
+        "seconds": args.seconds,
+        "rows": rows,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    out = args.out / f"h2load-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {out}")
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""One request path for every protocol: resolve the version → check the request against its
+signature → run it (directly or batched) → the outputs and the version that answered.
+
+Protocols are codecs around this: gRPC and REST decode their request into a plan
+(Predict, Classify, Regress, MultiInference are all plans), `RequestCore.execute` runs
+it, and they encode what it returns. Warm-up replays its records through the same
+`run_plan`, on the load thread and before the version serves (`run_now`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import numpy as np
+from tensorflow_serving.apis import model_pb2
+
+from pyserving.engine.runner import Runner
+from pyserving.engine.servable import Servable
+from pyserving.engine.servable_map import ServableHandle, ServableMap
+from pyserving.engine.signature_checks import check_inputs, check_output_filter, select_signature
+
+Outputs = Mapping[str, np.ndarray]
+R = TypeVar("R")
+
+# Without a configured limit, a request tensor may claim at most this many elements.
+DEFAULT_MAX_ELEMENTS = 1 << 28
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """Which servable a request names: a version, a label, or (neither) the latest."""
+
+    name: str
+    version: int | None
+    label: str | None
+
+
+def fill_model_spec(
+    out: model_pb2.ModelSpec, name: str, version: int, signature_name: str | None = None
+) -> None:
+    """The ModelSpec of a reply: the model, the version that answered, its signature."""
+    out.name = name
+    out.version.value = version
+    if signature_name is not None:
+        out.signature_name = signature_name
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """Server-wide settings that change how requests are checked."""
+
+    method_name_check: bool = False  # --enable_signature_method_name_check
+    max_elements: int = DEFAULT_MAX_ELEMENTS  # most elements one request tensor may claim
+
+
+@dataclass(frozen=True)
+class ModelCall:
+    signature: str
+    inputs: Mapping[str, np.ndarray]
+    output_filter: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RequestPlan(Generic[R]):
+    """The calls to make, and how to build the answer from their outputs and the version."""
+
+    calls: tuple[ModelCall, ...]
+    finish: Callable[[Sequence[Outputs], int], R]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Predict's answer, before any protocol encodes it."""
+
+    outputs: Outputs
+    version: int
+    signature: str
+
+
+def plan_predict(
+    servable: Servable,
+    signature_name: str,
+    inputs: Mapping[str, np.ndarray],
+    output_filter: Sequence[str],
+) -> RequestPlan[Prediction]:
+    """TF Serving's Predict: the signature (default `serving_default`), its input keys, the
+    output filter's names; dtypes and shapes are the model's to refuse."""
+    signature = select_signature(servable, signature_name)
+    check_inputs(signature, inputs)
+    wanted = tuple(output_filter)
+    check_output_filter(signature, wanted)
+    name = signature.name
+
+    def finish(results: Sequence[Outputs], version: int) -> Prediction:
+        return Prediction(results[0], version, name)
+
+    return RequestPlan((ModelCall(name, inputs, wanted),), finish)
+
+
+# The plan for the servable a request resolved to; may be a coroutine (REST decodes a big
+# body off the event loop once it knows the signature).
+Planner = Callable[[Servable], "RequestPlan[R] | Awaitable[RequestPlan[R]]"]
+
+
+async def run_plan(
+    runner: Runner, handle: ServableHandle, plan: RequestPlan[R], deadline: float | None
+) -> R:
+    """The one executor of a plan: its calls in order through `runner`, then its answer."""
+    calls = plan.calls
+    if len(calls) == 1:  # Predict, Classify, Regress
+        call = calls[0]
+        outputs = await runner.run(
+            handle, call.signature, call.inputs, call.output_filter, deadline=deadline
+        )
+        return plan.finish((outputs,), handle.version)
+    results = [
+        await runner.run(handle, c.signature, c.inputs, c.output_filter, deadline=deadline)
+        for c in calls
+    ]
+    return plan.finish(results, handle.version)
+
+
+class RequestCore:
+    """Serves plans against the versions in the serving map, through one runner."""
+
+    def __init__(self, servable_map: ServableMap, runner: Runner) -> None:
+        self.servable_map = servable_map
+        self.runner = runner
+
+    async def execute(
+        self, spec: ModelRequest, planner: Planner[R], deadline: float | None = None
+    ) -> R:
+        """Hold the version `spec` names while its plan is made and run.
+
+        `deadline` (absolute, `time.monotonic()`): a request still queued then is dropped
+        from its batch, or not started, with DEADLINE_EXCEEDED."""
+        with self.servable_map.acquire(spec.name, spec.version, spec.label) as handle:
+            plan = planner(handle.servable)
+            if inspect.isawaitable(plan):
+                plan = await plan
+            return await run_plan(self.runner, handle, plan, deadline)
+
+    async def predict(
+        self,
+        spec: ModelRequest,
+        signature_name: str,
+        inputs: Mapping[str, np.ndarray],
+        output_filter: Sequence[str] = (),
+        deadline: float | None = None,
+    ) -> Prediction:
+        return await self.execute(
+            spec,
+            lambda servable: plan_predict(servable, signature_name, inputs, output_filter),
+            deadline,
+        )
+
+
+class InlineRunner:
+    """Runs the model on the calling thread: for warm-up, which is on a load thread."""
+
+    async def run(
+        self,
+        handle: ServableHandle,
+        signature: str,
+        inputs: Mapping[str, np.ndarray],
+        output_filter: Sequence[str],
+        *,
+        deadline: float | None = None,
+    ) -> dict[str, np.ndarray]:
+        return handle.servable.run(signature, inputs, output_filter)
+
+    def close(self) -> None:
+        pass
+
+
+_INLINE = InlineRunner()
+
+
+def run_now(servable: Servable, plan: RequestPlan[R], version: int, model: str = "") -> R:
+    """Run a plan to completion on this thread (warm-up: the version is not served yet).
+
+    `run_plan` with `InlineRunner` never suspends, so one step of the coroutine finishes it.
+    """
+    coroutine = run_plan(_INLINE, ServableHandle(model, version, servable), plan, None)
+    try:
+        coroutine.send(None)
+    except StopIteration as finished:
+        return finished.value  # type: ignore[no-any-return]
+    coroutine.close()
+    raise RuntimeError("a warm-up plan suspended; it must run inline")
