@@ -10,6 +10,7 @@ import argparse
 import os
 
 from pyserving.adapters.loaders.registry import KNOWN_PLATFORMS, TENSORFLOW
+from pyserving.adapters.tfserving_metrics import METRICS_NAMES
 from pyserving.api.flag_compat import add_compat_flags
 
 
@@ -174,6 +175,14 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         help="TF Serving MonitoringConfig text proto: prometheus_config { enable: true, "
         'path: "/monitoring/prometheus/metrics" }; without it metrics are served at that '
         "path on --rest_api_port",
+    )
+    obs.add_argument(
+        "--metrics_names",
+        choices=METRICS_NAMES,
+        default="both",
+        help="which metric families the metrics path exports: pyserving's own "
+        "(pyserving_*), TF Serving's (:tensorflow:serving:*, :tensorflow:cc:saved_model:*, "
+        ":tensorflow:core:graph_*, as TF Serving names them), or both (default: %(default)s)",
     )
     obs.add_argument(
         "--log_format", choices=["json", "console"], default="json", help="log line format"

@@ -35,6 +35,7 @@ class ModelLoaders:
         options: argparse.Namespace,
         publish: Callable[[Event], object],
         platform_of: Callable[[str], str],
+        session_observer: object = None,
     ) -> None:
         self._options = options
         self._publish = publish
@@ -44,6 +45,7 @@ class ModelLoaders:
             saved_model_tags=tuple(t for t in options.saved_model_tags.split(",") if t),
             intra_op_threads=intra,
             inter_op_threads=inter,
+            session_observer=session_observer,
         )
         self._replay = make_replay(plan_options(options))
         self._loaders: dict[tuple[str, str], Loader] = {}

@@ -13,7 +13,7 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import grpc
@@ -46,6 +46,12 @@ from pyserving.adapters.sources.object_store import (
     VersionCache,
     is_remote,
     redact,
+)
+from pyserving.adapters.tfserving_metrics import (
+    DEFAULT_THREAD_POOL_NAME,
+    RuntimeTimedRunner,
+    TFServingMetrics,
+    tee_series,
 )
 from pyserving.api import model_listing
 from pyserving.api.flag_compat import (
@@ -115,6 +121,19 @@ def event_log_from_flags(options: argparse.Namespace) -> EventLogWriter | None:
     )
 
 
+def tfserving_metrics_from_flags(
+    options: argparse.Namespace, runner: Runner, known_models: Callable[[], Collection[str]]
+) -> TFServingMetrics | None:
+    """TF Serving's series unless --metrics_names=pyserving; batches are labelled with TF
+    Serving's thread pool name (its default without --batching_parameters_file)."""
+    if options.metrics_names == "pyserving":
+        return None
+    pool = DEFAULT_THREAD_POOL_NAME
+    if isinstance(runner, BatchingRunner) and options.batching_parameters_file:
+        pool = runner.options.thread_pool_name
+    return TFServingMetrics(known_models, thread_pool_name=pool)
+
+
 def runner_from_flags(
     options: argparse.Namespace,
     publish: Callable[[Event], Any],
@@ -157,8 +176,14 @@ class ModelServer:
             options, self.bus.publish, lambda *reject: self.metrics.batch_rejected(*reject)
         )
         self.servable_map = ServableMap()
+        # TF Serving's own series (--metrics_names); TensorFlow's Session work feeds them.
+        self.tf_metrics = tfserving_metrics_from_flags(
+            options, self.runner, lambda: set(self.live_config.model_names())
+        )
         # Each model's loader follows its platform in the config in force (it may change).
-        self.loaders = ModelLoaders(options, self.bus.publish, self._platform_of)
+        self.loaders = ModelLoaders(
+            options, self.bus.publish, self._platform_of, session_observer=self.tf_metrics
+        )
         self.manager = Manager(
             publish=self.bus.publish,
             loader_for=self.loaders,
@@ -222,9 +247,15 @@ class ModelServer:
             version_states=self.manager.states,
         )
         self.bus.subscribe(self.metrics.handle)
+        series = [self.metrics.request_series]
+        core_runner: Runner = self.runner
+        if self.tf_metrics is not None:
+            self.bus.subscribe(self.tf_metrics.handle)
+            series.append(self.tf_metrics.request_series)
+            core_runner = RuntimeTimedRunner(self.runner, self.tf_metrics)
         # Every protocol's requests pass through this one envelope (drain, ids, metrics).
-        self.envelope = Envelope(series=self.metrics.request_series)
-        self.core = RequestCore(self.servable_map, self.runner)
+        self.envelope = Envelope(series=tee_series(*series))
+        self.core = RequestCore(self.servable_map, core_runner)
         if isinstance(self.runner, BatchingRunner):
             self.metrics.watch_queue_depths(self.runner.queue_depths)
         self.http_server: HttpServer | None = None
@@ -293,7 +324,9 @@ class ModelServer:
         http = HttpServer(self.options.rest_api_port, ssl_context=ssl_context)
         http.add_routes(probe_routes(self.health.status))
         if self.prometheus.enabled:
-            http.add_routes(metrics_routes(self.metrics_registry, self.prometheus.path))
+            exported = None if self.options.metrics_names == "tfserving" else self.metrics_registry
+            extra = self.tf_metrics.exposition if self.tf_metrics is not None else None
+            http.add_routes(metrics_routes(exported, self.prometheus.path, extra))
         http.add_routes(self._rest_api().routes())
         try:
             self.http_port = await http.start()
