@@ -25,4 +25,7 @@ lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 bench: install
+	command -v h2load >/dev/null 2>&1 || (apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client)
 	$(PY) -m bench
+	$(PY) -m bench.h2load

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 import pyserving
-from pyserving.api.flags import add_serve_flags
+from pyserving.api.flags import add_serve_flags, server_options
 from pyserving.api.replay_command import add_replay_command
 
 
@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_serve(options: argparse.Namespace) -> int:
+def _run_serve(namespace: argparse.Namespace) -> int:
+    options = server_options(namespace)  # built once, frozen: what the server is given
     if options.version:  # `tensorflow_model_server --version` prints and exits 0
         from pyserving.api.flag_compat import version_text
 

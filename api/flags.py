@@ -1,4 +1,15 @@
-"""The `serve` flags: TF Serving's `tensorflow_model_server` names, meanings and defaults.
+"""The `serve` flags as one declarative table: TF Serving's `tensorflow_model_server` names,
+meanings and defaults, pyserving's own beside them, and what pyserving does with each.
+
+From `FLAGS` come the argparse parser (`add_serve_flags`, grouped as `serve --help` shows
+them), the frozen `ServerOptions` the CLI builds once (same attribute names as the flags),
+and `flag_compat.TF_SERVING_FLAGS` (each TF Serving flag's status). A TF Serving flag is:
+
+- implemented: TF Serving's meaning (and default, unless the note says otherwise);
+- accepted: it only tunes something pyserving does not have, so every value gives TF
+  Serving's observable behaviour; the note says why;
+- refused: asking for the feature (a value other than the default) stops start-up with a
+  message naming the flag; leaving it at its default is fine.
 
 Flags are accepted as `--name=value` or `--name value`; booleans also as a bare
 `--name`, `--name=true|false|1|0`, as absl parses them for TF Serving.
@@ -7,11 +18,562 @@ Flags are accepted as `--name=value` or `--name value`; booleans also as a bare
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from pyserving.adapters.loaders.registry import KNOWN_PLATFORMS, TENSORFLOW
 from pyserving.adapters.tfserving_metrics import METRICS_NAMES
-from pyserving.api.flag_compat import add_compat_flags
+
+IMPLEMENTED, ACCEPTED, REFUSED = "implemented", "accepted", "refused"
+
+
+@dataclass(frozen=True)
+class FlagSupport:
+    status: str
+    note: str
+    refuse_if: Callable[[Any], bool] | None = None  # for refused flags: the asking values
+
+
+def _truthy(value: Any) -> bool:
+    return bool(value)
+
+
+def _cpus() -> int:
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One row of the table: the flag, its type and default, its help, its TF Serving status
+    (None: pyserving's own)."""
+
+    name: str
+    type: type
+    default: Any
+    group: str
+    help: str
+    tf_serving: FlagSupport | None = None
+    choices: tuple[str, ...] | None = None
+    metavar: str | None = None
+
+
+NET = "network"
+MODEL = "model (one model; see --model_config_file for many)"
+MODELS = "models (many, from a config file)"
+LIFE = "lifecycle"
+PLATFORMS = "platforms, warm-up and request checks"
+BATCHING = "batching"
+OBSERVABILITY = "observability"
+REST = "REST API (on --rest_api_port)"
+TLS = "TLS, sockets and limits"
+THREADS = "TensorFlow threads (0 = TensorFlow decides)"
+COMPAT = (
+    "TF Serving compatibility (accepted with no effect here, or refused when asking for a "
+    "feature pyserving lacks)"
+)
+
+
+def _implemented(note: str) -> FlagSupport:
+    return FlagSupport(IMPLEMENTED, note)
+
+
+_FLUSH = FlagSupport(
+    ACCEPTED,
+    "TF's file-system caches are not kept after a load here (remote versions are "
+    "downloaded to --model_cache_dir), so there is nothing to flush",
+)
+_REMOVE_UNUSED = FlagSupport(ACCEPTED, "only the signatures are kept from the MetaGraph either way")
+_TFLITE_ONLY = FlagSupport(ACCEPTED, "only used with --prefer_tflite_model, which is refused")
+
+
+def _refused_bool(name: str, note: str) -> Flag:
+    return Flag(
+        name, bool, False, COMPAT, f"refused when true: {note}", FlagSupport(REFUSED, note, _truthy)
+    )
+
+
+def _refused_file(name: str, note: str) -> Flag:
+    return Flag(
+        name,
+        str,
+        "",
+        COMPAT,
+        f"refused when given: {note}",
+        FlagSupport(REFUSED, note, _truthy),
+        metavar="FILE",
+    )
+
+
+FLAGS: tuple[Flag, ...] = (
+    # ------------------------------------------------------------------ network
+    Flag("port", int, 8500, NET, "gRPC port (default: %(default)s)", _implemented("gRPC port")),
+    Flag(
+        "grpc_max_message_bytes",
+        int,
+        64 * 1024 * 1024,
+        NET,
+        "largest gRPC message and REST body in bytes; larger requests are refused unread "
+        "with RESOURCE_EXHAUSTED / HTTP 413 (default: 64 MiB)",
+    ),
+    Flag(
+        "rest_api_port",
+        int,
+        0,
+        NET,
+        "HTTP port for TF Serving's REST API (/v1/models/...), "
+        "/monitoring/prometheus/metrics, /healthz and /readyz; 0 turns the HTTP server off "
+        "(default: 0)",
+        _implemented("REST API, metrics and probes; 0 = off"),
+    ),
+    # ------------------------------------------------------------------ one model
+    Flag(
+        "model_name",
+        str,
+        "default",
+        MODEL,
+        "name clients use in model_spec",
+        _implemented("name clients use"),
+    ),
+    Flag(
+        "model_base_path",
+        str,
+        "",
+        MODEL,
+        "folder holding numbered version folders (1, 2, ...) of the model",
+        _implemented("folder or object-store URL of versions"),
+    ),
+    Flag(
+        "file_system_poll_wait_seconds",
+        float,
+        1.0,
+        MODEL,
+        "seconds between looks for new versions; 0 looks once (default: %(default)s)",
+        _implemented("poll period"),
+    ),
+    Flag(
+        "model_cache_dir",
+        str,
+        "",
+        MODEL,
+        "local folder for versions downloaded from object stores (s3://, gs://); "
+        "default: a new temporary folder",
+    ),
+    Flag(
+        "model_cache_max_bytes",
+        int,
+        20 * 1024**3,
+        MODEL,
+        "most bytes of downloaded versions kept at once (default: 20 GiB)",
+    ),
+    Flag(
+        "saved_model_tags",
+        str,
+        "serve",
+        MODEL,
+        "comma-separated MetaGraph tags to load (default: %(default)s)",
+        _implemented("MetaGraph tags"),
+    ),
+    # ------------------------------------------------------------------ many models
+    Flag(
+        "model_config_file",
+        str,
+        "",
+        MODELS,
+        "a ModelServerConfig text proto listing the models (model_config_list { config "
+        "{ name base_path model_platform model_version_policy version_labels } ... }); "
+        "when given, --model_name and --model_base_path are ignored",
+        _implemented("a ModelServerConfig text proto"),
+        metavar="FILE",
+    ),
+    Flag(
+        "model_config_file_poll_wait_seconds",
+        float,
+        0.0,
+        MODELS,
+        "seconds between re-reads of --model_config_file, applying what changed; a bad "
+        "edit is logged and the last good config keeps running. 0 reads it once (default)",
+        _implemented("re-read --model_config_file and apply what changed"),
+        metavar="SECONDS",
+    ),
+    Flag(
+        "allow_version_labels_for_unavailable_models",
+        bool,
+        False,
+        MODELS,
+        "move a label to its configured version at once, even before that version is "
+        "available (TF Serving's meaning). Default: a label moves only when its version is "
+        "available and keeps answering with the old version until then",
+        _implemented("labels may name versions that are not available yet"),
+    ),
+    # ------------------------------------------------------------------ lifecycle
+    Flag(
+        "max_num_load_retries",
+        int,
+        5,
+        LIFE,
+        "retries of a failed load before the version ends in error (default: %(default)s)",
+        _implemented("retries of a failed load"),
+    ),
+    Flag(
+        "load_retry_interval_micros",
+        int,
+        60_000_000,
+        LIFE,
+        "wait between load retries in microseconds (default: 60 s)",
+        _implemented("wait between retries"),
+    ),
+    Flag(
+        "load_timeout_seconds",
+        float,
+        0.0,
+        LIFE,
+        "pyserving's own: a load attempt running longer fails (counted as an attempt, "
+        "so retries follow --max_num_load_retries); its thread cannot be stopped, so it is "
+        "left to finish and what it loads is discarded. 0 = no limit (default)",
+        metavar="SECONDS",
+    ),
+    Flag(
+        "num_load_threads",
+        int,
+        0,
+        LIFE,
+        "threads loading versions; 0 loads one at a time, as TF Serving (default: 0)",
+        _implemented("load pool size"),
+    ),
+    Flag(
+        "num_unload_threads",
+        int,
+        0,
+        LIFE,
+        "threads unloading versions; 0 means one (default: 0)",
+        _implemented("unload pool size"),
+    ),
+    Flag(
+        "aspired_version_policy",
+        str,
+        "availability",
+        LIFE,
+        "availability: load the new version before unloading the old (TF Serving's "
+        "behaviour); resource: unload first, for models that do not fit twice",
+        choices=("availability", "resource"),
+    ),
+    Flag(
+        "num_request_threads",
+        int,
+        max(4, 2 * _cpus()),
+        LIFE,
+        "threads running model calls for requests (default: 2 per CPU, at least 4)",
+    ),
+    Flag(
+        "shutdown_grace_seconds",
+        float,
+        30.0,
+        LIFE,
+        "on SIGTERM, how long in-flight requests may take to finish (default: 30)",
+    ),
+    # ------------------------------------------------------------------ platforms, warm-up
+    Flag(
+        "model_platform",
+        str,
+        TENSORFLOW,
+        PLATFORMS,
+        "how versions are loaded: tensorflow (SavedModels) or python (a folder with "
+        "model.py); default: %(default)s",
+        choices=tuple(KNOWN_PLATFORMS),
+    ),
+    Flag(
+        "enable_model_warmup",
+        bool,
+        True,
+        PLATFORMS,
+        "replay each version's assets.extra/tf_serving_warmup_requests before it serves, "
+        "so the first request is not slow (default: true)",
+        _implemented("replay warm-up records"),
+    ),
+    Flag(
+        "num_request_iterations_for_warmup",
+        int,
+        1,
+        PLATFORMS,
+        "times each warm-up record is replayed (default: %(default)s)",
+        _implemented("warm-up repetitions"),
+        metavar="N",
+    ),
+    Flag(
+        "enable_signature_method_name_check",
+        bool,
+        False,
+        PLATFORMS,
+        "Classify/Regress only on signatures whose method_name says classify/regress; "
+        "leave false to serve native TF2 models (default: false)",
+        _implemented("Classify/Regress check"),
+    ),
+    # ------------------------------------------------------------------ batching
+    Flag(
+        "enable_batching",
+        bool,
+        False,
+        BATCHING,
+        "merge concurrent Predict requests for one version and signature into one model "
+        "run (default: false)",
+        _implemented("merge concurrent requests (engine/batching)"),
+    ),
+    Flag(
+        "batching_parameters_file",
+        str,
+        "",
+        BATCHING,
+        "a BatchingParameters text proto, as for tensorflow_model_server (e.g. "
+        "'max_batch_size { value: 128 }'); needs --enable_batching. Without it, TF Serving's "
+        "defaults apply",
+        _implemented("a BatchingParameters text proto"),
+        metavar="FILE",
+    ),
+    Flag(
+        "batching_idle_micros",
+        int,
+        0,
+        BATCHING,
+        "pyserving's own: also run a batch once no request has joined it for this many "
+        "microseconds, so a burst smaller than max_batch_size need not wait the whole "
+        "batch_timeout_micros (default: 0, off: TF Serving's behaviour)",
+        metavar="MICROS",
+    ),
+    # ------------------------------------------------------------------ observability
+    Flag(
+        "event_log",
+        str,
+        "",
+        OBSERVABILITY,
+        "append every lifecycle event to this JSON-lines file (for `pyserving replay`)",
+    ),
+    Flag(
+        "event_log_max_bytes",
+        int,
+        0,
+        OBSERVABILITY,
+        "rotate the event log when it would pass this size: LOG becomes LOG.1, ... "
+        "(0 = never rotate; default: 0)",
+    ),
+    Flag(
+        "event_log_backups",
+        int,
+        5,
+        OBSERVABILITY,
+        "rotated event log files kept (LOG.1 ... LOG.N), the oldest dropped (default: %(default)s)",
+    ),
+    Flag(
+        "event_log_fsync",
+        str,
+        "interval",
+        OBSERVABILITY,
+        "when the event log reaches the disk: always (per event; nothing lost on power "
+        "loss, slowest), interval (every --event_log_fsync_interval_seconds; default), never "
+        "(the OS decides). Every event is flushed to the OS in all modes, so a killed process "
+        "loses nothing",
+        choices=("always", "interval", "never"),
+    ),
+    Flag(
+        "event_log_fsync_interval_seconds",
+        float,
+        1.0,
+        OBSERVABILITY,
+        "with --event_log_fsync=interval, the most a power loss may lose (default: 1.0)",
+    ),
+    Flag(
+        "monitoring_config_file",
+        str,
+        "",
+        OBSERVABILITY,
+        "TF Serving MonitoringConfig text proto: prometheus_config { enable: true, "
+        'path: "/monitoring/prometheus/metrics" }; without it metrics are served at that '
+        "path on --rest_api_port",
+        _implemented("MonitoringConfig text proto"),
+    ),
+    Flag(
+        "metrics_names",
+        str,
+        "both",
+        OBSERVABILITY,
+        "which metric families the metrics path exports: pyserving's own (pyserving_*), "
+        "TF Serving's (:tensorflow:serving:*, :tensorflow:cc:saved_model:*, "
+        ":tensorflow:core:graph_*, as TF Serving names them), or both (default: %(default)s)",
+        choices=METRICS_NAMES,
+    ),
+    Flag("log_format", str, "json", OBSERVABILITY, "log line format", choices=("json", "console")),
+    Flag(
+        "log_level",
+        str,
+        "info",
+        OBSERVABILITY,
+        "lowest level logged (default: %(default)s)",
+        choices=("debug", "info", "warning", "error"),
+    ),
+    # ------------------------------------------------------------------ REST
+    Flag(
+        "rest_api_num_threads",
+        int,
+        4 * _cpus(),
+        REST,
+        "REST requests processed at once; more wait their turn (default: 4 per CPU)",
+        _implemented(
+            "REST requests processed at once (others wait); the HTTP server itself is async"
+        ),
+        metavar="N",
+    ),
+    Flag(
+        "rest_api_timeout_in_ms",
+        int,
+        30000,
+        REST,
+        "deadline of each REST request; past it the reply is 504 DEADLINE_EXCEEDED; "
+        "0 = none (default: %(default)s)",
+        _implemented("deadline of each REST request"),
+        metavar="MS",
+    ),
+    Flag(
+        "rest_api_enable_cors_support",
+        bool,
+        False,
+        REST,
+        "add Access-Control-Allow-* headers and answer OPTIONS preflights (default: false)",
+        _implemented("TF Serving's CORS headers"),
+    ),
+    # ------------------------------------------------------------------ TLS and limits
+    Flag(
+        "ssl_config_file",
+        str,
+        "",
+        TLS,
+        "TF Serving SSLConfig text proto (server_key, server_cert, custom_ca, "
+        "client_verify: the PEM text itself): TLS on the gRPC port and the Unix socket, and "
+        "HTTPS with the same certificate on --rest_api_port",
+        _implemented("TLS for gRPC, and HTTPS on the REST port"),
+        metavar="FILE",
+    ),
+    Flag(
+        "grpc_socket_path",
+        str,
+        "",
+        TLS,
+        "also serve gRPC on this Unix socket (unix:PATH)",
+        _implemented("also listen on this Unix socket"),
+        metavar="PATH",
+    ),
+    Flag(
+        "grpc_channel_arguments",
+        str,
+        "",
+        TLS,
+        "gRPC server options, e.g. grpc.max_connection_age_ms=60000; integer values are "
+        "passed as integers, others as strings (as TF Serving)",
+        _implemented("key=value,... gRPC server options"),
+        metavar="K=V,...",
+    ),
+    Flag(
+        "grpc_max_threads",
+        int,
+        0,
+        TLS,
+        "gRPC requests handled at once; more are refused with RESOURCE_EXHAUSTED "
+        "(TF Serving's exhausted thread pool); 0 = no limit (default: 0)",
+        _implemented(
+            "gRPC requests handled at once, more get RESOURCE_EXHAUSTED as from TF Serving's "
+            "exhausted pool; default 0 = no limit (TF Serving: 4 per CPU), since requests are "
+            "handled on the event loop, not on gRPC threads"
+        ),
+        metavar="N",
+    ),
+    Flag(
+        "enable_grpc_healthcheck_service",
+        bool,
+        False,
+        TLS,
+        "accepted for TF Serving scripts: grpc.health.v1.Health is always on",
+        FlagSupport(ACCEPTED, "grpc.health.v1.Health is always served"),
+    ),
+    # ------------------------------------------------------------------ TensorFlow threads
+    Flag(
+        "tensorflow_session_parallelism",
+        int,
+        0,
+        THREADS,
+        "threads for both intra- and inter-op parallelism (default: 0)",
+        _implemented("each Session's ConfigProto: intra- and inter-op threads, both"),
+        metavar="N",
+    ),
+    Flag(
+        "tensorflow_intra_op_parallelism",
+        int,
+        0,
+        THREADS,
+        "threads that parallelise one op (default: 0)",
+        _implemented("each Session's ConfigProto"),
+        metavar="N",
+    ),
+    Flag(
+        "tensorflow_inter_op_parallelism",
+        int,
+        0,
+        THREADS,
+        "threads that run independent ops at once (default: 0)",
+        _implemented("each Session's ConfigProto"),
+        metavar="N",
+    ),
+    # ------------------------------------------------------------------ compatibility
+    Flag(
+        "version",
+        bool,
+        False,
+        COMPAT,
+        "print the version and exit",
+        _implemented("print the version and exit 0"),
+    ),
+    Flag("flush_filesystem_caches", bool, True, COMPAT, _FLUSH.note, _FLUSH),
+    Flag(
+        "remove_unused_fields_from_bundle_metagraph",
+        bool,
+        True,
+        COMPAT,
+        _REMOVE_UNUSED.note,
+        _REMOVE_UNUSED,
+    ),
+    Flag("num_tflite_pools", int, 1, COMPAT, _TFLITE_ONLY.note, _TFLITE_ONLY, metavar="N"),
+    Flag(
+        "num_tflite_interpreters_per_pool",
+        int,
+        1,
+        COMPAT,
+        _TFLITE_ONLY.note,
+        _TFLITE_ONLY,
+        metavar="N",
+    ),
+    _refused_bool("use_alts_credentials", "ALTS needs Google Cloud"),
+    _refused_bool("prefer_tflite_model", "TFLite models are not served"),
+    _refused_bool("xla_cpu_compilation_enabled", "XLA:CPU JIT is not wired"),
+    _refused_bool(
+        "enable_profiler", "there is no profiler service; default false here (TF Serving: true)"
+    ),
+    _refused_bool(
+        "enable_per_model_batching_parameters",
+        "per-model batching_params.pbtxt files are not read; use --batching_parameters_file",
+    ),
+    _refused_file("tensorflow_session_config_file", "a ConfigProto file is not read"),
+    _refused_file("platform_config_file", "use --model_platform and the model config instead"),
+    _refused_file("thread_pool_factory_config_file", "custom thread pools are not supported"),
+    Flag(
+        "per_process_gpu_memory_fraction",
+        float,
+        0.0,
+        COMPAT,
+        "refused unless 0: GPU memory is not partitioned",
+        FlagSupport(REFUSED, "GPU memory is not partitioned", lambda v: float(v) != 0.0),
+        metavar="F",
+    ),
+)
 
 
 def parse_bool(text: str) -> bool:
@@ -23,267 +585,38 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def _add_bool(group: argparse._ArgumentGroup, name: str, default: bool, help: str) -> None:
-    group.add_argument(
-        name, type=parse_bool, nargs="?", const=True, default=default, metavar="BOOL", help=help
-    )
-
-
 def add_serve_flags(parser: argparse.ArgumentParser) -> None:
-    net = parser.add_argument_group("network")
-    net.add_argument("--port", type=int, default=8500, help="gRPC port (default: %(default)s)")
-    net.add_argument(
-        "--grpc_max_message_bytes",
-        type=int,
-        default=64 * 1024 * 1024,
-        help="largest gRPC message and REST body in bytes; larger requests are refused "
-        "unread with RESOURCE_EXHAUSTED / HTTP 413 (default: 64 MiB)",
-    )
-    net.add_argument(
-        "--rest_api_port",
-        type=int,
-        default=0,
-        help="HTTP port for TF Serving's REST API (/v1/models/...), "
-        "/monitoring/prometheus/metrics, /healthz and /readyz; 0 turns the HTTP server off "
-        "(default: 0)",
-    )
-
-    model = parser.add_argument_group("model (one model; see --model_config_file for many)")
-    model.add_argument("--model_name", default="default", help="name clients use in model_spec")
-    model.add_argument(
-        "--model_base_path",
-        default="",
-        help="folder holding numbered version folders (1, 2, ...) of the model",
-    )
-    model.add_argument(
-        "--file_system_poll_wait_seconds",
-        type=float,
-        default=1.0,
-        help="seconds between looks for new versions; 0 looks once (default: %(default)s)",
-    )
-    model.add_argument(
-        "--model_cache_dir",
-        default="",
-        help="local folder for versions downloaded from object stores (s3://, gs://); "
-        "default: a new temporary folder",
-    )
-    model.add_argument(
-        "--model_cache_max_bytes",
-        type=int,
-        default=20 * 1024**3,
-        help="most bytes of downloaded versions kept at once (default: 20 GiB)",
-    )
-    model.add_argument(
-        "--saved_model_tags",
-        default="serve",
-        help="comma-separated MetaGraph tags to load (default: %(default)s)",
-    )
-
-    add_models_flags(parser)
-
-    life = parser.add_argument_group("lifecycle")
-    life.add_argument(
-        "--max_num_load_retries",
-        type=int,
-        default=5,
-        help="retries of a failed load before the version ends in error (default: %(default)s)",
-    )
-    life.add_argument(
-        "--load_retry_interval_micros",
-        type=int,
-        default=60_000_000,
-        help="wait between load retries in microseconds (default: 60 s)",
-    )
-    life.add_argument(
-        "--load_timeout_seconds",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="pyserving's own: a load attempt running longer fails (counted as an attempt, "
-        "so retries follow --max_num_load_retries); its thread cannot be stopped, so it is "
-        "left to finish and what it loads is discarded. 0 = no limit (default)",
-    )
-    life.add_argument(
-        "--num_load_threads",
-        type=int,
-        default=0,
-        help="threads loading versions; 0 loads one at a time, as TF Serving (default: 0)",
-    )
-    life.add_argument(
-        "--num_unload_threads",
-        type=int,
-        default=0,
-        help="threads unloading versions; 0 means one (default: 0)",
-    )
-    life.add_argument(
-        "--aspired_version_policy",
-        choices=["availability", "resource"],
-        default="availability",
-        help="availability: load the new version before unloading the old (TF Serving's "
-        "behaviour); resource: unload first, for models that do not fit twice",
-    )
-    life.add_argument(
-        "--num_request_threads",
-        type=int,
-        default=max(4, 2 * (os.cpu_count() or 1)),
-        help="threads running model calls for requests (default: 2 per CPU, at least 4)",
-    )
-    life.add_argument(
-        "--shutdown_grace_seconds",
-        type=float,
-        default=30.0,
-        help="on SIGTERM, how long in-flight requests may take to finish (default: 30)",
-    )
-
-    add_platform_and_warmup_flags(parser)
-    batching = parser.add_argument_group("batching")
-    _add_bool(
-        batching,
-        "--enable_batching",
-        default=False,
-        help="merge concurrent Predict requests for one version and signature into one model "
-        "run (default: false)",
-    )
-    batching.add_argument(
-        "--batching_parameters_file",
-        default="",
-        metavar="FILE",
-        help="a BatchingParameters text proto, as for tensorflow_model_server (e.g. "
-        "'max_batch_size { value: 128 }'); needs --enable_batching. Without it, TF Serving's "
-        "defaults apply",
-    )
-    batching.add_argument(
-        "--batching_idle_micros",
-        type=int,
-        default=0,
-        metavar="MICROS",
-        help="pyserving's own: also run a batch once no request has joined it for this many "
-        "microseconds, so a burst smaller than max_batch_size need not wait the whole "
-        "batch_timeout_micros (default: 0, off: TF Serving's behaviour)",
-    )
-
-    obs = parser.add_argument_group("observability")
-    obs.add_argument(
-        "--event_log",
-        default="",
-        help="append every lifecycle event to this JSON-lines file (for `pyserving replay`)",
-    )
-    add_event_log_flags(obs)
-    obs.add_argument(
-        "--monitoring_config_file",
-        default="",
-        help="TF Serving MonitoringConfig text proto: prometheus_config { enable: true, "
-        'path: "/monitoring/prometheus/metrics" }; without it metrics are served at that '
-        "path on --rest_api_port",
-    )
-    obs.add_argument(
-        "--metrics_names",
-        choices=METRICS_NAMES,
-        default="both",
-        help="which metric families the metrics path exports: pyserving's own "
-        "(pyserving_*), TF Serving's (:tensorflow:serving:*, :tensorflow:cc:saved_model:*, "
-        ":tensorflow:core:graph_*, as TF Serving names them), or both (default: %(default)s)",
-    )
-    obs.add_argument(
-        "--log_format", choices=["json", "console"], default="json", help="log line format"
-    )
-    obs.add_argument(
-        "--log_level",
-        choices=["debug", "info", "warning", "error"],
-        default="info",
-        help="lowest level logged (default: %(default)s)",
-    )
-    add_compat_flags(parser)  # REST, TLS and limits, TensorFlow threads, compatibility
+    """Every flag of the table on `parser`, in its `serve --help` group."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for flag in FLAGS:
+        group = groups.get(flag.group)
+        if group is None:
+            group = groups[flag.group] = parser.add_argument_group(flag.group)
+        options: dict[str, Any] = {"default": flag.default, "help": flag.help}
+        if flag.type is bool:
+            options.update(type=parse_bool, nargs="?", const=True, metavar="BOOL")
+        else:
+            options["type"] = flag.type
+        if flag.choices:
+            options["choices"] = flag.choices
+        if flag.metavar:
+            options["metavar"] = flag.metavar
+        group.add_argument(f"--{flag.name}", **options)
 
 
-def add_event_log_flags(group: argparse._ArgumentGroup) -> None:
-    """Rotation and durability of --event_log (see adapters/event_log.py for the trade-off)."""
-    group.add_argument(
-        "--event_log_max_bytes",
-        type=int,
-        default=0,
-        help="rotate the event log when it would pass this size: LOG becomes LOG.1, ... "
-        "(0 = never rotate; default: 0)",
-    )
-    group.add_argument(
-        "--event_log_backups",
-        type=int,
-        default=5,
-        help="rotated event log files kept (LOG.1 ... LOG.N), the oldest dropped "
-        "(default: %(default)s)",
-    )
-    group.add_argument(
-        "--event_log_fsync",
-        choices=["always", "interval", "never"],
-        default="interval",
-        help="when the event log reaches the disk: always (per event; nothing lost on power "
-        "loss, slowest), interval (every --event_log_fsync_interval_seconds; default), never "
-        "(the OS decides). Every event is flushed to the OS in all modes, so a killed process "
-        "loses nothing",
-    )
-    group.add_argument(
-        "--event_log_fsync_interval_seconds",
-        type=float,
-        default=1.0,
-        help="with --event_log_fsync=interval, the most a power loss may lose (default: 1.0)",
-    )
+ServerOptions = dataclasses.make_dataclass(
+    "ServerOptions",
+    [(f.name, f.type, dataclasses.field(default=f.default)) for f in FLAGS],
+    frozen=True,
+)
+ServerOptions.__module__ = __name__
+ServerOptions.__doc__ = (
+    "The server's settings, from the flags; built once by the CLI and frozen. Its fields "
+    "are the rows of `FLAGS` (names as the flags, TF Serving's defaults)."
+)
 
 
-def add_platform_and_warmup_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("platforms, warm-up and request checks")
-    group.add_argument(
-        "--model_platform",
-        choices=KNOWN_PLATFORMS,
-        default=TENSORFLOW,
-        help="how versions are loaded: tensorflow (SavedModels) or python (a folder with "
-        "model.py); default: %(default)s",
-    )
-    _add_bool(
-        group,
-        "--enable_model_warmup",
-        True,
-        "replay each version's assets.extra/tf_serving_warmup_requests before it serves, "
-        "so the first request is not slow (default: true)",
-    )
-    group.add_argument(
-        "--num_request_iterations_for_warmup",
-        type=int,
-        default=1,
-        metavar="N",
-        help="times each warm-up record is replayed (default: %(default)s)",
-    )
-    _add_bool(
-        group,
-        "--enable_signature_method_name_check",
-        False,
-        "Classify/Regress only on signatures whose method_name says classify/regress; "
-        "leave false to serve native TF2 models (default: false)",
-    )
-
-
-def add_models_flags(parser: argparse.ArgumentParser) -> None:
-    models = parser.add_argument_group("models (many, from a config file)")
-    models.add_argument(
-        "--model_config_file",
-        default="",
-        metavar="FILE",
-        help="a ModelServerConfig text proto listing the models (model_config_list { config "
-        "{ name base_path model_platform model_version_policy version_labels } ... }); "
-        "when given, --model_name and --model_base_path are ignored",
-    )
-    models.add_argument(
-        "--model_config_file_poll_wait_seconds",
-        type=float,
-        metavar="SECONDS",
-        default=0.0,
-        help="seconds between re-reads of --model_config_file, applying what changed; a bad "
-        "edit is logged and the last good config keeps running. 0 reads it once (default)",
-    )
-    _add_bool(
-        models,
-        "--allow_version_labels_for_unavailable_models",
-        default=False,
-        help="move a label to its configured version at once, even before that version is "
-        "available (TF Serving's meaning). Default: a label moves only when its version is "
-        "available and keeps answering with the old version until then",
-    )
+def server_options(namespace: argparse.Namespace) -> Any:
+    """The `ServerOptions` of parsed `serve` flags (the command's other attributes dropped)."""
+    values = vars(namespace)
+    return ServerOptions(**{f.name: values[f.name] for f in FLAGS})

@@ -5,7 +5,6 @@ Everything stateful is created here and passed down; nothing below keeps global 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
 import hashlib
@@ -60,6 +59,7 @@ from pyserving.api.flag_compat import (
     refused_flags,
     tensorflow_threads,
 )
+from pyserving.api.flags import ServerOptions
 from pyserving.api.health import HealthService
 from pyserving.api.http_server import HttpServer, metrics_routes, probe_routes
 from pyserving.api.live_config import LiveConfig
@@ -89,7 +89,7 @@ class StartupError(Exception):
     """The server cannot start as configured; the message says what to change."""
 
 
-def models_from_flags(options: argparse.Namespace) -> ServerConfig:
+def models_from_flags(options: ServerOptions) -> ServerConfig:
     """--model_config_file when given (as TF Serving, it overrides --model_name/_base_path)."""
     if options.model_config_file:
         try:
@@ -109,7 +109,7 @@ def config_digest(config: ServerConfig) -> str:
     return hashlib.sha256(repr(config).encode()).hexdigest()
 
 
-def event_log_from_flags(options: argparse.Namespace) -> EventLogWriter | None:
+def event_log_from_flags(options: ServerOptions) -> EventLogWriter | None:
     if not options.event_log:
         return None
     return EventLogWriter(
@@ -122,7 +122,7 @@ def event_log_from_flags(options: argparse.Namespace) -> EventLogWriter | None:
 
 
 def tfserving_metrics_from_flags(
-    options: argparse.Namespace, runner: Runner, known_models: Callable[[], Collection[str]]
+    options: ServerOptions, runner: Runner, known_models: Callable[[], Collection[str]]
 ) -> TFServingMetrics | None:
     """TF Serving's series unless --metrics_names=pyserving; batches are labelled with TF
     Serving's thread pool name (its default without --batching_parameters_file)."""
@@ -135,7 +135,7 @@ def tfserving_metrics_from_flags(
 
 
 def runner_from_flags(
-    options: argparse.Namespace,
+    options: ServerOptions,
     publish: Callable[[Event], Any],
     on_reject: Callable[[str, str, str], None] | None = None,
 ) -> Runner:
@@ -165,7 +165,7 @@ def runner_from_flags(
 
 
 class ModelServer:
-    def __init__(self, options: argparse.Namespace) -> None:
+    def __init__(self, options: ServerOptions) -> None:
         self.options = options
         self._init_transport()  # before anything loads: TensorFlow's threads are set here
         self.config = models_from_flags(options)
@@ -363,7 +363,7 @@ class ModelServer:
         self.bus.publish(
             ServerStarted(
                 pyserving_version=pyserving.__version__,
-                flags={k: v for k, v in sorted(vars(self.options).items()) if k != "func"},
+                flags=dict(sorted(dataclasses.asdict(self.options).items())),
                 models=tuple(self.config.names),
                 config_digest=config_digest(self.config),
             )
@@ -467,7 +467,7 @@ class ModelServer:
         )
 
 
-async def serve(options: argparse.Namespace) -> int:
+async def serve(options: ServerOptions) -> int:
     server = ModelServer(options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -7,6 +7,9 @@ grpc.aio server with a canned reply: what gRPC in Python costs); the ceiling (th
 SavedModel called in-process at the batch sizes the batching server formed). Each
 concurrency level runs every target in turn, so drift on a shared machine hits all alike.
 Prints a table and writes bench/results/bench-<time>.json (and latest.json).
+
+`python -m bench --h2load [...]` measures with h2load instead (bench/h2load.py): the
+floor, unbatched and batched servers pinned to CPU 0, the C load generator on CPU 1.
 """
 
 from __future__ import annotations
@@ -166,6 +169,11 @@ def ceiling(process: subprocess.Popen[str], sizes: list[int]) -> dict[int, dict[
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--h2load"]:  # the server measured with a C load generator
+        from bench.h2load import main as h2load_main
+
+        return h2load_main(argv[1:])
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.time()

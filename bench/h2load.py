@@ -3,7 +3,9 @@
 The Python load generator (bench/loadgen.py) saturates near 2.5k req/s and hides how far
 a server is from the floor. Here Debian's h2load (nghttp2-client) sends the same
 gRPC-framed one-image PredictRequest to each target: the floor (grpc.aio with a canned
-reply), pyserving unbatched and pyserving --enable_batching. Every target is pinned to
+reply), pyserving unbatched and pyserving --enable_batching; and over REST (`h2load
+--h1`, TF Serving's JSON `:predict`) the same two servers and an aiohttp floor that
+parses the JSON body and answers a canned prediction. Every target is pinned to
 CPU 0 (`taskset -c 0`) and h2load to CPU 1; each concurrency level runs every target in
 turn (rows interleaved, so drift hits all alike); each target's answer is checked before
 it is measured. p50 comes from h2load's per-request log. Prints a table, writes JSON.
@@ -19,15 +21,17 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
 import numpy as np
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from bench.targets import ROOT, Target, floor_target, pyserving_target
+from bench.targets import ROOT, Target, floor_target, free_port, pyserving_target
 
 PREDICT_PATH = "/tensorflow.serving.PredictionService/Predict"
+REST_PATH = "/v1/models/mnist:predict"
 RESULTS = ROOT / "bench" / "results"
 SERVER_CPU, CLIENT_CPU = "0", "1"
 
@@ -58,14 +62,42 @@ def check_answer(target: Target, request: predict_pb2.PredictRequest) -> None:
         raise SystemExit(f"{target.name} answered wrongly: {reply}")
 
 
-def h2load(address: str, body: Path, concurrency: int, seconds: float, log: Path) -> dict:
-    """One h2load run; req/s from its summary, p50/p99 from its per-request log."""
+def check_rest_answer(address: str, body: bytes, name: str) -> None:
+    """The REST target answers `:predict` with one row of ten scores summing to ~1."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            request = urllib.request.Request(
+                f"http://{address}{REST_PATH}", body, {"content-type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                predictions = json.loads(reply.read())["predictions"]
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    scores = np.array(predictions[0])
+    if scores.shape != (10,) or abs(scores.sum() - 1.0) > 1e-3:
+        raise SystemExit(f"{name} answered wrongly over REST: {predictions}")
+
+
+def h2load(
+    address: str, body: Path, concurrency: int, seconds: float, log: Path, rest: bool = False
+) -> dict:
+    """One h2load run (gRPC over HTTP/2, or REST over HTTP/1.1 with `rest`); req/s from its
+    summary, p50/p99 from its per-request log."""
+    protocol = (
+        ["--h1", "-H", "content-type: application/json"]
+        if rest
+        else ["-H", "content-type: application/grpc", "-H", "te: trailers"]
+    )
+    path = REST_PATH if rest else PREDICT_PATH
     command = [
         "taskset", "-c", CLIENT_CPU, "h2load",
         f"--duration={max(1, round(seconds))}", "--warm-up-time=1", f"--clients={concurrency}",
         "--max-concurrent-streams=1", f"--data={body}", f"--log-file={log}",
-        "-H", "content-type: application/grpc", "-H", "te: trailers",
-        f"http://{address}{PREDICT_PATH}",
+        *protocol, f"http://{address}{path}",
     ]  # fmt: skip
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     summary = next(line for line in output.splitlines() if line.startswith("finished in"))
@@ -85,6 +117,7 @@ def h2load(address: str, body: Path, concurrency: int, seconds: float, log: Path
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.h2load", description=__doc__)
     parser.add_argument("--concurrency", default="1,64")
+    parser.add_argument("--rest_concurrency", default="1,32")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -103,9 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         "max_batch_size { value: 64 }\nbatch_timeout_micros { value: 1000 }\n"
         "num_batch_threads { value: 1 }\nmax_enqueued_batches { value: 1000 }\n"
     )
+    rest_ports = {"unbatched": free_port(), "batched": free_port(), "rest_floor": free_port()}
     targets = [
         floor_target(workdir),
-        pyserving_target("unbatched", "pyserving", model, workdir),
+        pyserving_target(
+            "unbatched", "pyserving", model, workdir, f"--rest_api_port={rest_ports['unbatched']}"
+        ),
         pyserving_target(
             "batched",
             "pyserving --enable_batching (max 64, 1 ms)",
@@ -113,16 +149,28 @@ def main(argv: list[str] | None = None) -> int:
             workdir,
             "--enable_batching",
             f"--batching_parameters_file={batching}",
+            f"--rest_api_port={rest_ports['batched']}",
         ),
     ]
+    rest_floor = Target(
+        "rest_floor",
+        "aiohttp: parse the JSON body, canned answer",
+        [sys.executable, "-m", "bench.rest_floor", f"--port={rest_ports['rest_floor']}"],
+        rest_ports["rest_floor"],
+        workdir / "rest_floor.log",
+    )
+    rest_body = workdir / "predict.json"
+    rest_body.write_bytes(json.dumps({"instances": [test_images()[0].tolist()]}).encode())
     rows = []
     try:
-        for target in targets:
+        for target in [*targets, rest_floor]:
             target.command = ["taskset", "-c", SERVER_CPU, *target.command]
             target.start()
         for target in targets:
             target.wait_ready()
             check_answer(target, request)
+        for name, port in rest_ports.items():
+            check_rest_answer(f"127.0.0.1:{port}", rest_body.read_bytes(), name)
         for level in [int(c) for c in args.concurrency.split(",")]:
             for target in targets:
                 result = h2load(
@@ -132,17 +180,29 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit(f"{target.name}: no successful request")
                 rows.append({"target": target.name, "concurrency": level, **result})
                 print(json.dumps(rows[-1]), flush=True)
+        for level in [int(c) for c in args.rest_concurrency.split(",")]:
+            for name, port in rest_ports.items():
+                result = h2load(
+                    f"127.0.0.1:{port}", rest_body, level, args.seconds, workdir / "rest.h2", True
+                )
+                if result["http_2xx"] == 0:
+                    raise SystemExit(f"REST {name}: no successful request")
+                target_name = name if name == "rest_floor" else f"rest_{name}"
+                rows.append({"target": target_name, "concurrency": level, **result})
+                print(json.dumps(rows[-1]), flush=True)
     finally:
-        for target in targets:
+        for target in [*targets, rest_floor]:
             target.stop()
-    floor = {r["concurrency"]: r for r in rows if r["target"] == "floor"}
-    print(f"\n{'target':<12}{'c':>4}{'req/s':>10}{'x floor':>9}{'p50 ms':>9}{'p99 ms':>9}")
+    floors = {
+        (r["target"], r["concurrency"]): r for r in rows if r["target"] in ("floor", "rest_floor")
+    }
+    print(f"\n{'target':<16}{'c':>4}{'req/s':>10}{'x floor':>9}{'p50 ms':>9}{'p99 ms':>9}")
     for r in rows:
-        base = floor[r["concurrency"]]
+        base = floors["rest_floor" if r["target"].startswith("rest") else "floor", r["concurrency"]]
         r["ratio_to_floor"] = round(r["req_s"] / base["req_s"], 3)
         r["p50_to_floor"] = round(r["p50_ms"] / base["p50_ms"], 3)
         print(
-            f"{r['target']:<12}{r['concurrency']:>4}{r['req_s']:>10.0f}"
+            f"{r['target']:<16}{r['concurrency']:>4}{r['req_s']:>10.0f}"
             f"{r['ratio_to_floor']:>9.2f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
         )
     report = {

@@ -98,3 +98,28 @@ def test_model_call_bench_checks_and_times_both_paths(tmp_path) -> None:
     assert all(0 < r.p50_us <= r.p99_us for r in rows)
     assert set(model_call.speedups(rows)) == {"1", "4"}
     assert "session speed-up at batch 1" in model_call.table(rows)
+
+
+def test_h2load_measures_the_floor_with_grpc_framed_requests(tmp_path) -> None:
+    """The C load generator's run is read right: req/s, and p50 from its per-request log."""
+    from bench.floor import canned_reply
+    from bench.h2load import check_answer, grpc_frame, h2load, one_image_request
+    from bench.targets import floor_target
+
+    request = one_image_request(np.zeros(64, np.float32))
+    framed = grpc_frame(request.SerializeToString())
+    assert framed[0] == 0 and int.from_bytes(framed[1:5], "big") == len(framed) - 5
+    assert predict_pb2.PredictRequest.FromString(framed[5:]) == request
+    body = tmp_path / "body"
+    body.write_bytes(framed)
+    floor = floor_target(tmp_path)
+    floor.start()
+    try:
+        floor.wait_ready()
+        check_answer(floor, request)
+        assert len(canned_reply().outputs["scores"].float_val) == 10
+        result = h2load(floor.address, body, 2, 1.0, tmp_path / "log")
+    finally:
+        floor.stop()
+    assert result["req_s"] > 0 and result["requests"] > 10 and result["http_2xx"] > 0
+    assert 0 < result["p50_ms"] <= result["p99_ms"]
