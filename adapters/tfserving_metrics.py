@@ -266,6 +266,7 @@ class TFServingMetrics:
                 self._paths[(event.model, v.version)] = v.path
         elif isinstance(event, WarmupFinished):
             path = self._paths.get((event.model, event.version), event.model)
+            # TF Serving writes status.ToString() (the whole error text); that is unbounded.
             status = "OK" if not event.error else "UNKNOWN"
             self.warmup_latency.observe((path, status), event.duration_s * 1e6)
             self.warmup_records_read.inc((path, status), event.records)
