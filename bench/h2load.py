@@ -23,17 +23,20 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+from bench.heavy_model import export as export_heavy
 from bench.targets import ROOT, Target, floor_target, free_port, pyserving_target
 
 PREDICT_PATH = "/tensorflow.serving.PredictionService/Predict"
 REST_PATH = "/v1/models/mnist:predict"
 RESULTS = ROOT / "bench" / "results"
 SERVER_CPU, CLIENT_CPU = "0", "1"
+HEAVY_TIMEOUT_US = 5000
 
 
 def grpc_frame(message: bytes) -> bytes:
@@ -93,6 +96,7 @@ def h2load(
         else ["-H", "content-type: application/grpc", "-H", "te: trailers"]
     )
     path = REST_PATH if rest else PREDICT_PATH
+    log.unlink(missing_ok=True)  # h2load appends to its log file
     command = [
         "taskset", "-c", CLIENT_CPU, "h2load",
         f"--duration={max(1, round(seconds))}", "--warm-up-time=1", f"--clients={concurrency}",
@@ -114,12 +118,79 @@ def h2load(
     }
 
 
+def measure_heavy(args: argparse.Namespace, workdir: Path, body: Path, request: Any) -> list:
+    """What batching is for: the heavy model, unbatched vs batched at c=64, and the same
+    model called in-process at the batch sizes the batching server formed (the ceiling)."""
+    model = export_heavy(args.out / "heavy_model")
+    batching = workdir / "heavy_batching.config"
+    batching.write_text(
+        f"max_batch_size {{ value: 64 }}\nbatch_timeout_micros {{ value: {HEAVY_TIMEOUT_US} }}\n"
+        "num_batch_threads { value: 1 }\nmax_enqueued_batches { value: 1000 }\n"
+    )
+    targets = [
+        pyserving_target("heavy_unbatched", "pyserving, heavy MLP", model, workdir),
+        pyserving_target(
+            "heavy_batched",
+            f"pyserving --enable_batching (max 64, {HEAVY_TIMEOUT_US} us), heavy MLP",
+            model,
+            workdir,
+            "--enable_batching",
+            f"--batching_parameters_file={batching}",
+        ),
+    ]
+    rows = []
+    try:
+        for target in targets:
+            target.command = ["taskset", "-c", SERVER_CPU, *target.command]
+            target.start()
+        for target in targets:
+            target.wait_ready()
+            check_answer(target, request)
+        for target in targets:
+            begin = time.time()
+            result = h2load(target.address, body, 64, args.seconds, workdir / f"{target.name}.h2")
+            sizes = target.batch_sizes((begin, time.time()))
+            mean = float(np.mean(sizes)) if sizes else 1.0
+            rows.append({"target": target.name, "concurrency": 64, "mean_batch": mean, **result})
+            print(json.dumps(rows[-1]), flush=True)
+    finally:
+        for target in targets:
+            target.stop()
+    formed = max(1, round(rows[-1]["mean_batch"]))
+    ceiling = json.loads(
+        subprocess.run(
+            ["taskset", "-c", SERVER_CPU, sys.executable, "-m", "bench.ceiling",
+             f"--model={model / '1'}", f"--batch_sizes=1,{formed}", "--seconds=3"],
+            capture_output=True, text=True, check=True, cwd=ROOT,
+        ).stdout
+    )  # fmt: skip
+    single, batch = ceiling["1"], ceiling[str(formed)]
+    rows.append({"target": "heavy_in_process_b1", "concurrency": 1,
+                 "req_s": single["throughput"], "p50_ms": single["p50_ms"],
+                 "p99_ms": single["p99_ms"]})  # fmt: skip
+    rows.append({"target": f"heavy_in_process_b{formed}", "concurrency": formed,
+                 "req_s": batch["throughput"], "p50_ms": batch["p50_ms"],
+                 "p99_ms": batch["p99_ms"]})  # fmt: skip
+    unbatched, batched = rows[0], rows[1]
+    print(
+        f"\nheavy MLP: one-image call {single['p50_ms']:.2f} ms in-process; batched / unbatched "
+        f"= {batched['req_s'] / unbatched['req_s']:.2f} (target >= 3); batched / in-process at "
+        f"batch {formed} = {batched['req_s'] / batch['throughput']:.2f} (target >= 0.8); "
+        f"batched p99 {batched['p99_ms']:.1f} ms vs 2 x timeout + one batch "
+        f"{2 * HEAVY_TIMEOUT_US / 1000 + batch['p50_ms']:.1f} ms"
+    )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.h2load", description=__doc__)
     parser.add_argument("--concurrency", default="1,64")
     parser.add_argument("--rest_concurrency", default="1,32")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--heavy", action="store_true", help="also the compute-heavy model (what batching is for)"
+    )
     args = parser.parse_args(argv)
     if shutil.which("h2load") is None:
         raise SystemExit("h2load not found: apt-get install -y nghttp2-client")
@@ -183,7 +254,12 @@ def main(argv: list[str] | None = None) -> int:
         for level in [int(c) for c in args.rest_concurrency.split(",")]:
             for name, port in rest_ports.items():
                 result = h2load(
-                    f"127.0.0.1:{port}", rest_body, level, args.seconds, workdir / "rest.h2", True
+                    f"127.0.0.1:{port}",
+                    rest_body,
+                    level,
+                    args.seconds,
+                    workdir / f"rest_{name}.h2",
+                    True,
                 )
                 if result["http_2xx"] == 0:
                     raise SystemExit(f"REST {name}: no successful request")
@@ -193,11 +269,19 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for target in [*targets, rest_floor]:
             target.stop()
+    if args.heavy:
+        rows += measure_heavy(args, workdir, body, request)
     floors = {
         (r["target"], r["concurrency"]): r for r in rows if r["target"] in ("floor", "rest_floor")
     }
+    for r in rows:
+        if r["target"].startswith("heavy"):
+            print(f"{r['target']:<22}{r['concurrency']:>4}{r['req_s']:>10.0f}{r['p50_ms']:>9.2f}"
+                  f"{r['p99_ms']:>9.2f}")  # fmt: skip
     print(f"\n{'target':<16}{'c':>4}{'req/s':>10}{'x floor':>9}{'p50 ms':>9}{'p99 ms':>9}")
     for r in rows:
+        if r["target"].startswith("heavy"):
+            continue
         base = floors["rest_floor" if r["target"].startswith("rest") else "floor", r["concurrency"]]
         r["ratio_to_floor"] = round(r["req_s"] / base["req_s"], 3)
         r["p50_to_floor"] = round(r["p50_ms"] / base["p50_ms"], 3)

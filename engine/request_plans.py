@@ -5,7 +5,7 @@ reply. `RequestCore` (gRPC, REST) and warm-up (`run_now`) execute them the same 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from google.protobuf.message import Message
@@ -26,7 +26,7 @@ from pyserving.engine.request_core import (
     RequestPlan,
     fill_model_spec,
 )
-from pyserving.engine.servable import Servable
+from pyserving.engine.servable import Servable, Signature
 from pyserving.engine.signature_checks import DEFAULT_SIGNATURE, check_inputs
 
 
@@ -58,40 +58,66 @@ def _example_call(
     return ModelCall(signature_name, {cr.INPUTS: examples}, outputs)
 
 
-def plan_classify(
-    servable: Servable, request: classification_pb2.ClassificationRequest, options: PlanOptions
+def _plan_single(
+    servable: Servable,
+    request: classification_pb2.ClassificationRequest | regression_pb2.RegressionRequest,
+    options: PlanOptions,
+    wanted_outputs: Callable[[Signature, bool], tuple[str, ...]],
+    fill: Callable[[Message, Outputs, int], None],
+    response_class: type[Message],
 ) -> RequestPlan[Message]:
+    """Classify or Regress: one signature run on the request's examples."""
     signature = cr.find_signature(servable, request.model_spec.signature_name)
-    wanted = cr.classification_outputs(signature, options.method_name_check)
+    wanted = wanted_outputs(signature, options.method_name_check)
     examples = serialized_examples(request.input)
     n = len(examples)
 
     def finish(results: Sequence[Outputs], version: int) -> Message:
-        found = cr.check_classifications(results[0], n)
-        response = classification_pb2.ClassificationResponse()
-        fill_model_spec(response.model_spec, request.model_spec.name, version, signature.name)
-        fill_classification_result(response.result, found, n)
+        response = response_class()
+        fill(response.result, results[0], n)  # type: ignore[attr-defined]
+        fill_model_spec(
+            response.model_spec,  # type: ignore[attr-defined]
+            request.model_spec.name,
+            version,
+            signature.name,
+        )
         return response
 
     return RequestPlan((_example_call(servable, signature.name, examples, wanted),), finish)
+
+
+def _fill_classifications(out: Message, outputs: Outputs, n: int) -> None:
+    fill_classification_result(out, cr.check_classifications(outputs, n), n)  # type: ignore[arg-type]
+
+
+def _fill_regressions(out: Message, outputs: Outputs, n: int) -> None:
+    fill_regression_result(out, cr.check_regressions(outputs, n))  # type: ignore[arg-type]
+
+
+def plan_classify(
+    servable: Servable, request: classification_pb2.ClassificationRequest, options: PlanOptions
+) -> RequestPlan[Message]:
+    return _plan_single(
+        servable,
+        request,
+        options,
+        cr.classification_outputs,
+        _fill_classifications,
+        classification_pb2.ClassificationResponse,
+    )
 
 
 def plan_regress(
     servable: Servable, request: regression_pb2.RegressionRequest, options: PlanOptions
 ) -> RequestPlan[Message]:
-    signature = cr.find_signature(servable, request.model_spec.signature_name)
-    wanted = cr.regression_outputs(signature, options.method_name_check)
-    examples = serialized_examples(request.input)
-    n = len(examples)
-
-    def finish(results: Sequence[Outputs], version: int) -> Message:
-        values = cr.check_regressions(results[0], n)
-        response = regression_pb2.RegressionResponse()
-        fill_model_spec(response.model_spec, request.model_spec.name, version, signature.name)
-        fill_regression_result(response.result, values)
-        return response
-
-    return RequestPlan((_example_call(servable, signature.name, examples, wanted),), finish)
+    return _plan_single(
+        servable,
+        request,
+        options,
+        cr.regression_outputs,
+        _fill_regressions,
+        regression_pb2.RegressionResponse,
+    )
 
 
 # ---------------------------------------------------------------------- MultiInference

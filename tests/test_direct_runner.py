@@ -1,15 +1,17 @@
-"""The unbatched runner: one model call per request, off the event loop, holding its version."""
+"""The unbatched runner: one model call per request, holding its version; on a request
+thread unless its calls are measured cheaper than the hop there."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import numpy as np
 import pytest
 
 from pyserving.engine.errors import Code, ServingError
-from pyserving.engine.runner import DirectRunner
+from pyserving.engine.runner import INLINE_BELOW_S, MEASURED_CALLS, STALL_LIMIT_S, DirectRunner
 from pyserving.engine.servable_map import ServableHandle
 from tests.test_batching import SIG, WAIT_S, RecordingServable
 
@@ -55,4 +57,65 @@ def test_a_cancelled_request_keeps_its_version_until_the_model_call_ends() -> No
     while handle.in_flight and time.monotonic() < deadline:
         time.sleep(0.01)
     assert handle.in_flight == 0
+    runner.close()
+
+
+class ThreadNoting:
+    """y = x; notes the thread of each call, and sleeps `delay_s` inside it."""
+
+    signatures: dict = {}
+
+    def __init__(self) -> None:
+        self.threads: list[str] = []
+        self.delay_s = 0.0
+
+    def run(self, signature, inputs, output_filter):
+        self.threads.append(threading.current_thread().name)
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        return {"y": inputs["x"]}
+
+
+def calls(runner: DirectRunner, handle: ServableHandle, n: int, rows: int = 1) -> None:
+    async def run_all() -> None:
+        for _ in range(n):
+            await runner.run(handle, SIG, {"x": np.ones((rows, 2), np.float32)}, ())
+
+    asyncio.run(run_all())
+
+
+def test_cheap_calls_measured_on_the_threads_then_run_on_the_loop() -> None:
+    runner = DirectRunner(2)
+    servable = ThreadNoting()
+    handle = ServableHandle("m", 1, servable)
+    calls(runner, handle, MEASURED_CALLS + 5)
+    on_loop = [name == threading.main_thread().name for name in servable.threads]
+    assert on_loop == [False] * MEASURED_CALLS + [True] * 5
+    servable.threads.clear()
+    calls(runner, handle, 1, rows=50)  # bigger than any measured call: back to a thread
+    assert servable.threads != [threading.main_thread().name]
+    runner.close()
+
+
+def test_a_slow_model_never_runs_on_the_loop() -> None:
+    runner = DirectRunner(2)
+    servable = ThreadNoting()
+    servable.delay_s = 2 * INLINE_BELOW_S
+    calls(runner, ServableHandle("m", 1, servable), MEASURED_CALLS + 5)
+    assert threading.main_thread().name not in servable.threads
+    runner.close()
+
+
+def test_one_inline_call_that_stalls_sends_the_signature_back_to_the_threads() -> None:
+    runner = DirectRunner(2)
+    servable = ThreadNoting()
+    handle = ServableHandle("m", 1, servable)
+    calls(runner, handle, MEASURED_CALLS + 1)
+    assert servable.threads[-1] == threading.main_thread().name
+    servable.delay_s = 2 * STALL_LIMIT_S  # the model turns slow: one call holds the loop...
+    calls(runner, handle, 1)
+    servable.delay_s = 0.0
+    servable.threads.clear()
+    calls(runner, handle, MEASURED_CALLS + 5)  # ...and none after it
+    assert threading.main_thread().name not in servable.threads
     runner.close()

@@ -1,0 +1,51 @@
+"""A compute-heavy stand-in for the example model, to show what batching is for.
+
+The digits model's call is ~30 us: batching cannot win much there. This MLP takes the same
+request (signature `predict_images`, input `images` [N,64], output `scores` [N,10],
+softmax) but three 2048-wide layers make a one-image call cost milliseconds, most of it
+reading the weights, which a batch reads once for all its rows.
+`python -m bench.heavy_model OUT` writes the SavedModel to OUT/1.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from pathlib import Path
+
+WIDTH = 2048
+LAYERS = 3
+
+
+def export(base: Path) -> Path:
+    """Write version 1 under `base` (once) and return `base`."""
+    if (base / "1" / "saved_model.pb").exists():
+        return base
+    import tensorflow as tf
+
+    rng = tf.random.Generator.from_seed(0)
+
+    class Heavy(tf.Module):
+        def __init__(self) -> None:
+            sizes = [64] + [WIDTH] * LAYERS
+            self.kernels = [
+                tf.Variable(rng.normal((a, b)) / a**0.5) for a, b in itertools.pairwise(sizes)
+            ]
+            self.out = tf.Variable(rng.normal((WIDTH, 10)) / WIDTH**0.5)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 64], tf.float32, name="images")])
+        def predict_images(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+            x = images
+            for kernel in self.kernels:
+                x = tf.nn.relu(tf.matmul(x, kernel))
+            return {"scores": tf.nn.softmax(tf.matmul(x, self.out))}
+
+    module = Heavy()
+    tf.saved_model.save(
+        module, str(base / "1"), signatures={"predict_images": module.predict_images}
+    )
+    return base
+
+
+if __name__ == "__main__":
+    print(export(Path(sys.argv[1])))
