@@ -236,7 +236,8 @@ class TFServingMetrics:
         return TFRequestSeries(self, label, REQUEST_APIS.get(api), label == model)
 
     def record_runtime(self, model: str, api: str, runtime: str, micros: float) -> None:
-        self.runtime_latency.observe((self.model_label(model), api, runtime), micros)
+        """`model` is a served version's (the core resolved it): no label check needed."""
+        self.runtime_latency.observe((model, api, runtime), micros)
 
     # ------------------------------------------------------------ TensorFlow side
     def load_attempt(self, path: str, ok: bool, micros: float) -> None:
