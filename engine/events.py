@@ -237,4 +237,7 @@ def from_dict(record: dict[str, Any]) -> Event:
     elif cls is ConfigReloaded:
         for name in ("models", "added", "removed"):
             values[name] = tuple(values[name])
+    elif cls is BatchRun:
+        for name in ("task_sizes", "task_waits_s"):
+            values[name] = tuple(values.get(name, ()))
     return cls(**values)
