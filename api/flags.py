@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyserving.adapters.loaders.platforms import KNOWN_PLATFORMS, TENSORFLOW
+from pyserving.adapters.tfserving_metrics import METRICS_NAMES
 
 IMPLEMENTED, ACCEPTED, REFUSED = "implemented", "accepted", "refused"
 
@@ -391,6 +392,16 @@ FLAGS: tuple[Flag, ...] = (
         'path: "/monitoring/prometheus/metrics" }; without it metrics are served at that '
         "path on --rest_api_port",
         _implemented("MonitoringConfig text proto"),
+    ),
+    Flag(
+        "metrics_names",
+        str,
+        "both",
+        OBSERVABILITY,
+        "which metric families the metrics path exports: pyserving's own (pyserving_*), "
+        "TF Serving's (:tensorflow:serving:*, :tensorflow:cc:saved_model:*, "
+        ":tensorflow:core:graph_*, as TF Serving names them), or both (default: %(default)s)",
+        choices=METRICS_NAMES,
     ),
     Flag("log_format", str, "json", OBSERVABILITY, "log line format", choices=("json", "console")),
     Flag(

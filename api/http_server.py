@@ -75,11 +75,16 @@ class HttpServer:
             self._runner = None
 
 
-def metrics_routes(registry: CollectorRegistry, path: str) -> list[web.RouteDef]:
-    """Prometheus text exposition of `registry` at `path` (TF Serving's path by default)."""
+def metrics_routes(
+    registry: CollectorRegistry | None, path: str, extra: Callable[[], str] | None = None
+) -> list[web.RouteDef]:
+    """Prometheus text exposition of `registry` at `path` (TF Serving's path by default),
+    followed by `extra`'s text (TF Serving's own series, rendered as its exporter does)."""
 
     async def metrics(request: web.Request) -> web.Response:
-        body = generate_latest(registry)
+        body = generate_latest(registry) if registry is not None else b""
+        if extra is not None:
+            body += extra().encode()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     return [web.get(path, metrics)]

@@ -12,7 +12,7 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import grpc
@@ -48,6 +48,12 @@ from pyserving.adapters.sources.object_store import (
     redact,
 )
 from pyserving.adapters.sources.storage_path import LocalStorage, VersionStorage
+from pyserving.adapters.tfserving_metrics import (
+    DEFAULT_THREAD_POOL_NAME,
+    RuntimeTimedRunner,
+    TFServingMetrics,
+    tee_series,
+)
 from pyserving.api import model_listing
 from pyserving.api.flag_compat import (
     FlagError,
@@ -127,6 +133,7 @@ def loaders_from_flags(
     options: ServerOptions,
     publish: Callable[[Event], object],
     platform_of: Callable[[str], str],
+    session_observer: object = None,
 ) -> ModelLoaders:
     """Each model's loader, from its platform, with --enable_model_warmup wrapped around."""
     intra, inter = tensorflow_threads(options)
@@ -134,6 +141,7 @@ def loaders_from_flags(
         saved_model_tags=tuple(t for t in options.saved_model_tags.split(",") if t),
         intra_op_threads=intra,
         inter_op_threads=inter,
+        session_observer=session_observer,
     )
     warmup = (
         WarmupOptions(make_replay(plan_options(options)), options.num_request_iterations_for_warmup)
@@ -141,6 +149,19 @@ def loaders_from_flags(
         else None
     )
     return ModelLoaders(platform_options, publish, platform_of, warmup)
+
+
+def tfserving_metrics_from_flags(
+    options: ServerOptions, runner: Runner, known_models: Callable[[], Collection[str]]
+) -> TFServingMetrics | None:
+    """TF Serving's series unless --metrics_names=pyserving; batches are labelled with TF
+    Serving's thread pool name (its default without --batching_parameters_file)."""
+    if options.metrics_names == "pyserving":
+        return None
+    pool = DEFAULT_THREAD_POOL_NAME
+    if isinstance(runner, BatchingRunner) and options.batching_parameters_file:
+        pool = runner.options.thread_pool_name
+    return TFServingMetrics(known_models, thread_pool_name=pool)
 
 
 def runner_from_flags(
@@ -185,10 +206,17 @@ class ModelServer:
             options, self.bus.publish, lambda *reject: self.metrics.batch_rejected(*reject)
         )
         self.servable_map = ServableMap()
+        # TF Serving's own series (--metrics_names); TensorFlow's Session work feeds them.
+        self.tf_metrics = tfserving_metrics_from_flags(
+            options, self.runner, lambda: set(self.live_config.model_names())
+        )
         # The manager asks for a version's loader once, when the version is aspired: the
         # model's platform is then the one the config in force names.
         self.loaders = loaders_from_flags(
-            options, self.bus.publish, lambda model: self.live_config.platform_of(model)
+            options,
+            self.bus.publish,
+            lambda model: self.live_config.platform_of(model),
+            session_observer=self.tf_metrics,
         )
         self.manager = Manager(
             publish=self.bus.publish,
@@ -248,9 +276,15 @@ class ModelServer:
             version_states=self.manager.states,
         )
         self.bus.subscribe(self.metrics.handle)
+        series = [self.metrics.request_series]
+        core_runner: Runner = self.runner
+        if self.tf_metrics is not None:
+            self.bus.subscribe(self.tf_metrics.handle)
+            series.append(self.tf_metrics.request_series)
+            core_runner = RuntimeTimedRunner(self.runner, self.tf_metrics)
         # Every protocol's requests pass through this one envelope (drain, ids, metrics).
-        self.envelope = Envelope(series=self.metrics.request_series)
-        self.core = RequestCore(self.servable_map, self.runner)
+        self.envelope = Envelope(series=tee_series(*series))
+        self.core = RequestCore(self.servable_map, core_runner)
         if isinstance(self.runner, BatchingRunner):
             self.metrics.watch_queue_depths(self.runner.queue_depths)
         self.http_server: HttpServer | None = None
@@ -319,7 +353,9 @@ class ModelServer:
         http = HttpServer(self.options.rest_api_port, ssl_context=ssl_context)
         http.add_routes(probe_routes(self.health.status))
         if self.prometheus.enabled:
-            http.add_routes(metrics_routes(self.metrics_registry, self.prometheus.path))
+            exported = None if self.options.metrics_names == "tfserving" else self.metrics_registry
+            extra = self.tf_metrics.exposition if self.tf_metrics is not None else None
+            http.add_routes(metrics_routes(exported, self.prometheus.path, extra))
         http.add_routes(self._rest_api().routes())
         try:
             self.http_port = await http.start()

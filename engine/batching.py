@@ -54,7 +54,17 @@ SHUTTING_DOWN = "shutting_down"
 class _Task:
     """One request: its inputs, where its answer goes, and (if split) the parts so far."""
 
-    __slots__ = ("deadline", "done", "future", "inputs", "loop", "parts", "pending", "size")
+    __slots__ = (
+        "deadline",
+        "done",
+        "enqueued",
+        "future",
+        "inputs",
+        "loop",
+        "parts",
+        "pending",
+        "size",
+    )
 
     def __init__(
         self,
@@ -69,6 +79,7 @@ class _Task:
         self.loop = loop
         self.future = future
         self.deadline = deadline
+        self.enqueued = 0.0  # the batcher's clock when queued
         self.done = False
         self.pending = 1  # pieces not yet answered (more than 1 only when split)
         self.parts: list[tuple[int, dict[str, np.ndarray]]] | None = None
@@ -152,6 +163,7 @@ class BatchingRunner:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, np.ndarray]] = loop.create_future()
         task = _Task(inputs, size, loop, future, deadline)
+        task.enqueued = self._clock()
         self._enqueue(handle, signature, tuple(output_filter), task)
         return await future
 
@@ -406,7 +418,8 @@ class BatchingRunner:
             padded = self.options.padded_size(size) if size else 0
             inputs = _merge(live, padded - size, self.options.pad_variable_length_inputs)
         handle = queue.handle
-        wait_s = self._clock() - opened
+        now = self._clock()
+        wait_s = now - opened
         error: ServingError | None = None
         try:
             outputs = handle.servable.run(queue.signature, inputs, queue.output_filter)
@@ -432,6 +445,9 @@ class BatchingRunner:
                     size=size,
                     padded_size=padded,
                     oldest_wait_s=wait_s,
+                    task_sizes=tuple(stop - start for _, start, stop in live),
+                    task_waits_s=tuple(now - task.enqueued for task, _, _ in live),
+                    inputs=len(inputs),
                 )
             )
         if error is not None:

@@ -238,6 +238,11 @@ class BatchRun(Event):
     size: int
     padded_size: int
     oldest_wait_s: float
+    # Per request in the batch: its rows and its wait from enqueue to run (TF Serving's
+    # batching_session metrics are per task); how many input tensors each request fed.
+    task_sizes: tuple[int, ...] = ()
+    task_waits_s: tuple[float, ...] = ()
+    inputs: int = 0
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

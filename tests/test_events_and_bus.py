@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -78,7 +79,16 @@ def test_json_round_trip(event: Event) -> None:
 def test_logs_written_before_the_generic_codec_read_and_write_the_same() -> None:
     lines = V1_LOG.read_bytes().splitlines()
     decoded = [decode(line) for line in lines]
-    assert [encode(e) for e in decoded] == lines  # the same bytes back
+    # The same bytes back, but for fields added since, which come back at their defaults.
+    added_since = {"batch_run": {"task_sizes": [], "task_waits_s": [], "inputs": 0}}
+    for event, line in zip(decoded, lines, strict=True):
+        added = added_since.get(event.kind, {})
+        if not added:
+            assert encode(event) == line
+            continue
+        record = json.loads(encode(event))
+        assert {name: record.pop(name) for name in added} == added
+        assert record == json.loads(line)
     assert [e.seq for e in decoded] == list(range(1, len(lines) + 1))
     for event in decoded:  # each is one of the samples, as it was written
         assert event.stamped(seq=0, time=0.0) in SAMPLES, event

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pyserving.adapters.sources.storage_path import SAVED_MODEL_FILES
 from pyserving.engine.servable import Loader
@@ -26,6 +27,8 @@ class PlatformOptions:
     saved_model_tags: tuple[str, ...] = ("serve",)
     intra_op_threads: int = 0  # TF Serving's session parallelism flags, combined
     inter_op_threads: int = 0
+    # Told of Session loads, runs and builds (TF's own metrics); see tensorflow_loader.
+    session_observer: Any = None
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,9 @@ def _tensorflow(options: PlatformOptions) -> Loader:
     from pyserving.adapters.loaders.tensorflow_loader import SessionOptions, TensorFlowLoader
 
     session = SessionOptions(options.intra_op_threads, options.inter_op_threads)
-    return TensorFlowLoader(tags=options.saved_model_tags, session=session)
+    return TensorFlowLoader(
+        tags=options.saved_model_tags, session=session, observer=options.session_observer
+    )
 
 
 def _python(options: PlatformOptions) -> Loader:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -115,20 +116,68 @@ def _tensor_name(info: meta_graph_pb2.TensorInfo, alias: str, signature: str) ->
     return info.name
 
 
+class SessionObserver(Protocol):
+    """Told of the Session work TensorFlow's own metrics count (cc/saved_model/loader.cc,
+    core/common_runtime metrics); times in microseconds."""
+
+    def load_attempt(self, path: str, ok: bool, micros: float) -> None: ...
+
+    def load_stage(self, path: str, stage: str, micros: float) -> None: ...
+
+    def graph_run(self, micros: float) -> None: ...
+
+    def graph_build(self, micros: float) -> None: ...
+
+
+def _micros(started: float) -> float:
+    return (time.perf_counter() - started) * 1e6
+
+
 class TensorFlowServable:
     """One loaded version: its Graph, its Session, and a callable per (signature, fetches)."""
 
-    def __init__(self, path: str, tags: Sequence[str], session: SessionOptions) -> None:
+    runtime = "TF1"  # runtime_latency's label for a Session (TF Serving's predict_util.cc)
+
+    def __init__(
+        self,
+        path: str,
+        tags: Sequence[str],
+        session: SessionOptions,
+        observer: SessionObserver | None = None,
+    ) -> None:
+        self._observer = observer
+        started = time.perf_counter()
+        try:
+            self._load(path, tags, session)
+        except BaseException:
+            if observer is not None:
+                observer.load_attempt(path, False, _micros(started))
+            raise
+        if observer is not None:
+            observer.load_attempt(path, True, _micros(started))
+
+    def _load(self, path: str, tags: Sequence[str], session: SessionOptions) -> None:
         self._meta_graph = read_meta_graph(path, tags)
         self._graph = tf.Graph()
         self._session = tf.compat.v1.Session(graph=self._graph, config=session.config_proto())
         try:
             with self._graph.as_default():
-                # Restores the variables, feeds asset paths, runs the init/main op.
-                SavedModelLoader(path).load(self._session, list(tags))
+                # Restores the variables, feeds asset paths, runs the init/main op: the
+                # steps of SavedModelLoader.load, timed as TF's loader.cc times its stages.
+                loader = SavedModelLoader(path)
+                started = time.perf_counter()
+                saver, _ = loader.load_graph(self._graph, list(tags))
+                loader.restore_variables(self._session, saver)
+                restored = _micros(started)
+                started = time.perf_counter()
+                loader.run_init_ops(self._session, list(tags))
+                initialised = _micros(started)
         except BaseException:
             self._session.close()
             raise
+        if self._observer is not None:
+            self._observer.load_stage(path, "restore_graph", restored)
+            self._observer.load_stage(path, "init_graph", initialised)
         self._defs = {
             name: sig
             for name, sig in self._meta_graph.signature_def.items()
@@ -158,12 +207,15 @@ class TensorFlowServable:
         call = self._callables.get((signature, feeds, fetches)) or self._callable(
             signature, feeds, fetches
         )
+        started = time.perf_counter()
         try:
             values = call(*(inputs[alias] for alias in feeds))
         except tf.errors.OpError as exc:
             raise ServingError(Code.from_number(exc.error_code), exc.message) from None
         except (TypeError, ValueError) as exc:  # a value that is no tensor of any dtype
             raise ServingError(Code.INVALID_ARGUMENT, str(exc).split("\n")[0]) from None
+        if self._observer is not None:
+            self._observer.graph_run(_micros(started))
         return dict(zip(fetches, values, strict=True))
 
     def _callable(
@@ -181,10 +233,13 @@ class TensorFlowServable:
             if call is None:
                 if self._session is None:
                     raise ServingError(Code.UNAVAILABLE, "the version is being unloaded")
+                started = time.perf_counter()
                 try:
                     call = self._session._make_callable_from_options(options)
                 except tf.errors.OpError as exc:
                     raise ServingError(Code.from_number(exc.error_code), exc.message) from None
+                if self._observer is not None:
+                    self._observer.graph_build(_micros(started))
                 self._callables[key] = call
             return call
 
@@ -213,10 +268,14 @@ class TensorFlowLoader:
     platform = "tensorflow"
 
     def __init__(
-        self, tags: Sequence[str] = ("serve",), session: SessionOptions | None = None
+        self,
+        tags: Sequence[str] = ("serve",),
+        session: SessionOptions | None = None,
+        observer: SessionObserver | None = None,
     ) -> None:
         self._tags = tuple(tags)
         self._session = session or SessionOptions()
+        self._observer = observer
 
     def load(self, path: str) -> TensorFlowServable:
-        return TensorFlowServable(path, self._tags, self._session)
+        return TensorFlowServable(path, self._tags, self._session, self._observer)

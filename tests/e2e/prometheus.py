@@ -160,9 +160,10 @@ def panel_queries() -> list[PanelQuery]:
 
 
 def substitute(expr: str, window: str, all_value: str = ".*") -> str:
-    """Grafana's variables: the rate interval becomes `window`; `$model`/`$job` mean All."""
+    """Grafana's variables: the rate interval becomes `window`; `$model`, `$job` (and TF
+    Serving's dashboard's `$model_name`, `$instance`) mean All."""
     out = expr.replace("$__rate_interval", window)
-    for name in ("model", "job"):
+    for name in ("model_name", "instance", "model", "job"):
         out = out.replace(f"${{{name}}}", all_value).replace(f"${name}", all_value)
     assert "$" not in out, f"unsubstituted Grafana variable in {expr!r}"
     return out

@@ -406,3 +406,86 @@ def test_startup_errors_say_what_to_fix(tmp_path: Path, flags: list[str], messag
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _scrape(scenario: Scenario) -> str:
+    url = f"http://127.0.0.1:{scenario.rest_port}/monitoring/prometheus/metrics"
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        return reply.read().decode()
+
+
+def _value(text: str, series: str) -> float:
+    (line,) = [line for line in text.splitlines() if line.startswith(series + " ")]
+    return float(line.rsplit(" ", 1)[1])
+
+
+def test_tf_serving_series_as_tf_serving_exports_them(scenario: Scenario) -> None:
+    """Names, labels, units and buckets of TF Serving's exporter; latency only on success."""
+    text = _scrape(scenario)
+    assert "# TYPE :tensorflow:serving:request_count counter" in text
+    assert ":tensorflow:serving:request_count_total" not in text  # no _total added
+    count = ":tensorflow:serving:request_count"
+    ok = _value(text, f'{count}{{model_name="mnist",status="OK"}}')
+    assert ok >= 30
+    assert _value(text, f'{count}{{model_name="mnist",status="INVALID_ARGUMENT"}}') == 3
+    assert _value(text, f'{count}{{model_name="_unknown_",status="NOT_FOUND"}}') == 3
+    # GetModelMetadata / GetModelStatus are not counted by TF Serving's gRPC service.
+    latency = ':tensorflow:serving:request_latency_count{model_name="mnist",API="Predict",'
+    assert _value(text, latency + 'entrypoint="GRPC"}') == ok  # successes only
+    runtime = ':tensorflow:serving:runtime_latency_count{model_name="mnist",API="Predict",'
+    assert _value(text, runtime + 'runtime="TF1"}') == ok
+    buckets = [
+        line.split('le="')[1].split('"')[0]
+        for line in text.splitlines()
+        if line.startswith(":tensorflow:serving:request_latency_bucket{")
+        and 'API="Predict"' in line
+    ]
+    assert buckets[:4] == ["10", "18", "32.4", "58.32"] and buckets[-1] == "+Inf"
+    assert len(buckets) == 34  # Exponential(10, 1.8, 33) and +Inf
+    queued = ':tensorflow:serving:batching_session:queuing_latency_count{thread_pool_name="'
+    assert _value(text, queued + 'batch_threads"}') >= ok
+    attempts = [
+        line
+        for line in text.splitlines()
+        if line.startswith(":tensorflow:cc:saved_model:load_attempt")
+    ]
+    assert sum('status="success"' in line for line in attempts) == 2  # v1, v2
+    assert sum('status="fail"' in line for line in attempts) == 1  # the broken v3
+    # One Session run per batch; a batch the graph refused ran too, but is not counted.
+    runs = _value(text, ":tensorflow:core:graph_runs{}")
+    wrapped = _value(text, ":tensorflow:serving:batching_session:wrapped_run_count{}")
+    assert 0 < runs <= wrapped
+
+
+@pytest.mark.parametrize(
+    ("names", "present", "absent"),
+    [
+        ("tfserving", ":tensorflow:serving:request_count{", "pyserving_requests_total"),
+        ("pyserving", "pyserving_requests_total", ":tensorflow:"),
+    ],
+)
+def test_metrics_names_picks_the_families(
+    trained_models: TrainedModels, tmp_path: Path, names: str, present: str, absent: str
+) -> None:
+    trained_models.copy_version(1, tmp_path / "models")
+    rest_port = free_port()
+    server = ServerProcess(
+        [
+            "--model_name=mnist",
+            f"--model_base_path={tmp_path / 'models'}",
+            f"--rest_api_port={rest_port}",
+            f"--metrics_names={names}",
+            *FAST_FLAGS,
+        ],
+        tmp_path / "server.log",
+    )
+    try:
+        server.wait_serving()
+        server.predict_stub.Predict(predict_request(trained_models.dataset.test_images[:1]))
+        url = f"http://127.0.0.1:{rest_port}/monitoring/prometheus/metrics"
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            text = reply.read().decode()
+    finally:
+        server.stop()
+    assert present in text
+    assert absent not in text
