@@ -106,19 +106,21 @@ TF_SERVING_FLAGS: dict[str, FlagSupport] = {
     "remove_unused_fields_from_bundle_metagraph": FlagSupport(
         ACCEPTED, "only the signatures are kept from the MetaGraph either way"
     ),
-    "prefer_tflite_model": FlagSupport(REFUSED, "TFLite models are not served", _truthy),
-    "num_tflite_pools": FlagSupport(
-        ACCEPTED, "only used with --prefer_tflite_model, which is refused"
+    "prefer_tflite_model": FlagSupport(
+        IMPLEMENTED, "serve a version folder's model.tflite instead of its SavedModel"
     ),
+    "use_tflite_model": FlagSupport(
+        IMPLEMENTED,
+        "older releases' flag: serve model.tflite from every version folder, no fallback",
+    ),
+    "num_tflite_pools": FlagSupport(IMPLEMENTED, "TFLite interpreters per version"),
     "num_tflite_interpreters_per_pool": FlagSupport(
-        ACCEPTED, "only used with --prefer_tflite_model, which is refused"
+        IMPLEMENTED, "above 1, a large batch is split across the interpreters"
     ),
     "enable_signature_method_name_check": FlagSupport(IMPLEMENTED, "Classify/Regress check"),
     "xla_cpu_compilation_enabled": FlagSupport(REFUSED, "XLA:CPU JIT is not wired", _truthy),
     "enable_profiler": FlagSupport(
-        REFUSED,
-        "there is no profiler service; default false here (TF Serving: true)",
-        _truthy,
+        IMPLEMENTED, "tensorflow.ProfilerService on the gRPC port (api/profiler_service)"
     ),
     "thread_pool_factory_config_file": FlagSupport(
         REFUSED, "custom thread pools are not supported", lambda v: bool(v)
@@ -244,15 +246,10 @@ def add_compat_flags(parser: argparse.ArgumentParser) -> None:
         True,
         TF_SERVING_FLAGS["remove_unused_fields_from_bundle_metagraph"].note,
     )
-    for name in ("num_tflite_pools", "num_tflite_interpreters_per_pool"):
-        compat.add_argument(
-            f"--{name}", type=int, default=1, metavar="N", help=TF_SERVING_FLAGS[name].note
-        )
+    add_tflite_and_profiler_flags(parser)
     for name in (
         "use_alts_credentials",
-        "prefer_tflite_model",
         "xla_cpu_compilation_enabled",
-        "enable_profiler",
         "enable_per_model_batching_parameters",
     ):
         _add_bool(compat, f"--{name}", False, f"refused when true: {TF_SERVING_FLAGS[name].note}")
@@ -273,6 +270,46 @@ def add_compat_flags(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         metavar="F",
         help=f"refused unless 0: {TF_SERVING_FLAGS['per_process_gpu_memory_fraction'].note}",
+    )
+
+
+def add_tflite_and_profiler_flags(parser: argparse.ArgumentParser) -> None:
+    """TF Serving's TFLite flags (server.h defaults) and its profiler switch (default on)."""
+    group = parser.add_argument_group("TensorFlow Lite models and the profiler")
+    _add_bool(
+        group,
+        "--prefer_tflite_model",
+        False,
+        "serve model.tflite where a version folder has one, else its SavedModel (default: false)",
+    )
+    _add_bool(
+        group,
+        "--use_tflite_model",
+        False,
+        "older TF Serving releases' flag: serve model.tflite from every version folder; "
+        "a folder without one fails to load (default: false)",
+    )
+    group.add_argument(
+        "--num_tflite_pools",
+        type=int,
+        default=_cpus(),
+        metavar="N",
+        help="TFLite interpreters per version, each single-threaded (default: one per CPU)",
+    )
+    group.add_argument(
+        "--num_tflite_interpreters_per_pool",
+        type=int,
+        default=1,
+        metavar="N",
+        help="above 1, a request larger than ceil(500/N) rows is split across the "
+        "interpreters (default: %(default)s)",
+    )
+    _add_bool(
+        group,
+        "--enable_profiler",
+        True,
+        "serve tensorflow.ProfilerService on the gRPC port, for TensorBoard's capture "
+        "(default: true)",
     )
 
 

@@ -43,6 +43,10 @@ class ModelLoaders:
             saved_model_tags=tuple(t for t in options.saved_model_tags.split(",") if t),
             intra_op_threads=intra,
             inter_op_threads=inter,
+            prefer_tflite_model=options.prefer_tflite_model,
+            use_tflite_model=options.use_tflite_model,
+            num_tflite_pools=options.num_tflite_pools,
+            num_tflite_interpreters_per_pool=options.num_tflite_interpreters_per_pool,
         )
         self._replay = make_replay(plan_options(options))
         self._loaders: dict[tuple[str, str], Loader] = {}

@@ -49,7 +49,7 @@ from pyserving.adapters.sources.object_store import (
     is_remote,
     redact,
 )
-from pyserving.api import model_listing
+from pyserving.api import model_listing, profiler_service
 from pyserving.api.draining import DrainGate
 from pyserving.api.flag_compat import (
     FlagError,
@@ -202,6 +202,7 @@ class ModelServer:
         self.drain = DrainGate()
         self.health = HealthService(self.servable_map, self.live_config.model_names)
         self.grpc_server: grpc.aio.Server | None = None
+        self.profiler: profiler_service.ProfilerForwarder | None = None
         self.port = 0
         self._init_observability()
 
@@ -380,6 +381,9 @@ class ModelServer:
             server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        if self.options.enable_profiler:  # TF Serving's default: on
+            self.profiler = profiler_service.add_to_server(server)
+            log.info("profiler_service_enabled", service=profiler_service.SERVICE_NAME)
         reflection.enable_server_reflection(
             (
                 prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
@@ -418,6 +422,8 @@ class ModelServer:
             if not await self.drain.wait_quiet(grace):
                 log.error("shutdown_grace_expired", active_requests=self.drain.active)
             await self.grpc_server.stop(grace=max(0.0, grace - (time.monotonic() - started)))
+        if self.profiler is not None:
+            await self.profiler.close()
         self.bus.publish(ShutdownRequested(reason=reason))
         await asyncio.to_thread(self._wait_unloaded, self.options.shutdown_grace_seconds + 30)
         self.runner.close()

@@ -26,6 +26,10 @@ class PlatformOptions:
     saved_model_tags: tuple[str, ...] = ("serve",)
     intra_op_threads: int = 0  # TF Serving's session parallelism flags, combined
     inter_op_threads: int = 0
+    prefer_tflite_model: bool = False  # TF Serving's TFLite flags (adapters/loaders/tflite_loader)
+    use_tflite_model: bool = False
+    num_tflite_pools: int = 1
+    num_tflite_interpreters_per_pool: int = 1
 
 
 @dataclass(frozen=True)
@@ -37,9 +41,19 @@ class Platform:
 
 def _tensorflow(options: PlatformOptions) -> Loader:
     from pyserving.adapters.loaders.tensorflow_loader import SessionOptions, TensorFlowLoader
+    from pyserving.adapters.loaders.tflite_loader import SavedModelOrTFLiteLoader, TFLiteOptions
 
     session = SessionOptions(options.intra_op_threads, options.inter_op_threads)
-    return TensorFlowLoader(tags=options.saved_model_tags, session=session)
+    saved_model = TensorFlowLoader(tags=options.saved_model_tags, session=session)
+    tflite = TFLiteOptions(
+        prefer=options.prefer_tflite_model,
+        always=options.use_tflite_model,
+        num_pools=options.num_tflite_pools,
+        interpreters_per_pool=options.num_tflite_interpreters_per_pool,
+    )
+    if not (tflite.prefer or tflite.always):
+        return saved_model
+    return SavedModelOrTFLiteLoader(saved_model, tflite)
 
 
 def _python(options: PlatformOptions) -> Loader:
@@ -48,8 +62,13 @@ def _python(options: PlatformOptions) -> Loader:
     return PythonLoader()
 
 
+# TF Serving's file-system source aspires every version folder; its bundle factory then
+# loads model.tflite (with --prefer_tflite_model) or the SavedModel. A folder holding only
+# model.tflite is therefore a version here too (it fails to load without the flag, as there).
+TFLITE_MODEL_FILE = "model.tflite"
+
 PLATFORMS: dict[str, Platform] = {
-    TENSORFLOW: Platform(TENSORFLOW, SAVED_MODEL_FILES, _tensorflow),
+    TENSORFLOW: Platform(TENSORFLOW, (*SAVED_MODEL_FILES, TFLITE_MODEL_FILE), _tensorflow),
     PYTHON: Platform(PYTHON, ("model.py",), _python),
 }
 assert tuple(PLATFORMS) == KNOWN_PLATFORMS
