@@ -141,7 +141,7 @@ def test_tflite_versions_serve_as_the_saved_model_does(
     wrong_dtype.inputs["images"].CopyFrom(tf.make_tensor_proto(images[:1].astype(np.int32)))
     wrong_shape = predict_request(images[:1, :-4])
     for bad, wording in (
-        (wrong_name, "input"),
+        (wrong_name, "Signature input alias: images(feed name: "),
         (wrong_dtype, "expects dtype float but int32 was provided"),
         (wrong_shape, f"has shape [1,{pixels - 4}] but the signature expects [-1,{pixels}]"),
     ):
