@@ -189,18 +189,8 @@ class TFLiteServable:
         self._lock = threading.Lock()
 
     def _describe_runner(self, key: str, runner: Any) -> None:
-        inputs, outputs = runner.get_input_details(), runner.get_output_details()
-        signature_def = self._defs.signature_def[key]
-        signature_def.method_name = PREDICT_METHOD
-        for alias, details in inputs.items():
-            signature_def.inputs[alias].CopyFrom(_tensor_info(details, "shape_signature"))
-        for alias, details in outputs.items():
-            signature_def.outputs[alias].CopyFrom(_tensor_info(details, "shape_signature"))
-        self._signatures[key] = Signature(
-            name=key,
-            method_name=PREDICT_METHOD,
-            inputs={a: _spec(a, d) for a, d in sorted(inputs.items())},
-            outputs={a: _spec(a, d) for a, d in sorted(outputs.items())},
+        self._add_signature(
+            key, runner.get_input_details(), runner.get_output_details(), "shape_signature"
         )
 
     def _synthesise_default(self, interpreter: tf.lite.Interpreter) -> None:
@@ -208,21 +198,31 @@ class TFLiteServable:
         subgraph's tensors, keyed by their legacy names, shapes as the tensors' dims."""
         inputs = {legacy_name(d["name"]): d for d in interpreter.get_input_details()}
         outputs = {legacy_name(d["name"]): d for d in interpreter.get_output_details()}
-        signature_def = self._defs.signature_def[DEFAULT_SIGNATURE]
-        signature_def.method_name = PREDICT_METHOD
-        for alias, details in inputs.items():
-            signature_def.inputs[alias].CopyFrom(_tensor_info(details, "shape"))
-        for alias, details in outputs.items():
-            signature_def.outputs[alias].CopyFrom(_tensor_info(details, "shape"))
-        self._signatures[DEFAULT_SIGNATURE] = Signature(
-            name=DEFAULT_SIGNATURE,
-            method_name=PREDICT_METHOD,
-            inputs={a: _spec(a, d) for a, d in sorted(inputs.items())},
-            outputs={a: _spec(a, d) for a, d in sorted(outputs.items())},
-        )
+        self._add_signature(DEFAULT_SIGNATURE, inputs, outputs, "shape")
         self._primary = (
             {a: int(d["index"]) for a, d in inputs.items()},
             {a: int(d["index"]) for a, d in outputs.items()},
+        )
+
+    def _add_signature(
+        self,
+        key: str,
+        inputs: Mapping[str, Mapping[str, Any]],
+        outputs: Mapping[str, Mapping[str, Any]],
+        metadata_shape: str,
+    ) -> None:
+        """The SignatureDef GetModelMetadata shows, and the engine's Signature beside it."""
+        signature_def = self._defs.signature_def[key]
+        signature_def.method_name = PREDICT_METHOD
+        for alias, details in inputs.items():
+            signature_def.inputs[alias].CopyFrom(_tensor_info(details, metadata_shape))
+        for alias, details in outputs.items():
+            signature_def.outputs[alias].CopyFrom(_tensor_info(details, metadata_shape))
+        self._signatures[key] = Signature(
+            name=key,
+            method_name=PREDICT_METHOD,
+            inputs={a: _spec(a, d) for a, d in sorted(inputs.items())},
+            outputs={a: _spec(a, d) for a, d in sorted(outputs.items())},
         )
 
     @property
