@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DEMO_DIR ?= /tmp/pyserving-demo
 PORT ?= 9000
 
-.PHONY: install demo test lint bench
+.PHONY: install demo test lint bench protos
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,3 +26,7 @@ lint: install
 
 bench: install
 	$(PY) -m bench
+
+# Regenerate protos/*_pb2*.py and .pyi from protos/*.proto (tests check they match).
+protos: install
+	$(PY) -m pyserving.protos.generate

@@ -1,13 +1,11 @@
 """`--batching_parameters_file`: TF Serving's `BatchingParameters` text proto, read as it is.
 
-The `tensorflow-serving-api` wheel ships no `tensorflow_serving.servables` protos, so the
-message class is built here from a descriptor with TF Serving's exact package, name,
-field numbers and types. Source: tensorflow/serving,
-tensorflow_serving/servables/tensorflow/session_bundle_config.proto, `message
-BatchingParameters` (fields 1-5 are wrapper types, 6 `repeated int64`, 7 `bool`,
-8 `BoolValue enable_large_batch_splitting`, 9 `Int64Value max_execution_batch_size`).
-The same wire and text format means a file written for `tensorflow_model_server`
-parses here unchanged, and one with a misspelt field is refused the same way.
+The `tensorflow-serving-api` wheel ships no `tensorflow_serving.servables` protos, so
+protos/batching_parameters.proto is a trimmed copy of TF Serving's message
+(tensorflow/serving, tensorflow_serving/servables/tensorflow/session_bundle_config.proto)
+with its exact package, name, field numbers and types. The same wire and text format
+means a file written for `tensorflow_model_server` parses here unchanged, and one with a
+misspelt field is refused the same way.
 """
 
 from __future__ import annotations
@@ -15,82 +13,24 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from google.protobuf import (
-    descriptor_pb2,
-    descriptor_pool,
-    message_factory,
-    text_format,
-    wrappers_pb2,
-)
+from google.protobuf import text_format
 
 from pyserving.engine.batching_params import BatchingOptions
+from pyserving.protos.batching_parameters_pb2 import BatchingParameters
 
-PROTO_FILE = "tensorflow_serving/servables/tensorflow/session_bundle_config.proto"
-MESSAGE = "tensorflow.serving.BatchingParameters"
-
-_F = descriptor_pb2.FieldDescriptorProto
-# (name, number, label, type, type_name)
-_FIELDS = (
-    ("max_batch_size", 1, _F.LABEL_OPTIONAL, _F.TYPE_MESSAGE, ".google.protobuf.Int64Value"),
-    ("batch_timeout_micros", 2, _F.LABEL_OPTIONAL, _F.TYPE_MESSAGE, ".google.protobuf.Int64Value"),
-    ("max_enqueued_batches", 3, _F.LABEL_OPTIONAL, _F.TYPE_MESSAGE, ".google.protobuf.Int64Value"),
-    ("num_batch_threads", 4, _F.LABEL_OPTIONAL, _F.TYPE_MESSAGE, ".google.protobuf.Int64Value"),
-    ("thread_pool_name", 5, _F.LABEL_OPTIONAL, _F.TYPE_MESSAGE, ".google.protobuf.StringValue"),
-    ("allowed_batch_sizes", 6, _F.LABEL_REPEATED, _F.TYPE_INT64, ""),
-    ("pad_variable_length_inputs", 7, _F.LABEL_OPTIONAL, _F.TYPE_BOOL, ""),
-    (
-        "enable_large_batch_splitting",
-        8,
-        _F.LABEL_OPTIONAL,
-        _F.TYPE_MESSAGE,
-        ".google.protobuf.BoolValue",
-    ),
-    (
-        "max_execution_batch_size",
-        9,
-        _F.LABEL_OPTIONAL,
-        _F.TYPE_MESSAGE,
-        ".google.protobuf.Int64Value",
-    ),
-)
+__all__ = ["BatchingConfigError", "BatchingParameters", "load_batching_options", "parse_text"]
 
 
 class BatchingConfigError(ValueError):
     """The batching file cannot be used; the message names the file and what to change."""
 
 
-def _build_message_class() -> type[Any]:
-    # A private pool: never clashes with another definition of the same file elsewhere.
-    pool = descriptor_pool.DescriptorPool()
-    wrappers = descriptor_pb2.FileDescriptorProto()
-    wrappers_pb2.DESCRIPTOR.CopyToProto(wrappers)
-    pool.Add(wrappers)
-    file = descriptor_pb2.FileDescriptorProto(
-        name=PROTO_FILE,
-        package="tensorflow.serving",
-        syntax="proto3",
-        dependency=[wrappers.name],
-    )
-    message = file.message_type.add(name="BatchingParameters")
-    for name, number, label, type_, type_name in _FIELDS:
-        field = message.field.add(name=name, number=number, label=label, type=type_)
-        if type_name:
-            field.type_name = type_name
-        if label == _F.LABEL_REPEATED:
-            field.options.packed = True  # proto3's default for repeated scalars
-    pool.Add(file)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(MESSAGE))
-
-
-BatchingParameters = _build_message_class()
-
-
-def parse_text(text: str) -> Any:
+def parse_text(text: str) -> BatchingParameters:
     """A `BatchingParameters` message from its text form (raises text_format.ParseError)."""
     return text_format.Parse(text, BatchingParameters())
 
 
-def options_from_proto(params: Any) -> BatchingOptions:
+def options_from_proto(params: BatchingParameters) -> BatchingOptions:
     """Unset fields keep TF Serving's defaults; the result is validated."""
     defaults = BatchingOptions()
     values: dict[str, Any] = {}

@@ -30,7 +30,7 @@ from typing import IO
 
 import structlog
 
-from pyserving.engine.events import Event, from_dict
+from pyserving.engine.events import Event, Skimmed, decode, decode_as, decode_head, encode
 
 log = structlog.get_logger("pyserving.event_log")
 
@@ -80,7 +80,7 @@ class EventLogWriter:
         return file
 
     def __call__(self, event: Event) -> None:
-        line = event.to_json().encode() + b"\n"
+        line = encode(event) + b"\n"
         with self._lock:
             if self._max_bytes and self._file.tell() + len(line) > self._max_bytes:
                 self._rotate()
@@ -199,16 +199,64 @@ def read_events(path: str | os.PathLike[str], on_skip: SkipReport | None = None)
 
     `on_skip(path, line_number, error)` hears of each skipped line, for reports.
     """
+    return _read(path, on_skip, decode)
+
+
+def skim_events(
+    path: str | os.PathLike[str], skim: frozenset[str], on_skip: SkipReport | None = None
+) -> Iterator[Event | Skimmed]:
+    """As `read_events`, but records of the kinds in `skim` are not decoded: each run of
+    them with consecutive sequence numbers comes as one `Skimmed`."""
+    run: Skimmed | None = None
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
-            if not raw.strip():
+            if raw.isspace():
                 continue
             try:
-                yield from_dict(json.loads(raw))
+                head = decode_head(raw)
+                kind = head.kind
+                if kind in skim:
+                    if run is not None and kind == run.kind and head.seq == run.seq + 1:
+                        run.seq, run.time = head.seq, head.time
+                        run.count += 1
+                        continue
+                    if run is not None:
+                        yield run
+                    run = Skimmed(kind, head.seq, head.time, head.seq, head.time)
+                    continue
+                event = decode_as(kind, raw)
             except (ValueError, TypeError, KeyError) as exc:
-                log.warning("event_log_line_skipped", path=str(path), line=number, error=str(exc))
-                if on_skip is not None:
-                    on_skip(Path(path), number, str(exc))
+                _skipped(path, number, exc, on_skip)
+                continue
+            if run is not None:
+                yield run
+                run = None
+            yield event
+    if run is not None:
+        yield run
+
+
+def _read(
+    path: str | os.PathLike[str],
+    on_skip: SkipReport | None,
+    decode_line: Callable[[bytes], Event],
+) -> Iterator[Event]:
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if raw.isspace():
+                continue
+            try:
+                yield decode_line(raw)
+            except (ValueError, TypeError, KeyError) as exc:
+                _skipped(path, number, exc, on_skip)
+
+
+def _skipped(
+    path: str | os.PathLike[str], number: int, exc: Exception, on_skip: SkipReport | None
+) -> None:
+    log.warning("event_log_line_skipped", path=str(path), line=number, error=str(exc))
+    if on_skip is not None:
+        on_skip(Path(path), number, str(exc))
 
 
 def log_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -237,7 +285,9 @@ def _first_sequence(path: Path) -> int:
     return 0
 
 
-def read_log_set(files: Iterable[Path], on_skip: SkipReport | None = None) -> Iterator[Event]:
-    """The events of several files, one after the other."""
+def read_log_set(
+    files: Iterable[Path], on_skip: SkipReport | None = None, skim: frozenset[str] = frozenset()
+) -> Iterator[Event | Skimmed]:
+    """The events of several files, one after the other (`skim`: see `skim_events`)."""
     for file in files:
-        yield from read_events(file, on_skip)
+        yield from skim_events(file, skim, on_skip)

@@ -10,7 +10,8 @@ Label values stay bounded: model names are the configured ones (anything else a 
 sends is counted as `UNKNOWN_MODEL`), states and event kinds are fixed sets, and no
 request id or raw user string ever becomes a label value. Versions label only the
 transitions counter (a handful of series per deployed version, needed to tell v1's
-history from v2's).
+history from v2's), and a version's series are removed when the manager forgets it
+(`VersionForgotten`: it keeps the last few ended versions per model).
 
 To add a metric: declare it in `ServingMetrics.__init__`, feed it from `handle` (for a
 bus event) or from a method the producing component calls, and add a dashboard panel
@@ -37,6 +38,8 @@ from pyserving.engine.events import (
     LoadSucceeded,
     Transition,
     UnloadFinished,
+    VersionForgotten,
+    VersionQuiesced,
     WarmupFinished,
 )
 from pyserving.statemachines.servable_version import TRANSITIONS, State
@@ -114,9 +117,16 @@ class ServingMetrics:
         )
         self.unload_seconds = Histogram(
             "pyserving_model_unload_seconds",
-            "Duration of version unloads, waiting for in-flight requests included.",
+            "Duration of version unloads, from quiesced (no request in flight) to unloaded.",
             ["model"],
             buckets=LOAD_BUCKETS,
+            registry=registry,
+        )
+        self.quiesce_seconds = Histogram(
+            "pyserving_model_quiesce_seconds",
+            "Wait of an unloading version for its in-flight requests, before its unload.",
+            ["model"],
+            buckets=REQUEST_BUCKETS,
             registry=registry,
         )
         self.load_failures = Counter(
@@ -203,8 +213,12 @@ class ServingMetrics:
         elif isinstance(event, LoadFailed):
             self._initialise(event.model, [event.version])
             self.load_failures.labels(event.model).inc()
+        elif isinstance(event, VersionQuiesced):
+            self.quiesce_seconds.labels(event.model).observe(event.drain_s)
         elif isinstance(event, UnloadFinished):
             self.unload_seconds.labels(event.model).observe(event.duration_s)
+        elif isinstance(event, VersionForgotten):
+            self._forget(event.model, event.version)
         elif isinstance(event, BatchRun):
             model = self.model_label(event.model)
             self.batch_size.labels(model, event.signature).observe(event.size)
@@ -229,11 +243,20 @@ class ServingMetrics:
             self.load_failures.labels(model)
             self.load_seconds.labels(model)
             self.unload_seconds.labels(model)
+            self.quiesce_seconds.labels(model)
         for version in versions:
             if (model, version) not in self._initialised:
                 self._initialised.add((model, version))
                 for src, dst in LEGAL_MOVES:
                     self.transitions.labels(model, str(version), src, dst)
+
+    def _forget(self, model: str, version: int) -> None:
+        """Remove a forgotten version's transition series (re-created if it comes back)."""
+        if (model, version) not in self._initialised:
+            return
+        self._initialised.discard((model, version))
+        for src, dst in LEGAL_MOVES:
+            self.transitions.remove(model, str(version), src, dst)
 
     # -------------------------------------------------------------- request side
     def model_label(self, model: str) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from pyserving.adapters.loaders.registry import KNOWN_PLATFORMS, TENSORFLOW
+from pyserving.adapters.loaders.platforms import KNOWN_PLATFORMS, TENSORFLOW
 from pyserving.adapters.sources.version_policy import (
     AllVersions,
     LatestVersions,

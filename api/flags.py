@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from pyserving.adapters.loaders.registry import KNOWN_PLATFORMS, TENSORFLOW
+from pyserving.adapters.loaders.platforms import KNOWN_PLATFORMS, TENSORFLOW
 from pyserving.api.flag_compat import add_compat_flags
 
 

@@ -1,10 +1,9 @@
 """pyserving.ModelRegistry/ListModels: every model with its versions, states, errors and labels.
 
 TF Serving has no call that lists what a server serves. This one is pyserving's own
-gRPC service. No protoc runs at build time, so its messages are described here as a
-FileDescriptorProto, added to protobuf's default descriptor pool (where server
-reflection looks, so `grpcurl describe pyserving.ModelRegistry` works) and turned into
-message classes at import.
+gRPC service, defined in protos/model_registry.proto; its generated modules register it
+in protobuf's default descriptor pool, where server reflection looks (so `grpcurl
+describe pyserving.ModelRegistry` works).
 """
 
 from __future__ import annotations
@@ -12,97 +11,22 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import grpc
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from pyserving.adapters.model_config import ServerConfig
 from pyserving.api.grpc_errors import grpc_method
 from pyserving.engine.errors import not_found
 from pyserving.engine.manager import Manager
 from pyserving.engine.servable_map import ServableMap
+from pyserving.protos import model_registry_pb2, model_registry_pb2_grpc
+from pyserving.protos.model_registry_pb2 import ListModelsRequest, ListModelsResponse
 
-PACKAGE = "pyserving"
-SERVICE_NAME = f"{PACKAGE}.ModelRegistry"
-PROTO_FILE = "pyserving/model_registry.proto"
-
-_F = descriptor_pb2.FieldDescriptorProto
-
-
-def _message(name: str, *fields: tuple[str, int, int, str]) -> descriptor_pb2.DescriptorProto:
-    """fields: (name, number, type, message type name or "") each; repeated if name ends '[]'."""
-    message = descriptor_pb2.DescriptorProto(name=name)
-    for field_name, number, kind, type_name in fields:
-        repeated = field_name.endswith("[]")
-        message.field.add(
-            name=field_name.removesuffix("[]"),
-            number=number,
-            type=kind,
-            type_name=f".{PACKAGE}.{type_name}" if type_name else None,
-            label=_F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL,
-        )
-    return message
+SERVICE_NAME = model_registry_pb2.DESCRIPTOR.services_by_name["ModelRegistry"].full_name
+__all__ = ["SERVICE_NAME", "ListModelsRequest", "ListModelsResponse", "ModelListingService"]
 
 
-def file_descriptor_proto() -> descriptor_pb2.FileDescriptorProto:
-    proto = descriptor_pb2.FileDescriptorProto(name=PROTO_FILE, package=PACKAGE, syntax="proto3")
-    proto.message_type.extend(
-        [
-            # model_name empty: every model; else just that one (NOT_FOUND if unknown).
-            _message("ListModelsRequest", ("model_name", 1, _F.TYPE_STRING, "")),
-            _message("ListModelsResponse", ("models[]", 1, _F.TYPE_MESSAGE, "ModelInfo")),
-            _message(
-                "ModelInfo",
-                ("name", 1, _F.TYPE_STRING, ""),
-                ("base_path", 2, _F.TYPE_STRING, ""),
-                ("platform", 3, _F.TYPE_STRING, ""),
-                # False while a model removed from the config unloads its versions.
-                ("configured", 4, _F.TYPE_BOOL, ""),
-                ("versions[]", 5, _F.TYPE_MESSAGE, "VersionInfo"),
-                ("labels[]", 6, _F.TYPE_MESSAGE, "LabelInfo"),
-            ),
-            _message(
-                "VersionInfo",
-                ("version", 1, _F.TYPE_INT64, ""),
-                # new, loading, available, unloading, end or error (the machine's state).
-                ("state", 2, _F.TYPE_STRING, ""),
-                ("error", 3, _F.TYPE_STRING, ""),
-            ),
-            _message(
-                "LabelInfo",
-                ("label", 1, _F.TYPE_STRING, ""),
-                ("version", 2, _F.TYPE_INT64, ""),  # what a request naming it gets
-                ("configured_version", 3, _F.TYPE_INT64, ""),  # where the config points it
-                ("serving", 4, _F.TYPE_BOOL, ""),  # `version` is available now
-            ),
-        ]
-    )
-    service = proto.service.add(name="ModelRegistry")
-    service.method.add(
-        name="ListModels",
-        input_type=f".{PACKAGE}.ListModelsRequest",
-        output_type=f".{PACKAGE}.ListModelsResponse",
-    )
-    return proto
+class ModelListingService(model_registry_pb2_grpc.ModelRegistryServicer):
+    """Serves `pyserving.ModelRegistry/ListModels` (that name stays: clients call it)."""
 
-
-def _register() -> descriptor_pool.DescriptorPool:
-    pool = descriptor_pool.Default()
-    try:
-        pool.FindFileByName(PROTO_FILE)
-    except KeyError:
-        pool.Add(file_descriptor_proto())
-    return pool
-
-
-_POOL = _register()
-ListModelsRequest = message_factory.GetMessageClass(
-    _POOL.FindMessageTypeByName(f"{PACKAGE}.ListModelsRequest")
-)
-ListModelsResponse = message_factory.GetMessageClass(
-    _POOL.FindMessageTypeByName(f"{PACKAGE}.ListModelsResponse")
-)
-
-
-class ModelRegistryService:
     def __init__(
         self,
         manager: Manager,
@@ -148,15 +72,5 @@ class ModelRegistryService:
         return response
 
 
-def add_to_server(service: ModelRegistryService, server: grpc.aio.Server) -> None:
-    handler = grpc.method_handlers_generic_handler(
-        SERVICE_NAME,
-        {
-            "ListModels": grpc.unary_unary_rpc_method_handler(
-                service.ListModels,
-                request_deserializer=ListModelsRequest.FromString,
-                response_serializer=ListModelsResponse.SerializeToString,
-            )
-        },
-    )
-    server.add_generic_rpc_handlers((handler,))
+def add_to_server(service: ModelListingService, server: grpc.aio.Server) -> None:
+    model_registry_pb2_grpc.add_ModelRegistryServicer_to_server(service, server)

@@ -1,15 +1,14 @@
 """`--monitoring_config_file`: TF Serving's MonitoringConfig text proto, read with its own schema.
 
 The `tensorflow-serving-api` wheel lacks `tensorflow_serving/config/monitoring_config.proto`,
-so the message classes are built here from a descriptor with TF Serving's exact package,
+so protos/monitoring_config.proto copies it with TF Serving's exact package,
 names and field numbers (tensorflow/serving, tensorflow_serving/config/monitoring_config.proto):
 
     package tensorflow.serving;
     message PrometheusConfig { bool enable = 1; string path = 2; }
     message MonitoringConfig { PrometheusConfig prometheus_config = 1; }
 
-They live in a private descriptor pool, so a future wheel that ships the real file cannot
-clash with them. A file TF Serving accepts is accepted here, and an unknown field is an
+A file TF Serving accepts is accepted here, and an unknown field is an
 error naming it, as in TF Serving.
 """
 
@@ -19,18 +18,10 @@ from dataclasses import dataclass
 
 from google.protobuf import text_format
 
-from pyserving.api.text_proto_schema import build_message_classes, parse_text, read_flag_file
+from pyserving.api.text_proto_schema import parse_text, read_flag_file
+from pyserving.protos.monitoring_config_pb2 import MonitoringConfig
 
 DEFAULT_PATH = "/monitoring/prometheus/metrics"  # TF Serving's PrometheusExporter::kPrometheusPath
-
-MonitoringConfig = build_message_classes(
-    "tensorflow_serving/config/monitoring_config.proto",
-    "tensorflow.serving",
-    {
-        "PrometheusConfig": [("enable", 1, "bool"), ("path", 2, "string")],
-        "MonitoringConfig": [("prometheus_config", 1, ".tensorflow.serving.PrometheusConfig")],
-    },
-)["MonitoringConfig"]
 
 
 class MonitoringConfigError(ValueError):

@@ -19,7 +19,7 @@ from pyserving.api.replay_report import (
     render_json,
     render_table,
 )
-from pyserving.engine.replay import ReplayError, replay
+from pyserving.engine.replay import SKIMMED, ReplayError, replay
 
 EXIT_VERIFIED = 0
 EXIT_DIVERGED = 1
@@ -80,7 +80,7 @@ def run_replay(options: argparse.Namespace) -> int:
         return EXIT_USAGE
     skipped: list[tuple[Path, int, str]] = []
     try:
-        result = replay(read_log_set(files, on_skip=lambda *s: skipped.append(s)))
+        result = replay(read_log_set(files, lambda *s: skipped.append(s), skim=SKIMMED))
     except (ReplayError, OSError) as exc:
         print(f"pyserving replay: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -31,7 +31,9 @@ import pyserving
 from pyserving.adapters.batching_config import BatchingConfigError, load_batching_options
 from pyserving.adapters.event_log import EventLogWriter, last_sequence
 from pyserving.adapters.lifecycle_log import log_event
-from pyserving.adapters.loaders.registry import marker_files
+from pyserving.adapters.live_config import LiveConfig
+from pyserving.adapters.loaders.model_loaders import ModelLoaders, WarmupOptions
+from pyserving.adapters.loaders.platforms import PlatformOptions, marker_files
 from pyserving.adapters.metrics import ServingMetrics, new_registry
 from pyserving.adapters.model_config import (
     ConfigError,
@@ -40,7 +42,6 @@ from pyserving.adapters.model_config import (
     read_file,
     single_model,
 )
-from pyserving.adapters.sources.file_system import LocalStorage, VersionStorage
 from pyserving.adapters.sources.object_store import (
     CacheEvictor,
     ObjectStore,
@@ -49,6 +50,7 @@ from pyserving.adapters.sources.object_store import (
     is_remote,
     redact,
 )
+from pyserving.adapters.sources.storage_path import LocalStorage, VersionStorage
 from pyserving.api import model_listing, profiler_service
 from pyserving.api.draining import DrainGate
 from pyserving.api.flag_compat import (
@@ -60,18 +62,17 @@ from pyserving.api.flag_compat import (
 from pyserving.api.grpc_errors import attach_request_observer
 from pyserving.api.health import HealthService
 from pyserving.api.http_server import HttpServer, metrics_routes, probe_routes
-from pyserving.api.live_config import LiveConfig
-from pyserving.api.model_loaders import ModelLoaders, plan_options
 from pyserving.api.model_service import ModelService
 from pyserving.api.monitoring_config import MonitoringConfigError, load_monitoring_config
 from pyserving.api.prediction_service import PredictionService
 from pyserving.api.request_decoding import DecodeGuard
+from pyserving.api.request_plans import PlanOptions
 from pyserving.api.rest_api import RestApi, RestOptions
 from pyserving.api.tls import TlsConfigError, load_ssl_config
+from pyserving.api.warmup_replay import make_replay
 from pyserving.engine.batching import BatchingRunner
 from pyserving.engine.bus import EventBus
 from pyserving.engine.events import Event, ServerStarted, ServerStopped, ShutdownRequested
-from pyserving.engine.labels import LabelKeeper
 from pyserving.engine.manager import Manager, RetryPolicy
 from pyserving.engine.policy import POLICIES
 from pyserving.engine.runner import DirectRunner, Runner
@@ -120,6 +121,37 @@ def event_log_from_flags(options: argparse.Namespace) -> EventLogWriter | None:
     )
 
 
+def plan_options(options: argparse.Namespace) -> PlanOptions:
+    return PlanOptions(
+        method_name_check=options.enable_signature_method_name_check,
+        max_elements=options.grpc_max_message_bytes,
+    )
+
+
+def loaders_from_flags(
+    options: argparse.Namespace,
+    publish: Callable[[Event], object],
+    platform_of: Callable[[str], str],
+) -> ModelLoaders:
+    """Each model's loader, from its platform, with --enable_model_warmup wrapped around."""
+    intra, inter = tensorflow_threads(options)
+    platform_options = PlatformOptions(
+        saved_model_tags=tuple(t for t in options.saved_model_tags.split(",") if t),
+        intra_op_threads=intra,
+        inter_op_threads=inter,
+        prefer_tflite_model=options.prefer_tflite_model,
+        use_tflite_model=options.use_tflite_model,
+        num_tflite_pools=options.num_tflite_pools,
+        num_tflite_interpreters_per_pool=options.num_tflite_interpreters_per_pool,
+    )
+    warmup = (
+        WarmupOptions(make_replay(plan_options(options)), options.num_request_iterations_for_warmup)
+        if options.enable_model_warmup
+        else None
+    )
+    return ModelLoaders(platform_options, publish, platform_of, warmup)
+
+
 def runner_from_flags(
     options: argparse.Namespace,
     publish: Callable[[Event], Any],
@@ -162,8 +194,11 @@ class ModelServer:
             options, self.bus.publish, lambda *reject: self.metrics.batch_rejected(*reject)
         )
         self.servable_map = ServableMap()
-        # Each model's loader follows its platform in the config in force (it may change).
-        self.loaders = ModelLoaders(options, self.bus.publish, self._platform_of)
+        # The manager asks for a version's loader once, when the version is aspired: the
+        # model's platform is then the one the config in force names.
+        self.loaders = loaders_from_flags(
+            options, self.bus.publish, lambda model: self.live_config.platform_of(model)
+        )
         self.manager = Manager(
             publish=self.bus.publish,
             loader_for=self.loaders,
@@ -176,15 +211,10 @@ class ModelServer:
             ),
             num_load_threads=max(1, options.num_load_threads),
             num_unload_threads=max(1, options.num_unload_threads),
+            allow_unavailable_labels=options.allow_version_labels_for_unavailable_models,
         )
         self.event_log = event_log_from_flags(options)
-        self.bus.subscribe(self.manager.handle)
-        self.labels = LabelKeeper(
-            self.servable_map,
-            self.bus.publish,
-            allow_unavailable=options.allow_version_labels_for_unavailable_models,
-        )
-        self.bus.subscribe(self.labels.handle)
+        self.bus.subscribe(self.manager.handle)  # it alone writes the serving map
         self.bus.subscribe(log_event)
         if self.event_log is not None:
             self.bus.subscribe(self.event_log)
@@ -310,12 +340,6 @@ class ModelServer:
             raise StartupError(str(exc)) from None
         self.http_server = http
 
-    def _platform_of(self, model: str) -> str:
-        config = self.live_config.current.get(model) or self.config.get(model)
-        if config is None:
-            raise LookupError(f"model {model!r} is no longer configured")
-        return config.platform
-
     def _storage(self, model: ModelConfig) -> VersionStorage:
         """Where a model's versions are: local folders, or an object store (s3://, gs://, ...)."""
         markers = marker_files(model.platform)
@@ -372,11 +396,11 @@ class ModelServer:
             server,
         )
         model_listing.add_to_server(
-            model_listing.ModelRegistryService(
+            model_listing.ModelListingService(
                 self.manager,
                 self.servable_map,
                 lambda: self.live_config.current,
-                self.labels.desired,
+                self.manager.serving.desired,
             ),
             server,
         )

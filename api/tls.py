@@ -1,7 +1,7 @@
 """`--ssl_config_file`: TF Serving's SSLConfig, for the gRPC port (and HTTPS on the REST port).
 
 The `tensorflow-serving-api` wheel lacks `tensorflow_serving/config/ssl_config.proto`;
-the message is rebuilt with TF Serving's package, name and field numbers
+protos/ssl_config.proto copies it with TF Serving's package, name and field numbers
 (tensorflow/serving, tensorflow_serving/config/ssl_config.proto):
 
     package tensorflow.serving;
@@ -29,20 +29,8 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf import text_format
 
-from pyserving.api.text_proto_schema import build_message_classes, parse_text, read_flag_file
-
-SSLConfig = build_message_classes(
-    "tensorflow_serving/config/ssl_config.proto",
-    "tensorflow.serving",
-    {
-        "SSLConfig": [
-            ("server_key", 1, "string"),
-            ("server_cert", 2, "string"),
-            ("custom_ca", 3, "string"),
-            ("client_verify", 4, "bool"),
-        ]
-    },
-)["SSLConfig"]
+from pyserving.api.text_proto_schema import parse_text, read_flag_file
+from pyserving.protos.ssl_config_pb2 import SSLConfig
 
 EXAMPLE = (
     'server_key: "-----BEGIN PRIVATE KEY-----\\n..."  '

@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,15 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.util import processes
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def export_model(folder: Path) -> None:
@@ -51,11 +46,12 @@ def export_model(folder: Path) -> None:
 
 
 def start_server(models: Path, grpc_port: int, rest_port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "pyserving", "serve", f"--port={grpc_port}",
-         f"--rest_api_port={rest_port}", "--model_name=mnist", f"--model_base_path={models}",
-         "--file_system_poll_wait_seconds=0", "--log_level=warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV,
+    return processes.spawn(
+        processes.serve_command(
+            grpc_port, f"--rest_api_port={rest_port}", "--model_name=mnist",
+            f"--model_base_path={models}", "--file_system_poll_wait_seconds=0",
+            "--log_level=warning",
+        )
     )  # fmt: skip
 
 
@@ -166,14 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="rest-bench-") as tmp:
         models = Path(tmp) / "mnist"
         export_model(models)
-        grpc_port, rest_port = free_port(), free_port()
+        grpc_port, rest_port = processes.free_port(), processes.free_port()
         server = start_server(models, grpc_port, rest_port)
         try:
             wait_ready(rest_port)
             rows = asyncio.run(run(args, grpc_port, rest_port))
         finally:
-            server.terminate()
-            server.wait(60)
+            processes.stop(server)
     print()
     print(f"{'concurrency':>11} {'protocol':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'errors':>6} {'REST/gRPC req/s':>16} {'REST/gRPC p99':>14}")  # fmt: skip

@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tests.util import processes
+from tests.util.processes import QUIET_ENV, free_port
 
-QUIET_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["QUIET_ENV", "ROOT", "Target", "floor_target", "free_port", "pyserving_target"]
 
 
 @dataclass
@@ -41,30 +32,22 @@ class Target:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        log = open(self.log_path, "wb")  # noqa: SIM115 - the child owns it
-        self.process = subprocess.Popen(
-            self.command, stdout=log, stderr=subprocess.STDOUT, env=QUIET_ENV, cwd=ROOT
-        )
-        log.close()
+        self.process = processes.spawn(self.command, self.log_path)
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
         """Ready when a health check says SERVING (pyserving) or the port answers (floor)."""
-        deadline = time.monotonic() + timeout_s
-        with grpc.insecure_channel(self.address) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                assert self.process is not None
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"{self.name} exited:\n{self.log_path.read_text()[-3000:]}")
-                try:
-                    reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.RpcError as exc:
-                    if exc.code() == grpc.StatusCode.UNIMPLEMENTED:  # the floor has no health
-                        return
-                time.sleep(0.2)
-        raise RuntimeError(f"{self.name} not ready after {timeout_s}s; see {self.log_path}")
+        assert self.process is not None
+        try:
+            processes.wait_serving(
+                self.address,
+                self.process,
+                timeout_s,
+                describe=lambda: f"{self.name}: {self.log_path.read_text()[-3000:]}",
+                unimplemented_is_ready=True,  # the floor has no health service
+                poll_s=0.2,
+            )
+        except AssertionError as exc:
+            raise RuntimeError(str(exc)) from None
 
     def cpu_seconds(self) -> float:
         """CPU time the target's process has used so far (all its threads, user + system)."""
@@ -73,13 +56,8 @@ class Target:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            processes.stop(self.process, timeout_s=30)
 
     def batch_sizes(self, window_wall: tuple[float, float]) -> list[int]:
         """Sizes of the batches this server ran inside a wall-clock window (BatchRun facts)."""

@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,16 +26,12 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from tests.util import processes
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 STEADY_REQUESTS = 30
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def export_model(folder: Path, warmup_requests: int) -> Path:
@@ -58,41 +53,23 @@ def export_model(folder: Path, warmup_requests: int) -> Path:
 
 def one_run(models: Path, warmup: bool, image: np.ndarray) -> dict[str, float]:
     import tensorflow as tf
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-    port = free_port()
+    port = processes.free_port()
     started = time.perf_counter()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pyserving",
-            "serve",
-            f"--port={port}",
+    server = processes.spawn(
+        processes.serve_command(
+            port,
             "--model_name=mnist",
             f"--model_base_path={models}",
             f"--enable_model_warmup={str(warmup).lower()}",
             "--file_system_poll_wait_seconds=0",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=ENV,
+        )
     )
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            deadline = time.monotonic() + 120
-            while True:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("server did not become SERVING")
-                try:
-                    reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        break
-                except grpc.RpcError:
-                    pass
-                time.sleep(0.02)
+            address = f"127.0.0.1:{port}"
+            processes.wait_serving(address, server, 120, poll_s=0.02, channel=channel)
             ready_s = time.perf_counter() - started
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
             request = predict_pb2.PredictRequest()
@@ -105,8 +82,7 @@ def one_run(models: Path, warmup: bool, image: np.ndarray) -> dict[str, float]:
                 stub.Predict(request, timeout=60)
                 latencies.append(time.perf_counter() - t0)
     finally:
-        server.terminate()
-        server.wait(60)
+        processes.stop(server)
     return {
         "ready_s": ready_s,
         "first_ms": latencies[0] * 1e3,

@@ -5,14 +5,20 @@ result, ...) and *transitions* of a servable version's state machine. Facts are 
 replay feeds back into a fresh manager; transitions are what it checks the manager
 decides again. Every event gets its sequence number and timestamp from the bus when it
 is published, so the log is one total order.
+
+One generic codec (msgspec, driven by each dataclass's type hints) writes and reads every
+event: a record is `{"seq", "time", "kind", <the fields in declaration order>}`, and a
+new event class needs nothing but its entry in `EVENT_TYPES`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import functools
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+import msgspec
 
 
 @dataclass(frozen=True)
@@ -27,24 +33,30 @@ class Event:
         return dataclasses.replace(self, seq=seq, time=time)
 
     def to_dict(self) -> dict[str, Any]:
-        record = {"seq": self.seq, "time": self.time, "kind": self.kind}
-        for f in dataclasses.fields(self):
-            if f.name not in record:
-                record[f.name] = _plain(getattr(self, f.name))
-        return record
+        """The record as plain JSON values (lists for tuples, dicts for nested dataclasses)."""
+        return msgspec.to_builtins(self._record())
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=False)
+        return encode(self).decode()
+
+    def _record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {"seq": self.seq, "time": self.time, "kind": self.kind}
+        for name in _field_names(type(self)):
+            record[name] = getattr(self, name)
+        return record
 
 
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return value
+@functools.cache
+def _field_names(cls: type[Event]) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("seq", "time"))
+
+
+_ENCODER = msgspec.json.Encoder()
+
+
+def encode(event: Event) -> bytes:
+    """One event as one line of compact JSON (no newline)."""
+    return _ENCODER.encode(event._record())
 
 
 @dataclass(frozen=True)
@@ -113,11 +125,41 @@ class LoadFailed(Event):
 
 
 @dataclass(frozen=True)
+class VersionQuiesced(Event):
+    """An unloading version's last in-flight request finished; its unload starts now.
+
+    `drain_s` is the wait for the `in_flight` requests it had when the unload began, so
+    `UnloadFinished.duration_s` times the unload alone.
+    """
+
+    kind: ClassVar[str] = "version_quiesced"
+    model: str
+    version: int
+    in_flight: int
+    drain_s: float
+
+
+@dataclass(frozen=True)
 class UnloadFinished(Event):
+    """The servable is unloaded (timed from its quiesced point) and the version ended."""
+
     kind: ClassVar[str] = "unload_finished"
     model: str
     version: int
     duration_s: float
+
+
+@dataclass(frozen=True)
+class VersionForgotten(Event):
+    """The manager dropped an ended version from its table (it keeps the last few per model).
+
+    GetModelStatus no longer lists it, and its per-version metric series are removed, so
+    a model that gets a new version every hour keeps a bounded number of series.
+    """
+
+    kind: ClassVar[str] = "version_forgotten"
+    model: str
+    version: int
 
 
 @dataclass(frozen=True)
@@ -206,7 +248,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         LoadSucceeded,
         WarmupFinished,
         LoadFailed,
+        VersionQuiesced,
         UnloadFinished,
+        VersionForgotten,
         ShutdownRequested,
         ServerStopped,
         ConfigReloaded,
@@ -218,18 +262,59 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
-def from_dict(record: dict[str, Any]) -> Event:
-    """Rebuild an event from its JSON form (the inverse of `Event.to_dict`)."""
-    kind = record.get("kind")
+def event_type(kind: object) -> type[Event]:
     cls = EVENT_TYPES.get(kind)  # type: ignore[arg-type]
     if cls is None:
         raise ValueError(f"unknown event kind {kind!r}")
-    values = {k: v for k, v in record.items() if k != "kind"}
-    if cls is AspiredVersions:
-        values["versions"] = tuple(AspiredVersion(**v) for v in values["versions"])
-    elif cls is ServerStarted:
-        values["models"] = tuple(values["models"])
-    elif cls is ConfigReloaded:
-        for name in ("models", "added", "removed"):
-            values[name] = tuple(values[name])
-    return cls(**values)
+    return cls
+
+
+def from_dict(record: dict[str, Any]) -> Event:
+    """Rebuild an event from its JSON form (the inverse of `Event.to_dict`); ValueError
+    (msgspec.ValidationError) names the field that does not fit."""
+    return msgspec.convert(record, event_type(record.get("kind")))
+
+
+class Head(msgspec.Struct, frozen=True):
+    """A record's place in the log (sequence, time, kind), read without its fields."""
+
+    seq: int = 0
+    time: float = 0.0
+    kind: str = ""
+
+
+@dataclass(slots=True)
+class Skimmed:
+    """Consecutive records of one kind read only for their place in the log: what replay
+    needs of BatchRuns, at a fraction of the cost of decoding each one."""
+
+    kind: str
+    first_seq: int
+    first_time: float
+    seq: int  # the last record's
+    time: float
+    count: int = 1
+
+
+_HEAD = msgspec.json.Decoder(Head)
+
+
+@functools.cache
+def _decoder(cls: type[Event]) -> msgspec.json.Decoder:
+    return msgspec.json.Decoder(cls)
+
+
+def decode(line: bytes) -> Event:
+    """The event one line of the log holds (the inverse of `encode`); ValueError if the
+    line is not a whole record of a known kind (a torn write, say)."""
+    return _decoder(event_type(_HEAD.decode(line).kind)).decode(line)
+
+
+def decode_head(line: bytes) -> Head:
+    """Only the sequence number, time and kind of one line; ValueError if not JSON."""
+    return _HEAD.decode(line)
+
+
+def decode_as(kind: str, line: bytes) -> Event:
+    """The event of a line whose kind `decode_head` read already."""
+    return _decoder(event_type(kind)).decode(line)

@@ -1,7 +1,7 @@
 """A time limit on one load attempt (`--load_timeout_seconds`).
 
 Python cannot kill a thread, so an attempt that runs past the limit is *abandoned*: the
-load job reports it as a failed attempt at once and moves on, while the attempt's own
+version's harness reports it as a failed attempt at once and moves on, while the attempt's own
 thread runs on in the background. When that thread finally returns, its servable is
 unloaded and dropped, never made available. Abandoned threads are bounded: once
 `max_abandoned` of them are still running (the manager allows a few per load thread),

@@ -16,6 +16,12 @@ built from the flags it records (policy, retries). A run that ends without a
 `ServerStopped` footer crashed: decisions it made but did not record are reported, not
 held against it. Events before the first header (its file rotated away) are shown but
 cannot be verified.
+
+Labels are verified the same way. The live manager's serving-map writer decides each
+LabelMoved while dispatching a fact (a VersionLabelsSet, or the load or unload that
+makes a version available or takes it away); the replaying manager decides them again,
+on a serving map replay fills as the re-decided transitions make versions available,
+and its moves are compared with the recorded LabelMoved ones.
 """
 
 from __future__ import annotations
@@ -29,13 +35,16 @@ import structlog
 
 from pyserving.engine.events import (
     Event,
+    Head,
+    LabelMoved,
     ServerStarted,
     ServerStopped,
+    Skimmed,
     Transition,
 )
 from pyserving.engine.manager import Manager, RetryPolicy
 from pyserving.engine.policy import POLICIES
-from pyserving.engine.servable_map import ServableMap
+from pyserving.engine.servable_map import ServableHandle
 from pyserving.engine.timeline import Cause, Timeline, TimelineBuilder
 from pyserving.statemachines.servable_version import TRANSITIONS, State
 
@@ -43,8 +52,45 @@ log = structlog.get_logger("pyserving.replay")
 
 LEGAL_MOVES = frozenset((t["source"], t["trigger"], t["dest"]) for t in TRANSITIONS)
 # Facts of these kinds do not reach the manager's decisions: skipping them is only speed.
-NOT_FOR_THE_MANAGER = frozenset({"transition", "server_started", "batch_run"})
+NOT_FOR_THE_MANAGER = frozenset({"transition", "server_started", "batch_run", "label_moved"})
+# Kinds replay needs only the place of (seq, time): read them as `Skimmed`, not decoded.
+SKIMMED = frozenset({"batch_run"})
 CONFIG_RELOADED = "config_reloaded"
+_AVAILABLE = State.AVAILABLE.value
+_NOTHING: Any = None  # replay's serving map says which versions serve, not what they run
+
+
+@dataclass
+class _Serving:
+    versions: dict[int, ServableHandle] = field(default_factory=dict)
+
+
+class ReplayServingMap:
+    """The part of a ServableMap the manager's map writer uses, without the live map's
+    copy-on-write (O(models) a write, so that readers need no lock): replay has no
+    readers, and a log of thousands of models would make it quadratic."""
+
+    def __init__(self) -> None:
+        self.snapshot: dict[str, _Serving] = {}
+        self._labels: dict[str, dict[str, int]] = {}
+
+    def add(self, handle: ServableHandle) -> None:
+        self.snapshot.setdefault(handle.model, _Serving()).versions[handle.version] = handle
+
+    def remove(self, model: str, version: int) -> ServableHandle | None:
+        entry = self.snapshot.get(model)
+        if entry is None:
+            return None
+        handle = entry.versions.pop(version, None)
+        if not entry.versions:
+            del self.snapshot[model]
+        return handle
+
+    def labels(self, model: str) -> dict[str, int]:
+        return self._labels.get(model, {})
+
+    def set_labels(self, model: str, labels: dict[str, int]) -> None:
+        self._labels[model] = dict(labels)
 
 
 class ReplayError(Exception):
@@ -56,6 +102,14 @@ class Decision:
     """A transition the fresh manager decided, and why."""
 
     transition: Transition
+    cause: Cause
+
+
+@dataclass(frozen=True)
+class LabelDecision:
+    """A label move the replaying manager decided, and why."""
+
+    moved: LabelMoved
     cause: Cause
 
 
@@ -91,7 +145,10 @@ class Run:
     last_time: float = 0.0
     clean_stop: bool = False
     verified_transitions: int = 0
+    batch_runs: int = 0
+    verified_label_moves: int = 0
     unrecorded: list[Decision] = field(default_factory=list)
+    unrecorded_label_moves: list[LabelDecision] = field(default_factory=list)
     manager_errors: list[str] = field(default_factory=list)
     config_reloads: list[int] = field(default_factory=list)
 
@@ -104,7 +161,12 @@ class Run:
             "last_seq": self.last_seq,
             "clean_stop": self.clean_stop,
             "verified_transitions": self.verified_transitions,
+            "batch_runs": self.batch_runs,
+            "verified_label_moves": self.verified_label_moves,
             "unrecorded_decisions": [describe_decision(d) for d in self.unrecorded],
+            "unrecorded_label_moves": [
+                describe_label_decision(d) for d in self.unrecorded_label_moves
+            ],
             "manager_errors": self.manager_errors,
             "config_reloads": self.config_reloads,
         }
@@ -116,6 +178,14 @@ def describe_transition(t: Transition) -> str:
 
 def describe_decision(d: Decision) -> str:
     return f"{describe_transition(d.transition)} after #{d.cause.seq} {d.cause.kind}"
+
+
+def describe_label_move(m: LabelMoved) -> str:
+    return f"{m.model} label {m.label!r}: {m.previous} -> {m.version}"
+
+
+def describe_label_decision(d: LabelDecision) -> str:
+    return f"{describe_label_move(d.moved)} after #{d.cause.seq} {d.cause.kind}"
 
 
 def manager_for_run(header: ServerStarted, publish: Callable[[Event], object]) -> Manager:
@@ -135,10 +205,11 @@ def manager_for_run(header: ServerStarted, publish: Callable[[Event], object]) -
     return Manager(
         publish=publish,
         loader_for=None,
-        servable_map=ServableMap(),
+        servable_map=ReplayServingMap(),  # type: ignore[arg-type]  (what the writer uses)
         policy=POLICIES[policy_name](),
         retry=retry,
         execute=False,
+        allow_unavailable_labels=bool(flags.get("allow_version_labels_for_unavailable_models")),
     )
 
 
@@ -154,12 +225,37 @@ class Verifier:
         self._run: Run | None = None
         self._manager: Manager | None = None
         self._pending: deque[Decision] = deque()
+        self._label_pending: deque[LabelDecision] = deque()
         self._cause = Cause(0, "")
+        self._label_cause = Cause(0, "")
         self._recorded_state: dict[tuple[str, int], str] = {}
         # The cause of the transition just fed (None when it could not be verified).
         self.last_explanation: Cause | None = None
 
+    def skim(self, records: Skimmed) -> None:
+        """Records that cannot change a decision (BatchRuns): only their place counts.
+        Their sequence numbers are consecutive (the reader makes them so), so only the
+        first is checked against what came before."""
+        self.events += records.count
+        self.last_explanation = None
+        if self.divergence is None:
+            last = self._last_seq
+            if last is not None and records.first_seq == last + 1:
+                self._last_seq = records.seq
+            else:
+                self._check_order(Head(records.first_seq, records.first_time, records.kind))
+                self._last_seq = max(self._last_seq or 0, records.seq)
+        run = self._run
+        if run is None:
+            self.unverified_events += records.count
+            return
+        run.last_seq, run.last_time = records.seq, records.time
+        run.batch_runs += records.count
+
     def feed(self, event: Event) -> None:
+        if event.kind in SKIMMED:
+            self.skim(Skimmed(event.kind, event.seq, event.time, event.seq, event.time))
+            return
         self.events += 1
         self.last_explanation = None
         if self.divergence is None:
@@ -177,21 +273,14 @@ class Verifier:
             return
         if isinstance(event, Transition):
             self._check_transition(event, run)
+        elif isinstance(event, LabelMoved):
+            self._check_label_moved(event, run)
         elif event.kind not in NOT_FOR_THE_MANAGER:
             if isinstance(event, ServerStopped):
                 run.clean_stop = True
             elif event.kind == CONFIG_RELOADED:
-                self.on_config_reloaded(event, run)
+                run.config_reloads.append(event.seq)
             self._drive(event, run)
-
-    def on_config_reloaded(self, event: Event, run: Run) -> None:
-        """Hook for the `ConfigReloaded` fact (config reload is built separately).
-
-        The fact goes to the manager like every other fact (`_drive`); this hook is where
-        a reload that changes how the manager decides (policy, retries) rebuilds it from
-        the fact's new settings. Today it only records where reloads happened.
-        """
-        run.config_reloads.append(event.seq)
 
     def finish(self) -> None:
         self._end_run()
@@ -201,7 +290,7 @@ class Verifier:
         return self.divergence is None
 
     # ----------------------------------------------------------------- checks
-    def _check_order(self, event: Event) -> None:
+    def _check_order(self, event: Event | Head) -> None:
         last = self._last_seq
         self._last_seq = event.seq if last is None else max(last, event.seq)
         if last is None:
@@ -222,7 +311,8 @@ class Verifier:
                 expected=self._pending[0] if self._pending else None,
             )
 
-    def _check_transition(self, recorded: Transition, run: Run) -> None:
+    def _check_transition(self, recorded: Transition, run: Run) -> bool:
+        """True when `recorded` is the manager's next decision."""
         key = (recorded.model, recorded.version)
         current = self._recorded_state.get(key, State.NEW.value)
         if current == State.END.value and recorded.src == State.NEW.value:
@@ -237,7 +327,7 @@ class Verifier:
                 expected,
                 recorded,
             )
-            return
+            return False
         if recorded.src != current:
             self._diverge(
                 recorded.seq,
@@ -247,7 +337,7 @@ class Verifier:
                 expected,
                 recorded,
             )
-            return
+            return False
         if expected is None:
             self._diverge(
                 recorded.seq,
@@ -256,7 +346,7 @@ class Verifier:
                 None,
                 recorded,
             )
-            return
+            return False
         if _decision_key(expected.transition) != _decision_key(recorded):
             self._diverge(
                 recorded.seq,
@@ -266,10 +356,34 @@ class Verifier:
                 expected,
                 recorded,
             )
-            return
+            return False
         self._pending.popleft()
         self._recorded_state[key] = recorded.dst
         run.verified_transitions += 1
+        self.last_explanation = expected.cause
+        return True
+
+    def _check_label_moved(self, recorded: LabelMoved, run: Run) -> None:
+        expected = self._label_pending[0] if self._label_pending else None
+        if expected is None:
+            self._diverge(
+                recorded.seq,
+                "unexplained",
+                f"seq {recorded.seq}: no recorded config or transition makes the label keeper "
+                f"decide {describe_label_move(recorded)}",
+            )
+            return
+        if _label_key(expected.moved) != _label_key(recorded):
+            self._diverge(
+                recorded.seq,
+                "mismatch",
+                f"seq {recorded.seq}: the label keeper decides "
+                f"{describe_label_decision(expected)}, "
+                f"the log records {describe_label_move(recorded)}",
+            )
+            return
+        self._label_pending.popleft()
+        run.verified_label_moves += 1
         self.last_explanation = expected.cause
 
     def _diverge(
@@ -293,8 +407,15 @@ class Verifier:
             run.manager_errors.append(f"#{fact.seq} {fact.kind}: {type(exc).__name__}: {exc}")
 
     def _decided(self, event: Event) -> None:
+        """The manager decided a transition or a label move. A version it makes available
+        joins the serving map, as the live manager's handle does right after the same
+        transition (nothing is loaded here, so the manager has no handle to add)."""
         if isinstance(event, Transition):
             self._pending.append(Decision(event, self._cause))
+            if event.dst == _AVAILABLE and self._manager is not None:
+                self._manager.serving.add(ServableHandle(event.model, event.version, _NOTHING))
+        elif isinstance(event, LabelMoved):
+            self._label_pending.append(LabelDecision(event, self._cause))
 
     def _start_run(self, header: ServerStarted) -> None:
         flags = header.flags
@@ -309,25 +430,31 @@ class Verifier:
         self.runs.append(self._run)
         self._manager = manager_for_run(header, self._decided)
         self._pending.clear()
+        self._label_pending.clear()
         self._recorded_state.clear()
 
     def _end_run(self) -> None:
         run = self._run
         if run is None:
             return
-        if self._pending and self.divergence is None:
-            if run.clean_stop:
-                first = self._pending[0]
+        if self.divergence is None and not run.clean_stop:
+            run.unrecorded = list(self._pending)  # a crash may have lost them: reported
+            run.unrecorded_label_moves = list(self._label_pending)
+        elif self.divergence is None:
+            owed = None
+            if self._pending:
+                owed = f"the manager decides {describe_decision(self._pending[0])}"
+            elif self._label_pending:
+                owed = f"the label keeper decides {describe_label_decision(self._label_pending[0])}"
+            if owed is not None:
                 self._diverge(
                     run.last_seq + 1,
                     "unrecorded",
-                    f"the manager decides {describe_decision(first)}, but the run that ends "
-                    f"cleanly at seq {run.last_seq} never records it",
-                    expected=first,
+                    f"{owed}, but the run that ends cleanly at seq {run.last_seq} never records it",
+                    expected=self._pending[0] if self._pending else None,
                 )
-            else:
-                run.unrecorded = list(self._pending)
         self._pending.clear()
+        self._label_pending.clear()
         if self._manager is not None:
             self._manager.close()
         self._manager = None
@@ -336,6 +463,10 @@ class Verifier:
 
 def _decision_key(t: Transition) -> tuple[str, int, str, str, str]:
     return (t.model, t.version, t.src, t.dst, t.trigger)
+
+
+def _label_key(m: LabelMoved) -> tuple[str, str, int | None, int | None]:
+    return (m.model, m.label, m.version, m.previous)
 
 
 @dataclass(frozen=True)
@@ -348,12 +479,18 @@ class ReplayResult:
         return self.verifier.verified
 
 
-def replay(events: Iterable[Event]) -> ReplayResult:
-    """Verify `events` (in log order) and build their timeline, in one pass."""
+def replay(events: Iterable[Event | Skimmed]) -> ReplayResult:
+    """Verify `events` (in log order; `SKIMMED` kinds may come `Skimmed`) and build their
+    timeline, in one pass."""
     verifier = Verifier()
     builder = TimelineBuilder()
+    skim, skim_timeline = verifier.skim, builder.skim  # most of a log: keep them cheap
     for event in events:
-        verifier.feed(event)
-        builder.add(event, verifier.last_explanation)
+        if type(event) is Skimmed:
+            skim(event)
+            skim_timeline(event)
+            continue
+        verifier.feed(event)  # type: ignore[arg-type]
+        builder.add(event, verifier.last_explanation)  # type: ignore[arg-type]
     verifier.finish()
     return ReplayResult(verifier, builder.finish())

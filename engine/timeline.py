@@ -17,6 +17,7 @@ from pyserving.engine.events import (
     Event,
     LoadFailed,
     ServerStarted,
+    Skimmed,
     Transition,
 )
 from pyserving.statemachines.servable_version import State
@@ -144,6 +145,12 @@ class TimelineBuilder:
         self.last_seq = 0
         self.last_time = 0.0
         self.first_time: float | None = None
+
+    def skim(self, records: Skimmed) -> None:
+        """Records with no part in the lifecycle (BatchRuns): they only move the clock."""
+        self.last_seq, self.last_time = records.seq, records.time
+        if self.first_time is None:
+            self.first_time = records.first_time
 
     def add(self, event: Event, cause: Cause | None = None) -> None:
         self.last_seq, self.last_time = event.seq, event.time

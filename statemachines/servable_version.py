@@ -8,6 +8,11 @@
 Only these moves exist: any other trigger raises `MachineError` and leaves the state
 as it was. Every move is reported to `on_transition` as a `Transition` event, which is
 how metrics, logs, the event log and replay all learn of it.
+
+One `transitions.Machine`, built once, drives every version: it holds the states,
+moves and callbacks, and a version is only the model it runs on (its `state`
+attribute). Building a Machine per version cost ~400 us, which replaying a log of
+thousands of versions paid per version; the shared one costs nothing per version.
 """
 
 from __future__ import annotations
@@ -45,6 +50,18 @@ TRANSITIONS: list[dict[str, str]] = [
 
 _BY_VALUE = {s.value: s for s in State}
 
+# Read-only after construction (no models are added to it; see `_trigger`), so sharing it
+# across threads and managers shares no mutable state.
+_MACHINE = Machine(
+    model=None,
+    states=[s.value for s in State],
+    transitions=TRANSITIONS,
+    initial=State.NEW.value,
+    auto_transitions=False,
+    send_event=True,
+    after_state_change="_publish",
+)
+
 
 class ServableVersionMachine:
     """One (model, version) pair's state. Triggers take an optional `reason=` keyword."""
@@ -62,23 +79,41 @@ class ServableVersionMachine:
         self.version = version
         self.path = path
         self.error = ""
+        self.state = State.NEW.value
         self._on_transition = on_transition
-        self._machine = Machine(
-            model=self,
-            states=[s.value for s in State],
-            transitions=TRANSITIONS,
-            initial=State.NEW.value,
-            auto_transitions=False,
-            send_event=True,
-            after_state_change="_publish",
-        )
+
+    def _trigger(self, trigger: str, **kwargs: object) -> bool:
+        """Run `trigger` on this version through the shared machine (MachineError if the
+        state has no such move); what a per-model Machine binds as the trigger method."""
+        return _MACHINE.events[trigger].trigger(self, **kwargs)
+
+    def start_load(self, **kwargs: object) -> bool:
+        return self._trigger("start_load", **kwargs)
+
+    def load_succeeded(self, **kwargs: object) -> bool:
+        return self._trigger("load_succeeded", **kwargs)
+
+    def load_failed(self, **kwargs: object) -> bool:
+        return self._trigger("load_failed", **kwargs)
+
+    def start_unload(self, **kwargs: object) -> bool:
+        return self._trigger("start_unload", **kwargs)
+
+    def unload_finished(self, **kwargs: object) -> bool:
+        return self._trigger("unload_finished", **kwargs)
+
+    def cancel(self, **kwargs: object) -> bool:
+        return self._trigger("cancel", **kwargs)
+
+    def retire(self, **kwargs: object) -> bool:
+        return self._trigger("retire", **kwargs)
 
     @property
     def current(self) -> State:
         return _BY_VALUE[self.state]  # a dict lookup: this is on every policy step
 
     def can(self, trigger: str) -> bool:
-        return bool(self._machine.get_transitions(trigger=trigger, source=self.state))
+        return bool(_MACHINE.get_transitions(trigger=trigger, source=self.state))
 
     def _publish(self, event: EventData) -> None:
         reason = str(event.kwargs.get("reason", ""))

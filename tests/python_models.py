@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.util.python_models import write_python_version as python_version
+
 # A real pre/post-processing servable: scales features by a per-version factor read at
 # load time from the version folder, regresses on tf.Examples, records its unload.
 MODEL_PY = """
@@ -65,17 +67,8 @@ def unload(state):
 def write_python_version(
     base: Path, version: int, factor: float, unload_marker: Path | None = None
 ) -> Path:
-    """Write the version beside the target and rename it in, as a careful user would."""
-    import json
-
-    base.mkdir(parents=True, exist_ok=True)
-    staging = base / f".staging-{version}"
-    staging.mkdir()
-    (staging / "model.py").write_text(MODEL_PY)
-    config = {"factor": factor, "version": version}
+    """This module's MODEL_PY as `version`, scaling by `factor`."""
+    config: dict[str, object] = {"factor": factor, "version": version}
     if unload_marker is not None:
         config["unload_marker"] = str(unload_marker)
-    (staging / "config.json").write_text(json.dumps(config))
-    target = base / str(version)
-    staging.rename(target)
-    return target
+    return python_version(base, version, MODEL_PY, config)

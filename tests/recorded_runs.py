@@ -7,7 +7,6 @@ TensorFlow); everything else is what `pyserving serve` composes, minus gRPC.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +18,14 @@ from pyserving.engine.events import (
     ServerStarted,
     ServerStopped,
     ShutdownRequested,
+    VersionLabelsSet,
 )
 from pyserving.engine.manager import Manager, RetryPolicy
 from pyserving.engine.policy import POLICIES
 from pyserving.engine.servable_map import ServableMap
 from pyserving.statemachines.servable_version import State
 from tests.servables import ConstantLoader
+from tests.util.lifecycle import settle
 
 
 class RecordedServer:
@@ -73,15 +74,13 @@ class RecordedServer:
         )
         self.settle()
 
+    def set_labels(self, model: str = "m", **labels: int) -> None:
+        """As a config (re)load does: the model's configured labels, wanted from now on."""
+        self.bus.publish(VersionLabelsSet(model=model, labels=labels))
+        self.settle()
+
     def settle(self) -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            self.bus.wait_idle(5)
-            if self.manager.all_settled():
-                self.bus.wait_idle(5)
-                return
-            time.sleep(0.005)
-        raise AssertionError(f"did not settle: {self.manager.states()}")
+        settle(self.bus, self.manager, timeout_s=20)
 
     def states(self) -> dict[tuple[str, int], str]:
         return {key: State(state).value for key, state in self.manager.states().items()}

@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from pyserving.engine.servable import Signature
+from pyserving.engine.errors import Code, ServingError
+from pyserving.engine.servable import Signature, TensorSpec
 
 
 class ConstantServable:
@@ -67,3 +68,58 @@ class GatedLoader(ConstantLoader):
         if gate is not None and not gate.wait(30):
             raise TimeoutError(f"gate for {path} never opened")
         return super().load(path)
+
+
+SIG = "serving_default"
+WAIT_S = 10.0  # generous bound for anything that should happen "soon"
+
+
+class RecordingServable:
+    """Doubles input `x`; records every batch it ran; can be held at a gate or made to fail.
+
+    A negative input makes the run fail with INVALID_ARGUMENT, a NaN with a plain
+    exception (a model bug): both fail the whole batch they are in.
+    """
+
+    def __init__(self, inner: tuple[int | None, ...] = (2,)) -> None:
+        spec = TensorSpec("x", np.dtype(np.float32), (None, *inner))
+        out = TensorSpec("y", np.dtype(np.float32), (None, *inner))
+        self._signatures = {
+            SIG: Signature(SIG, "tensorflow/serving/predict", {"x": spec}, {"y": out})
+        }
+        self.batches: list[np.ndarray] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.running = threading.Event()
+        self.unloaded = False
+        self._lock = threading.Lock()
+
+    @property
+    def signatures(self) -> Mapping[str, Signature]:
+        return self._signatures
+
+    def run(
+        self, signature: str, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        assert not self.unloaded, "ran on an unloaded servable"
+        x = inputs["x"]
+        with self._lock:
+            self.batches.append(x.copy())
+        self.running.set()
+        if not self.gate.wait(WAIT_S * 3):
+            raise RuntimeError("test gate never opened")
+        if np.isnan(x).any():
+            raise RuntimeError("model bug")
+        if (x < 0).any():
+            raise ServingError(Code.INVALID_ARGUMENT, "negative input")
+        return {"y": x * 2}
+
+    @property
+    def sizes(self) -> list[int]:
+        return [len(b) for b in self.batches]
+
+    def signature_def_map(self) -> None:
+        return None
+
+    def unload(self) -> None:
+        self.unloaded = True

@@ -9,9 +9,8 @@ generous upper bounds.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -21,66 +20,30 @@ from pyserving.engine.batching import BatchingRunner
 from pyserving.engine.batching_params import BatchingOptions
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.events import BatchRun, Event
-from pyserving.engine.servable import Signature, TensorSpec
 from pyserving.engine.servable_map import ServableHandle, ServableMap
-
-SIG = "serving_default"
-WAIT_S = 10.0  # generous bound for anything that should happen "soon"
+from tests.servables import SIG, WAIT_S, RecordingServable
 
 
-class RecordingServable:
-    """Doubles input `x`; records every batch it ran; can be held at a gate or made to fail.
+class FakeClock:
+    """A monotonic clock that moves only when told to."""
 
-    A negative input makes the run fail with INVALID_ARGUMENT, a NaN with a plain
-    exception (a model bug): both fail the whole batch they are in.
-    """
+    def __init__(self) -> None:
+        self.now = 1000.0
 
-    def __init__(self, inner: tuple[int | None, ...] = (2,)) -> None:
-        spec = TensorSpec("x", np.dtype(np.float32), (None, *inner))
-        out = TensorSpec("y", np.dtype(np.float32), (None, *inner))
-        self._signatures = {
-            SIG: Signature(SIG, "tensorflow/serving/predict", {"x": spec}, {"y": out})
-        }
-        self.batches: list[np.ndarray] = []
-        self.gate = threading.Event()
-        self.gate.set()
-        self.running = threading.Event()
-        self.unloaded = False
-        self._lock = threading.Lock()
+    def __call__(self) -> float:
+        return self.now
 
-    @property
-    def signatures(self) -> Mapping[str, Signature]:
-        return self._signatures
-
-    def run(
-        self, signature: str, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str]
-    ) -> dict[str, np.ndarray]:
-        assert not self.unloaded, "ran on an unloaded servable"
-        x = inputs["x"]
-        with self._lock:
-            self.batches.append(x.copy())
-        self.running.set()
-        if not self.gate.wait(WAIT_S * 3):
-            raise RuntimeError("test gate never opened")
-        if np.isnan(x).any():
-            raise RuntimeError("model bug")
-        if (x < 0).any():
-            raise ServingError(Code.INVALID_ARGUMENT, "negative input")
-        return {"y": x * 2}
-
-    @property
-    def sizes(self) -> list[int]:
-        return [len(b) for b in self.batches]
-
-    def signature_def_map(self) -> None:
-        return None
-
-    def unload(self) -> None:
-        self.unloaded = True
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 class Harness:
-    def __init__(self, servable: RecordingServable | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        servable: RecordingServable | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        **options: Any,
+    ) -> None:
         options.setdefault("num_batch_threads", 1)
         self.servable = servable or RecordingServable()
         self.handle = ServableHandle("m", 1, self.servable)
@@ -90,6 +53,7 @@ class Harness:
             BatchingOptions(**options),
             publish=self.events.append,
             on_reject=lambda *r: self.rejects.append(r),
+            clock=clock,
         )
 
     async def predict(self, x: np.ndarray, **kw: Any) -> np.ndarray:
@@ -386,16 +350,15 @@ def test_full_queue_is_unavailable_at_once_and_the_queued_requests_still_finish(
 
 
 def test_request_whose_deadline_passes_while_queued_is_dropped_from_its_batch() -> None:
-    h = Harness()
+    clock = FakeClock()
+    h = Harness(clock=clock)
 
     async def scenario() -> None:
         blocker = await h.hold_thread()
-        late = asyncio.create_task(
-            outcome(h.predict(rows(1, start=50), deadline=time.monotonic() + 0.05))
-        )
+        late = asyncio.create_task(outcome(h.predict(rows(1, start=50), deadline=clock() + 0.05)))
         timely = asyncio.create_task(h.predict(rows(1, start=60)))
         await h.wait_queued(2)
-        await asyncio.sleep(0.1)  # the first deadline passes while both wait
+        clock.advance(0.1)  # the first deadline passes while both wait
         h.servable.gate.set()
         expired = await late
         assert isinstance(expired, ServingError)
@@ -474,7 +437,7 @@ class RecordingLoader:
 
 
 def test_unloading_version_finishes_its_queued_requests_before_it_unloads() -> None:
-    from tests.test_manager import Harness as ManagerHarness
+    from tests.util.lifecycle import Lifecycle as ManagerHarness
 
     loader = RecordingLoader()
     m = ManagerHarness(loader)  # type: ignore[arg-type]
@@ -508,7 +471,8 @@ def test_unloading_version_finishes_its_queued_requests_before_it_unloads() -> N
         while not v1_handle.retiring:  # the unload has begun and waits for in-flight requests
             assert time.monotonic() < deadline
             await asyncio.sleep(0.005)
-        await asyncio.sleep(0.1)
+        # Held by the three requests in flight, the unload cannot have run.
+        assert v1_handle.in_flight >= 3 and not v1_handle.retire_and_wait(timeout=0)
         assert not v1.unloaded
         v1.gate.set()
         answers = await asyncio.gather(first, *queued)

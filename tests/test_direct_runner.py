@@ -11,7 +11,7 @@ import pytest
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.runner import DirectRunner
 from pyserving.engine.servable_map import ServableHandle
-from tests.test_batching import SIG, WAIT_S, RecordingServable
+from tests.servables import SIG, WAIT_S, RecordingServable
 
 
 def test_runs_the_model_and_returns_its_outputs() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -22,10 +23,17 @@ from pyserving.engine.events import (
     ShutdownRequested,
     Transition,
     UnloadFinished,
+    VersionForgotten,
     VersionLabelsSet,
+    VersionQuiesced,
     WarmupFinished,
+    decode,
+    encode,
     from_dict,
 )
+
+# Every kind as the event log wrote it before the generic codec (json.dumps per field).
+V1_LOG = Path(__file__).parent / "data" / "event_log_v1.jsonl"
 
 SAMPLES: list[Event] = [
     ServerStarted(
@@ -38,7 +46,9 @@ SAMPLES: list[Event] = [
         model="mnist", version=3, records=0, iterations=1, duration_s=0.0, error="record 0: x"
     ),
     LoadFailed(model="mnist", version=3, error="bad", attempt=1, will_retry=True, duration_s=0.1),
+    VersionQuiesced(model="mnist", version=1, in_flight=2, drain_s=0.3),
     UnloadFinished(model="mnist", version=1, duration_s=0.01),
+    VersionForgotten(model="mnist", version=1),
     ShutdownRequested(reason="SIGTERM"),
     ServerStopped(reason="received SIGTERM"),
     ConfigReloaded(origin="/etc/models.config", models=("a", "b"), added=("b",), removed=("c",)),
@@ -65,7 +75,32 @@ def test_json_round_trip(event: Event) -> None:
     assert from_dict(record) == stamped
 
 
+def test_logs_written_before_the_generic_codec_read_and_write_the_same() -> None:
+    lines = V1_LOG.read_bytes().splitlines()
+    decoded = [decode(line) for line in lines]
+    assert [encode(e) for e in decoded] == lines  # the same bytes back
+    assert [e.seq for e in decoded] == list(range(1, len(lines) + 1))
+    for event in decoded:  # each is one of the samples, as it was written
+        assert event.stamped(seq=0, time=0.0) in SAMPLES, event
+    assert len({e.kind for e in decoded}) == 13  # every kind there was then
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b'{"seq":1,"time":0,"kind":"load_succeeded","model":"m","version":"9","duration_s":1}',
+     b'{"seq":1,"time":0,"kind":"load_succeeded","model":"m"}',
+     b'{"seq":1,"time":0,"kind":"load_succ',
+     b'[1, 2]'],
+    ids=["wrong type", "missing field", "torn", "not an object"],
+)  # fmt: skip
+def test_a_record_that_does_not_fit_is_a_value_error(line: bytes) -> None:
+    with pytest.raises(ValueError):
+        decode(line)
+
+
 def test_unknown_kind_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown event kind"):
+        decode(b'{"seq":1,"time":0,"kind":"nope"}')
     with pytest.raises(ValueError, match="unknown event kind"):
         from_dict({"kind": "nope", "seq": 1, "time": 0})
 

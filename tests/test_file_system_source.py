@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from pyserving.adapters.sources.file_system import (
-    FileSystemSource,
+from pyserving.adapters.sources.storage_path import (
     LatestVersions,
+    StoragePathSource,
     list_versions,
     parse_version,
 )
-from pyserving.engine.events import AspiredVersions, Event
+from tests.util.sources import Recorder, make_versions
 
 
 @pytest.mark.parametrize(
@@ -31,16 +31,6 @@ def test_other_names_are_not_versions(name: str) -> None:
     assert parse_version(name) is None
 
 
-def make_versions(base: Path, *names: str, quiet: bool = True) -> None:
-    """Version folders holding a saved_model.pb, written long ago unless `quiet` is False."""
-    for name in names:
-        folder = base / name
-        folder.mkdir(parents=True)
-        (folder / "saved_model.pb").write_bytes(b"model")
-        if quiet:
-            os.utime(folder / "saved_model.pb", (time.time() - 60, time.time() - 60))
-
-
 def test_list_versions_skips_files_and_other_names(tmp_path: Path) -> None:
     make_versions(tmp_path, "1", "0002", "tmp", ".tmp-3-99", "assets")
     (tmp_path / "7").write_text("a file, not a version folder")
@@ -53,22 +43,10 @@ def test_latest_versions_policy() -> None:
     assert LatestVersions(5).select([3]) == [3]
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def __call__(self, event: Event) -> None:
-        self.events.append(event)
-
-    def versions(self) -> list[list[int]]:
-        aspired = [e for e in self.events if isinstance(e, AspiredVersions)]
-        return [[v.version for v in e.versions] for e in aspired]
-
-
 def test_publishes_only_changes(tmp_path: Path) -> None:
     make_versions(tmp_path, "1")
     published = Recorder()
-    source = FileSystemSource("mnist", str(tmp_path), published)
+    source = StoragePathSource("mnist", str(tmp_path), published)
     assert source.poll_once() is not None
     assert source.poll_once() is None  # nothing changed: nothing published
     make_versions(tmp_path, "2")
@@ -80,7 +58,7 @@ def test_publishes_only_changes(tmp_path: Path) -> None:
 def test_deleted_version_folder_is_unaspired(tmp_path: Path) -> None:
     make_versions(tmp_path, "1", "2")
     published = Recorder()
-    source = FileSystemSource("mnist", str(tmp_path), published, LatestVersions(2))
+    source = StoragePathSource("mnist", str(tmp_path), published, LatestVersions(2))
     source.poll_once()
     shutil.rmtree(tmp_path / "2")
     source.poll_once()
@@ -93,7 +71,7 @@ def test_missing_base_path_keeps_the_last_state(tmp_path: Path) -> None:
     base = tmp_path / "model"
     make_versions(base, "1")
     published = Recorder()
-    source = FileSystemSource("mnist", str(base), published)
+    source = StoragePathSource("mnist", str(base), published)
     source.poll_once()
     shutil.rmtree(base)
     assert source.poll_once() is None
@@ -105,7 +83,7 @@ def test_missing_base_path_keeps_the_last_state(tmp_path: Path) -> None:
 
 def test_missing_base_path_at_start_publishes_nothing(tmp_path: Path) -> None:
     published = Recorder()
-    source = FileSystemSource("mnist", str(tmp_path / "nope"), published)
+    source = StoragePathSource("mnist", str(tmp_path / "nope"), published)
     assert source.poll_once() is None
     assert published.events == []
 
@@ -113,7 +91,7 @@ def test_missing_base_path_at_start_publishes_nothing(tmp_path: Path) -> None:
 def test_folder_without_a_saved_model_is_not_aspired(tmp_path: Path) -> None:
     (tmp_path / "1" / "variables").mkdir(parents=True)
     published = Recorder()
-    source = FileSystemSource("mnist", str(tmp_path), published)
+    source = StoragePathSource("mnist", str(tmp_path), published)
     source.poll_once()
     assert published.versions() == [[]]
     (tmp_path / "1" / "saved_model.pb").write_bytes(b"model")
@@ -125,7 +103,7 @@ def test_folder_without_a_saved_model_is_not_aspired(tmp_path: Path) -> None:
 def test_folder_being_copied_waits_until_it_is_quiet(tmp_path: Path) -> None:
     make_versions(tmp_path, "1")
     published = Recorder()
-    source = FileSystemSource("mnist", str(tmp_path), published, poll_wait_s=30)
+    source = StoragePathSource("mnist", str(tmp_path), published, poll_wait_s=30)
     source.poll_once()
     make_versions(tmp_path, "2", quiet=False)  # just written: maybe still being copied
     assert source.poll_once() is None
@@ -138,13 +116,13 @@ def test_folder_being_copied_waits_until_it_is_quiet(tmp_path: Path) -> None:
 def test_single_poll_takes_what_is_there(tmp_path: Path) -> None:
     make_versions(tmp_path, "1", quiet=False)
     published = Recorder()
-    FileSystemSource("mnist", str(tmp_path), published, poll_wait_s=0).poll_once()
+    StoragePathSource("mnist", str(tmp_path), published, poll_wait_s=0).poll_once()
     assert published.versions() == [[1]]
 
 
 def test_listing_failures_back_off_and_recover(tmp_path: Path) -> None:
     published = Recorder()
-    source = FileSystemSource("mnist", str(tmp_path / "gone"), published, poll_wait_s=1.0)
+    source = StoragePathSource("mnist", str(tmp_path / "gone"), published, poll_wait_s=1.0)
     waits = []
     for _ in range(8):
         source.poll_once()

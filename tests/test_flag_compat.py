@@ -146,7 +146,7 @@ def test_tensorflow_threads_combine_as_tf_serving() -> None:
 
 def test_tensorflow_threads_reach_each_session(tmp_path: Path) -> None:
     """TF Serving puts the parallelism flags in the SessionBundleConfig's ConfigProto."""
-    from pyserving.adapters.loaders.registry import PlatformOptions, make_loader
+    from pyserving.adapters.loaders.platforms import PlatformOptions, make_loader
     from tests.example_models import export_tf2_model
 
     options = serve_parser().parse_args(

@@ -6,19 +6,11 @@ import time
 
 import pytest
 
-from pyserving.engine.bus import EventBus
-from pyserving.engine.errors import Code, ServingError
-from pyserving.engine.events import (
-    AspiredVersion,
-    AspiredVersions,
-    Event,
-    LabelMoved,
-    VersionLabelsSet,
-)
-from pyserving.engine.labels import LabelKeeper, effective_labels
-from pyserving.engine.manager import Manager, RetryPolicy
-from pyserving.engine.servable_map import ServableMap
+from pyserving.engine.errors import Code
+from pyserving.engine.events import LabelMoved
+from pyserving.engine.labels import effective_labels
 from tests.servables import GatedLoader
+from tests.util.lifecycle import Lifecycle
 
 
 @pytest.mark.parametrize(
@@ -37,63 +29,11 @@ def test_effective_labels(desired, current, available, allow, expected) -> None:
     assert effective_labels(desired, current, available, allow) == expected
 
 
-class Harness:
-    def __init__(self, loader: GatedLoader, allow_unavailable: bool = False) -> None:
-        self.bus = EventBus()
-        self.map = ServableMap()
-        self.events: list[Event] = []
-        self.manager = Manager(
-            self.bus.publish,
-            lambda _model: loader,
-            self.map,
-            retry=RetryPolicy(0, 0.0),
-            num_load_threads=2,
-        )
-        self.keeper = LabelKeeper(self.map, self.bus.publish, allow_unavailable)
-        self.bus.subscribe(self.manager.handle)
-        self.bus.subscribe(self.keeper.handle)
-        self.bus.subscribe(self.events.append)
-        self.bus.start()
-
-    def aspire(self, *versions: int) -> None:
-        self.bus.publish(
-            AspiredVersions(
-                model="m", versions=tuple(AspiredVersion(v, f"/m/{v}") for v in versions)
-            )
-        )
-        self.bus.wait_idle(5)
-
-    def label(self, **labels: int) -> None:
-        self.bus.publish(VersionLabelsSet(model="m", labels=labels))
-        self.bus.wait_idle(5)
-
-    def wait_label(self, label: str, version: int) -> None:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            self.bus.wait_idle(5)
-            try:
-                if self.map.resolve("m", label=label) == version:
-                    return
-            except ServingError:
-                pass
-            time.sleep(0.01)
-        raise AssertionError(f"label {label} never resolved to {version}: {self.map.labels('m')}")
-
-    def code(self, label: str) -> Code:
-        with pytest.raises(ServingError) as info:
-            self.map.resolve("m", label=label)
-        return info.value.code
-
-    def close(self) -> None:
-        self.manager.close()
-        self.bus.stop()
-
-
 def test_label_set_before_its_version_loaded_resolves_once_it_is_available() -> None:
     loader = GatedLoader(gated=["/m/1"])
-    h = Harness(loader)
+    h = Lifecycle(loader)
     h.label(stable=1)
-    h.aspire(1)
+    h.aspire(1, wait=False)
     assert h.code("stable") == Code.NOT_FOUND  # recorded, not yet resolvable
     assert h.code("nope") == Code.NOT_FOUND  # no version of m serves yet: NOT_FOUND first
     loader.open("/m/1")
@@ -104,11 +44,11 @@ def test_label_set_before_its_version_loaded_resolves_once_it_is_available() -> 
 
 def test_label_stays_on_the_serving_version_until_the_new_one_is_available() -> None:
     loader = GatedLoader(gated=["/m/2"])
-    h = Harness(loader)
+    h = Lifecycle(loader)
     h.label(stable=1, canary=1)
-    h.aspire(1)
+    h.aspire(1, wait=False)
     h.wait_label("canary", 1)
-    h.aspire(1, 2)  # 2 loading, gated
+    h.aspire(1, 2, wait=False)  # 2 loading, gated
     h.label(stable=1, canary=2)
     assert h.map.resolve("m", label="canary") == 1  # not moved to a loading version
     loader.open("/m/2")
@@ -121,11 +61,11 @@ def test_label_stays_on_the_serving_version_until_the_new_one_is_available() -> 
 
 def test_a_failed_version_never_gets_the_label() -> None:
     loader = GatedLoader(failing=["/m/2"])
-    h = Harness(loader)
+    h = Lifecycle(loader)
     h.label(canary=1)
-    h.aspire(1)
+    h.aspire(1, wait=False)
     h.wait_label("canary", 1)
-    h.aspire(1, 2)
+    h.aspire(1, 2, wait=False)
     h.label(canary=2)
     deadline = time.monotonic() + 10
     while not any(s.state == "error" for s in h.manager.statuses("m") or []):
@@ -138,11 +78,11 @@ def test_a_failed_version_never_gets_the_label() -> None:
 
 def test_allow_flag_moves_the_label_at_once() -> None:
     loader = GatedLoader(gated=["/m/2"])
-    h = Harness(loader, allow_unavailable=True)
+    h = Lifecycle(loader, allow_unavailable=True)
     h.label(canary=1)
-    h.aspire(1)
+    h.aspire(1, wait=False)
     h.wait_label("canary", 1)
-    h.aspire(1, 2)
+    h.aspire(1, 2, wait=False)
     h.label(canary=2)
     assert h.code("canary") == Code.NOT_FOUND  # TF Serving's meaning: points at 2 already
     loader.open("/m/2")
@@ -151,9 +91,9 @@ def test_allow_flag_moves_the_label_at_once() -> None:
 
 
 def test_removing_the_labels_removes_them() -> None:
-    h = Harness(GatedLoader())
+    h = Lifecycle(GatedLoader())
     h.label(stable=1)
-    h.aspire(1)
+    h.aspire(1, wait=False)
     h.wait_label("stable", 1)
     h.label()
     assert h.code("stable") == Code.INVALID_ARGUMENT

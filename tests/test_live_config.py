@@ -4,21 +4,17 @@ and a reload answers once its models are available or failed."""
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
+from pyserving.adapters.live_config import LiveConfig
 from pyserving.adapters.model_config import PARSE_ERROR_PREFIX, ServerConfig, parse_text
-from pyserving.api.live_config import LiveConfig
-from pyserving.engine.bus import EventBus
-from pyserving.engine.events import ConfigReloaded, Event
-from pyserving.engine.labels import LabelKeeper
-from pyserving.engine.manager import Manager, RetryPolicy
-from pyserving.engine.servable_map import ServableMap
+from pyserving.engine.events import ConfigReloaded
 from tests.servables import GatedLoader
-from tests.test_file_system_source import make_versions
+from tests.util.lifecycle import Lifecycle
+from tests.util.sources import make_versions
 
 
 def config_text(root: Path, **models: str) -> str:
@@ -30,26 +26,14 @@ def config_text(root: Path, **models: str) -> str:
     return f"model_config_list {{\n{entries}}}\n"
 
 
-class Harness:
+class Harness(Lifecycle):
+    """The shared lifecycle plus the live config, reading its own config file."""
+
     def __init__(self, root: Path, text: str, loader: GatedLoader | None = None) -> None:
+        super().__init__(loader or GatedLoader())
         self.root = root
         self.file = root / "models.config"
         self.file.write_text(text)
-        self.bus = EventBus()
-        self.map = ServableMap()
-        self.events: list[Event] = []
-        self.loader = loader or GatedLoader()
-        self.manager = Manager(
-            self.bus.publish,
-            lambda _model: self.loader,
-            self.map,
-            retry=RetryPolicy(0, 0.0),
-            num_load_threads=2,
-        )
-        self.bus.subscribe(self.manager.handle)
-        self.bus.subscribe(LabelKeeper(self.map, self.bus.publish).handle)
-        self.bus.subscribe(self.events.append)
-        self.bus.start()
         self.live = LiveConfig(
             parse_text(text, str(self.file)),
             self.bus.publish,
@@ -61,19 +45,6 @@ class Harness:
         self.live.start()
         self.settle()
 
-    def settle(self) -> None:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            self.bus.wait_idle(5)
-            if self.manager.all_settled():
-                self.bus.wait_idle(5)
-                return
-            time.sleep(0.01)
-        raise AssertionError(f"did not settle: {self.manager.states()}")
-
-    def serving(self) -> dict[str, list[int]]:
-        return {name: sorted(entry.versions) for name, entry in self.map.snapshot.items()}
-
     def edit(self, text: str) -> bool:
         self.file.write_text(text)
         applied = self.live.check_file()
@@ -82,8 +53,7 @@ class Harness:
 
     def close(self) -> None:
         self.live.stop()
-        self.manager.close()
-        self.bus.stop()
+        super().close()
 
 
 @pytest.fixture
@@ -156,4 +126,19 @@ def test_reload_answers_when_models_are_available_or_failed(root: Path) -> None:
     assert h.serving() == {"a": [3]}
     errors = asyncio.run(h.live.reload(ServerConfig(()), "test"))
     assert errors == [] and h.serving() == {}
+    h.close()
+
+
+def test_an_edit_not_yet_polled_does_not_undo_a_later_reload(root: Path) -> None:
+    """The race behind a flaky e2e test: the file is edited, a ReloadConfig RPC applies
+    another config before the poller reads the edit; the poll must not undo the RPC."""
+    h = Harness(root, config_text(root, a=""))
+    h.file.write_text(config_text(root, a="", b=""))  # written, not yet polled
+    errors = asyncio.run(h.live.reload(parse_text(config_text(root, c="")), "rpc"))
+    assert errors == [] and h.serving() == {"c": [3]}
+    assert not h.live.check_file()  # the edit predates the RPC: the RPC's config stays
+    h.settle()
+    assert h.live.current.names == ["c"] and h.serving() == {"c": [3]}
+    assert h.edit(config_text(root, b=""))  # an edit after the RPC replaces its config
+    assert h.serving() == {"b": [3]}
     h.close()

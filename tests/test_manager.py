@@ -8,65 +8,19 @@ from pyserving.engine.bus import EventBus
 from pyserving.engine.events import (
     AspiredVersion,
     AspiredVersions,
-    Event,
     LoadFailed,
     ShutdownRequested,
-    Transition,
 )
 from pyserving.engine.manager import Manager, RetryPolicy
-from pyserving.engine.policy import AspiredVersionPolicy, ResourcePreservingPolicy
+from pyserving.engine.policy import ResourcePreservingPolicy
 from pyserving.engine.servable_map import ServableMap
 from pyserving.statemachines.servable_version import State
 from tests.servables import ConstantLoader, GatedLoader
-
-NO_RETRIES = RetryPolicy(max_num_load_retries=0, load_retry_interval_s=0.0)
-
-
-class Harness:
-    def __init__(
-        self,
-        loader: ConstantLoader,
-        retry: RetryPolicy = NO_RETRIES,
-        policy: AspiredVersionPolicy | None = None,
-    ) -> None:
-        self.bus = EventBus()
-        self.map = ServableMap()
-        self.events: list[Event] = []
-        self.manager = Manager(
-            self.bus.publish, lambda _model: loader, self.map, policy=policy, retry=retry
-        )
-        self.bus.subscribe(self.manager.handle)
-        self.bus.subscribe(self.events.append)
-        self.bus.start()
-
-    def aspire(self, *versions: int) -> None:
-        self.bus.publish(
-            AspiredVersions(
-                model="m", versions=tuple(AspiredVersion(v, f"/m/{v}") for v in versions)
-            )
-        )
-        self.settle()
-
-    def settle(self) -> None:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            self.bus.wait_idle(5)
-            if self.manager.all_settled():
-                self.bus.wait_idle(5)
-                return
-            time.sleep(0.01)
-        raise AssertionError(f"did not settle: {self.manager.states()}")
-
-    def transitions(self) -> list[tuple[int, str, str]]:
-        return [(e.version, e.src, e.dst) for e in self.events if isinstance(e, Transition)]
-
-    def close(self) -> None:
-        self.manager.close()
-        self.bus.stop()
+from tests.util.lifecycle import NO_RETRIES, Lifecycle
 
 
 def test_swap_loads_new_before_unloading_old() -> None:
-    h = Harness(ConstantLoader())
+    h = Lifecycle(ConstantLoader())
     h.aspire(1)
     with h.map.acquire("m") as handle:
         assert handle.version == 1
@@ -87,7 +41,7 @@ def test_swap_loads_new_before_unloading_old() -> None:
 
 
 def test_failed_load_keeps_the_serving_version() -> None:
-    h = Harness(ConstantLoader(failing=["/m/2"]))
+    h = Lifecycle(ConstantLoader(failing=["/m/2"]))
     h.aspire(1)
     h.aspire(2)
     with h.map.acquire("m") as handle:
@@ -101,7 +55,7 @@ def test_failed_load_keeps_the_serving_version() -> None:
 
 def test_load_retries_then_errors() -> None:
     loader = ConstantLoader(failing=["/m/1"])
-    h = Harness(loader, RetryPolicy(max_num_load_retries=2, load_retry_interval_s=0.0))
+    h = Lifecycle(loader, RetryPolicy(max_num_load_retries=2, load_retry_interval_s=0.0))
     h.aspire(1)
     failures = [e for e in h.events if isinstance(e, LoadFailed)]
     assert [(f.attempt, f.will_retry) for f in failures] == [(1, True), (2, True), (3, False)]
@@ -112,7 +66,7 @@ def test_load_retries_then_errors() -> None:
 
 def test_reaspiring_a_retired_version_loads_it_again() -> None:
     loader = ConstantLoader(failing=["/m/2"])
-    h = Harness(loader)
+    h = Lifecycle(loader)
     h.aspire(1)
     h.aspire(2)
     h.aspire(1)  # 2 no longer wanted: retired
@@ -125,7 +79,7 @@ def test_reaspiring_a_retired_version_loads_it_again() -> None:
 
 
 def test_shutdown_unloads_everything() -> None:
-    h = Harness(ConstantLoader())
+    h = Lifecycle(ConstantLoader())
     h.aspire(1)
     h.bus.publish(ShutdownRequested(reason="test"))
     h.settle()
@@ -135,7 +89,7 @@ def test_shutdown_unloads_everything() -> None:
 
 
 def test_empty_aspired_set_unloads() -> None:
-    h = Harness(ConstantLoader())
+    h = Lifecycle(ConstantLoader())
     h.aspire(1)
     h.aspire()
     assert h.manager.states()[("m", 1)] == State.END
@@ -143,7 +97,7 @@ def test_empty_aspired_set_unloads() -> None:
 
 
 def test_resource_policy_unloads_before_loading_through_the_manager() -> None:
-    h = Harness(ConstantLoader(), policy=ResourcePreservingPolicy())
+    h = Lifecycle(ConstantLoader(), policy=ResourcePreservingPolicy())
     h.aspire(1)
     h.aspire(2)
     assert h.transitions() == [
@@ -187,7 +141,7 @@ def test_a_slow_load_of_one_model_never_delays_another() -> None:
 def test_ended_versions_are_remembered_up_to_a_bound() -> None:
     from pyserving.engine.manager import MAX_ENDED_KEPT
 
-    h = Harness(ConstantLoader())
+    h = Lifecycle(ConstantLoader())
     total = MAX_ENDED_KEPT + 5
     for version in range(1, total + 1):
         h.aspire(version)

@@ -23,20 +23,19 @@ from pyserving.engine.events import (
     LoadSucceeded,
     Transition,
     UnloadFinished,
+    VersionQuiesced,
 )
-from pyserving.engine.manager import Manager
+from pyserving.engine.manager import MAX_ENDED_KEPT, Manager
 from pyserving.engine.servable_map import ServableMap
-from pyserving.statemachines.servable_version import TRANSITIONS, State
-
-
-def samples(registry: CollectorRegistry, name: str) -> dict[tuple, float]:
-    """Every sample called `name`, keyed by its sorted labels."""
-    out: dict[tuple, float] = {}
-    for metric in registry.collect():
-        for s in metric.samples:
-            if s.name == name:
-                out[tuple(sorted(s.labels.items()))] = s.value
-    return out
+from pyserving.statemachines.servable_version import (
+    TRANSITIONS,
+    MachineError,
+    ServableVersionMachine,
+    State,
+)
+from tests.servables import ConstantLoader
+from tests.util.lifecycle import Lifecycle
+from tests.util.metrics import samples
 
 
 def make(models: set[str] | None = None) -> tuple[CollectorRegistry, ServingMetrics]:
@@ -44,8 +43,39 @@ def make(models: set[str] | None = None) -> tuple[CollectorRegistry, ServingMetr
     return registry, ServingMetrics(registry, known_models=lambda: models or {"mnist"})
 
 
+def moves_the_machine_makes() -> set[tuple[str, str]]:
+    """Every (from, to) a real version machine publishes, found by trying every trigger
+    in every state it can reach (not by reading the table the metrics read)."""
+    triggers = {t["trigger"] for t in TRANSITIONS}
+    seen: set[tuple[str, str]] = set()
+    paths: list[list[str]] = [[]]
+    visited: set[str] = set()
+    while paths:
+        path = paths.pop()
+        probe = ServableVersionMachine("m", 1, "/m/1", lambda _t: None)
+        for trigger in path:
+            getattr(probe, trigger)()
+        if probe.state in visited:
+            continue
+        visited.add(probe.state)
+        for trigger in sorted(triggers):
+            published: list[Transition] = []
+            machine = ServableVersionMachine("m", 1, "/m/1", published.append)
+            for step in path:
+                getattr(machine, step)()
+            published.clear()
+            try:
+                getattr(machine, trigger)()
+            except MachineError:
+                continue
+            seen.update((t.src, t.dst) for t in published)
+            paths.append([*path, trigger])
+    return seen
+
+
 def test_legal_moves_are_the_machines_transitions() -> None:
-    assert set(LEGAL_MOVES) == {(t["source"], t["dest"]) for t in TRANSITIONS}
+    assert set(LEGAL_MOVES) == moves_the_machine_makes()
+    assert len(LEGAL_MOVES) == len(set(LEGAL_MOVES)) == 7  # the diagram's seven arrows
 
 
 @pytest.mark.parametrize(("src", "dst"), LEGAL_MOVES, ids=lambda s: str(s))
@@ -197,3 +227,36 @@ def test_registry_has_the_process_collector_and_is_private() -> None:
     assert samples(registry_a, "python_info")
     metrics_a.observe_request("mnist", "Predict", "OK", 0.1)
     assert samples(registry_b, "pyserving_requests_total") == {}
+
+
+def test_transition_series_of_versions_the_manager_forgot_are_removed() -> None:
+    """A model with a new version every hour keeps a bounded number of series."""
+    h = Lifecycle(ConstantLoader())
+    registry = new_registry()
+    metrics = ServingMetrics(registry, lambda: {"m"}, version_states=h.manager.states)
+    h.bus.subscribe(metrics.handle)
+    try:
+        total = MAX_ENDED_KEPT + 5
+        for version in range(1, total + 1):
+            h.aspire(version)
+        known = {str(v) for (_, v) in h.manager.states()}
+        assert len(known) == MAX_ENDED_KEPT + 1  # the ended ones kept, and the serving one
+        series = samples(registry, "pyserving_servable_transitions_total")
+        assert {dict(k)["version"] for k in series} == known
+        assert len(series) == len(known) * len(LEGAL_MOVES)
+        h.aspire(1)  # a forgotten version aspired again: its series start again at zero
+        series = samples(registry, "pyserving_servable_transitions_total")
+        ones = {k: v for k, v in series.items() if dict(k)["version"] == "1"}
+        assert len(ones) == len(LEGAL_MOVES)
+        assert sum(ones.values()) == 2.0  # new -> loading -> available, counted afresh
+    finally:
+        h.close()
+
+
+def test_quiesce_and_unload_are_timed_apart() -> None:
+    registry, metrics = make()
+    metrics.handle(VersionQuiesced(model="mnist", version=1, in_flight=3, drain_s=2.0))
+    metrics.handle(UnloadFinished(model="mnist", version=1, duration_s=0.2))
+    m = (("model", "mnist"),)
+    assert samples(registry, "pyserving_model_quiesce_seconds_sum") == {m: pytest.approx(2.0)}
+    assert samples(registry, "pyserving_model_unload_seconds_sum") == {m: pytest.approx(0.2)}

@@ -109,7 +109,7 @@ def test_custom_model_config_is_refused() -> None:
 
 
 def test_known_platforms_is_one_extendable_constant() -> None:
-    from pyserving.adapters.loaders.registry import PLATFORMS
+    from pyserving.adapters.loaders.platforms import PLATFORMS
 
     # The config accepts exactly the platforms a loader exists for.
     assert set(KNOWN_PLATFORMS) == set(PLATFORMS) and "tensorflow" in KNOWN_PLATFORMS

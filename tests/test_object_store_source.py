@@ -9,10 +9,10 @@ import pytest
 
 pytest.importorskip("s3fs", reason="install pyserving[s3] for object-store support")
 
-from pyserving.adapters.sources.file_system import FileSystemSource
 from pyserving.adapters.sources.object_store import ObjectStore, RemoteStorage, VersionCache
+from pyserving.adapters.sources.storage_path import StoragePathSource
 from tests.s3_server import s3_server, use_s3_server
-from tests.test_file_system_source import Recorder
+from tests.util.sources import Recorder
 
 
 @pytest.fixture
@@ -26,12 +26,12 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
         yield fs
 
 
-def make_source(tmp_path: Path) -> tuple[FileSystemSource, Recorder, VersionCache]:
+def make_source(tmp_path: Path) -> tuple[StoragePathSource, Recorder, VersionCache]:
     cache = VersionCache(tmp_path / "cache", max_bytes=1 << 20)
     storage = RemoteStorage("mnist", ObjectStore("s3://models/mnist"), cache)
     published = Recorder()
     # A long poll period: "quiet" then means unchanged between polls, not old by the clock.
-    source = FileSystemSource(
+    source = StoragePathSource(
         "mnist", "s3://models/mnist", published, poll_wait_s=30, storage=storage
     )
     return source, published, cache

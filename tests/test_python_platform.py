@@ -10,8 +10,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, regression_pb2
 
-from pyserving.adapters.loaders.python_loader import PythonLoader, PythonModelError
-from pyserving.adapters.loaders.registry import (
+from pyserving.adapters.loaders.platforms import (
     KNOWN_PLATFORMS,
     PYTHON,
     PlatformOptions,
@@ -19,7 +18,8 @@ from pyserving.adapters.loaders.registry import (
     marker_files,
     platform,
 )
-from pyserving.adapters.sources.file_system import FileSystemSource
+from pyserving.adapters.loaders.python_loader import PythonLoader, PythonModelError
+from pyserving.adapters.sources.storage_path import StoragePathSource
 from pyserving.api.request_plans import PlanOptions, plan_predict, plan_regress, run_sync
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.inference import check_inputs
@@ -131,7 +131,7 @@ def test_source_aspires_python_folders_by_their_marker(tmp_path: Path) -> None:
     write_python_version(tmp_path / "py", 4, factor=1.0)
     (tmp_path / "py" / "5").mkdir()  # no model.py yet: not a version
     published = []
-    source = FileSystemSource(
+    source = StoragePathSource(
         "py", str(tmp_path / "py"), published.append, poll_wait_s=0, marker_files=["model.py"]
     )
     time.sleep(0.01)

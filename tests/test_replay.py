@@ -293,3 +293,118 @@ def read_events_from(records: list[dict]) -> list[Event]:
     from pyserving.engine.events import from_dict
 
     return [from_dict({"seq": i, "time": float(i), **r}) for i, r in enumerate(records, 1)]
+
+
+@pytest.fixture
+def label_log(tmp_path: Path) -> Path:
+    """stable on 1; a reload points stable and canary at 2 before 2 exists (stable keeps
+    serving 1, canary is recorded); 2 loads and stable moves; a reload drops canary; v1
+    unloads; a clean stop."""
+    log = tmp_path / "events.jsonl"
+    server = RecordedServer(log)
+    server.aspire(1)
+    server.set_labels(stable=1)
+    server.set_labels(stable=2, canary=2)
+    server.aspire(1, 2)
+    server.set_labels(stable=2)
+    server.aspire(2)
+    server.stop()
+    return log
+
+
+def test_recorded_label_moves_verify(label_log: Path) -> None:
+    result = replay_file(label_log)
+    assert result.verified, result.verifier.divergence
+    (run,) = result.verifier.runs
+    records = {r["seq"]: r for r in read_records(label_log)}
+    moves = [r for r in records.values() if r["kind"] == "label_moved"]
+    assert [(m["label"], m["previous"], m["version"]) for m in moves] == [
+        ("stable", None, 1),
+        ("canary", None, 2),
+        ("stable", 1, 2),
+        ("canary", 2, None),
+    ]
+    assert run.verified_label_moves == len(moves)
+    # stable's move to 2 waited for version 2's load: the transition to available caused it.
+    (caused,) = [s for s in result.timeline.lives if s.version == 2]
+    available = next(span for span in caused.spans if span.state == "available")
+    stable_move = next(m for m in moves if m["label"] == "stable" and m["version"] == 2)
+    assert stable_move["seq"] > available.since_seq
+    assert "version 2 available" in stable_move["reason"]
+
+
+def test_a_tampered_label_move_is_caught_at_its_seq(label_log: Path) -> None:
+    records = read_records(label_log)
+    moved = [r for r in records if r["kind"] == "label_moved" and r["label"] == "stable"][-1]
+    moved["version"] = 1  # the log claims stable stayed on 1
+    write_records(label_log, records)
+    divergence = replay_file(label_log).verifier.divergence
+    assert divergence is not None and divergence.problem == "mismatch"
+    assert divergence.seq == moved["seq"]
+
+
+def test_a_label_move_no_config_explains_is_caught(label_log: Path) -> None:
+    records = read_records(label_log)
+    index = next(i for i, r in enumerate(records) if r["kind"] == "version_labels_set")
+    removed = records.pop(index)
+    write_records(label_log, records, renumber=True)
+    divergence = replay_file(label_log).verifier.divergence
+    assert divergence is not None and divergence.problem == "unexplained"
+    assert divergence.seq == removed["seq"]  # the move it caused now sits there
+
+
+def test_a_label_move_left_out_of_a_clean_log_is_caught(label_log: Path) -> None:
+    records = read_records(label_log)
+    last_move = max(i for i, r in enumerate(records) if r["kind"] == "label_moved")
+    del records[last_move]
+    write_records(label_log, records, renumber=True)
+    divergence = replay_file(label_log).verifier.divergence
+    assert divergence is not None and divergence.problem == "unrecorded"
+
+
+def with_batch_runs(records: list[dict], every: int = 2, burst: int = 3) -> list[dict]:
+    """The records with `burst` BatchRun records after every `every`-th one, renumbered."""
+    out: list[dict] = []
+    for index, record in enumerate(records):
+        out.append(record)
+        if index % every == 1 and record["kind"] != "server_stopped":
+            out.extend(
+                {"seq": 0, "time": record["time"], "kind": "batch_run", "model": "m",
+                 "version": 1, "signature": "s", "size": 2, "padded_size": 2,
+                 "oldest_wait_s": 0.001}
+                for _ in range(burst)
+            )  # fmt: skip
+    return [{**r, "seq": i} for i, r in enumerate(out, start=out[0]["seq"])]
+
+
+def tampered(records: list[dict], how: str) -> list[dict]:
+    batch = [i for i, r in enumerate(records) if r["kind"] == "batch_run"]
+    records = [dict(r) for r in records]
+    if how == "removed":  # a gap inside a burst
+        del records[batch[4]]
+    elif how == "swapped":  # two BatchRuns out of order
+        records[batch[1]], records[batch[2]] = records[batch[2]], records[batch[1]]
+    elif how == "repeated":  # a BatchRun's seq again, later
+        records[batch[7]]["seq"] = records[batch[3]]["seq"]
+    return records
+
+
+@pytest.mark.parametrize("how", ["intact", "removed", "swapped", "repeated"])
+def test_skimmed_batch_runs_replay_as_decoded_ones_do(swap_log: Path, how: str) -> None:
+    from pyserving.adapters.event_log import read_log_set
+    from pyserving.engine.replay import SKIMMED
+
+    write_records(swap_log, tampered(with_batch_runs(read_records(swap_log)), how))
+    decoded = replay(read_events(swap_log))
+    skimmed = replay(read_log_set([swap_log], skim=SKIMMED))
+    assert skimmed.verified == decoded.verified == (how == "intact")
+    assert skimmed.verifier.divergence == decoded.verifier.divergence
+    assert skimmed.verifier.events == decoded.verifier.events
+    assert [r.to_dict() for r in skimmed.verifier.runs] == [
+        r.to_dict() for r in decoded.verifier.runs
+    ]
+    assert (skimmed.timeline.last_seq, skimmed.timeline.last_time) == (
+        decoded.timeline.last_seq,
+        decoded.timeline.last_time,
+    )
+    assert sum(r.batch_runs for r in skimmed.verifier.runs) > 0

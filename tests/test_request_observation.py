@@ -28,7 +28,7 @@ from pyserving.api.prediction_service import PredictionService
 from pyserving.engine.runner import DirectRunner
 from pyserving.engine.servable_map import ServableHandle, ServableMap
 from tests.servables import ConstantServable
-from tests.test_metrics import samples
+from tests.util.metrics import samples
 
 
 class BrokenMetadataServable(ConstantServable):

@@ -76,8 +76,12 @@ def test_unload_waits_for_the_last_request() -> None:
 
     unloader = threading.Thread(target=unload)
     unloader.start()
-    time.sleep(0.05)
-    assert not retired.is_set()  # still one request in flight
+    deadline = time.monotonic() + 5
+    while not handle.retiring:  # the unload began: it now waits for the request in flight
+        assert time.monotonic() < deadline, "the unload never began"
+        time.sleep(0.001)
+    assert not handle.retire_and_wait(timeout=0)  # still one request in flight
+    assert not retired.is_set()
     assert handle.in_flight == 1
     finish.set()
     worker.join(5)

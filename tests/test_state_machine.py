@@ -93,3 +93,15 @@ def test_failed_load_records_its_error() -> None:
     assert machine.current == State.ERROR
     assert machine.error == "OSError: saved_model.pb is garbage"
     assert published[-1].dst == "error"
+
+
+def test_versions_share_the_machine_but_not_their_state() -> None:
+    one, published_one = make_machine()
+    two, published_two = make_machine()
+    one.start_load()
+    one.load_succeeded()
+    two.cancel()
+    assert (one.current, two.current) == (State.AVAILABLE, State.END)
+    assert [t.trigger for t in published_one] == ["start_load", "load_succeeded"]
+    assert [t.trigger for t in published_two] == ["cancel"]
+    assert one.can("start_unload") and not two.can("start_unload")

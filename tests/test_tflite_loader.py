@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pyserving.adapters.loaders.registry import PlatformOptions, make_loader, marker_files
+from pyserving.adapters.loaders.platforms import PlatformOptions, make_loader, marker_files
 from pyserving.adapters.loaders.tensorflow_loader import TensorFlowServable
 from pyserving.adapters.loaders.tflite_loader import TFLiteOptions, TFLiteServable
 from pyserving.engine.errors import Code, ServingError

@@ -26,7 +26,7 @@ from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, saved_model_pb2
 from tensorflow.python.saved_model.loader_impl import SavedModelLoader
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from pyserving.adapters.sources.file_system import SAVED_MODEL_FILES
+from pyserving.adapters.sources.storage_path import SAVED_MODEL_FILES
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.servable import Signature, TensorSpec
 

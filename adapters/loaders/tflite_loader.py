@@ -29,7 +29,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from pyserving.adapters.loaders.registry import TFLITE_MODEL_FILE  # kTfLiteModelFilename
+from pyserving.adapters.loaders.platforms import TFLITE_MODEL_FILE  # kTfLiteModelFilename
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.inference import check_tensors
 from pyserving.engine.servable import Loader, Servable, Signature, TensorSpec

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import fsspec
 import structlog
 
-from pyserving.adapters.sources.file_system import SAVED_MODEL_FILES, parse_version
+from pyserving.adapters.sources.storage_path import SAVED_MODEL_FILES, parse_version
 from pyserving.engine.events import Event, Transition
 
 log = structlog.get_logger("pyserving.object_store")
@@ -199,9 +199,6 @@ class VersionCache:
         if entry is not None:
             shutil.rmtree(entry.path, ignore_errors=True)
             log.info("version_evicted", model=model, version=version, bytes=entry.size)
-
-    def owns(self, path: str) -> bool:
-        return Path(path).is_relative_to(self.root)
 
 
 def _safe(model: str) -> str:

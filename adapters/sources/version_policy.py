@@ -1,6 +1,6 @@
 """Servable version policies: which of the versions found in a base path to serve.
 
-TF Serving's `model_version_policy` choices, as small value objects the file-system
+TF Serving's `model_version_policy` choices, as small value objects the storage path
 source applies on every poll.
 """
 

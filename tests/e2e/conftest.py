@@ -6,28 +6,19 @@ test copies the versions it needs into its own watched folder.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import numpy as np
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import (
-    get_model_status_pb2,
-    model_service_pb2_grpc,
     predict_pb2,
-    prediction_service_pb2_grpc,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +27,8 @@ sys.path.insert(0, str(EXAMPLES))
 
 from mnist_input_data import Dataset, load_dataset  # noqa: E402
 
+from tests.util.processes import QUIET_ENV, ServerProcess  # noqa: E402
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Everything under tests/e2e is marked e2e, so `-m "not e2e"` runs the unit tests only."""
@@ -43,9 +36,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if here in Path(item.path).parents:
             item.add_marker(pytest.mark.e2e)
-
-
-QUIET_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
 
 
 @dataclass(frozen=True)
@@ -89,75 +79,6 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory) -> TrainedModels:
     for result in results:
         assert result.returncode == 0, result.stderr[-3000:]
     return TrainedModels(export_dir, load_dataset(None))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServerProcess:
-    """`pyserving serve` as a subprocess, with its JSON log captured to a file."""
-
-    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "pyserving", "serve", f"--port={self.port}", *args],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={**QUIET_ENV, **(env or {})},
-        )
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
-        self.predict_stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
-        self.model_stub = model_service_pb2_grpc.ModelServiceStub(self.channel)
-        self.health_stub = health_pb2_grpc.HealthStub(self.channel)
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_serving(self, timeout: float = 60.0) -> None:
-        """Wait until the health service says SERVING (every model has a version)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited early:\n{self.log_text()[-4000:]}")
-            try:
-                reply = self.health_stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"server not SERVING after {timeout}s:\n{self.log_text()[-4000:]}")
-
-    def wait_for(self, predicate, timeout: float = 60.0, what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}:\n{self.log_text()[-4000:]}")
-
-    def version_states(self, model: str) -> dict[int, int]:
-        request = get_model_status_pb2.GetModelStatusRequest()
-        request.model_spec.name = model
-        reply = self.model_stub.GetModelStatus(request, timeout=5)
-        return {s.version: s.state for s in reply.model_version_status}
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.channel.close()
-        self._log.close()
-        return self.process.returncode
 
 
 @pytest.fixture

@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.conftest import ROOT, free_port
+from tests.e2e.conftest import ROOT
+from tests.util.processes import free_port
 
 DASHBOARDS = ROOT / "dashboards"
 SHIPPED_CONFIG = DASHBOARDS / "prometheus.yml"

@@ -19,7 +19,8 @@ from tensorflow_serving.apis import (
     predict_pb2,
 )
 
-from tests.e2e.conftest import FAST_FLAGS, ServerProcess, TrainedModels, predict_request
+from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
+from tests.util.processes import ServerProcess
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +224,7 @@ def test_missing_base_path_is_a_startup_error_that_says_what_to_do(tmp_path: Pat
     import subprocess
     import sys
 
-    from tests.e2e.conftest import QUIET_ENV
+    from tests.util.processes import QUIET_ENV
 
     result = subprocess.run(
         [sys.executable, "-m", "pyserving", "serve", "--model_name=mnist"],

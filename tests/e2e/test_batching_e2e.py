@@ -13,13 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import (
-    FAST_FLAGS,
-    QUIET_ENV,
-    TrainedModels,
-    error_rate,
-    run_example_client,
-)
+from tests.e2e.conftest import FAST_FLAGS, TrainedModels, error_rate, run_example_client
+from tests.util.processes import QUIET_ENV
 
 pytestmark = pytest.mark.e2e
 

@@ -24,7 +24,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from tests.e2e.conftest import FAST_FLAGS, ServerProcess
+from tests.e2e.conftest import FAST_FLAGS
 from tests.example_models import (
     LABELS,
     example,
@@ -32,6 +32,7 @@ from tests.example_models import (
     export_tf1_model,
     export_tf2_model,
 )
+from tests.util.processes import ServerProcess
 
 CLASSIFY = "tensorflow/serving/classify"
 REGRESS = "tensorflow/serving/regress"

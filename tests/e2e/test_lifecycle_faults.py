@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from tensorflow_serving.apis import get_model_status_pb2
 
-from tests.e2e.conftest import ServerProcess, TrainedModels, predict_request
+from tests.e2e.conftest import TrainedModels, predict_request
+from tests.util.processes import ServerProcess
 
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 END = get_model_status_pb2.ModelVersionStatus.END
@@ -130,20 +131,35 @@ def test_slow_copy_is_loaded_once_complete_without_a_failed_load(
 
 
 def test_deleting_the_base_path_keeps_serving_and_logs_an_error(server: ServerProcess) -> None:
-    moved = base_path(server).with_name("models-away")
-    base_path(server).rename(moved)
+    base = base_path(server)
+    moved = base.with_name("models-away")
+
+    def errors() -> list[str]:
+        return [
+            line["error"]
+            for line in log_lines(server)
+            if line.get("message") == "base_path_unreadable"
+        ]
+
+    def wait_errors(count: int, what: str) -> None:
+        server.wait_for(lambda: len(errors()) >= count, what=what)
+
+    before = len(errors())
+    base.rename(moved)
     try:
-        server.wait_for(
-            lambda: any(
-                line.get("message") == "base_path_unreadable" for line in log_lines(server)
-            ),
-            what="the error about the missing base path",
-        )
-        time.sleep(2 * SOURCE_POLL_S)  # more polls: still nothing unloaded
+        wait_errors(before + 1, "the error about the missing base path")
+        # Each distinct error is logged once, so changing the error proves the source
+        # polled again (twice) while the base path was unusable: nothing may unload.
+        base.write_text("a file where the folder was")
+        wait_errors(before + 2, "the error about a file in the folder's place")
+        base.unlink()
+        wait_errors(before + 3, "the missing base path again")
+        assert len(set(errors()[before:])) == 2, errors()[before:]
         assert served_version(server) == 1
         assert server.version_states("mnist")[1] == AVAILABLE
     finally:
-        moved.rename(base_path(server))
+        base.unlink(missing_ok=True)
+        moved.rename(base)
 
 
 class TimedClient:

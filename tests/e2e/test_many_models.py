@@ -28,7 +28,8 @@ from tensorflow_serving.apis import (
 
 from pyserving.adapters.model_config import PARSE_ERROR_PREFIX
 from pyserving.api import model_listing
-from tests.e2e.conftest import ServerProcess, TrainedModels, predict_request
+from tests.e2e.conftest import TrainedModels, predict_request
+from tests.util.processes import ServerProcess
 
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 END = get_model_status_pb2.ModelVersionStatus.END
@@ -339,7 +340,7 @@ def test_config_file_errors_at_startup(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from tests.e2e.conftest import QUIET_ENV
+    from tests.util.processes import QUIET_ENV
 
     config = tmp_path / "models.config"
     for text, message in [

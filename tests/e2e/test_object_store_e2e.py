@@ -12,8 +12,9 @@ pytest.importorskip("s3fs", reason="install pyserving[s3] for object-store suppo
 
 from tensorflow_serving.apis import get_model_status_pb2
 
-from tests.e2e.conftest import ServerProcess, TrainedModels, predict_request
+from tests.e2e.conftest import TrainedModels, predict_request
 from tests.s3_server import s3_server, s3_settings, use_s3_server
+from tests.util.processes import ServerProcess
 
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 END = get_model_status_pb2.ModelVersionStatus.END

@@ -5,9 +5,9 @@ swap to v2, a broken v3 that fails to load) while Prometheus scrapes it with the
 `dashboards/prometheus.yml`. Then every expression of every shipped dashboard panel is
 asked of Prometheus's HTTP API and must return at least one finite value.
 
-Batching panels need a server that batches: they are listed by name in
-`BATCHING_PANELS` and required only when `pyserving serve` has `--enable_batching`
-(the batcher is built separately; until it is merged they are skipped with that reason).
+Batching panels need a server that batches: the scenario's server runs with
+`--enable_batching` and a small queue, so every batching panel (listed by name in
+`BATCHING_PANELS`) has data too.
 """
 
 from __future__ import annotations
@@ -29,17 +29,9 @@ import pytest
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
 from pyserving.adapters.metrics import ServingMetrics, new_registry
-from pyserving.api.cli import build_parser
 from pyserving.api.http_server import HttpServer, metrics_routes
 from pyserving.engine.events import BatchRun
-from tests.e2e.conftest import (
-    FAST_FLAGS,
-    QUIET_ENV,
-    ServerProcess,
-    TrainedModels,
-    free_port,
-    predict_request,
-)
+from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
 from tests.e2e.prometheus import (
     SHIPPED_CONFIG,
     PanelQuery,
@@ -50,6 +42,7 @@ from tests.e2e.prometheus import (
     require_binary,
     substitute,
 )
+from tests.util.processes import QUIET_ENV, ServerProcess, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -66,14 +59,6 @@ BATCHING_PANELS = {
     ("batching", "Queue depth"),
     ("batching", "Rejected requests"),
 }
-
-
-def serve_flags() -> set[str]:
-    serve = build_parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
-    return {flag for action in serve._actions for flag in action.option_strings}
-
-
-BATCHING_AVAILABLE = "--enable_batching" in serve_flags()
 
 
 @dataclass
@@ -158,22 +143,20 @@ def scenario(
         f"--monitoring_config_file={monitoring}",
         *FAST_FLAGS,
     ]
-    if BATCHING_AVAILABLE:
-        # A small queue, so the burst below overflows it and rejections have data.
-        batching = work / "batching.config"
-        batching.write_text(
-            "max_batch_size { value: 8 } batch_timeout_micros { value: 50000 } "
-            "max_enqueued_batches { value: 1 } num_batch_threads { value: 1 } "
-            "allowed_batch_sizes: 8"
-        )
-        args += ["--enable_batching", f"--batching_parameters_file={batching}"]
+    # A small queue, so the burst below overflows it and rejections have data.
+    batching = work / "batching.config"
+    batching.write_text(
+        "max_batch_size { value: 8 } batch_timeout_micros { value: 50000 } "
+        "max_enqueued_batches { value: 1 } num_batch_threads { value: 1 } "
+        "allowed_batch_sizes: 8"
+    )
+    args += ["--enable_batching", f"--batching_parameters_file={batching}"]
     server = ServerProcess(args, work / "server.log")
     unknown_model = "no-such-model-7f3a"
     try:
         server.wait_serving()
         images = trained_models.dataset.test_images
-        if BATCHING_AVAILABLE:
-            assert _burst(server, images) > 0, "the burst should overflow the batch queue"
+        assert _burst(server, images) > 0, "the burst should overflow the batch queue"
         _requests(server, prometheus, images, unknown_model, phase=1)
 
         trained_models.copy_version(2, watched)  # the swap: v2 in, v1 out
@@ -272,8 +255,6 @@ def test_dashboard_variables_have_values(scenario: Scenario) -> None:
 
 @pytest.mark.parametrize("query", panel_queries(), ids=lambda q: q.id)
 def test_every_panel_query_returns_data(scenario: Scenario, query: PanelQuery) -> None:
-    if (query.dashboard, query.panel) in BATCHING_PANELS and not BATCHING_AVAILABLE:
-        pytest.skip("needs --enable_batching: the batcher is not merged yet")
     window = f"{int(time.time() - scenario.started) + 30}s"  # the whole scenario
     expr = substitute(query.expr, window)
     result = scenario.prometheus.query(expr)

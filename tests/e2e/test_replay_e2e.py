@@ -18,8 +18,9 @@ from tensorflow_serving.apis import get_model_status_pb2
 
 from pyserving.api.model_service import STATE_TO_PROTO
 from pyserving.statemachines.servable_version import State
-from tests.e2e.conftest import FAST_FLAGS, QUIET_ENV, TrainedModels
+from tests.e2e.conftest import FAST_FLAGS, TrainedModels
 from tests.recorded_runs import read_records, write_records
+from tests.util.processes import QUIET_ENV
 
 Status = get_model_status_pb2.ModelVersionStatus
 

@@ -14,7 +14,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
-from tests.e2e.conftest import FAST_FLAGS, free_port
+from tests.e2e.conftest import FAST_FLAGS
+from tests.util.processes import free_port
 
 GATED_MODEL = """
 import os

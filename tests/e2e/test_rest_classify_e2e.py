@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from tensorflow_serving.apis import classification_pb2, regression_pb2
 
-from tests.e2e.conftest import FAST_FLAGS, ServerProcess, free_port
+from tests.e2e.conftest import FAST_FLAGS
 from tests.example_models import LABELS, example, export_tf1_model
+from tests.util.processes import ServerProcess, free_port
 
 
 @pytest.fixture(scope="module")

@@ -26,13 +26,8 @@ from tensorflow_serving.apis import (
 )
 
 from pyserving.api.rest_api import PRINT_DEFAULTS
-from tests.e2e.conftest import (
-    FAST_FLAGS,
-    ServerProcess,
-    TrainedModels,
-    free_port,
-    predict_request,
-)
+from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
+from tests.util.processes import ServerProcess, free_port
 
 MiB = 1 << 20
 

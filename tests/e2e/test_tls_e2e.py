@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from tests.e2e.conftest import FAST_FLAGS, ServerProcess, TrainedModels, free_port, predict_request
+from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
+from tests.util.processes import ServerProcess, free_port
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,12 @@ from tensorflow_serving.apis import get_model_status_pb2
 
 from tests.e2e.conftest import (
     FAST_FLAGS,
-    ServerProcess,
     TrainedModels,
     error_rate,
     predict_request,
     run_example_client,
 )
+from tests.util.processes import ServerProcess
 
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 END = get_model_status_pb2.ModelVersionStatus.END

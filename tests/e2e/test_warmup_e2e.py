@@ -14,8 +14,9 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import get_model_status_pb2, prediction_log_pb2
 
-from tests.e2e.conftest import EXAMPLES, FAST_FLAGS, QUIET_ENV, ServerProcess, error_rate
+from tests.e2e.conftest import EXAMPLES, FAST_FLAGS, error_rate
 from tests.example_models import write_warmup_requests
+from tests.util.processes import QUIET_ENV, ServerProcess
 
 ModelVersionStatus = get_model_status_pb2.ModelVersionStatus
 WARMUP_RECORDS = 5

@@ -17,10 +17,7 @@ import pytest
 from pyserving.adapters.event_log import read_events
 from pyserving.engine.events import Event, Transition
 from tests.e2e.conftest import (  # noqa: F401 - fixtures are used by name
-    QUIET_ENV,
-    ServerProcess,
     TrainedModels,
-    free_port,
     predict_request,
     start_server,
     trained_models,

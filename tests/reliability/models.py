@@ -8,11 +8,11 @@ the sleep: a folder that vanished meanwhile fails the load), `predict_sleep`.
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 
 from tensorflow_serving.apis import get_model_status_pb2
+
+from tests.util.python_models import write_python_version
 
 MODEL_PY = """
 import json
@@ -73,16 +73,10 @@ END = get_model_status_pb2.ModelVersionStatus.END
 
 
 def write_version(base: Path, version: int, factor: float = 1.0, **behaviour: object) -> Path:
-    """Write a version beside its target and rename it in, as a careful user would."""
-    base.mkdir(parents=True, exist_ok=True)
-    staging = base / f".staging-{version}-{time.monotonic_ns()}"
-    staging.mkdir()
-    (staging / "model.py").write_text(MODEL_PY)
-    config = {"version": version, "factor": factor, **behaviour}
-    (staging / "config.json").write_text(json.dumps(config))
-    target = base / str(version)
-    staging.rename(target)
-    return target
+    """This module's MODEL_PY as `version`, behaving as `behaviour` says."""
+    return write_python_version(
+        base, version, MODEL_PY, {"version": version, "factor": factor, **behaviour}
+    )
 
 
 def config_file(path: Path, models: dict[str, tuple[Path, str]], extra: str = "") -> Path:

@@ -7,8 +7,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.reliability.conftest import ServerProcess, TrainedModels, transitions
+from tests.reliability.conftest import TrainedModels, transitions
 from tests.reliability.models import AVAILABLE, END
+from tests.util.processes import ServerProcess
 
 
 def swap(

@@ -20,8 +20,9 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
 from pyserving.adapters.event_log import read_events
-from tests.reliability.conftest import QUIET_ENV, ServerProcess, Size, report
+from tests.reliability.conftest import Size, report
 from tests.reliability.models import AVAILABLE, config_file, write_version
+from tests.util.processes import QUIET_ENV, ServerProcess
 
 SLOW_LOAD_S = 2.0
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -27,16 +25,9 @@ from hypothesis import strategies as st
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2
 
-from tests.reliability.conftest import (
-    QUIET_ENV,
-    ServerProcess,
-    Size,
-    TrainedModels,
-    free_port,
-    process_figures,
-    report,
-)
+from tests.reliability.conftest import Size, TrainedModels, process_figures, report
 from tests.reliability.models import config_file, write_version
+from tests.util.processes import ServerProcess, free_port
 
 CORPUS = Path(__file__).parent / "corpus"
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
@@ -413,18 +404,6 @@ def test_corpus_cases_that_once_broke_the_server_get_well_formed_errors(
 
 
 # ----------------------------------------------------------------------- REST
-def rest_api_merged() -> bool:
-    """The REST branch adds --rest_api_timeout_in_ms to `serve`; until then, skip."""
-    result = subprocess.run(
-        [sys.executable, "-m", "pyserving", "serve", "--help"],
-        capture_output=True,
-        text=True,
-        env=QUIET_ENV,
-        timeout=120,
-    )
-    return "--rest_api_timeout_in_ms" in result.stdout
-
-
 JSON_SCALARS = st.one_of(
     st.none(),
     st.booleans(),
@@ -486,8 +465,6 @@ def rest_bodies(draw: st.DrawFn) -> tuple[str, bytes]:
 def test_generated_rest_bodies_get_well_formed_errors_or_answers(
     trained_models: TrainedModels, tmp_path: Path, size: Size
 ) -> None:
-    if not rest_api_merged():
-        pytest.skip("REST API not merged yet")
     rest_port = free_port()
     trained_models.copy_version(1, tmp_path / "mnist")
     process = ServerProcess(

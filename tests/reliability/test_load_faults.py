@@ -19,14 +19,9 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import get_model_status_pb2, predict_pb2
 
-from tests.reliability.conftest import (
-    ProcessFigures,
-    ServerProcess,
-    process_figures,
-    report,
-    transitions,
-)
+from tests.reliability.conftest import ProcessFigures, process_figures, report, transitions
 from tests.reliability.models import AVAILABLE, END, config_file, write_version
+from tests.util.processes import ServerProcess
 
 LOAD_TIMEOUT_S = 1.5
 HANG_S = 5.0
@@ -129,70 +124,107 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     assert process.stop() == 0
 
 
-def test_load_faults_end_as_the_rules_say_and_serving_never_fails(
-    server: ServerProcess, tmp_path: Path
-) -> None:
-    root = server.log_path.parent
-    faulty = root / "faulty"
+SERVED = {("steady", 1), ("faulty", 1)}  # what requests get, whatever the faults
+
+
+@pytest.fixture(scope="module")
+def traffics() -> list[Traffic]:
+    """Every test's traffic, for the last test's totals."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def baseline(server: ServerProcess) -> ProcessFigures:
+    """Memory and threads before the first fault, once request threads and pools exist."""
     with Traffic(server, ["steady", "faulty"], threads=4):
-        time.sleep(1.0)  # request threads and pools exist: the level to come back to
-    before = process_figures(server.process.pid)
-    faults: list[str] = []
-    with Traffic(server, ["steady", "faulty"], threads=4) as traffic:
-        # 1. load() raises: the version ends in error; the message reaches GetModelStatus.
-        write_version(faulty, 2, load_raise="weights are corrupt")
-        server.wait_for(lambda: ended_in_error(server, "faulty", 2), what="v2 in error")
-        assert "weights are corrupt" in status(server, "faulty", 2).status.error_message
-        faults.append("load raises")
+        time.sleep(1.0)
+    return process_figures(server.process.pid)
 
-        # 2. load() hangs: --load_timeout_seconds fails it; the late result is discarded.
-        hung_at = time.monotonic()
-        write_version(faulty, 3, load_sleep=HANG_S)
-        server.wait_for(lambda: ended_in_error(server, "faulty", 3), what="v3 timed out")
-        assert time.monotonic() - hung_at < HANG_S  # ended by the timeout, not by the load
-        assert "timed out after 1.5s" in status(server, "faulty", 3).status.error_message
-        faults.append("load hangs")
 
-        # 3. The folder vanishes while load() runs (after it started reading).
-        marker = tmp_path / "v4-started"
-        write_version(faulty, 4, load_sleep=1.0, reread=True, started_marker=str(marker))
-        server.wait_for(marker.exists, timeout=30, what="v4's load to start")
-        shutil.rmtree(faulty / "4")
-        server.wait_for(
-            lambda: (found := status(server, "faulty", 4)) is not None and found.state == END,
-            what="v4 ended",
-        )
-        assert status(server, "faulty", 4).status.error_code != 0
-        faults.append("folder vanishes mid-load")
+@pytest.fixture
+def traffic(server: ServerProcess, baseline: ProcessFigures, traffics: list[Traffic]):
+    """Requests to both models for the whole test: none may fail, only version 1 answers."""
+    with Traffic(server, ["steady", "faulty"], threads=4) as running:
+        yield running
+    traffics.append(running)
+    assert running.failures == []
+    assert running.versions <= SERVED
 
-        # 4. Garbage: a model.py that is not Python, and junk beside the version folders.
-        garbage = faulty / ".staging-5"
-        garbage.mkdir()
-        (garbage / "model.py").write_bytes(bytes(range(256)) * 8)
-        garbage.rename(faulty / "5")
-        (faulty / "not-a-version").mkdir()
-        (faulty / "6").write_bytes(b"\x00a file, not a folder")
-        (faulty / "7.partial").write_text("junk")
-        server.wait_for(lambda: ended_in_error(server, "faulty", 5), what="v5 in error")
-        assert status(server, "faulty", 6) is None  # a file named 6 is no version
-        faults.append("garbage files")
 
-        # 5. Version 1's folder replaced while it serves: the loaded version keeps serving
-        # unchanged (as TF Serving, a loaded version is not re-read); nothing is reloaded.
-        shutil.move(faulty / "1", root / "faulty-1-old")
-        write_version(faulty, 1, factor=100.0)
-        time.sleep(1.5)  # several polls
-        assert predict(server, "faulty", 1) == (1, 2.0)  # x[0]=1.0 times the loaded factor 2
-        assert status(server, "faulty", 1).state == AVAILABLE
-        faults.append("folder replaced while loaded")
-        time.sleep(0.5)
-    assert traffic.failures == []
-    assert traffic.versions == {("steady", 1), ("faulty", 1)}
+def faulty(server: ServerProcess) -> Path:
+    return server.log_path.parent / "faulty"
 
+
+def test_a_load_that_raises_ends_in_error_with_its_message(
+    server: ServerProcess, traffic: Traffic
+) -> None:
+    write_version(faulty(server), 2, load_raise="weights are corrupt")
+    server.wait_for(lambda: ended_in_error(server, "faulty", 2), what="v2 in error")
+    assert "weights are corrupt" in status(server, "faulty", 2).status.error_message
+
+
+def test_a_hung_load_is_ended_by_the_load_timeout(server: ServerProcess, traffic: Traffic) -> None:
+    hung_at = time.monotonic()
+    write_version(faulty(server), 3, load_sleep=HANG_S)
+    server.wait_for(lambda: ended_in_error(server, "faulty", 3), what="v3 timed out")
+    assert time.monotonic() - hung_at < HANG_S  # ended by the timeout, not by the load
+    assert "timed out after 1.5s" in status(server, "faulty", 3).status.error_message
+
+
+def test_a_folder_that_vanishes_mid_load_ends_the_version(
+    server: ServerProcess, traffic: Traffic, tmp_path: Path
+) -> None:
+    marker = tmp_path / "v4-started"
+    write_version(faulty(server), 4, load_sleep=1.0, reread=True, started_marker=str(marker))
+    server.wait_for(marker.exists, timeout=30, what="v4's load to start")
+    shutil.rmtree(faulty(server) / "4")
+    server.wait_for(
+        lambda: (found := status(server, "faulty", 4)) is not None and found.state == END,
+        what="v4 ended",
+    )
+    assert status(server, "faulty", 4).status.error_code != 0
+
+
+def test_garbage_files_are_refused_or_ignored(server: ServerProcess, traffic: Traffic) -> None:
+    """A model.py that is not Python, and junk beside the version folders."""
+    base = faulty(server)
+    garbage = base / ".staging-5"
+    garbage.mkdir()
+    (garbage / "model.py").write_bytes(bytes(range(256)) * 8)
+    garbage.rename(base / "5")
+    (base / "not-a-version").mkdir()
+    (base / "6").write_bytes(b"\x00a file, not a folder")
+    (base / "7.partial").write_text("junk")
+    server.wait_for(lambda: ended_in_error(server, "faulty", 5), what="v5 in error")
+    assert status(server, "faulty", 6) is None  # a file named 6 is no version
+
+
+def test_a_folder_replaced_while_loaded_is_not_reread(
+    server: ServerProcess, traffic: Traffic
+) -> None:
+    """As TF Serving: a loaded version keeps serving unchanged; nothing is reloaded."""
+    base = faulty(server)
+    shutil.move(base / "1", base.parent / "faulty-1-old")
+    write_version(base, 1, factor=100.0)
+    # A version written after the replacement: once it has failed, the source has looked
+    # at the replaced folder at least once more.
+    write_version(base, 8, load_raise="seen after the replacement")
+    server.wait_for(lambda: ended_in_error(server, "faulty", 8), what="v8 in error")
+    assert predict(server, "faulty", 1) == (1, 2.0)  # x[0]=1.0 times the loaded factor 2
+    assert status(server, "faulty", 1).state == AVAILABLE
+
+
+def test_after_the_faults_the_hung_load_is_dropped_and_resources_come_back(
+    server: ServerProcess, baseline: ProcessFigures, traffics: list[Traffic]
+) -> None:
+    assert len(traffics) == 5, "run with the fault tests before it"
+    assert set().union(*(t.versions for t in traffics)) == SERVED
+    assert [f for t in traffics for f in t.failures] == []
     # The hung load's thread finishes, its servable is unloaded and dropped.
     server.wait_for(
         lambda: "late_load_discarded" in server.log_text(), timeout=30, what="late load dropped"
     )
+    root = server.log_path.parent
     faulty_1 = [t for t in transitions(root / "events.jsonl") if t.model == "faulty"]
     assert [(t.src, t.dst) for t in faulty_1 if t.version == 1] == [
         ("new", "loading"),
@@ -202,19 +234,19 @@ def test_load_faults_end_as_the_rules_say_and_serving_never_fails(
         ("new", "loading"),
         ("loading", "error"),
     ]
-    after = settle_threads(server, before)
+    after = settle_threads(server, baseline)
     report(
         "load_faults",
-        requests_sent=traffic.sent,
-        requests_failed=len(traffic.failures),
-        faults_injected=len(faults),
-        rss_before_mib=round(before.rss_kib / 1024, 1),
+        requests_sent=sum(t.sent for t in traffics),
+        requests_failed=sum(len(t.failures) for t in traffics),
+        faults_injected=len(traffics),
+        rss_before_mib=round(baseline.rss_kib / 1024, 1),
         rss_after_mib=round(after.rss_kib / 1024, 1),
-        threads_before=before.threads,
+        threads_before=baseline.threads,
         threads_after=after.threads,
     )
-    assert after.rss_kib - before.rss_kib < RSS_BOUND_KIB
-    assert after.threads <= before.threads + THREAD_SLACK
+    assert after.rss_kib - baseline.rss_kib < RSS_BOUND_KIB
+    assert after.threads <= baseline.threads + THREAD_SLACK
 
 
 def settle_threads(server: ServerProcess, before: ProcessFigures) -> ProcessFigures:

@@ -16,8 +16,9 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
 from tests.conftest import BigModel
-from tests.reliability.conftest import ServerProcess, Size, process_figures, report
+from tests.reliability.conftest import Size, process_figures, report
 from tests.reliability.swapping import swap
+from tests.util.processes import ServerProcess
 
 # Bound after each swap: the level with one version serving, plus this share of the model.
 PER_SWAP_SHARE = 0.15

@@ -18,8 +18,9 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
-from tests.reliability.conftest import ServerProcess, Size, report
+from tests.reliability.conftest import Size, report
 from tests.reliability.models import config_file, write_version
+from tests.util.processes import ServerProcess
 
 BURST = 96
 DEADLINE_S = 10.0

@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from tests.reliability.conftest import ServerProcess, Size, TrainedModels, report
+from tests.reliability.conftest import Size, TrainedModels, report
 from tests.reliability.models import config_file, write_version
 from tests.reliability.swapping import serving_windows, swap
+from tests.util.processes import ServerProcess
 
 CONCURRENCY = 32
 CLOCK_SLACK_S = 0.01  # client and server read the same machine's clock

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from pyserving.adapters.sources.file_system import SAVED_MODEL_FILES
+from pyserving.adapters.sources.storage_path import SAVED_MODEL_FILES
 from pyserving.engine.servable import Loader
 
 TENSORFLOW = "tensorflow"

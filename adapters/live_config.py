@@ -24,8 +24,8 @@ from pyserving.adapters.model_config import (
     diff,
     parse_text,
 )
-from pyserving.adapters.sources.file_system import VersionStorage
-from pyserving.adapters.sources.registry import SourceRegistry
+from pyserving.adapters.sources.model_sources import ModelSources
+from pyserving.adapters.sources.storage_path import VersionStorage
 from pyserving.engine.events import ConfigReloaded, Event, VersionLabelsSet
 from pyserving.engine.manager import Manager
 from pyserving.statemachines.servable_version import State
@@ -51,11 +51,11 @@ class LiveConfig:
         self._publish = publish
         self._manager = manager
         self._wait_idle = wait_idle
-        self._sources = SourceRegistry(publish, source_poll_wait_s, storage_for)
+        self._sources = ModelSources(publish, source_poll_wait_s, storage_for)
         self._config_file = config_file
         self._config_poll_wait_s = config_poll_wait_s
         self._current = ServerConfig(())
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # check_file and apply_superseding_file hold it
         self._last_file_text: str | None = None
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -67,14 +67,16 @@ class LiveConfig:
     def model_names(self) -> list[str]:
         return self._current.names
 
+    def platform_of(self, model: str) -> str:
+        """The model's platform in the config in force (asked once per aspired version)."""
+        config = self._current.get(model) or self._initial.get(model)
+        if config is None:
+            raise LookupError(f"model {model!r} is no longer configured")
+        return config.platform
+
     def start(self) -> None:
         self.apply(self._initial, origin=self._config_file or "flags")
-        if self._config_file:
-            try:
-                with open(self._config_file, encoding="utf-8") as f:
-                    self._last_file_text = f.read()
-            except OSError:
-                self._last_file_text = None
+        self._last_file_text = self._read_file()
         if self._config_file and self._config_poll_wait_s > 0:
             self._watcher = threading.Thread(
                 target=self._watch, name="model-config-watcher", daemon=True
@@ -100,8 +102,8 @@ class LiveConfig:
                 model = new.get(name)
                 assert model is not None
                 self._publish(VersionLabelsSet(model=name, labels=dict(model.labels)))
-            # `current` first: a source's first poll may start a load at once, and the load
-            # looks up the model's platform in the config in force.
+            # `current` first: a source's first poll may aspire a version at once, and the
+            # manager then looks up the model's platform in the config in force.
             self._current = new
             self._sources.apply(new, changes)
             self._publish(
@@ -123,10 +125,27 @@ class LiveConfig:
             )
             return changes
 
+    def apply_superseding_file(self, new: ServerConfig, origin: str) -> ConfigDiff:
+        """Apply a config from elsewhere (an RPC): the file's text as it is now counts as
+        read, so only an edit made after this replaces `new`. Without this, an edit the
+        poller had not read yet would undo the RPC's config on its next poll."""
+        with self._lock:
+            self._last_file_text = self._read_file()
+            return self.apply(new, origin)
+
+    def _read_file(self) -> str | None:
+        if not self._config_file:
+            return None
+        try:
+            with open(self._config_file, encoding="utf-8") as f:
+                return f.read()
+        except OSError:
+            return None
+
     async def reload(self, new: ServerConfig, origin: str) -> list[str]:
         """Apply `new` and wait until its models settle (versions still being copied
         included); the load errors, if any. The caller's deadline bounds the wait."""
-        changes = await asyncio.to_thread(self.apply, new, origin)
+        changes = await asyncio.to_thread(self.apply_superseding_file, new, origin)
         watched = [*new.names, *changes.removed]
         while True:
             # Order matters: once no source is copying, what it found is on the bus;
@@ -173,20 +192,21 @@ class LiveConfig:
                 )
                 self._last_file_text = None
             return False
-        if text == self._last_file_text:
-            return False
-        self._last_file_text = text
-        started = time.monotonic()
-        try:
-            new = parse_text(text, origin=self._config_file)
-        except ConfigError as exc:
-            log.error(
-                "model_config_rejected",
-                path=self._config_file,
-                error=str(exc),
-                hint="fix the file; the last good config keeps running",
-            )
-            return False
-        self.apply(new, origin=self._config_file)
+        with self._lock:  # compared and applied at once: no RPC's config comes between
+            if text == self._last_file_text:
+                return False
+            self._last_file_text = text
+            started = time.monotonic()
+            try:
+                new = parse_text(text, origin=self._config_file)
+            except ConfigError as exc:
+                log.error(
+                    "model_config_rejected",
+                    path=self._config_file,
+                    error=str(exc),
+                    hint="fix the file; the last good config keeps running",
+                )
+                return False
+            self.apply(new, origin=self._config_file)
         log.debug("model_config_checked", seconds=round(time.monotonic() - started, 4))
         return True

@@ -1,4 +1,7 @@
-"""The file-system source: polls a model's base path and publishes its aspired versions.
+"""The storage path source: polls a model's base path and publishes its aspired versions.
+
+TF Serving's FileSystemStoragePathSource, for every store a base path may name: a local
+folder, or s3:// and gs:// through `object_store.py`.
 
 A version is a child folder whose name parses as a non-negative integer ("00000123" is
 123); anything else is skipped. The model's version policy picks which of them to serve.
@@ -32,7 +35,7 @@ from pyserving.adapters.sources.version_policy import (
 )
 from pyserving.engine.events import AspiredVersion, AspiredVersions, Event
 
-__all__ = ["FileSystemSource", "LatestVersions", "list_versions", "parse_version"]
+__all__ = ["LatestVersions", "StoragePathSource", "list_versions", "parse_version"]
 
 log = structlog.get_logger("pyserving.source")
 
@@ -116,7 +119,9 @@ class LocalStorage:
         return path
 
 
-class FileSystemSource:
+class StoragePathSource:
+    """One model's source: its base path's versions, by its version policy, on the bus."""
+
     def __init__(
         self,
         model: str,

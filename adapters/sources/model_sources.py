@@ -1,4 +1,4 @@
-"""One file-system source per configured model, added, replaced and removed as the config changes.
+"""One storage path source per configured model, started, replaced, stopped as the config changes.
 
 A removed model's source stops and the model's aspired set becomes empty, so the
 manager unloads its versions through the usual policy; a model whose base path,
@@ -14,7 +14,7 @@ from collections.abc import Callable
 import structlog
 
 from pyserving.adapters.model_config import ConfigDiff, ModelConfig, ServerConfig
-from pyserving.adapters.sources.file_system import FileSystemSource, VersionStorage
+from pyserving.adapters.sources.storage_path import StoragePathSource, VersionStorage
 from pyserving.engine.events import AspiredVersions, Event
 
 log = structlog.get_logger("pyserving.source")
@@ -22,7 +22,9 @@ log = structlog.get_logger("pyserving.source")
 CONFIG_SOURCE = "model_config"
 
 
-class SourceRegistry:
+class ModelSources:
+    """The configured models' sources (TF Serving's ServerCore keeps them the same way)."""
+
     def __init__(
         self,
         publish: Callable[[Event], object],
@@ -32,7 +34,7 @@ class SourceRegistry:
         self._publish = publish
         self._poll_wait_s = poll_wait_s
         self._storage_for = storage_for
-        self._sources: dict[str, FileSystemSource] = {}
+        self._sources: dict[str, StoragePathSource] = {}
         self._lock = threading.Lock()
 
     def apply(self, new: ServerConfig, changes: ConfigDiff) -> None:
@@ -45,7 +47,7 @@ class SourceRegistry:
                 self._stop(name)
                 model = new.get(name)
                 assert model is not None
-                source = FileSystemSource(
+                source = StoragePathSource(
                     name,
                     model.base_path,
                     self._publish,
@@ -61,10 +63,6 @@ class SourceRegistry:
         with self._lock:
             source = self._sources.get(model)
             return source is not None and source.copying()
-
-    def models(self) -> list[str]:
-        with self._lock:
-            return sorted(self._sources)
 
     def stop(self) -> None:
         with self._lock:

@@ -1,0 +1,1 @@
+"""Protobuf modules generated from the `.proto` files here (`make protos`); do not edit them."""

@@ -1,0 +1,157 @@
+"""Server subprocesses for tests and benchmarks: a free port, start, wait until SERVING, stop.
+
+One copy for tests/ and bench/ alike (bench imports it as `tests.util.processes`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    prediction_service_pb2_grpc,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+QUIET_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_command(port: int, *flags: str) -> list[str]:
+    """`pyserving serve` on `port` with `flags`, run by this interpreter."""
+    return [sys.executable, "-m", "pyserving", "serve", f"--port={port}", *flags]
+
+
+def spawn(
+    command: Sequence[str], log_path: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start `command` in the repository root, stdout and stderr to `log_path` (or nowhere)."""
+    if log_path is None:
+        return subprocess.Popen(
+            list(command),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**QUIET_ENV, **(env or {})},
+            cwd=ROOT,
+        )
+    with open(log_path, "wb") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            list(command),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**QUIET_ENV, **(env or {})},
+            cwd=ROOT,
+        )
+
+
+def wait_serving(
+    address: str,
+    process: subprocess.Popen[bytes],
+    timeout_s: float = 60.0,
+    describe: Callable[[], str] = lambda: "",
+    unimplemented_is_ready: bool = False,
+    poll_s: float = 0.1,
+    channel: grpc.Channel | None = None,
+) -> None:
+    """Return once the gRPC health service at `address` says SERVING.
+
+    `unimplemented_is_ready`: a server without a health service (the floor) is ready as
+    soon as it answers. `channel`: ask on this one (connected when this returns) rather
+    than a channel of its own. AssertionError, with `describe()` (say, the log's tail),
+    if the process exits first or `timeout_s` passes.
+    """
+    own = channel is None
+    channel = grpc.insecure_channel(address) if channel is None else channel
+    health = health_pb2_grpc.HealthStub(channel)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise AssertionError(f"server exited early:\n{describe()}")
+            try:
+                reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError as exc:
+                if unimplemented_is_ready and exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    return
+            time.sleep(poll_s)
+    finally:
+        if own:
+            channel.close()
+    raise AssertionError(f"server at {address} not SERVING after {timeout_s}s:\n{describe()}")
+
+
+def stop(
+    process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout_s: float = 60.0
+) -> int:
+    """Send `sig` and wait for the exit (killed after `timeout_s`); the exit status."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+class ServerProcess:
+    """`pyserving serve` as a subprocess, with its JSON log captured to a file."""
+
+    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.log_path = log_path
+        self.process = spawn(serve_command(self.port, *args), log_path, env)
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+        self.predict_stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+        self.model_stub = model_service_pb2_grpc.ModelServiceStub(self.channel)
+        self.health_stub = health_pb2_grpc.HealthStub(self.channel)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_serving(self, timeout: float = 60.0) -> None:
+        """Wait until the health service says SERVING (every model has a version)."""
+        wait_serving(
+            f"127.0.0.1:{self.port}",
+            self.process,
+            timeout,
+            lambda: self.log_text()[-4000:],
+            channel=self.channel,  # this server's channel, TLS when a test made it so
+        )
+
+    def wait_for(self, predicate, timeout: float = 60.0, what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}:\n{self.log_text()[-4000:]}")
+
+    def version_states(self, model: str) -> dict[int, int]:
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = model
+        reply = self.model_stub.GetModelStatus(request, timeout=5)
+        return {s.version: s.state for s in reply.model_version_status}
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        code = stop(self.process, sig, timeout)
+        self.channel.close()
+        return code
