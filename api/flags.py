@@ -70,6 +70,7 @@ OBSERVABILITY = "observability"
 REST = "REST API (on --rest_api_port)"
 TLS = "TLS, sockets and limits"
 THREADS = "TensorFlow threads (0 = TensorFlow decides)"
+TFLITE = "TensorFlow Lite models and the profiler"
 COMPAT = (
     "TF Serving compatibility (accepted with no effect here, or refused when asking for a "
     "feature pyserving lacks)"
@@ -86,7 +87,6 @@ _FLUSH = FlagSupport(
     "downloaded to --model_cache_dir), so there is nothing to flush",
 )
 _REMOVE_UNUSED = FlagSupport(ACCEPTED, "only the signatures are kept from the MetaGraph either way")
-_TFLITE_ONLY = FlagSupport(ACCEPTED, "only used with --prefer_tflite_model, which is refused")
 
 
 def _refused_bool(name: str, note: str) -> Flag:
@@ -523,6 +523,59 @@ FLAGS: tuple[Flag, ...] = (
         _implemented("each Session's ConfigProto"),
         metavar="N",
     ),
+    # ------------------------------------------------- TFLite and the profiler
+    Flag(
+        "prefer_tflite_model",
+        bool,
+        False,
+        TFLITE,
+        "serve model.tflite where a version folder has one, else its SavedModel (default: false)",
+        _implemented("serve a version folder's model.tflite instead of its SavedModel"),
+    ),
+    Flag(
+        "use_tflite_model",
+        bool,
+        False,
+        TFLITE,
+        "older TF Serving releases' flag: serve model.tflite from every version folder; "
+        "a folder without one fails to load (default: false)",
+        _implemented(
+            "older releases' flag: serve model.tflite from every version folder, no fallback"
+        ),
+    ),
+    Flag(
+        "num_tflite_pools",
+        int,
+        _cpus(),
+        TFLITE,
+        "TFLite interpreters per version, each single-threaded (default: one per CPU)",
+        _implemented("TFLite interpreters per version"),
+        metavar="N",
+    ),
+    Flag(
+        "num_tflite_interpreters_per_pool",
+        int,
+        1,
+        TFLITE,
+        "above 1, a request larger than ceil(500/N) rows is split across the "
+        "interpreters (default: %(default)s)",
+        _implemented("above 1, a large batch is split across the interpreters"),
+        metavar="N",
+    ),
+    Flag(
+        "enable_profiler",
+        bool,
+        False,
+        TFLITE,
+        "serve tensorflow.ProfilerService on the gRPC port, for TensorBoard's capture. "
+        "Default false here (TF Serving: true): TensorFlow's profiler server, which the "
+        "port forwards to, also listens on a port of its own on every interface, without "
+        "TLS (default: false)",
+        _implemented(
+            "tensorflow.ProfilerService on the gRPC port (api/profiler_service); default "
+            "false here, as TensorFlow's profiler server opens an extra unauthenticated port"
+        ),
+    ),
     # ------------------------------------------------------------------ compatibility
     Flag(
         "version",
@@ -541,22 +594,8 @@ FLAGS: tuple[Flag, ...] = (
         _REMOVE_UNUSED.note,
         _REMOVE_UNUSED,
     ),
-    Flag("num_tflite_pools", int, 1, COMPAT, _TFLITE_ONLY.note, _TFLITE_ONLY, metavar="N"),
-    Flag(
-        "num_tflite_interpreters_per_pool",
-        int,
-        1,
-        COMPAT,
-        _TFLITE_ONLY.note,
-        _TFLITE_ONLY,
-        metavar="N",
-    ),
     _refused_bool("use_alts_credentials", "ALTS needs Google Cloud"),
-    _refused_bool("prefer_tflite_model", "TFLite models are not served"),
     _refused_bool("xla_cpu_compilation_enabled", "XLA:CPU JIT is not wired"),
-    _refused_bool(
-        "enable_profiler", "there is no profiler service; default false here (TF Serving: true)"
-    ),
     _refused_bool(
         "enable_per_model_batching_parameters",
         "per-model batching_params.pbtxt files are not read; use --batching_parameters_file",

@@ -54,7 +54,7 @@ from pyserving.adapters.tfserving_metrics import (
     TFServingMetrics,
     tee_series,
 )
-from pyserving.api import model_listing
+from pyserving.api import model_listing, profiler_service
 from pyserving.api.flag_compat import (
     FlagError,
     grpc_channel_arguments,
@@ -142,6 +142,10 @@ def loaders_from_flags(
         intra_op_threads=intra,
         inter_op_threads=inter,
         session_observer=session_observer,
+        prefer_tflite_model=options.prefer_tflite_model,
+        use_tflite_model=options.use_tflite_model,
+        num_tflite_pools=options.num_tflite_pools,
+        num_tflite_interpreters_per_pool=options.num_tflite_interpreters_per_pool,
     )
     warmup = (
         WarmupOptions(make_replay(plan_options(options)), options.num_request_iterations_for_warmup)
@@ -250,6 +254,7 @@ class ModelServer:
         )
         self.health = HealthService(self.servable_map, self.live_config.model_names)
         self.grpc_server: grpc.aio.Server | None = None
+        self.profiler: profiler_service.ProfilerForwarder | None = None
         self.port = 0
         self._init_observability()
 
@@ -423,6 +428,13 @@ class ModelServer:
             self.envelope,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        if self.options.enable_profiler:  # TF Serving's default is on; here off (see flags)
+            self.profiler = profiler_service.add_to_server(server)
+            log.info(
+                "profiler_service_enabled",
+                service=profiler_service.SERVICE_NAME,
+                tensorflow_profiler_server=self.profiler.target,
+            )
         reflection.enable_server_reflection(
             (
                 prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
@@ -461,6 +473,8 @@ class ModelServer:
             if not await self.envelope.wait_quiet(grace):
                 log.error("shutdown_grace_expired", active_requests=self.envelope.active)
             await self.grpc_server.stop(grace=max(0.0, grace - (time.monotonic() - started)))
+        if self.profiler is not None:
+            await self.profiler.close()
         self.bus.publish(ShutdownRequested(reason=reason))
         await asyncio.to_thread(self._wait_unloaded, self.options.shutdown_grace_seconds + 30)
         self.runner.close()

@@ -4,6 +4,7 @@ with a reason, or refused at start-up by name. None is silently ignored."""
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from pyserving.api import flag_compat
 from pyserving.api.cli import build_parser, main, tensorflow_model_server_main
 from pyserving.api.flag_compat import (
+    IMPLEMENTED,
     REFUSED,
     TF_SERVING_FLAGS,
     FlagError,
@@ -22,7 +24,7 @@ from pyserving.api.flag_compat import (
 )
 
 # tensorflow_serving/model_servers/main.cc (recent), plus enable_grpc_healthcheck_service
-# from older releases: the flags TF Serving documents.
+# and use_tflite_model from older releases: the flags TF Serving documents.
 TF_SERVING_MAIN_CC_FLAGS = """
 port grpc_socket_path rest_api_port rest_api_num_threads rest_api_timeout_in_ms
 rest_api_enable_cors_support enable_batching allow_version_labels_for_unavailable_models
@@ -37,7 +39,7 @@ enable_model_warmup num_request_iterations_for_warmup version monitoring_config_
 remove_unused_fields_from_bundle_metagraph prefer_tflite_model num_tflite_pools
 num_tflite_interpreters_per_pool enable_signature_method_name_check
 xla_cpu_compilation_enabled enable_profiler thread_pool_factory_config_file
-enable_grpc_healthcheck_service
+enable_grpc_healthcheck_service use_tflite_model
 """.split()  # noqa: SIM905 - the list as main.cc reads
 
 
@@ -90,9 +92,7 @@ REFUSING_VALUES = {
     "use_alts_credentials": "true",
     "platform_config_file": "/etc/platform.pbtxt",
     "per_process_gpu_memory_fraction": "0.5",
-    "prefer_tflite_model": "true",
     "xla_cpu_compilation_enabled": "true",
-    "enable_profiler": "true",
     "thread_pool_factory_config_file": "/etc/pools.pbtxt",
     "enable_per_model_batching_parameters": "true",
 }
@@ -111,12 +111,12 @@ def test_refused_flags_name_themselves() -> None:
 def test_a_refused_flag_stops_the_server_with_exit_2(tmp_path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "pyserving", "serve", f"--model_base_path={tmp_path}",
-         "--model_name=m", "--use_alts_credentials=true", "--enable_profiler"],
+         "--model_name=m", "--use_alts_credentials=true", "--xla_cpu_compilation_enabled"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 2
     assert "--use_alts_credentials=True is not supported" in result.stderr
-    assert "--enable_profiler=True is not supported" in result.stderr
+    assert "--xla_cpu_compilation_enabled=True is not supported" in result.stderr
 
 
 def test_version_prints_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
@@ -187,3 +187,25 @@ def test_help_groups_the_flags() -> None:
     ):
         assert group in text
     assert flag_compat.version_text().startswith("pyserving: ")
+
+
+def test_tflite_flags_and_the_profiler_are_implemented_with_tf_servings_defaults() -> None:
+    for name in (
+        "prefer_tflite_model",
+        "use_tflite_model",
+        "num_tflite_pools",
+        "num_tflite_interpreters_per_pool",
+        "enable_profiler",
+    ):
+        assert TF_SERVING_FLAGS[name].status == IMPLEMENTED, name
+    args = serve_parser().parse_args([])
+    # server.h: prefer_tflite_model false, num_tflite_pools NumSchedulableCPUs,
+    # num_tflite_interpreters_per_pool 1. enable_profiler is true there and false here:
+    # TensorFlow's profiler server opens a port of its own, on every interface, without TLS.
+    assert args.prefer_tflite_model is False and args.use_tflite_model is False
+    assert args.num_tflite_pools == (os.cpu_count() or 1)
+    assert args.num_tflite_interpreters_per_pool == 1
+    assert args.enable_profiler is False
+    asked = serve_parser().parse_args(["--prefer_tflite_model", "--enable_profiler=true"])
+    assert asked.prefer_tflite_model is True and asked.enable_profiler is True
+    assert refused_flags(asked) == []

@@ -29,6 +29,10 @@ class PlatformOptions:
     inter_op_threads: int = 0
     # Told of Session loads, runs and builds (TF's own metrics); see tensorflow_loader.
     session_observer: Any = None
+    prefer_tflite_model: bool = False  # TF Serving's TFLite flags (adapters/loaders/tflite_loader)
+    use_tflite_model: bool = False
+    num_tflite_pools: int = 1
+    num_tflite_interpreters_per_pool: int = 1
 
 
 @dataclass(frozen=True)
@@ -40,11 +44,21 @@ class Platform:
 
 def _tensorflow(options: PlatformOptions) -> Loader:
     from pyserving.adapters.loaders.tensorflow_loader import SessionOptions, TensorFlowLoader
+    from pyserving.adapters.loaders.tflite_loader import SavedModelOrTFLiteLoader, TFLiteOptions
 
     session = SessionOptions(options.intra_op_threads, options.inter_op_threads)
-    return TensorFlowLoader(
+    saved_model = TensorFlowLoader(
         tags=options.saved_model_tags, session=session, observer=options.session_observer
     )
+    tflite = TFLiteOptions(
+        prefer=options.prefer_tflite_model,
+        always=options.use_tflite_model,
+        num_pools=options.num_tflite_pools,
+        interpreters_per_pool=options.num_tflite_interpreters_per_pool,
+    )
+    if not (tflite.prefer or tflite.always):
+        return saved_model
+    return SavedModelOrTFLiteLoader(saved_model, tflite)
 
 
 def _python(options: PlatformOptions) -> Loader:
@@ -53,8 +67,13 @@ def _python(options: PlatformOptions) -> Loader:
     return PythonLoader()
 
 
+# TF Serving's file-system source aspires every version folder; its bundle factory then
+# loads model.tflite (with --prefer_tflite_model) or the SavedModel. A folder holding only
+# model.tflite is therefore a version here too (it fails to load without the flag, as there).
+TFLITE_MODEL_FILE = "model.tflite"
+
 PLATFORMS: dict[str, Platform] = {
-    TENSORFLOW: Platform(TENSORFLOW, SAVED_MODEL_FILES, _tensorflow),
+    TENSORFLOW: Platform(TENSORFLOW, (*SAVED_MODEL_FILES, TFLITE_MODEL_FILE), _tensorflow),
     PYTHON: Platform(PYTHON, ("model.py",), _python),
 }
 assert tuple(PLATFORMS) == KNOWN_PLATFORMS
