@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import pyserving  # noqa: F401 - first: it sets TensorFlow's environment before TF is imported
+from tests.util.sources import stage_version
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,12 +38,7 @@ class BigModel:
 
     def copy_version(self, version: int, into: Path) -> Path:
         """Link a version into a watched folder atomically (staged, then renamed)."""
-        into.mkdir(parents=True, exist_ok=True)
-        staging = into / f".staging-{version}"
-        shutil.copytree(self.export_dir / str(version), staging, copy_function=os.link)
-        target = into / str(version)
-        staging.rename(target)
-        return target
+        return stage_version(self.export_dir, version, into, copy=os.link)
 
 
 @pytest.fixture(scope="session")

@@ -31,8 +31,8 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 
 from pyserving.adapters.loaders.platforms import TFLITE_MODEL_FILE  # kTfLiteModelFilename
 from pyserving.engine.errors import Code, ServingError
-from pyserving.engine.signature_checks import check_tensors
 from pyserving.engine.servable import Loader, Servable, Signature, TensorSpec
+from pyserving.engine.signature_checks import check_tensors
 
 DEFAULT_SIGNATURE = "serving_default"  # kDefaultServingSignatureDefKey
 PREDICT_METHOD = "tensorflow/serving/predict"  # kPredictMethodName

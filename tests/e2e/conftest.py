@@ -7,7 +7,6 @@ test copies the versions it needs into its own watched folder.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ sys.path.insert(0, str(EXAMPLES))
 from mnist_input_data import Dataset, load_dataset  # noqa: E402
 
 from tests.util.processes import QUIET_ENV, ServerProcess  # noqa: E402
+from tests.util.sources import stage_version  # noqa: E402
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -47,12 +47,7 @@ class TrainedModels:
 
     def copy_version(self, version: int, into: Path) -> Path:
         """Copy a version into a watched folder atomically, as a careful user would."""
-        into.mkdir(parents=True, exist_ok=True)
-        staging = into / f".staging-{version}"
-        shutil.copytree(self.export_dir / str(version), staging)
-        target = into / str(version)
-        staging.rename(target)
-        return target
+        return stage_version(self.export_dir, version, into)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pyserving.engine.events import AspiredVersions, Event
@@ -29,3 +31,16 @@ class Recorder:
     def versions(self) -> list[list[int]]:
         aspired = [e for e in self.events if isinstance(e, AspiredVersions)]
         return [[v.version for v in e.versions] for e in aspired]
+
+
+def stage_version(
+    export_dir: Path, version: int, into: Path, copy: Callable[..., object] = shutil.copy2
+) -> Path:
+    """Put an exported version into a watched folder atomically, as a careful user does:
+    copied (or linked, with `copy=os.link`) beside it under a dot-name, then renamed."""
+    into.mkdir(parents=True, exist_ok=True)
+    staging = into / f".staging-{version}"
+    shutil.copytree(export_dir / str(version), staging, copy_function=copy)
+    target = into / str(version)
+    staging.rename(target)
+    return target
