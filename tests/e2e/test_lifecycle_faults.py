@@ -15,10 +15,12 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from tensorflow_serving.apis import get_model_status_pb2
+import tensorflow as tf
+from tensorflow_serving.apis import get_model_status_pb2, predict_pb2
 
 from tests.e2e.conftest import TrainedModels, predict_request
 from tests.util.processes import ServerProcess
+from tests.util.python_models import write_python_version
 
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 END = get_model_status_pb2.ModelVersionStatus.END
@@ -187,18 +189,60 @@ class TimedClient:
                 return  # "shutting down": go to another replica, as behind a load balancer
 
 
+# A python model whose call announces itself (a file in `markers`) and then takes a second:
+# a request to it is certainly inside the server, past the drain gate, when SIGTERM comes.
+SLOW_MODEL_PY = """
+import json
+import os
+import time
+import uuid
+
+SIGNATURES = {"serving_default": {"inputs": {"x": ("float32", [None])},
+                                  "outputs": {"y": ("float32", [None])}}}
+
+
+def load(path):
+    with open(os.path.join(path, "config.json")) as f:
+        return json.load(f)["markers"]
+
+
+def predict(markers, inputs):
+    open(os.path.join(markers, uuid.uuid4().hex), "w").close()
+    time.sleep(1.0)
+    return {"y": inputs["x"] + 1}
+"""
+
+
+def slow_request(server: ServerProcess, outcomes: list[tuple[float, float, str]]) -> None:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "slow"
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([1.0], np.float32)))
+    started = time.monotonic()
+    try:
+        reply = server.predict_stub.Predict(request, timeout=30)
+        outcome = "OK" if list(reply.outputs["y"].float_val) == [2.0] else f"wrong: {reply}"
+    except grpc.RpcError as exc:
+        outcome = f"{exc.code().name}: {exc.details()}"
+    outcomes.append((started, time.monotonic(), outcome))
+
+
 def test_sigterm_finishes_in_flight_requests_and_unloads(
     trained_models: TrainedModels, start_server, tmp_path: Path
 ) -> None:
     trained_models.copy_version(1, tmp_path / "models")
     trained_models.copy_version(2, tmp_path / "other")
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    write_python_version(tmp_path / "slow", 1, SLOW_MODEL_PY, {"markers": str(markers)})
     config = tmp_path / "models.config"
     config.write_text(
         "model_config_list {"
         f' config {{ name: "mnist" base_path: "{tmp_path / "models"}" }}'
-        f' config {{ name: "other" base_path: "{tmp_path / "other"}" }} }}'
+        f' config {{ name: "other" base_path: "{tmp_path / "other"}" }}'
+        f' config {{ name: "slow" base_path: "{tmp_path / "slow"}" model_platform: "python" }}'
+        " }"
     )
-    server = start_server(f"--model_config_file={config}", "--num_request_threads=2")
+    server = start_server(f"--model_config_file={config}", "--num_request_threads=4")
     server.wait_serving()
     images = np.random.default_rng(1).random((5000, 64), dtype=np.float32)
     client = TimedClient(server, images)
@@ -208,14 +252,22 @@ def test_sigterm_finishes_in_flight_requests_and_unloads(
     while sum(o[2] == "OK" for o in list(client.outcomes)) < 8:
         assert time.monotonic() < deadline, client.outcomes[:3]
         time.sleep(0.05)
+    slow_outcomes: list[tuple[float, float, str]] = []
+    slow = [threading.Thread(target=slow_request, args=(server, slow_outcomes)) for _ in range(3)]
+    for thread in slow:
+        thread.start()
+    while len(list(markers.iterdir())) < len(slow):  # all three are inside the model call
+        assert time.monotonic() < deadline, "the slow requests never reached the model"
+        time.sleep(0.01)
     signalled = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(60) == 0
     client.stop.set()
-    for thread in client.threads:
+    for thread in [*client.threads, *slow]:
         thread.join(30)
 
-    outcomes = list(client.outcomes)
+    assert [o[2] for o in slow_outcomes] == ["OK"] * len(slow), slow_outcomes
+    outcomes = list(client.outcomes) + slow_outcomes
     in_flight = [o for o in outcomes if o[0] < signalled < o[1]]
     # A request still on the wire when the server stopped listening is refused with
     # UNAVAILABLE (safe to retry); one the server had accepted is answered.
@@ -233,5 +285,5 @@ def test_sigterm_finishes_in_flight_requests_and_unloads(
         for line in lines
         if line.get("message") == "version_transition" and line.get("state") == "end"
     }
-    assert ends == {("mnist", 1), ("other", 2)}
+    assert ends == {("mnist", 1), ("other", 2), ("slow", 1)}
     assert lines[-1]["message"] == "server_stopped", lines[-3:]
