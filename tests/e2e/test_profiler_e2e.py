@@ -31,7 +31,8 @@ def xplane_files(logdir: Path) -> list[Path]:
 def test_a_capture_during_traffic_writes_a_trace_of_the_models_ops(
     tmp_path: Path, start_server, trained_models: TrainedModels
 ) -> None:
-    server = serve_digits(start_server, trained_models, tmp_path)  # profiler on by default
+    # Off by default here (TensorFlow's profiler server opens an extra port): ask for it.
+    server = serve_digits(start_server, trained_models, tmp_path, "--enable_profiler=true")
     images = trained_models.dataset.test_images[:4].astype(np.float32)
     stop, answered, failures = threading.Event(), [], []
 
