@@ -198,3 +198,11 @@ def test_unload_returns_the_variables_memory(big_model: BigModel) -> None:
     finally:
         gc.enable()
     assert after - before < 0.15 * mib, (before, loaded, after)
+
+
+def test_tags_that_match_no_meta_graph_say_which_there_are(tmp_path: Path) -> None:
+    path = export_half_plus_two_tf1(tmp_path / "1")
+    with pytest.raises(
+        ValueError, match=r"has no MetaGraph tagged \['gpu'\]; found \[\['serve'\]\]"
+    ):
+        TensorFlowLoader(tags=("gpu",)).load(str(path))

@@ -15,29 +15,22 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import tensorflow as tf
-from google.protobuf import text_format
 from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, saved_model_pb2
 from tensorflow.python.saved_model.loader_impl import SavedModelLoader
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from pyserving.adapters.sources.storage_path import SAVED_MODEL_FILES
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.servable import Signature, TensorSpec
 
 # A TF2 export stores its init op as a SignatureDef under this key; it is no serving
 # signature (GetModelMetadata still shows it, as TF Serving's does).
 INIT_OP_SIGNATURE = "__saved_model_init_op"
-
-
-class IncompleteVersionError(Exception):
-    """The folder holds no SavedModel (yet): nothing to load."""
 
 
 @dataclass(frozen=True)
@@ -54,19 +47,6 @@ class SessionOptions:
         )
 
 
-def read_saved_model(path: str) -> saved_model_pb2.SavedModel:
-    folder = Path(path)
-    pb, pbtxt = (folder / name for name in SAVED_MODEL_FILES)
-    saved_model = saved_model_pb2.SavedModel()
-    if pb.is_file():
-        saved_model.ParseFromString(pb.read_bytes())
-    elif pbtxt.is_file():
-        text_format.Parse(pbtxt.read_text(), saved_model)
-    else:
-        raise IncompleteVersionError(f"no saved_model.pb or saved_model.pbtxt in {path}")
-    return saved_model
-
-
 def select_meta_graph(
     saved_model: saved_model_pb2.SavedModel, tags: Sequence[str], path: str
 ) -> meta_graph_pb2.MetaGraphDef:
@@ -79,10 +59,6 @@ def select_meta_graph(
         f"SavedModel at {path} has no MetaGraph tagged {sorted(wanted)}; found {found}: "
         "set --saved_model_tags to one of those"
     )
-
-
-def read_meta_graph(path: str, tags: Sequence[str]) -> meta_graph_pb2.MetaGraphDef:
-    return select_meta_graph(read_saved_model(path), tags, path)
 
 
 def _numpy_dtype(enum: int) -> np.dtype:
@@ -157,14 +133,14 @@ class TensorFlowServable:
             observer.load_attempt(path, True, _micros(started))
 
     def _load(self, path: str, tags: Sequence[str], session: SessionOptions) -> None:
-        self._meta_graph = read_meta_graph(path, tags)
+        loader = SavedModelLoader(path)  # parses saved_model.pb(txt), once
+        self._meta_graph = select_meta_graph(loader.saved_model, tags, path)
         self._graph = tf.Graph()
         self._session = tf.compat.v1.Session(graph=self._graph, config=session.config_proto())
         try:
             with self._graph.as_default():
                 # Restores the variables, feeds asset paths, runs the init/main op: the
                 # steps of SavedModelLoader.load, timed as TF's loader.cc times its stages.
-                loader = SavedModelLoader(path)
                 started = time.perf_counter()
                 saver, _ = loader.load_graph(self._graph, list(tags))
                 loader.restore_variables(self._session, saver)
