@@ -6,6 +6,7 @@ memory back when unloaded."""
 from __future__ import annotations
 
 import gc
+import os
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from tests.example_models import (
     half_plus_two,
     x_example,
 )
+from tests.util.processes import process_figures
 
 OPTIONS = PlanOptions()
 
@@ -176,10 +178,7 @@ def test_unloaded_version_cannot_run(tmp_path: Path) -> None:
 
 
 def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS in /proc/self/status")
+    return process_figures(os.getpid()).rss_mib
 
 
 def test_unload_returns_the_variables_memory(big_model: BigModel) -> None:

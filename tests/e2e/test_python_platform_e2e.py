@@ -19,6 +19,8 @@ from tensorflow_serving.apis import (
 from tests.e2e.conftest import FAST_FLAGS
 from tests.example_models import example, write_warmup_requests
 from tests.python_models import write_python_version
+from tests.util.processes import process_figures
+from tests.util.python_models import write_python_version as python_version
 
 ModelVersionStatus = get_model_status_pb2.ModelVersionStatus
 
@@ -116,31 +118,20 @@ def predict(state, inputs):
 """
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
 def test_an_unloaded_python_version_is_collected(tmp_path: Path, start_server) -> None:
     mib = 256
     base = tmp_path / "py"
 
     def add_version(version: int) -> None:
-        staging = tmp_path / f"staging-{version}"
-        staging.mkdir()
-        (staging / "model.py").write_text(CYCLIC_MODEL_PY % mib)
-        staging.rename(base / str(version))
+        python_version(base, version, CYCLIC_MODEL_PY % mib, {})
 
-    base.mkdir()
     add_version(1)
     server = start_server(
         "--model_name=py", f"--model_base_path={base}", "--model_platform=python", *FAST_FLAGS
     )
     server.wait_serving(timeout=120)
     assert list(predict(server, [1.0]).outputs["y"].float_val) == [2.0]
-    one_serving = rss_mib(server.process.pid)
+    one_serving = process_figures(server.process.pid).rss_mib
     for version in (2, 3, 4):
         add_version(version)
         server.wait_for(
@@ -149,5 +140,5 @@ def test_an_unloaded_python_version_is_collected(tmp_path: Path, start_server) -
             what=f"version {version - 1} ended",
         )
         assert predict(server, [1.0]).model_spec.version.value == version
-        rss = rss_mib(server.process.pid)
+        rss = process_figures(server.process.pid).rss_mib
         assert rss <= one_serving + 0.15 * mib, (version, one_serving, rss)

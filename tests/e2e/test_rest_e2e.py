@@ -27,7 +27,7 @@ from tensorflow_serving.apis import (
 
 from pyserving.api.rest_api import PRINT_DEFAULTS
 from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
-from tests.util.processes import ServerProcess, free_port
+from tests.util.processes import ServerProcess, free_port, process_figures
 
 MiB = 1 << 20
 
@@ -50,10 +50,7 @@ class RestServer(ServerProcess):
             return error.code, json.loads(error.read())
 
     def rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise AssertionError("no VmRSS")
+        return process_figures(self.process.pid).rss_kib
 
 
 @pytest.fixture(scope="module")

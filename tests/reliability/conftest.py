@@ -55,21 +55,6 @@ def size(pytestconfig: pytest.Config) -> Size:
     return Size(long_run(pytestconfig))
 
 
-@dataclass(frozen=True)
-class ProcessFigures:
-    rss_kib: int
-    threads: int
-
-
-def process_figures(pid: int) -> ProcessFigures:
-    """VmRSS and thread count of a live process, from /proc."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        fields[key] = value.strip()
-    return ProcessFigures(int(fields["VmRSS"].split()[0]), int(fields["Threads"]))
-
-
 def report(suite: str, **figures: object) -> None:
     """Print one line of figures; `pytest -s` (or the captured output on failure) shows it."""
     print("RELIABILITY " + json.dumps({"suite": suite, **figures}, sort_keys=True))

@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2
 
-from tests.reliability.conftest import Size, TrainedModels, process_figures, report
+from tests.reliability.conftest import Size, TrainedModels, report
 from tests.reliability.models import config_file, write_version
-from tests.util.processes import ServerProcess, free_port
+from tests.util.processes import ServerProcess, free_port, process_figures
 
 CORPUS = Path(__file__).parent / "corpus"
 PREDICT = "/tensorflow.serving.PredictionService/Predict"

@@ -19,9 +19,9 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import get_model_status_pb2, predict_pb2
 
-from tests.reliability.conftest import ProcessFigures, process_figures, report, transitions
+from tests.reliability.conftest import report, transitions
 from tests.reliability.models import AVAILABLE, END, config_file, write_version
-from tests.util.processes import ServerProcess
+from tests.util.processes import ProcessFigures, ServerProcess, process_figures
 
 LOAD_TIMEOUT_S = 1.5
 HANG_S = 5.0

@@ -16,9 +16,9 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
 from tests.conftest import BigModel
-from tests.reliability.conftest import Size, process_figures, report
+from tests.reliability.conftest import Size, report
 from tests.reliability.swapping import swap
-from tests.util.processes import ServerProcess
+from tests.util.processes import ServerProcess, process_figures
 
 # Bound after each swap: the level with one version serving, plus this share of the model.
 PER_SWAP_SHARE = 0.15
@@ -49,12 +49,12 @@ def test_rss_returns_after_every_swap(big_model: BigModel, tmp_path: Path, size:
     try:
         server.wait_serving(timeout=120)
         assert predict_one(server) == 1
-        one_serving = process_figures(server.process.pid).rss_kib / 1024
+        one_serving = process_figures(server.process.pid).rss_mib
         bound = one_serving + PER_SWAP_SHARE * big_model.mib
         for cycle in range(cycles):
             swap(server, big_model, base, "big", old=cycle + 1, new=cycle + 2)  # type: ignore[arg-type]
             assert predict_one(server) == cycle + 2
-            rss_mib.append(process_figures(server.process.pid).rss_kib / 1024)
+            rss_mib.append(process_figures(server.process.pid).rss_mib)
             assert rss_mib[-1] <= bound, (
                 f"after swap {cycle + 1} (v{cycle + 1} ended) RSS is {rss_mib[-1]:.0f} MiB, "
                 f"over {bound:.0f} (one version serving: {one_serving:.0f} MiB): {rss_mib}"

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -155,3 +156,22 @@ class ServerProcess:
         code = stop(self.process, sig, timeout)
         self.channel.close()
         return code
+
+
+@dataclass(frozen=True)
+class ProcessFigures:
+    rss_kib: int
+    threads: int
+
+    @property
+    def rss_mib(self) -> float:
+        return self.rss_kib / 1024
+
+
+def process_figures(pid: int) -> ProcessFigures:
+    """VmRSS and thread count of a live process (this one too: os.getpid()), from /proc."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return ProcessFigures(int(fields["VmRSS"].split()[0]), int(fields["Threads"]))
