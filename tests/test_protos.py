@@ -10,6 +10,8 @@ import tensorflow_serving.apis.model_service_pb2  # noqa: F401  (TF Serving's fi
 from pyserving.adapters.protos import (
     batching_parameters_pb2,
     generate,
+    grpc_service_pb2,
+    model_config_pb2,
     model_registry_pb2,
     monitoring_config_pb2,
     ssl_config_pb2,
@@ -31,7 +33,14 @@ def test_regenerating_changes_nothing(tmp_path: Path) -> None:
 
 def test_every_proto_has_its_module() -> None:
     stems = {p.stem for p in generate.proto_files()}
-    assert stems == {"batching_parameters", "model_registry", "monitoring_config", "ssl_config"}
+    assert stems == {
+        "batching_parameters",
+        "grpc_service",
+        "model_config",
+        "model_registry",
+        "monitoring_config",
+        "ssl_config",
+    }
 
 
 def test_file_names_cannot_collide_with_tf_serving_files() -> None:
@@ -43,6 +52,20 @@ def test_file_names_cannot_collide_with_tf_serving_files() -> None:
     ):
         name = module.DESCRIPTOR.name
         assert name.startswith("pyserving/adapters/protos/"), name
+
+
+def test_open_inference_protocol_files_are_tritonclients() -> None:
+    """Our inference.* files are byte-for-byte the ones tritonclient registers, under the same
+    names: one process can import both (the default pool refuses a differing second copy)."""
+    from tritonclient.grpc import model_config_pb2 as their_config
+    from tritonclient.grpc import service_pb2 as their_service
+
+    for ours, theirs in ((grpc_service_pb2, their_service), (model_config_pb2, their_config)):
+        assert ours.DESCRIPTOR.name == theirs.DESCRIPTOR.name
+        assert ours.DESCRIPTOR.serialized_pb == theirs.DESCRIPTOR.serialized_pb
+    service = grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+    assert service.full_name == "inference.GRPCInferenceService"
+    assert grpc_service_pb2.ModelInferRequest is their_service.ModelInferRequest
 
 
 def test_tf_serving_names_and_numbers() -> None:

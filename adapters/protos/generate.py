@@ -3,6 +3,13 @@
 Each `.proto` here is compiled as `pyserving/adapters/protos/NAME.proto`, the path of its
 module, so its file name in protobuf's default descriptor pool cannot collide with
 TF Serving's own files (`tensorflow_serving/...`) should a later wheel ship them.
+
+The Open Inference Protocol's files (`PUBLISHED`: Triton's grpc_service.proto and
+model_config.proto, copied unchanged from triton-inference-server/common) are the exception:
+they keep their published names, so the default pool holds one copy of `inference.*` when a
+process also imports tritonclient (whose generated modules register the same files; the pool
+accepts a file registered twice only if both copies are identical). Their generated
+`import model_config_pb2` lines are rewritten to this package, as tritonclient does for its own.
 Needs grpcio-tools (the `test` extra pins the version whose output is checked in).
 """
 
@@ -17,7 +24,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PACKAGE_PATH = Path("pyserving/adapters/protos")
-SERVICES = ("model_registry.proto",)  # the files that define a gRPC service
+SERVICES = ("model_registry.proto", "grpc_service.proto")  # the files that define a service
+PUBLISHED = ("grpc_service.proto", "model_config.proto")  # compiled under their own names
+PACKAGE = PACKAGE_PATH.as_posix().replace("/", ".")
 
 
 def proto_files() -> list[Path]:
@@ -34,9 +43,9 @@ def generate(out_dir: Path) -> list[Path]:
         (src / PACKAGE_PATH).mkdir(parents=True)
         gen.mkdir()
         for proto in proto_files():
-            shutil.copyfile(proto, src / PACKAGE_PATH / proto.name)
-        names = [(PACKAGE_PATH / p.name).as_posix() for p in proto_files()]
-        services = [(PACKAGE_PATH / name).as_posix() for name in SERVICES]
+            shutil.copyfile(proto, _compiled_path(src, proto.name))
+        names = [_compiled_name(p.name) for p in proto_files()]
+        services = [_compiled_name(name) for name in SERVICES]
         # A child process: protoc's compiler crashes in a process that has loaded TensorFlow.
         base = [sys.executable, "-m", "grpc_tools.protoc", f"-I{src}", f"-I{include}"]
         runs = (
@@ -47,11 +56,28 @@ def generate(out_dir: Path) -> list[Path]:
             subprocess.run(args, check=True)
         out_dir.mkdir(parents=True, exist_ok=True)
         written = []
-        for path in sorted((gen / PACKAGE_PATH).iterdir()):
+        outputs = [p for p in gen.rglob("*") if p.is_file()]
+        for path in sorted(outputs, key=lambda p: p.name):
             target = out_dir / path.name
-            shutil.copyfile(path, target)
+            target.write_text(_package_imports(path.read_text()))
             written.append(target)
         return written
+
+
+def _compiled_name(name: str) -> str:
+    return name if name in PUBLISHED else (PACKAGE_PATH / name).as_posix()
+
+
+def _compiled_path(root: Path, name: str) -> Path:
+    return root / _compiled_name(name)
+
+
+def _package_imports(text: str) -> str:
+    """`import model_config_pb2 as x` (a published file's import) → this package's module."""
+    for proto in PUBLISHED:
+        module = proto.removesuffix(".proto") + "_pb2"
+        text = text.replace(f"\nimport {module} as ", f"\nfrom {PACKAGE} import {module} as ")
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
