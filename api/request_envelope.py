@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -273,11 +273,21 @@ def method_handler(
 
 
 def add_service(
-    server: grpc.aio.Server, envelope: Envelope, service: ServiceDescriptor, servicer: object
+    server: grpc.aio.Server,
+    envelope: Envelope,
+    service: ServiceDescriptor,
+    servicer: object,
+    methods: Collection[str] | None = None,
 ) -> None:
-    """Serve `servicer`'s unary methods of `service` (by its descriptor) behind `envelope`."""
+    """Serve `servicer`'s unary methods of `service` (by its descriptor) behind `envelope`.
+
+    `methods` (names) serves only those: two components can each serve their own methods
+    of one service (grpc asks each registered handler in turn); the rest answer
+    UNIMPLEMENTED."""
     handlers = {}
     for method in service.methods:
+        if methods is not None and method.name not in methods:
+            continue
         request_class = message_factory.GetMessageClass(method.input_type)
         response_class = message_factory.GetMessageClass(method.output_type)
         handlers[method.name] = method_handler(
