@@ -32,6 +32,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from pyserving.engine.errors import Code, ServingError, invalid_argument
 from pyserving.engine.request_scope import CURRENT, RequestScope
+from pyserving.engine.trace_hooks import Tracer
 
 log = structlog.get_logger("pyserving.api")
 
@@ -105,9 +106,10 @@ def observer_series(observe: RequestObserver) -> SeriesFactory:
 class Envelope:
     """One per server, shared by every protocol; see the module docstring."""
 
-    def __init__(self, series: SeriesFactory | None = None) -> None:
+    def __init__(self, series: SeriesFactory | None = None, tracer: Tracer | None = None) -> None:
         self.draining = False
         self._series_for = series
+        self.tracer = tracer  # None: traces are off (one check per request)
         self._series: dict[tuple[str, str], RequestSeries] = {}
         self._active = 0
         self._last_arrival = 0.0
@@ -138,10 +140,13 @@ class Envelope:
         *args: Any,
         timeout_s: float | None = None,
         timeout_flag: str = "",
+        carrier: Any = None,
     ) -> T:
         """`await work(*args)` inside the envelope. Raises only ServingError (its code is
-        what the client gets); `timeout_s` is enforced here (REST), gRPC enforces its own."""
+        what the client gets); `timeout_s` is enforced here (REST), gRPC enforces its own.
+        `carrier` (gRPC context or HTTP headers) is read only by a tracer, for traceparent."""
         token = CURRENT.set(scope)
+        trace = None if self.tracer is None else self.tracer.begin(scope, carrier)
         started = time.perf_counter()
         self._last_arrival = time.monotonic()
         code = "OK"
@@ -180,7 +185,15 @@ class Envelope:
             seconds = time.perf_counter() - started
             log.debug("request_finished", code=code, seconds=round(seconds, 6))
             self._observe(scope, code, seconds)
+            if trace is not None:
+                self._end_trace(trace, scope, code)
             CURRENT.reset(token)
+
+    def _end_trace(self, trace: Any, scope: RequestScope, code: str) -> None:
+        try:
+            self.tracer.end(trace, scope, code)  # type: ignore[union-attr]
+        except Exception:  # tracing must never fail a request
+            log.exception("request_trace_failed")
 
     def _observe(self, scope: RequestScope, code: str, seconds: float) -> None:
         if self._series_for is None:
@@ -250,7 +263,7 @@ def grpc_behavior(envelope: Envelope, api: str, handler: Behavior) -> Behavior:
             model = requested_model(request)
         scope = RequestScope(api, model, lambda: _metadata_request_id(context))
         try:
-            return await envelope.run(scope, work, request, context)
+            return await envelope.run(scope, work, request, context, carrier=context)
         except ServingError as exc:
             await context.abort(grpc_status(exc), exc.message)
 
