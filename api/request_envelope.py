@@ -3,8 +3,9 @@
 Drain (from the stop signal on, a request is answered UNAVAILABLE unrun; those already
 being handled finish), request id and log context (`RequestScope`, read only when a line
 is written), the REST deadline, error-to-status mapping (a ServingError keeps its code;
-anything else becomes INTERNAL with no trace to the client), the access log line and the
-request metrics (their children looked up once per model and api, not per request).
+anything else becomes INTERNAL with no trace to the client), the access log line, the
+request metrics (their children looked up once per model and api, not per request) and,
+when a `Tracer` is given (OTEL_* variables, see adapters/tracing.py), the request's span.
 
 `Envelope.run` is protocol-free; `add_service` puts gRPC servicers behind it (one
 wrapper per method, no interceptors: grpc.aio runs those on every call), and the REST
