@@ -93,12 +93,9 @@ class RequestTrace:
         self.token: Token[RequestTrace | None] | None = None
 
 
+_ROOT = Context()  # no caller's span: the request starts a trace
 # The recorded request running in this context; set and reset by the envelope's begin/end.
 _CURRENT: ContextVar[RequestTrace | None] = ContextVar("pyserving_trace", default=None)
-
-
-def _grpc_carrier(context: Any) -> dict[str, str]:
-    return {key: value for key, value in context.invocation_metadata() or () if type(value) is str}
 
 
 class OtelTracer:
@@ -107,18 +104,12 @@ class OtelTracer:
     def __init__(self, tracer: trace_api.Tracer) -> None:
         self._tracer = tracer
         self._propagator = propagate.get_global_textmap()  # OTEL_PROPAGATORS
+        self._fields = frozenset(self._propagator.fields)  # the headers it reads
 
     def begin(self, scope: RequestScope, carrier: Any) -> RequestTrace | None:
         try:
             started = time.time_ns()
-            parent: Context | None = None
-            protocol = ""
-            if hasattr(carrier, "invocation_metadata"):
-                protocol = "grpc"
-                parent = self._propagator.extract(_grpc_carrier(carrier))
-            elif carrier is not None:
-                protocol = "rest"
-                parent = self._propagator.extract(carrier)
+            parent, protocol = self._parent(carrier)
             span = self._tracer.start_span(
                 scope.api, context=parent, kind=SpanKind.SERVER, start_time=started
             )
@@ -130,6 +121,23 @@ class OtelTracer:
         except Exception:  # tracing must never fail a request
             log.exception("trace_begin_failed")
             return None
+
+    def _parent(self, carrier: Any) -> tuple[Context, str]:
+        """The caller's context from gRPC metadata or HTTP headers, and the protocol; the
+        propagators run only when one of their headers is there (most calls have none)."""
+        fields = self._fields
+        if hasattr(carrier, "invocation_metadata"):
+            sent = {
+                key: value
+                for key, value in carrier.invocation_metadata() or ()
+                if key in fields and type(value) is str
+            }
+            return (self._propagator.extract(sent) if sent else _ROOT), "grpc"
+        if carrier is None:
+            return _ROOT, ""
+        if any(field in carrier for field in fields):
+            return self._propagator.extract(carrier), "rest"
+        return _ROOT, "rest"
 
     def end(self, trace: RequestTrace, scope: RequestScope, code: str) -> None:
         if trace.token is not None:
@@ -367,6 +375,11 @@ class OtelTracing:
 
     def runner(self, inner: Any, batched: bool) -> TracedRunner:
         return TracedRunner(inner, batched)
+
+    def flush(self, timeout_ms: int = 30000) -> None:
+        """Export what is buffered now (the bench: no round pays for the one before)."""
+        for processor in self._processors:
+            processor.force_flush(timeout_ms)
 
     def shutdown(self) -> None:
         """Export what is still buffered (a processor is shared: shut down once)."""
