@@ -24,18 +24,12 @@ import pytest
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
+from tests.e2e.test_batching_e2e import BATCHING_FILE  # requests wait 50 ms for company
 from tests.util.otlp import OtlpReceiver, attributes
 from tests.util.processes import QUIET_ENV, ServerProcess, free_port
 
 pytestmark = pytest.mark.e2e
 
-# Concurrent requests wait up to 100 ms for company, so they share a batch.
-BATCHING_FILE = """
-max_batch_size { value: 64 }
-batch_timeout_micros { value: 100000 }
-max_enqueued_batches { value: 100 }
-num_batch_threads { value: 1 }
-"""
 SERVER_SPAN = trace_pb2.Span.SPAN_KIND_SERVER
 
 
