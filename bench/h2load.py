@@ -133,10 +133,22 @@ def h2load(
     }
 
 
+def cpu_per_request(cpu_s: float, result: dict, seconds: float) -> float:
+    """The server's CPU µs per request over a run (its warm-up second too, at the measured
+    rate): on a shared machine a steadier cost figure than req/s."""
+    answered = result["req_s"] * (max(1, round(seconds)) + 1)
+    return round(cpu_s / answered * 1e6, 1) if answered else 0.0
+
+
 def median_run(results: list[dict]) -> dict:
     """The run with the median req/s of a target's rounds, and every round's req/s."""
     ordered = sorted(results, key=lambda r: r["req_s"])
-    return {**ordered[(len(ordered) - 1) // 2], "rounds_req_s": [r["req_s"] for r in results]}
+    cpu = sorted(r["cpu_us_per_request"] for r in results)
+    return {
+        **ordered[(len(ordered) - 1) // 2],
+        "cpu_us_per_request": cpu[(len(cpu) - 1) // 2],
+        "rounds_req_s": [r["req_s"] for r in results],
+    }
 
 
 def measure_heavy(args: argparse.Namespace, workdir: Path, body: Path, request: Any) -> list:
@@ -285,8 +297,12 @@ def main(argv: list[str] | None = None) -> int:
             runs: dict[str, list[dict]] = {target.name: [] for target in targets}
             for _ in range(args.rounds):  # rounds interleaved: drift hits every target alike
                 for target in targets:
+                    cpu = target.cpu_seconds()
                     result = h2load(
                         target.address, body, level, args.seconds, workdir / f"{target.name}.h2"
+                    )
+                    result["cpu_us_per_request"] = cpu_per_request(
+                        target.cpu_seconds() - cpu, result, args.seconds
                     )
                     if result["http_2xx"] == 0:
                         raise SystemExit(f"{target.name}: no successful request")
@@ -332,18 +348,25 @@ def main(argv: list[str] | None = None) -> int:
         untraced = by_key.get((TRACED.get(r["target"], ""), r["concurrency"]))
         if untraced is not None:
             r["ratio_to_untraced"] = round(r["req_s"] / untraced["req_s"], 3)
+            cpu_ratio = r["cpu_us_per_request"] / untraced["cpu_us_per_request"]
+            r["cpu_to_untraced"] = round(cpu_ratio, 3)
     print(f"\n{'target':<18}{'c':>4}{'req/s':>10}{'x floor':>9}{'p50 ms':>9}{'p99 ms':>9}"
-          f"{'x untraced':>12}")  # fmt: skip
+          f"{'cpu us/req':>11}{'x untraced':>12}{'cpu x untr.':>12}")  # fmt: skip
     for r in rows:
         if r["target"].startswith("heavy"):
             continue
         base = floors["rest_floor" if r["target"].startswith("rest") else "floor", r["concurrency"]]
         r["ratio_to_floor"] = round(r["req_s"] / base["req_s"], 3)
         r["p50_to_floor"] = round(r["p50_ms"] / base["p50_ms"], 3)
-        traced_ratio = f"{r['ratio_to_untraced']:>12.3f}" if "ratio_to_untraced" in r else ""
+        cpu = f"{r['cpu_us_per_request']:>11.0f}" if "cpu_us_per_request" in r else ""
+        traced = (
+            f"{r['ratio_to_untraced']:>12.3f}{r['cpu_to_untraced']:>12.3f}"
+            if "ratio_to_untraced" in r
+            else ""
+        )
         print(
             f"{r['target']:<18}{r['concurrency']:>4}{r['req_s']:>10.0f}"
-            f"{r['ratio_to_floor']:>9.2f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{traced_ratio}"
+            f"{r['ratio_to_floor']:>9.2f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{cpu}{traced}"
         )
     report = {
         "tool": "h2load",
