@@ -77,10 +77,9 @@ def test_ratios_are_the_issues_three() -> None:
     }
 
 
-def test_model_call_bench_checks_and_times_both_paths(tmp_path) -> None:
+def save_tiny_predict_model(path) -> None:
+    """A SavedModel with the example's `predict_images` signature: 64 inputs, 10 scores."""
     import tensorflow as tf
-
-    from bench import model_call
 
     module = tf.Module()
     module.w = tf.Variable(tf.random.stateless_normal([64, 10], seed=[1, 2]))
@@ -90,7 +89,13 @@ def test_model_call_bench_checks_and_times_both_paths(tmp_path) -> None:
         return {"scores": tf.nn.softmax(images @ module.w)}
 
     module.predict = predict
-    tf.saved_model.save(module, str(tmp_path / "1"), signatures={"predict_images": predict})
+    tf.saved_model.save(module, str(path), signatures={"predict_images": predict})
+
+
+def test_model_call_bench_checks_and_times_both_paths(tmp_path) -> None:
+    from bench import model_call
+
+    save_tiny_predict_model(tmp_path / "1")
     rows = model_call.measure(str(tmp_path / "1"), "predict_images", (1, 4), calls=20, rounds=2)
     assert {(r.path, r.batch, r.calls) for r in rows} == {
         (path, batch, 20) for path in model_call.PATHS for batch in (1, 4)
@@ -105,21 +110,11 @@ def test_trace_cost_bench_times_every_variant_and_exports(tmp_path) -> None:
     gets the spans, and the bench leaves no OTEL_* variable behind."""
     import os
 
-    import tensorflow as tf
-
     from bench import trace_cost
     from bench.h2load import one_image_request
     from tests.util.otlp import OtlpReceiver
 
-    module = tf.Module()
-    module.w = tf.Variable(tf.random.stateless_normal([64, 10], seed=[1, 2]))
-
-    @tf.function(input_signature=[tf.TensorSpec([None, 64], tf.float32, name="images")])
-    def predict(images: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {"scores": tf.nn.softmax(images @ module.w)}
-
-    module.predict = predict
-    tf.saved_model.save(module, str(tmp_path / "1"), signatures={"predict_images": predict})
+    save_tiny_predict_model(tmp_path / "1")
     before = {k: v for k, v in os.environ.items() if k.startswith("OTEL_")}
     request = one_image_request(np.zeros(64, np.float32))
     with OtlpReceiver() as sink:
