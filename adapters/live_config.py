@@ -122,6 +122,7 @@ class LiveConfig:
                 removed=list(changes.removed),
                 changed=list(changes.changed),
                 relabelled=list(changes.relabelled),
+                relogged=list(changes.relogged),
             )
             return changes
 
