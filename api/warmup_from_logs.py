@@ -72,7 +72,7 @@ def make_warmup_file(
     model = _pick("model", "--model", model, Counter(record_model(r) for r in records))
     ours = [r for r in records if record_model(r) == model]
     signature = _pick(
-        f"signature of model {model!r}",
+        f"model {model!r} with signature",
         "--signature",
         signature,
         Counter(record_signature(r) for r in ours),
@@ -83,13 +83,16 @@ def make_warmup_file(
 
 
 def _pick(what: str, flag: str, wanted: str | None, counts: Counter[str]) -> str:
+    """The one value of `counts` the records hold, or `wanted`; `what` names its kind."""
     listing = ", ".join(f"{name!r} ({n} records)" for name, n in counts.most_common())
     if wanted is not None:
         if wanted not in counts:
             raise WarmupFromLogsError(f"no records of {what} {wanted!r}; the logs hold {listing}")
         return wanted
     if len(counts) > 1:
-        raise WarmupFromLogsError(f"the logs hold several: {listing}; pick one with {flag}")
+        raise WarmupFromLogsError(
+            f"the logs hold several of {what}: {listing}; pick one with {flag}"
+        )
     return next(iter(counts))
 
 

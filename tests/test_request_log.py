@@ -19,6 +19,7 @@ from pyserving.adapters.request_log.files import RecordFiles, prefix_files
 from pyserving.adapters.request_log.logger import RequestLogger
 from pyserving.adapters.request_log.tfrecord import TFRecordError, frame, read_records
 from pyserving.adapters.request_log.writer import RecordWriter, WriterOptions
+from pyserving.api.cli import main
 
 PredictionLog = prediction_log_pb2.PredictionLog
 OPTIONS = WriterOptions(max_bytes=1 << 20, max_files=0, queue_size=4096)
@@ -282,3 +283,75 @@ def test_tfrecord_type_is_accepted_and_a_logging_change_is_a_config_change(
     new = parse_text(served_config(0.25, tmp_path / "req"))
     changes = diff(old, new)
     assert changes.relogged == ("m",) and not changes.empty and not changes.changed
+
+
+# ------------------------------------------------------------------ warmup-from-logs
+def logged_record(model: str, signature: str, n: int) -> PredictionLog:
+    record = predict_record(n)
+    record.log_metadata.model_spec.name = model
+    record.log_metadata.model_spec.signature_name = signature
+    record.predict_log.response.model_spec.name = model
+    return record
+
+
+def write_log(path: Path, records: list[PredictionLog]) -> Path:
+    path.write_bytes(b"".join(frame(r.SerializeToString()) for r in records))
+    return path
+
+
+def test_warmup_from_logs_picks_one_model_and_signature_oldest_first(tmp_path: Path) -> None:
+    # Shell globs sort -10 before -2; the files are read in the order they were written.
+    later = write_log(
+        tmp_path / "req-20260101T000000Z-10.tfrecord",
+        [logged_record("a", "s", 3), logged_record("b", "s", 4)],
+    )
+    first = write_log(
+        tmp_path / "req-20260101T000000Z-2.tfrecord",
+        [logged_record("a", "s", 1), logged_record("a", "t", 9), logged_record("a", "s", 2)],
+    )
+    out = tmp_path / "warmup"
+    assert main(["warmup-from-logs", str(later), str(first), "--out", str(out),
+                 "--model", "a", "--signature", "s", "--max", "2"]) == 0  # fmt: skip
+    with open(out, "rb") as stream:
+        written = [PredictionLog.FromString(d) for d in read_records(stream)]
+    assert [r.predict_log.request.model_spec.name for r in written] == ["m1", "m2"]
+    assert not any(r.predict_log.HasField("response") for r in written)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "several of model: 'a' (2 records), 'b' (1 records); pick one with --model"),
+        (["--model", "a"], "pick one with --signature"),
+        (["--model", "c"], "no records of model 'c'; the logs hold"),
+        (["--max", "1001"], "--max 1001 is outside 1..1000"),
+        (
+            ["--model", "b", "--signature", "x"],
+            "no records of model 'b' with signature 'x'; the logs hold 's' (1 records)",
+        ),
+    ],
+)
+def test_warmup_from_logs_says_what_to_give(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    log = write_log(
+        tmp_path / "req-20260101T000000Z-1.tfrecord",
+        [logged_record("a", "s", 1), logged_record("a", "t", 2), logged_record("b", "s", 3)],
+    )
+    assert main(["warmup-from-logs", str(log), "--out", str(tmp_path / "w"), *args]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("pyserving warmup-from-logs: error: ") and message in error
+    assert not (tmp_path / "w").exists()
+
+
+def test_warmup_from_logs_refuses_files_that_are_not_request_logs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    junk = tmp_path / "junk.txt"
+    junk.write_text("not a TFRecord file at all")
+    out = str(tmp_path / "w")
+    assert main(["warmup-from-logs", str(junk), "--out", out]) == 2
+    assert "is it a request log (TFRecord) file?" in capsys.readouterr().err
+    assert main(["warmup-from-logs", str(tmp_path / "missing"), "--out", out]) == 2
+    assert "cannot read" in capsys.readouterr().err

@@ -21,9 +21,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from google.protobuf import text_format
 from tensorflow_serving.apis import (
     classification_pb2,
     inference_pb2,
+    model_management_pb2,
     predict_pb2,
     prediction_log_pb2,
 )
@@ -308,3 +310,37 @@ def test_unwritable_prefix_and_full_disk_cost_one_error_line_and_counted_drops(
         assert prefix_files(str(full)) == []  # no torn file left behind
     finally:
         assert server.stop() == 0
+
+
+def test_a_config_reload_changes_the_sampling_on_the_next_request(logged: Logged) -> None:
+    """HandleReloadConfigRequest with sampling_rate 0 stops the logging, then a new prefix
+    starts it again there; the model keeps its version (no new source)."""
+
+    def reload(prefix: Path, rate: float) -> None:
+        request = model_management_pb2.ReloadConfigRequest()
+        text_format.Parse(
+            f"model_config_list {{ {model_entry('tf1', logged.models, prefix, rate)} }}",
+            request.config,
+        )
+        reply = logged.server.model_stub.HandleReloadConfigRequest(request, timeout=60)
+        assert reply.status.error_code == 0, reply.status.error_message
+
+    def predict() -> None:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "tf1"
+        request.model_spec.signature_name = "predict_x"
+        request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([1.0], np.float32)))
+        logged.server.predict_stub.Predict(request, timeout=30)
+
+    moved = logged.prefix.parent / "moved"
+    try:
+        reload(logged.prefix, 0.0)
+        before = len(read_logs(logged.prefix))
+        for _ in range(5):
+            predict()
+        reload(moved, 1.0)
+        predict()
+        assert len(wait_records(logged.server, moved, 1)) == 1
+        assert len(read_logs(logged.prefix)) == before  # nothing while the rate was 0
+    finally:
+        reload(logged.prefix, 1.0)
