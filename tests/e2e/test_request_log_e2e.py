@@ -310,8 +310,8 @@ def test_unwritable_prefix_and_full_disk_cost_one_error_line_and_counted_drops(
 
 
 def test_a_config_reload_changes_the_sampling_on_the_next_request(logged: Logged) -> None:
-    """HandleReloadConfigRequest with sampling_rate 0 stops the logging, then a new prefix
-    starts it again there; the model keeps its version (no new source)."""
+    """HandleReloadConfigRequest with sampling_rate 0 stops the logging, a new prefix
+    starts it again there, and 0.1 logs a binomial share of 400 requests."""
 
     def reload(prefix: Path, rate: float) -> None:
         request = model_management_pb2.ReloadConfigRequest()
@@ -329,7 +329,7 @@ def test_a_config_reload_changes_the_sampling_on_the_next_request(logged: Logged
         request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([1.0], np.float32)))
         logged.server.predict_stub.Predict(request, timeout=30)
 
-    moved = logged.prefix.parent / "moved"
+    moved, tenth = logged.prefix.parent / "moved", logged.prefix.parent / "tenth"
     try:
         reload(logged.prefix, 0.0)
         before = len(read_logs(logged.prefix))
@@ -339,5 +339,13 @@ def test_a_config_reload_changes_the_sampling_on_the_next_request(logged: Logged
         predict()
         assert len(wait_records(logged.server, moved, 1)) == 1
         assert len(read_logs(logged.prefix)) == before  # nothing while the rate was 0
+        reload(tenth, 0.1)
+        for _ in range(400):
+            predict()
+        reload(moved, 1.0)  # its next record is queued after every one of the 400
+        predict()
+        wait_records(logged.server, moved, 2)
+        sampled = len(read_logs(tenth))
+        assert abs(sampled - 40) <= 4 * (400 * 0.1 * 0.9) ** 0.5, sampled  # 4 sigma
     finally:
         reload(logged.prefix, 1.0)
