@@ -9,46 +9,25 @@ from pathlib import Path
 
 import pytest
 
-from pyserving.adapters.live_config import LiveConfig
 from pyserving.adapters.model_config import ModelConfig, parse_text
 from pyserving.adapters.model_repository import ModelRepository, RepositoryControl
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.events import ConfigReloaded
 from tests.servables import GatedLoader
+from tests.test_live_config import Harness as FileHarness
 from tests.test_live_config import config_text
-from tests.util.lifecycle import Lifecycle
 from tests.util.sources import make_versions
 
 
-class Harness(Lifecycle):
-    """The lifecycle with a live config on a file that is polled only when a test says
-    (poll period an hour: the watcher never fires) and a repository at `root / repo`."""
+class Harness(FileHarness):
+    """The live config's harness on a file polled only when a test says (poll period an
+    hour: the watcher never fires), with a repository at `root / repo`."""
 
     def __init__(self, root: Path, text: str, loader: GatedLoader | None = None) -> None:
-        super().__init__(loader or GatedLoader())
-        self.root = root
-        self.file = root / "models.config"
-        self.file.write_text(text)
-        self.live = LiveConfig(
-            parse_text(text, str(self.file)),
-            self.bus.publish,
-            self.manager,
-            self.bus.wait_idle,
-            source_poll_wait_s=0,
-            config_file=str(self.file),
-            config_poll_wait_s=3600,
-        )
-        self.live.start()
-        self.settle()
+        super().__init__(root, text, loader, config_poll_wait_s=3600)
         self.control = RepositoryControl(
             ModelRepository(str(root / "repo")), self.live, self.manager.statuses
         )
-
-    def edit(self, text: str) -> bool:
-        self.file.write_text(text)
-        applied = self.live.check_file()
-        self.settle()
-        return applied
 
     def load(self, name: str) -> None:
         asyncio.run(self.control.load(name))
@@ -58,10 +37,6 @@ class Harness(Lifecycle):
 
     def origins(self) -> list[str]:
         return [e.origin for e in self.events if isinstance(e, ConfigReloaded)]
-
-    def close(self) -> None:
-        self.live.stop()
-        super().close()
 
 
 @pytest.fixture
