@@ -182,7 +182,15 @@ class RepositoryControl:
 
     def load_all(self) -> list[str]:
         """Add every model folder to the config in force at once (start-up); the names."""
-        models = [m for m in self.repository.scan() if m.platform is not None]
+        found = self.repository.scan()
+        models = [m for m in found if m.platform is not None]
+        skipped = [m.name for m in found if m.platform is None]
+        if skipped:
+            log.warning(
+                "model_repository_folders_skipped",
+                models=skipped,
+                reason="no version folder holds a model file",
+            )
         self._live.change_models({m.name: m.config() for m in models}, LOAD_ALL_ORIGIN)
         return [m.name for m in models]
 
