@@ -150,6 +150,18 @@ def test_index_load_and_unload_on_both_protocols(
         assert f"failed to load '{name}', failed to poll" in unknown.value.message()
         assert unknown.value.status() in ("StatusCode.INTERNAL", "500")
 
+    # bad bodies: 400 naming the problem, nothing changed
+    base = f"http://127.0.0.1:{server.http_port}/v2/repository"
+    for path, body, says in (
+        ("index", b"[", "not valid JSON"),
+        ("index", b'{"ready": "yes"}', '"ready" must be true or false'),
+        ("models/half/unload", b'{"parameters": []}', '"parameters" must be a JSON object'),
+        ("models/half/load", b'{"parameters": {"config": "{}"}}', "config are not supported"),
+    ):
+        status, answer = post(f"{base}/{path}", body=body)
+        assert status == 400 and says in answer["error"], (path, answer)
+    assert predict_half(server, 1.0) == half_plus_two(1.0)
+
     http_client.unload_model("half")  # returns once its versions have ended
     assert predict_code(server, lambda s: predict_half(s, 1.0)) == grpc.StatusCode.NOT_FOUND
     assert index_of(grpc_client)["half"] == ("1", "UNAVAILABLE", "unloaded")
@@ -221,9 +233,9 @@ def test_load_and_unload_beside_traffic_fail_nothing_and_replay(
     assert origins.count("RepositoryModelUnload") == 2
 
 
-def post(url: str, headers: dict[str, str] | None = None) -> tuple[int, object]:
+def post(url: str, headers: dict[str, str] | None = None, body: bytes = b"") -> tuple[int, object]:
     """The status and the JSON body (the text when it is not JSON, as aiohttp's 404)."""
-    request = urllib.request.Request(url, data=b"", method="POST", headers=headers or {})
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=60) as reply:
             status, body = reply.status, reply.read()
