@@ -115,7 +115,13 @@ class LiveConfig:
         survives unless the edit added, removed or changed that model."""
         with self._lock:
             edit = diff(self._base, new)
-            for name in (*edit.added, *edit.removed, *edit.changed, *edit.relabelled):
+            for name in (
+                *edit.added,
+                *edit.removed,
+                *edit.changed,
+                *edit.relabelled,
+                *edit.relogged,
+            ):
                 self._overrides.pop(name, None)
             self._base = new
             return self._apply(self._effective(), origin)
@@ -177,6 +183,7 @@ class LiveConfig:
                 removed=list(changes.removed),
                 changed=list(changes.changed),
                 relabelled=list(changes.relabelled),
+                relogged=list(changes.relogged),
             )
             return changes
 

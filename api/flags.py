@@ -423,6 +423,34 @@ FLAGS: tuple[Flag, ...] = (
         ":tensorflow:core:graph_*, as TF Serving names them), or both (default: %(default)s)",
         choices=METRICS_NAMES,
     ),
+    Flag(
+        "request_log_max_bytes",
+        int,
+        100 * 1024 * 1024,
+        OBSERVABILITY,
+        "request log (a model's logging_config in --model_config_file): start a new "
+        "PREFIX-<time>-<n>.tfrecord file before one would pass this size (default: 100 MiB)",
+        metavar="BYTES",
+    ),
+    Flag(
+        "request_log_max_files",
+        int,
+        10,
+        OBSERVABILITY,
+        "request log files kept per filename_prefix, the oldest removed; 0 keeps all "
+        "(default: %(default)s)",
+        metavar="N",
+    ),
+    Flag(
+        "request_log_queue_size",
+        int,
+        1024,
+        OBSERVABILITY,
+        "sampled requests waiting for the request log's writer thread; more are dropped "
+        "and counted in pyserving_request_log_dropped_total, never waited for "
+        "(default: %(default)s)",
+        metavar="N",
+    ),
     Flag("log_format", str, "json", OBSERVABILITY, "log line format", choices=("json", "console")),
     Flag(
         "log_level",

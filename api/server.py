@@ -42,6 +42,8 @@ from pyserving.adapters.model_config import (
 )
 from pyserving.adapters.model_repository import ModelRepository, RepositoryControl
 from pyserving.adapters.protos import grpc_service_pb2
+from pyserving.adapters.request_log.logger import RequestLogger
+from pyserving.adapters.request_log.writer import RecordWriter, WriterOptions
 from pyserving.adapters.sources.object_store import (
     CacheEvictor,
     ObjectStore,
@@ -208,6 +210,28 @@ def tfserving_metrics_from_flags(
     return TFServingMetrics(known_models, thread_pool_name=pool)
 
 
+def request_logger_from_flags(
+    options: ServerOptions, configs: Callable[[], ServerConfig], metrics: ServingMetrics
+) -> RequestLogger:
+    """The request log of every model's logging_config, files bounded by the flags."""
+    if options.request_log_max_bytes <= 0:
+        raise StartupError("--request_log_max_bytes must be positive (a file's size in bytes)")
+    if options.request_log_max_files < 0:
+        raise StartupError("--request_log_max_files must be 0 (keep all) or more")
+    if options.request_log_queue_size < 1:
+        raise StartupError("--request_log_queue_size must be at least 1")
+    writer = RecordWriter(
+        WriterOptions(
+            max_bytes=options.request_log_max_bytes,
+            max_files=options.request_log_max_files,
+            queue_size=options.request_log_queue_size,
+        ),
+        on_drop=metrics.request_log_drop,
+        on_written=metrics.request_log_written,
+    )
+    return RequestLogger(configs, writer, on_drop=metrics.request_log_drop)
+
+
 def runner_from_flags(
     options: ServerOptions,
     publish: Callable[[Event], Any],
@@ -323,6 +347,10 @@ class ModelServer:
             version_states=self.manager.states,
         )
         self.bus.subscribe(self.metrics.handle)
+        # Sampled requests of models with a logging_config, in the config in force.
+        self.request_log = request_logger_from_flags(
+            self.options, lambda: self.live_config.current, self.metrics
+        )
         series = [self.metrics.request_series]
         core_runner: Runner = self.runner
         if self.tf_metrics is not None:
@@ -388,6 +416,7 @@ class ModelServer:
                 cors=options.rest_api_enable_cors_support,
                 plan_options=plan_options(options),
             ),
+            self.request_log,
         )
 
     def _repository_routes(self) -> list[Any]:
@@ -464,7 +493,7 @@ class ModelServer:
             server,
             self.envelope,
             prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"],
-            PredictionService(self.core, plan_options(self.options)),
+            PredictionService(self.core, plan_options(self.options), self.request_log),
         )
         add_service(
             server,
@@ -549,6 +578,7 @@ class ModelServer:
             await self.grpc_server.stop(grace=max(0.0, grace - (time.monotonic() - started)))
         if self.profiler is not None:
             await self.profiler.close()
+        await asyncio.to_thread(self.request_log.close)  # what the answered requests queued
         self.bus.publish(ShutdownRequested(reason=reason))
         await asyncio.to_thread(self._wait_unloaded, self.options.shutdown_grace_seconds + 30)
         self.runner.close()
