@@ -30,6 +30,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from pyserving.adapters.request_log.writer import DROP_REASONS as REQUEST_LOG_DROP_REASONS
 from pyserving.engine.events import (
     EVENT_TYPES,
     AspiredVersions,
@@ -198,6 +199,21 @@ class ServingMetrics:
         )
         for kind in EVENT_TYPES:
             self.events.labels(kind)
+        # The request log (adapters/request_log): records written, and records lost.
+        self.request_log_records = Counter(
+            "pyserving_request_log_records",
+            "Sampled requests written to the request log (logging_config).",
+            registry=registry,
+        )
+        self.request_log_dropped = Counter(
+            "pyserving_request_log_dropped",
+            "Sampled requests the request log lost, by reason: queue_full (the writer is "
+            "behind), write_error (the disk or folder refused), build_error.",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in REQUEST_LOG_DROP_REASONS:
+            self.request_log_dropped.labels(reason)
         registry.register(_FunctionCollector(self._collect_gauges))
 
     # ------------------------------------------------------------------ bus side
@@ -285,6 +301,14 @@ class ServingMetrics:
     def watch_queue_depths(self, queue_depths: QueueDepths) -> None:
         """Report `pyserving_batch_queue_depth` from this callable at every scrape."""
         self._queue_depths = queue_depths
+
+    # ---------------------------------------------------------- request log side
+    def request_log_drop(self, reason: str) -> None:
+        """For the request log's `on_drop`; `reason` is one of REQUEST_LOG_DROP_REASONS."""
+        self.request_log_dropped.labels(reason).inc()
+
+    def request_log_written(self) -> None:
+        self.request_log_records.inc()
 
     # ------------------------------------------------------------ scrape time
     def _collect_gauges(self) -> Iterable[Metric]:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from google.protobuf import text_format
-from tensorflow_serving.config import model_server_config_pb2
+from tensorflow_serving.config import logging_config_pb2, model_server_config_pb2
 
 from pyserving.adapters.loaders.platforms import KNOWN_PLATFORMS, TENSORFLOW
 from pyserving.adapters.sources.version_policy import (
@@ -33,6 +33,18 @@ class ConfigError(ValueError):
     """The configuration cannot be used; the message says where and what to change."""
 
 
+# LogCollectorConfig.type values that mean the TFRecord files pyserving writes.
+LOG_COLLECTOR_TYPES = ("", "tfrecord")
+
+
+@dataclass(frozen=True)
+class RequestLogConfig:
+    """A model's `logging_config`: the share of its requests logged, and where."""
+
+    sampling_rate: float
+    filename_prefix: str
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """One model as the server runs it."""
@@ -42,6 +54,7 @@ class ModelConfig:
     platform: str = DEFAULT_PLATFORM
     version_policy: VersionPolicy = field(default_factory=LatestVersions)
     labels: Mapping[str, int] = field(default_factory=dict)
+    request_log: RequestLogConfig | None = None  # None: its requests are not logged
 
     def same_source(self, other: ModelConfig) -> bool:
         """True when a source built for `other` would find and pick the same versions."""
@@ -72,10 +85,11 @@ class ConfigDiff:
     removed: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()  # base path, platform or version policy: a new source
     relabelled: tuple[str, ...] = ()  # version labels only
+    relogged: tuple[str, ...] = ()  # logging_config only
 
     @property
     def empty(self) -> bool:
-        return not (self.added or self.removed or self.changed or self.relabelled)
+        return not (self.added or self.removed or self.changed or self.relabelled or self.relogged)
 
 
 def single_model(name: str, base_path: str, platform: str = DEFAULT_PLATFORM) -> ServerConfig:
@@ -156,9 +170,51 @@ def from_proto(proto: model_server_config_pb2.ModelServerConfig, origin: str) ->
                 platform=_platform(entry, where),
                 version_policy=policy,
                 labels=labels,
+                request_log=_request_log(entry, where),
             )
         )
     return ServerConfig(tuple(models))
+
+
+def _request_log(entry: model_server_config_pb2.ModelConfig, where: str) -> RequestLogConfig | None:
+    """TF Serving's LoggingConfig, as far as pyserving writes it: a sampling rate and the
+    prefix of TFRecord files (see adapters/request_log)."""
+    if not entry.HasField("logging_config"):
+        return None
+    config: logging_config_pb2.LoggingConfig = entry.logging_config
+    where = f"{where}: logging_config"
+    if config.HasField("custom_logging_config"):
+        raise ConfigError(
+            f"{where}: custom_logging_config is not supported; use log_collector_config "
+            '{ filename_prefix: "/path/prefix" } and sampling_config { sampling_rate: R }'
+        )
+    sampling = config.sampling_config
+    if sampling.per_task_sampling_configs or sampling.attributes:
+        raise ConfigError(
+            f"{where}: sampling_config supports only sampling_rate; remove "
+            "per_task_sampling_configs and attributes"
+        )
+    rate = sampling.sampling_rate
+    if not 0.0 <= rate <= 1.0:  # NaN fails too
+        raise ConfigError(
+            f"{where}: sampling_rate {rate} is outside [0, 1]; give the share of requests "
+            "to log (0.01 logs one in a hundred)"
+        )
+    collector = config.log_collector_config
+    if collector.type not in LOG_COLLECTOR_TYPES:
+        raise ConfigError(
+            f"{where}: log_collector_config type {collector.type!r} is not supported; "
+            'leave type out or write type: "tfrecord" (TFRecord files of PredictionLog '
+            "at filename_prefix)"
+        )
+    if rate == 0.0:
+        return None
+    if not collector.filename_prefix:
+        raise ConfigError(
+            f"{where}: log_collector_config filename_prefix is empty; give where the "
+            'files go, e.g. filename_prefix: "/var/log/pyserving/requests"'
+        )
+    return RequestLogConfig(rate, collector.filename_prefix)
 
 
 def _platform(entry: model_server_config_pb2.ModelConfig, where: str) -> str:
@@ -203,4 +259,5 @@ def diff(old: ServerConfig, new: ServerConfig) -> ConfigDiff:
         relabelled=tuple(
             n for n in both if dict(new_by_name[n].labels) != dict(old_by_name[n].labels)
         ),
+        relogged=tuple(n for n in both if new_by_name[n].request_log != old_by_name[n].request_log),
     )

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import pyserving
 from pyserving.api.flags import add_serve_flags, server_options
 from pyserving.api.replay_command import add_replay_command
+from pyserving.api.warmup_from_logs_command import add_warmup_from_logs_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_flags(serve)
     serve.set_defaults(func=_run_serve)
     add_replay_command(commands)
+    add_warmup_from_logs_command(commands)
     return parser
 
 

@@ -199,6 +199,26 @@ FLAGS: tuple[Flag, ...] = (
         metavar="SECONDS",
     ),
     Flag(
+        "model_repository",
+        str,
+        "",
+        MODELS,
+        "pyserving's own: a folder of model folders (each a model's base path with numbered "
+        "versions, as Triton's repository), served through the Open Inference Protocol's "
+        "model repository API (RepositoryIndex/ModelLoad/ModelUnload, POST /v2/repository/"
+        "...): a load adds the model (latest version, platform from its files), an unload "
+        "removes it. Alone, nothing serves until loaded; off when not given",
+        metavar="DIR",
+    ),
+    Flag(
+        "model_repository_load_all",
+        bool,
+        False,
+        MODELS,
+        "pyserving's own: load every model folder of --model_repository at start-up "
+        "(default: false)",
+    ),
+    Flag(
         "allow_version_labels_for_unavailable_models",
         bool,
         False,
@@ -403,6 +423,34 @@ FLAGS: tuple[Flag, ...] = (
         ":tensorflow:core:graph_*, as TF Serving names them), or both (default: %(default)s)",
         choices=METRICS_NAMES,
     ),
+    Flag(
+        "request_log_max_bytes",
+        int,
+        100 * 1024 * 1024,
+        OBSERVABILITY,
+        "request log (a model's logging_config in --model_config_file): start a new "
+        "PREFIX-<time>-<n>.tfrecord file before one would pass this size (default: 100 MiB)",
+        metavar="BYTES",
+    ),
+    Flag(
+        "request_log_max_files",
+        int,
+        10,
+        OBSERVABILITY,
+        "request log files kept per filename_prefix, the oldest removed; 0 keeps all "
+        "(default: %(default)s)",
+        metavar="N",
+    ),
+    Flag(
+        "request_log_queue_size",
+        int,
+        1024,
+        OBSERVABILITY,
+        "sampled requests waiting for the request log's writer thread; more are dropped "
+        "and counted in pyserving_request_log_dropped_total, never waited for "
+        "(default: %(default)s)",
+        metavar="N",
+    ),
     Flag("log_format", str, "json", OBSERVABILITY, "log line format", choices=("json", "console")),
     Flag(
         "log_level",
@@ -453,6 +501,17 @@ FLAGS: tuple[Flag, ...] = (
         "HTTPS with the same certificate on --rest_api_port",
         _implemented("TLS for gRPC, and HTTPS on the REST port"),
         metavar="FILE",
+    ),
+    Flag(
+        "restricted_api",
+        str,
+        "",
+        TLS,
+        "pyserving's own, as Triton's --grpc-restricted-protocol/--http-restricted-api: "
+        "answer the listed groups' calls only when the gRPC metadata or HTTP header KEY "
+        "equals VALUE, others get PERMISSION_DENIED / 403. Groups: model-repository (the "
+        "repository API), model-config (HandleReloadConfigRequest). Inference stays open",
+        metavar="GROUPS:KEY=VALUE",
     ),
     Flag(
         "grpc_socket_path",

@@ -21,6 +21,8 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
+from pyserving.adapters.request_log.logger import NO_REQUEST_LOG, RequestLog
+from pyserving.api import request_records as records
 from pyserving.api import tensor_codec
 from pyserving.api.model_spec import ModelRequest, fill_model_spec, parse_model_spec
 from pyserving.engine.errors import invalid_argument
@@ -93,18 +95,23 @@ def model_metadata(
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, core: RequestCore, options: PlanOptions) -> None:
+    def __init__(
+        self, core: RequestCore, options: PlanOptions, request_log: RequestLog = NO_REQUEST_LOG
+    ) -> None:
         self._core = core
         self._options = options
+        self._log = request_log.log  # sampled answers become PredictionLog records
 
     async def Predict(
         self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext
     ) -> predict_pb2.PredictResponse:
         spec = parse_model_spec(request.model_spec)
         inputs = tensor_codec.decode_inputs(request.inputs, self._options.max_elements)
-        return await self._core.execute(
+        response = await self._core.execute(
             spec, lambda servable: predict_plan(servable, request, inputs), _deadline(context)
         )
+        self._log(spec.name, lambda: records.logged(records.PREDICT, request, response))
+        return response
 
     async def GetModelMetadata(
         self,
@@ -120,21 +127,25 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> classification_pb2.ClassificationResponse:
         spec = parse_model_spec(request.model_spec)
-        return await self._core.execute(
+        response = await self._core.execute(
             spec,
             lambda servable: plan_classify(servable, request, self._options),
             _deadline(context),
         )
+        self._log(spec.name, lambda: records.logged(records.CLASSIFY, request, response))
+        return response
 
     async def Regress(
         self, request: regression_pb2.RegressionRequest, context: grpc.aio.ServicerContext
     ) -> regression_pb2.RegressionResponse:
         spec = parse_model_spec(request.model_spec)
-        return await self._core.execute(
+        response = await self._core.execute(
             spec,
             lambda servable: plan_regress(servable, request, self._options),
             _deadline(context),
         )
+        self._log(spec.name, lambda: records.logged(records.REGRESS, request, response))
+        return response
 
     async def MultiInference(
         self,
@@ -142,8 +153,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> inference_pb2.MultiInferenceResponse:
         spec = parse_model_spec(multi_inference_model_spec(request))
-        return await self._core.execute(
+        response = await self._core.execute(
             spec,
             lambda servable: plan_multi_inference(servable, request, self._options),
             _deadline(context),
         )
+        self._log(spec.name, lambda: records.logged(records.MULTI_INFERENCE, request, response))
+        return response

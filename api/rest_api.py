@@ -30,9 +30,11 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, regression_pb2
 
+from pyserving.adapters.request_log.logger import NO_REQUEST_LOG, RequestLog
+from pyserving.api import request_records as records
 from pyserving.api import rest_codec
 from pyserving.api.model_service import model_status
-from pyserving.api.prediction_service import model_metadata
+from pyserving.api.prediction_service import encode_prediction, model_metadata
 from pyserving.api.request_envelope import HTTP_STATUS, Envelope, http_status
 from pyserving.engine.errors import Code, ServingError, invalid_argument
 from pyserving.engine.manager import Manager
@@ -104,9 +106,15 @@ class RestApi:
     """The REST codec: a path and JSON body in, the request core's answer out as JSON."""
 
     def __init__(
-        self, core: RequestCore, manager: Manager, envelope: Envelope, options: RestOptions
+        self,
+        core: RequestCore,
+        manager: Manager,
+        envelope: Envelope,
+        options: RestOptions,
+        request_log: RequestLog = NO_REQUEST_LOG,
     ) -> None:
         self._core = core
+        self._log = request_log.log  # sampled answers become PredictionLog records
         self._map = core.servable_map
         self._manager = manager
         self._envelope = envelope
@@ -178,9 +186,10 @@ class RestApi:
         name = rest_codec.signature_name(doc)
         limit = self._options.plan_options.max_elements
         columnar = False
+        inputs: dict[str, Any] = {}
 
         async def planner(servable: Servable) -> RequestPlan[Any]:
-            nonlocal columnar
+            nonlocal columnar, inputs
             signature = select_signature(servable, name)
             inputs, columnar = await _off_loop_if_big(
                 size, rest_codec.decode_predict, doc, signature, limit
@@ -189,6 +198,12 @@ class RestApi:
             return plan_predict(servable, signature.name, inputs, ())
 
         prediction = await self._core.execute(spec, planner, deadline)
+        self._log(
+            spec.name,
+            lambda: records.rest_predict(
+                spec, name, inputs, encode_prediction(spec.name, prediction)
+            ),
+        )
         outputs = prediction.outputs
         return await _off_loop_if_big(
             sum(a.nbytes for a in outputs.values()), rest_codec.encode_predict, outputs, columnar
@@ -211,6 +226,8 @@ class RestApi:
         response = await self._core.execute(
             spec, lambda servable: planner(servable, request, options), deadline
         )
+        field = records.CLASSIFY if kind == "classify" else records.REGRESS
+        self._log(spec.name, lambda: records.with_path_version(field, request, response, spec))
         if kind == "classify":
             return rest_codec.encode_classification(response.result)
         return rest_codec.encode_regression(response.result)

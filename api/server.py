@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import os
 import shutil
 import signal
 import tempfile
@@ -39,6 +40,10 @@ from pyserving.adapters.model_config import (
     read_file,
     single_model,
 )
+from pyserving.adapters.model_repository import ModelRepository, RepositoryControl
+from pyserving.adapters.protos import grpc_service_pb2
+from pyserving.adapters.request_log.logger import RequestLogger
+from pyserving.adapters.request_log.writer import RecordWriter, WriterOptions
 from pyserving.adapters.sources.object_store import (
     CacheEvictor,
     ObjectStore,
@@ -55,7 +60,7 @@ from pyserving.adapters.tfserving_metrics import (
     tee_series,
 )
 from pyserving.adapters.tracing import TracingConfigError, tracing_from_environment
-from pyserving.api import model_listing, profiler_service
+from pyserving.api import model_listing, oip_repository, profiler_service
 from pyserving.api.flag_compat import (
     FlagError,
     grpc_channel_arguments,
@@ -70,6 +75,13 @@ from pyserving.api.monitoring_config import MonitoringConfigError, load_monitori
 from pyserving.api.prediction_service import PredictionService
 from pyserving.api.request_envelope import Envelope, add_service
 from pyserving.api.rest_api import RestApi, RestOptions
+from pyserving.api.restricted_api import (
+    MODEL_CONFIG,
+    MODEL_REPOSITORY,
+    RestrictionError,
+    Restrictions,
+    parse_restricted_api,
+)
 from pyserving.api.tensor_codec import elements_within
 from pyserving.api.tls import TlsConfigError, load_ssl_config
 from pyserving.api.warmup_replay import make_replay
@@ -99,11 +111,41 @@ def models_from_flags(options: ServerOptions) -> ServerConfig:
         except ConfigError as exc:
             raise StartupError(str(exc)) from None
     if not options.model_base_path:
+        if options.model_repository:
+            return ServerConfig(())  # nothing serves until the repository API loads a model
         raise StartupError(
             "no model to serve: give --model_base_path=/path/to/model (a folder of numbered "
-            "version folders) and --model_name=NAME, or --model_config_file=FILE"
+            "version folders) and --model_name=NAME, or --model_config_file=FILE, or "
+            "--model_repository=DIR and load models through the repository API"
         )
     return single_model(options.model_name, options.model_base_path, options.model_platform)
+
+
+def restrictions_from_flags(options: ServerOptions) -> Restrictions:
+    try:
+        return Restrictions(parse_restricted_api(options.restricted_api))
+    except RestrictionError as exc:
+        raise StartupError(str(exc)) from None
+
+
+def repository_from_flags(
+    options: ServerOptions, live_config: LiveConfig, manager: Manager
+) -> RepositoryControl | None:
+    """The repository API's operations with --model_repository; None (API off) without."""
+    if not options.model_repository:
+        if options.model_repository_load_all:
+            raise StartupError(
+                "--model_repository_load_all needs --model_repository=DIR, the folder to load"
+            )
+        return None
+    if not os.path.isdir(options.model_repository):
+        raise StartupError(
+            f"--model_repository={options.model_repository} is not a folder: give the folder "
+            "holding one folder per model (each with numbered version folders)"
+        )
+    return RepositoryControl(
+        ModelRepository(options.model_repository), live_config, manager.statuses
+    )
 
 
 def config_digest(config: ServerConfig) -> str:
@@ -167,6 +209,28 @@ def tfserving_metrics_from_flags(
     if isinstance(runner, BatchingRunner) and options.batching_parameters_file:
         pool = runner.options.thread_pool_name
     return TFServingMetrics(known_models, thread_pool_name=pool)
+
+
+def request_logger_from_flags(
+    options: ServerOptions, configs: Callable[[], ServerConfig], metrics: ServingMetrics
+) -> RequestLogger:
+    """The request log of every model's logging_config, files bounded by the flags."""
+    if options.request_log_max_bytes <= 0:
+        raise StartupError("--request_log_max_bytes must be positive (a file's size in bytes)")
+    if options.request_log_max_files < 0:
+        raise StartupError("--request_log_max_files must be 0 (keep all) or more")
+    if options.request_log_queue_size < 1:
+        raise StartupError("--request_log_queue_size must be at least 1")
+    writer = RecordWriter(
+        WriterOptions(
+            max_bytes=options.request_log_max_bytes,
+            max_files=options.request_log_max_files,
+            queue_size=options.request_log_queue_size,
+        ),
+        on_drop=metrics.request_log_drop,
+        on_written=metrics.request_log_written,
+    )
+    return RequestLogger(configs, writer, on_drop=metrics.request_log_drop)
 
 
 def runner_from_flags(
@@ -261,6 +325,8 @@ class ModelServer:
             config_poll_wait_s=options.model_config_file_poll_wait_seconds,
             storage_for=self._storage,
         )
+        self.restrictions = restrictions_from_flags(options)
+        self.repository = repository_from_flags(options, self.live_config, self.manager)
         self.health = HealthService(self.servable_map, self.live_config.model_names)
         self.grpc_server: grpc.aio.Server | None = None
         self.profiler: profiler_service.ProfilerForwarder | None = None
@@ -290,6 +356,10 @@ class ModelServer:
             version_states=self.manager.states,
         )
         self.bus.subscribe(self.metrics.handle)
+        # Sampled requests of models with a logging_config, in the config in force.
+        self.request_log = request_logger_from_flags(
+            self.options, lambda: self.live_config.current, self.metrics
+        )
         series = [self.metrics.request_series]
         core_runner: Runner = self.runner
         if self.tf_metrics is not None:
@@ -359,7 +429,20 @@ class ModelServer:
                 cors=options.rest_api_enable_cors_support,
                 plan_options=plan_options(options),
             ),
+            self.request_log,
         )
+
+    def _repository_routes(self) -> list[Any]:
+        if self.repository is None:
+            return []  # off: its paths answer 404
+        timeout_ms = self.options.rest_api_timeout_in_ms
+        return oip_repository.RepositoryRoutes(
+            self.repository,
+            self.envelope,
+            self.restrictions,
+            timeout_s=timeout_ms / 1000 if timeout_ms > 0 else None,
+            max_body_bytes=self.options.grpc_max_message_bytes,
+        ).routes()
 
     async def _start_http(self) -> None:
         if not self.options.rest_api_port:
@@ -374,6 +457,7 @@ class ModelServer:
             exported = None if self.options.metrics_names == "tfserving" else self.metrics_registry
             extra = self.tf_metrics.exposition if self.tf_metrics is not None else None
             http.add_routes(metrics_routes(exported, self.prometheus.path, extra))
+        http.add_routes(self._repository_routes())
         http.add_routes(self._rest_api().routes())
         try:
             self.http_port = await http.start()
@@ -422,14 +506,30 @@ class ModelServer:
             server,
             self.envelope,
             prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"],
-            PredictionService(self.core, plan_options(self.options)),
+            PredictionService(self.core, plan_options(self.options), self.request_log),
         )
         add_service(
             server,
             self.envelope,
             model_service_pb2.DESCRIPTOR.services_by_name["ModelService"],
-            ModelService(self.manager, self.servable_map, reload=self.live_config.reload),
+            self.restrictions.guard(
+                ModelService(self.manager, self.servable_map, reload=self.live_config.reload),
+                MODEL_CONFIG,
+                {"HandleReloadConfigRequest"},
+            ),
         )
+        if self.repository is not None:  # the repository API is off without the flag
+            add_service(
+                server,
+                self.envelope,
+                grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"],
+                self.restrictions.guard(
+                    oip_repository.RepositoryService(self.repository),
+                    MODEL_REPOSITORY,
+                    oip_repository.METHODS,
+                ),
+                methods=oip_repository.METHODS,
+            )
         model_listing.add_to_server(
             model_listing.ModelListingService(
                 self.manager,
@@ -473,6 +573,9 @@ class ModelServer:
             await server.stop(None)
             raise
         self.live_config.start()
+        if self.repository is not None and self.options.model_repository_load_all:
+            loaded = await asyncio.to_thread(self.repository.load_all)
+            log.info("model_repository_loaded_all", models=loaded)
 
     async def stop(self, reason: str) -> None:
         """Graceful stop: refuse new work, finish what is in flight, unload, flush the log."""
@@ -488,6 +591,7 @@ class ModelServer:
             await self.grpc_server.stop(grace=max(0.0, grace - (time.monotonic() - started)))
         if self.profiler is not None:
             await self.profiler.close()
+        await asyncio.to_thread(self.request_log.close)  # what the answered requests queued
         self.bus.publish(ShutdownRequested(reason=reason))
         await asyncio.to_thread(self._wait_unloaded, self.options.shutdown_grace_seconds + 30)
         self.runner.close()

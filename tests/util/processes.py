@@ -40,9 +40,13 @@ def serve_command(port: int, *flags: str) -> list[str]:
 
 
 def spawn(
-    command: Sequence[str], log_path: Path | None = None, env: dict[str, str] | None = None
+    command: Sequence[str],
+    log_path: Path | None = None,
+    env: dict[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start `command` in the repository root, stdout and stderr to `log_path` (or nowhere)."""
+    """Start `command` in the repository root, stdout and stderr to `log_path` (or nowhere);
+    `preexec_fn` runs in the child before it executes (say, to set a resource limit)."""
     if log_path is None:
         return subprocess.Popen(
             list(command),
@@ -50,6 +54,7 @@ def spawn(
             stderr=subprocess.DEVNULL,
             env={**QUIET_ENV, **(env or {})},
             cwd=ROOT,
+            preexec_fn=preexec_fn,
         )
     with open(log_path, "wb") as log:  # the child keeps its own descriptor
         return subprocess.Popen(
@@ -58,6 +63,7 @@ def spawn(
             stderr=subprocess.STDOUT,
             env={**QUIET_ENV, **(env or {})},
             cwd=ROOT,
+            preexec_fn=preexec_fn,
         )
 
 
@@ -116,10 +122,16 @@ def stop(
 class ServerProcess:
     """`pyserving serve` as a subprocess, with its JSON log captured to a file."""
 
-    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
         self.port = free_port()
         self.log_path = log_path
-        self.process = spawn(serve_command(self.port, *args), log_path, env)
+        self.process = spawn(serve_command(self.port, *args), log_path, env, preexec_fn)
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
         self.predict_stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.model_stub = model_service_pb2_grpc.ModelServiceStub(self.channel)

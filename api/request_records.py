@@ -1,0 +1,87 @@
+"""The PredictionLog of an answered request, for the request log (`adapters/request_log`).
+
+Builders only: the protocols call them lazily, through `RequestLog.log(model, build)`,
+so nothing here runs for a request that is not sampled. Each returns a message of its
+own (copies), since the writer thread serializes it after the request has moved on.
+`log_metadata.model_spec` is the reply's: the model, the version that answered and the
+signature that ran, as TF Serving's request logger records it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from google.protobuf.message import Message
+from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+from pyserving.api import tensor_codec
+from pyserving.engine.request_core import ModelRequest
+
+PredictionLog = prediction_log_pb2.PredictionLog
+
+# The PredictionLog field of each kind of request.
+PREDICT, CLASSIFY, REGRESS, MULTI_INFERENCE = (
+    "predict_log",
+    "classify_log",
+    "regress_log",
+    "multi_inference_log",
+)
+
+
+def logged(field: str, request: Message, response: Message) -> PredictionLog:
+    """A gRPC (or already proto) request and its reply, copied into `field`."""
+    record = PredictionLog()
+    entry = getattr(record, field)
+    entry.request.CopyFrom(request)
+    entry.response.CopyFrom(response)
+    record.log_metadata.model_spec.CopyFrom(_answered_spec(response))
+    return record
+
+
+def with_path_version(
+    field: str, request: Message, response: Message, spec: ModelRequest
+) -> PredictionLog:
+    """A REST request (proto-built) with the version or label its URL named."""
+    record = logged(field, request, response)
+    _name_version(getattr(record, field).request.model_spec, spec)
+    return record
+
+
+def rest_predict(
+    spec: ModelRequest,
+    signature_sent: str,
+    inputs: Mapping[str, np.ndarray],
+    response: predict_pb2.PredictResponse,
+) -> PredictionLog:
+    """REST predict as the PredictRequest gRPC would have carried, with the reply gRPC
+    would have given (`prediction_service.encode_prediction`)."""
+    record = PredictionLog()
+    request = record.predict_log.request
+    request.model_spec.name = spec.name
+    request.model_spec.signature_name = signature_sent
+    _name_version(request.model_spec, spec)
+    for name, array in inputs.items():
+        tensor_codec.encode(array, request.inputs[name])
+    record.predict_log.response.CopyFrom(response)
+    record.log_metadata.model_spec.CopyFrom(response.model_spec)
+    return record
+
+
+def _name_version(out: model_pb2.ModelSpec, spec: ModelRequest) -> None:
+    if spec.version is not None:
+        out.version.value = spec.version
+    elif spec.label:
+        out.version_label = spec.label
+
+
+def _answered_spec(response: Message) -> model_pb2.ModelSpec:
+    if hasattr(response, "model_spec"):  # Predict, Classification, Regression responses
+        return response.model_spec  # type: ignore[no-any-return]
+    results = getattr(response, "results", ())  # MultiInferenceResponse: one per task
+    if results:
+        spec = model_pb2.ModelSpec()
+        spec.CopyFrom(results[0].model_spec)
+        spec.ClearField("signature_name")  # the tasks ran different signatures
+        return spec
+    return model_pb2.ModelSpec()
