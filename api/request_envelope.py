@@ -3,8 +3,9 @@
 Drain (from the stop signal on, a request is answered UNAVAILABLE unrun; those already
 being handled finish), request id and log context (`RequestScope`, read only when a line
 is written), the REST deadline, error-to-status mapping (a ServingError keeps its code;
-anything else becomes INTERNAL with no trace to the client), the access log line and the
-request metrics (their children looked up once per model and api, not per request).
+anything else becomes INTERNAL with no trace to the client), the access log line, the
+request metrics (their children looked up once per model and api, not per request) and,
+when a `Tracer` is given (OTEL_* variables, see adapters/tracing.py), the request's span.
 
 `Envelope.run` is protocol-free; `add_service` puts gRPC servicers behind it (one
 wrapper per method, no interceptors: grpc.aio runs those on every call), and the REST
@@ -32,6 +33,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from pyserving.engine.errors import Code, ServingError, invalid_argument
 from pyserving.engine.request_scope import CURRENT, RequestScope
+from pyserving.engine.trace_hooks import Tracer
 
 log = structlog.get_logger("pyserving.api")
 
@@ -105,9 +107,10 @@ def observer_series(observe: RequestObserver) -> SeriesFactory:
 class Envelope:
     """One per server, shared by every protocol; see the module docstring."""
 
-    def __init__(self, series: SeriesFactory | None = None) -> None:
+    def __init__(self, series: SeriesFactory | None = None, tracer: Tracer | None = None) -> None:
         self.draining = False
         self._series_for = series
+        self.tracer = tracer  # None: traces are off (one check per request)
         self._series: dict[tuple[str, str], RequestSeries] = {}
         self._active = 0
         self._last_arrival = 0.0
@@ -138,10 +141,13 @@ class Envelope:
         *args: Any,
         timeout_s: float | None = None,
         timeout_flag: str = "",
+        carrier: Any = None,
     ) -> T:
         """`await work(*args)` inside the envelope. Raises only ServingError (its code is
-        what the client gets); `timeout_s` is enforced here (REST), gRPC enforces its own."""
+        what the client gets); `timeout_s` is enforced here (REST), gRPC enforces its own.
+        `carrier` (gRPC context or HTTP headers) is read only by a tracer, for traceparent."""
         token = CURRENT.set(scope)
+        trace = None if self.tracer is None else self.tracer.begin(scope, carrier)
         started = time.perf_counter()
         self._last_arrival = time.monotonic()
         code = "OK"
@@ -180,7 +186,15 @@ class Envelope:
             seconds = time.perf_counter() - started
             log.debug("request_finished", code=code, seconds=round(seconds, 6))
             self._observe(scope, code, seconds)
+            if trace is not None:
+                self._end_trace(trace, scope, code)
             CURRENT.reset(token)
+
+    def _end_trace(self, trace: Any, scope: RequestScope, code: str) -> None:
+        try:
+            self.tracer.end(trace, scope, code)  # type: ignore[union-attr]
+        except Exception:  # tracing must never fail a request
+            log.exception("request_trace_failed")
 
     def _observe(self, scope: RequestScope, code: str, seconds: float) -> None:
         if self._series_for is None:
@@ -250,7 +264,7 @@ def grpc_behavior(envelope: Envelope, api: str, handler: Behavior) -> Behavior:
             model = requested_model(request)
         scope = RequestScope(api, model, lambda: _metadata_request_id(context))
         try:
-            return await envelope.run(scope, work, request, context)
+            return await envelope.run(scope, work, request, context, carrier=context)
         except ServingError as exc:
             await context.abort(grpc_status(exc), exc.message)
 

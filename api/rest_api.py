@@ -139,6 +139,7 @@ class RestApi:
                 request,
                 timeout_s=self._timeout_s,
                 timeout_flag="--rest_api_timeout_in_ms",
+                carrier=request.headers,
             )
             return web.Response(body=reply, headers=headers)
         except ServingError as exc:

@@ -59,6 +59,7 @@ from pyserving.adapters.tfserving_metrics import (
     TFServingMetrics,
     tee_series,
 )
+from pyserving.adapters.tracing import TracingConfigError, tracing_from_environment
 from pyserving.api import model_listing, oip_repository, profiler_service
 from pyserving.api.flag_compat import (
     FlagError,
@@ -269,10 +270,16 @@ class ModelServer:
         self.config = models_from_flags(options)
         first_seq = last_sequence(options.event_log) + 1 if options.event_log else 1
         self.bus = EventBus(first_seq=first_seq)
+        try:  # OpenTelemetry traces, when the OTEL_* variables ask for them
+            self.tracing = tracing_from_environment()
+        except TracingConfigError as exc:
+            raise StartupError(str(exc)) from None
         # Rejections are counted by the metrics, made later in _init_observability.
         self.runner = runner_from_flags(
             options, self.bus.publish, lambda *reject: self.metrics.batch_rejected(*reject)
         )
+        if self.tracing is not None and isinstance(self.runner, BatchingRunner):
+            self.runner.tracer = self.tracing.requests
         self.servable_map = ServableMap()
         # TF Serving's own series (--metrics_names); TensorFlow's Session work feeds them.
         self.tf_metrics = tfserving_metrics_from_flags(
@@ -303,6 +310,8 @@ class ModelServer:
         self.event_log = event_log_from_flags(options)
         self.bus.subscribe(self.manager.handle)  # it alone writes the serving map
         self.bus.subscribe(log_event)
+        if self.tracing is not None:
+            self.bus.subscribe(self.tracing.lifecycle)
         if self.event_log is not None:
             self.bus.subscribe(self.event_log)
         self.cache: VersionCache | None = None  # made when a model first lives in a store
@@ -357,8 +366,12 @@ class ModelServer:
             self.bus.subscribe(self.tf_metrics.handle)
             series.append(self.tf_metrics.request_series)
             core_runner = RuntimeTimedRunner(self.runner, self.tf_metrics)
-        # Every protocol's requests pass through this one envelope (drain, ids, metrics).
-        self.envelope = Envelope(series=tee_series(*series))
+        tracer = None
+        if self.tracing is not None:
+            tracer = self.tracing.requests
+            core_runner = self.tracing.runner(core_runner, isinstance(self.runner, BatchingRunner))
+        # Every protocol's requests pass through this one envelope (drain, ids, metrics, traces).
+        self.envelope = Envelope(series=tee_series(*series), tracer=tracer)
         self.core = RequestCore(self.servable_map, core_runner)
         if isinstance(self.runner, BatchingRunner):
             self.metrics.watch_queue_depths(self.runner.queue_depths)
@@ -588,6 +601,8 @@ class ModelServer:
         self.bus.stop()
         if self.event_log is not None:
             self.event_log.close()
+        if self.tracing is not None:
+            self.tracing.shutdown()  # exports the spans still buffered (the last unloads)
         if self.cache is not None and not self.options.model_cache_dir:
             shutil.rmtree(self.cache.root, ignore_errors=True)  # our own temporary folder
         if self.http_server is not None:

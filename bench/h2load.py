@@ -3,7 +3,9 @@
 The Python load generator (bench/loadgen.py) saturates near 2.5k req/s and hides how far
 a server is from the floor. Here Debian's h2load (nghttp2-client) sends the same
 gRPC-framed one-image PredictRequest to each target: the floor (grpc.aio with a canned
-reply), pyserving unbatched and pyserving --enable_batching; and over REST (`h2load
+reply), pyserving unbatched and pyserving --enable_batching, and both again with
+OpenTelemetry traces on at 1% sampling (parentbased_traceidratio 0.01, exported over
+OTLP/HTTP to a local sink that accepts and drops: the cost is the server's); and over REST (`h2load
 --h1`, TF Serving's JSON `:predict`) the same two servers and an aiohttp floor that
 parses the JSON body and answers a canned prediction. Every target is pinned to
 CPU 0 (`taskset -c 0`) and h2load to CPU 1; each concurrency level runs every target in
@@ -31,12 +33,25 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from bench.heavy_model import export as export_heavy
 from bench.targets import ROOT, Target, floor_target, free_port, pyserving_target
+from tests.util.otlp import OtlpReceiver
 
 PREDICT_PATH = "/tensorflow.serving.PredictionService/Predict"
 REST_PATH = "/v1/models/mnist:predict"
 RESULTS = ROOT / "bench" / "results"
 SERVER_CPU, CLIENT_CPU = "0", "1"
 HEAVY_TIMEOUT_US = 5000
+TRACE_SAMPLING = "0.01"
+TRACED = {"unbatched_traced": "unbatched", "batched_traced": "batched"}  # traced: untraced
+
+
+def tracing_env(endpoint: str) -> dict[str, str]:
+    """The OTEL_* variables of a traced target: 1% of requests, to `endpoint`."""
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_SERVICE_NAME": "pyserving-bench",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": TRACE_SAMPLING,
+    }
 
 
 def grpc_frame(message: bytes) -> bytes:
@@ -118,6 +133,24 @@ def h2load(
     }
 
 
+def cpu_per_request(cpu_s: float, result: dict, seconds: float) -> float:
+    """The server's CPU µs per request over a run (its warm-up second too, at the measured
+    rate): on a shared machine a steadier cost figure than req/s."""
+    answered = result["req_s"] * (max(1, round(seconds)) + 1)
+    return round(cpu_s / answered * 1e6, 1) if answered else 0.0
+
+
+def median_run(results: list[dict]) -> dict:
+    """The run with the median req/s of a target's rounds, and every round's req/s."""
+    ordered = sorted(results, key=lambda r: r["req_s"])
+    cpu = sorted(r["cpu_us_per_request"] for r in results)
+    return {
+        **ordered[(len(ordered) - 1) // 2],
+        "cpu_us_per_request": cpu[(len(cpu) - 1) // 2],
+        "rounds_req_s": [r["req_s"] for r in results],
+    }
+
+
 def measure_heavy(args: argparse.Namespace, workdir: Path, body: Path, request: Any) -> list:
     """What batching is for: the heavy model, unbatched vs batched at c=64, and the same
     model called in-process at the batch sizes the batching server formed (the ceiling)."""
@@ -189,6 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="gRPC runs per target and concurrency, interleaved; the median is reported",
+    )
+    parser.add_argument(
         "--heavy", action="store_true", help="also the compute-heavy model (what batching is for)"
     )
     args = parser.parse_args(argv)
@@ -208,11 +247,14 @@ def main(argv: list[str] | None = None) -> int:
         "num_batch_threads { value: 1 }\nmax_enqueued_batches { value: 1000 }\n"
     )
     rest_ports = {"unbatched": free_port(), "batched": free_port(), "rest_floor": free_port()}
+    sink = OtlpReceiver(decode=False).__enter__()
+    traced = tracing_env(sink.endpoint)
     targets = [
         floor_target(workdir),
         pyserving_target(
             "unbatched", "pyserving", model, workdir, f"--rest_api_port={rest_ports['unbatched']}"
         ),
+        pyserving_target("unbatched_traced", "pyserving, traces at 1%", model, workdir, env=traced),
         pyserving_target(
             "batched",
             "pyserving --enable_batching (max 64, 1 ms)",
@@ -221,6 +263,15 @@ def main(argv: list[str] | None = None) -> int:
             "--enable_batching",
             f"--batching_parameters_file={batching}",
             f"--rest_api_port={rest_ports['batched']}",
+        ),
+        pyserving_target(
+            "batched_traced",
+            "pyserving --enable_batching (max 64, 1 ms), traces at 1%",
+            model,
+            workdir,
+            "--enable_batching",
+            f"--batching_parameters_file={batching}",
+            env=traced,
         ),
     ]
     rest_floor = Target(
@@ -243,14 +294,25 @@ def main(argv: list[str] | None = None) -> int:
         for name, port in rest_ports.items():
             check_rest_answer(f"127.0.0.1:{port}", rest_body.read_bytes(), name)
         for level in [int(c) for c in args.concurrency.split(",")]:
-            for target in targets:
-                result = h2load(
-                    target.address, body, level, args.seconds, workdir / f"{target.name}.h2"
-                )
-                if result["http_2xx"] == 0:
-                    raise SystemExit(f"{target.name}: no successful request")
-                rows.append({"target": target.name, "concurrency": level, **result})
-                print(json.dumps(rows[-1]), flush=True)
+            runs: dict[str, list[dict]] = {target.name: [] for target in targets}
+            for _ in range(args.rounds):  # rounds interleaved: drift hits every target alike
+                for target in targets:
+                    cpu = target.cpu_seconds()
+                    result = h2load(
+                        target.address, body, level, args.seconds, workdir / f"{target.name}.h2"
+                    )
+                    result["cpu_us_per_request"] = cpu_per_request(
+                        target.cpu_seconds() - cpu, result, args.seconds
+                    )
+                    if result["http_2xx"] == 0:
+                        raise SystemExit(f"{target.name}: no successful request")
+                    runs[target.name].append(result)
+                    print(
+                        json.dumps({"target": target.name, "concurrency": level, **result}),
+                        flush=True,
+                    )
+            for name, results in runs.items():
+                rows.append({"target": name, "concurrency": level, **median_run(results)})
         for level in [int(c) for c in args.rest_concurrency.split(",")]:
             for name, port in rest_ports.items():
                 result = h2load(
@@ -269,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for target in [*targets, rest_floor]:
             target.stop()
+        sink.__exit__()
+    if sink.posts == 0:
+        raise SystemExit("the traced targets exported no spans: tracing was not on")
     if args.heavy:
         rows += measure_heavy(args, workdir, body, request)
     floors = {
@@ -278,22 +343,38 @@ def main(argv: list[str] | None = None) -> int:
         if r["target"].startswith("heavy"):
             print(f"{r['target']:<22}{r['concurrency']:>4}{r['req_s']:>10.0f}{r['p50_ms']:>9.2f}"
                   f"{r['p99_ms']:>9.2f}")  # fmt: skip
-    print(f"\n{'target':<16}{'c':>4}{'req/s':>10}{'x floor':>9}{'p50 ms':>9}{'p99 ms':>9}")
+    by_key = {(r["target"], r["concurrency"]): r for r in rows}
+    for r in rows:
+        untraced = by_key.get((TRACED.get(r["target"], ""), r["concurrency"]))
+        if untraced is not None:
+            r["ratio_to_untraced"] = round(r["req_s"] / untraced["req_s"], 3)
+            cpu_ratio = r["cpu_us_per_request"] / untraced["cpu_us_per_request"]
+            r["cpu_to_untraced"] = round(cpu_ratio, 3)
+    print(f"\n{'target':<18}{'c':>4}{'req/s':>10}{'x floor':>9}{'p50 ms':>9}{'p99 ms':>9}"
+          f"{'cpu us/req':>11}{'x untraced':>12}{'cpu x untr.':>12}")  # fmt: skip
     for r in rows:
         if r["target"].startswith("heavy"):
             continue
         base = floors["rest_floor" if r["target"].startswith("rest") else "floor", r["concurrency"]]
         r["ratio_to_floor"] = round(r["req_s"] / base["req_s"], 3)
         r["p50_to_floor"] = round(r["p50_ms"] / base["p50_ms"], 3)
+        cpu = f"{r['cpu_us_per_request']:>11.0f}" if "cpu_us_per_request" in r else ""
+        traced = (
+            f"{r['ratio_to_untraced']:>12.3f}{r['cpu_to_untraced']:>12.3f}"
+            if "ratio_to_untraced" in r
+            else ""
+        )
         print(
-            f"{r['target']:<16}{r['concurrency']:>4}{r['req_s']:>10.0f}"
-            f"{r['ratio_to_floor']:>9.2f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
+            f"{r['target']:<18}{r['concurrency']:>4}{r['req_s']:>10.0f}"
+            f"{r['ratio_to_floor']:>9.2f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{cpu}{traced}"
         )
     report = {
         "tool": "h2load",
         "server_cpu": SERVER_CPU,
         "client_cpu": CLIENT_CPU,
         "seconds": args.seconds,
+        "trace_sampling": TRACE_SAMPLING,
+        "spans_exported_posts": sink.posts,
         "rows": rows,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -25,6 +25,7 @@ class Target:
     port: int
     log_path: Path
     event_log: Path | None = None
+    env: dict[str, str] | None = None  # on top of the bench's own environment
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -32,7 +33,7 @@ class Target:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.process = processes.spawn(self.command, self.log_path)
+        self.process = processes.spawn(self.command, self.log_path, self.env)
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
         """Ready when a health check says SERVING (pyserving) or the port answers (floor)."""
@@ -79,7 +80,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def pyserving_target(
-    name: str, description: str, model_base: Path, workdir: Path, *flags: str
+    name: str,
+    description: str,
+    model_base: Path,
+    workdir: Path,
+    *flags: str,
+    env: dict[str, str] | None = None,
 ) -> Target:
     port = free_port()
     event_log = workdir / f"{name}.events.jsonl"
@@ -97,7 +103,7 @@ def pyserving_target(
         "--log_level=warning",
         *flags,
     ]
-    return Target(name, description, command, port, workdir / f"{name}.log", event_log)
+    return Target(name, description, command, port, workdir / f"{name}.log", event_log, env)
 
 
 def floor_target(workdir: Path) -> Target:

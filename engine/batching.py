@@ -35,6 +35,7 @@ from pyserving.engine.batching_params import BatchingOptions
 from pyserving.engine.errors import Code, ServingError, invalid_argument
 from pyserving.engine.events import BatchRun, Event
 from pyserving.engine.servable_map import ServableHandle
+from pyserving.engine.trace_hooks import Tracer
 
 log = structlog.get_logger("pyserving.batching")
 
@@ -64,6 +65,7 @@ class _Task:
         "parts",
         "pending",
         "size",
+        "trace",
     )
 
     def __init__(
@@ -83,6 +85,7 @@ class _Task:
         self.done = False
         self.pending = 1  # pieces not yet answered (more than 1 only when split)
         self.parts: list[tuple[int, dict[str, np.ndarray]]] | None = None
+        self.trace: Any = None  # the request's trace, when a tracer records it
 
 
 # One piece of a task in a batch: (task, first row, end row). Unsplit: (task, 0, size).
@@ -123,9 +126,11 @@ class BatchingRunner:
         publish: Callable[[Event], Any] | None = None,
         on_reject: RejectCallback | None = None,
         clock: Callable[[], float] = time.monotonic,
+        tracer: Tracer | None = None,
     ) -> None:
         options.validate()
         self.options = options
+        self.tracer = tracer  # None: traces are off (one check per request and per batch)
         self._publish = publish
         self._on_reject = on_reject
         self._clock = clock
@@ -164,6 +169,8 @@ class BatchingRunner:
         future: asyncio.Future[dict[str, np.ndarray]] = loop.create_future()
         task = _Task(inputs, size, loop, future, deadline)
         task.enqueued = self._clock()
+        if self.tracer is not None:
+            task.trace = self.tracer.current()
         self._enqueue(handle, signature, tuple(output_filter), task)
         return await future
 
@@ -421,6 +428,7 @@ class BatchingRunner:
         now = self._clock()
         wait_s = now - opened
         error: ServingError | None = None
+        started_ns = time.time_ns() if self.tracer is not None else 0
         try:
             outputs = handle.servable.run(queue.signature, inputs, queue.output_filter)
             for name, array in outputs.items():
@@ -436,6 +444,8 @@ class BatchingRunner:
         except Exception:
             log.exception("batch_run_raised", model=handle.model, version=handle.version)
             error = ServingError(Code.INTERNAL, _INTERNAL_MESSAGE)
+        if self.tracer is not None:
+            self._trace_batch(queue, live, started_ns, size, padded, error)
         if self._publish is not None:
             self._publish(
                 BatchRun(
@@ -464,6 +474,30 @@ class BatchingRunner:
                 resolutions.append((task.future, part, False))
             else:
                 self._deliver_part(task, start, part, resolutions)
+
+    def _trace_batch(
+        self,
+        queue: _Queue,
+        live: list[_Entry],
+        started_ns: int,
+        size: int,
+        padded: int,
+        error: ServingError | None,
+    ) -> None:
+        try:
+            self.tracer.batch_run(  # type: ignore[union-attr]
+                [task.trace for task, _, _ in live],
+                queue.handle.model,
+                queue.handle.version,
+                queue.signature,
+                started_ns,
+                time.time_ns(),
+                size,
+                padded,
+                "" if error is None else error.code.name,
+            )
+        except Exception:  # tracing must never fail a batch
+            log.exception("batch_trace_failed", model=queue.handle.model)
 
     def _same_shapes(
         self, queue: _Queue, live: list[_Entry], resolutions: list[_Resolution]

@@ -77,10 +77,9 @@ def test_ratios_are_the_issues_three() -> None:
     }
 
 
-def test_model_call_bench_checks_and_times_both_paths(tmp_path) -> None:
+def save_tiny_predict_model(path) -> None:
+    """A SavedModel with the example's `predict_images` signature: 64 inputs, 10 scores."""
     import tensorflow as tf
-
-    from bench import model_call
 
     module = tf.Module()
     module.w = tf.Variable(tf.random.stateless_normal([64, 10], seed=[1, 2]))
@@ -90,7 +89,13 @@ def test_model_call_bench_checks_and_times_both_paths(tmp_path) -> None:
         return {"scores": tf.nn.softmax(images @ module.w)}
 
     module.predict = predict
-    tf.saved_model.save(module, str(tmp_path / "1"), signatures={"predict_images": predict})
+    tf.saved_model.save(module, str(path), signatures={"predict_images": predict})
+
+
+def test_model_call_bench_checks_and_times_both_paths(tmp_path) -> None:
+    from bench import model_call
+
+    save_tiny_predict_model(tmp_path / "1")
     rows = model_call.measure(str(tmp_path / "1"), "predict_images", (1, 4), calls=20, rounds=2)
     assert {(r.path, r.batch, r.calls) for r in rows} == {
         (path, batch, 20) for path in model_call.PATHS for batch in (1, 4)
@@ -98,6 +103,31 @@ def test_model_call_bench_checks_and_times_both_paths(tmp_path) -> None:
     assert all(0 < r.p50_us <= r.p99_us for r in rows)
     assert set(model_call.speedups(rows)) == {"1", "4"}
     assert "session speed-up at batch 1" in model_call.table(rows)
+
+
+def test_trace_cost_bench_times_every_variant_and_exports(tmp_path) -> None:
+    """Traces off, at 1% and for every request, through the real request path; the sink
+    gets the spans, and the bench leaves no OTEL_* variable behind."""
+    import os
+
+    from bench import trace_cost
+    from bench.h2load import one_image_request
+    from tests.util.otlp import OtlpReceiver
+
+    save_tiny_predict_model(tmp_path / "1")
+    before = {k: v for k, v in os.environ.items() if k.startswith("OTEL_")}
+    request = one_image_request(np.zeros(64, np.float32))
+    with OtlpReceiver() as sink:
+        made, tracings = trace_cost.handlers(tmp_path / "1", sink.endpoint)
+        cpu_us = asyncio.run(trace_cost.measure(made, tracings, request, 20, 2))
+        assert {k: v for k, v in os.environ.items() if k.startswith("OTEL_")} == before
+        # Every request of the always-sampled variant is a trace: 64 warm-up + 2 x 20.
+        roots = sink.wait_for(lambda spans: len([s for s in spans if s.name == "Predict"]) >= 104)
+    assert set(cpu_us) == set(trace_cost.VARIANTS)
+    assert all(len(values) == 2 and min(values) > 0 for values in cpu_us.values())
+    assert {s.name for s in roots} >= {"Predict", "decode", "run", "encode"}
+    for tracing in tracings:
+        tracing.shutdown()
 
 
 def test_h2load_measures_the_floor_with_grpc_framed_requests(tmp_path) -> None:
