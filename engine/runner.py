@@ -10,8 +10,9 @@ whole call (the example's Session call: ~30 us); h2load at c=64 gave 1,329 req/s
 hop and 1,666 without. So a (version, signature) whose fastest call, *measured on the request
 threads*, stay under `INLINE_BELOW_S` runs on the loop, for inputs no bigger than the
 measured ones. A slow model never gets there, and an inline call that takes longer than
-`STALL_LIMIT_S` sends that signature back to the threads for `RETRY_AFTER_CALLS` calls,
-measured afresh there: the loop is held by at most one such call per that many.
+`STALL_LIMIT_S` (and was not just preempted: `is_stall`) sends that signature back to the
+threads for `RETRY_AFTER_CALLS` calls, measured afresh there: the loop is held by at most
+one such call per that many.
 
 `deadline` is the request's absolute `time.monotonic()` deadline (None: none). A request
 whose deadline has passed before its model call starts gets DEADLINE_EXCEEDED instead.
@@ -20,6 +21,7 @@ whose deadline has passed before its model call starts gets DEADLINE_EXCEEDED in
 from __future__ import annotations
 
 import asyncio
+import resource
 import time
 import weakref
 from collections.abc import Mapping, Sequence
@@ -78,6 +80,19 @@ class CallCost:
             self.best_s = float("inf")
 
 
+def is_stall(elapsed_s: float, cpu_s: float, involuntary_switches: int) -> bool:
+    """Whether an inline call that took `elapsed_s` held the loop because of the model.
+
+    On a shared CPU the scheduler takes it away for milliseconds (involuntary context
+    switches): such a call is slow through no fault of the model, and counting it sent the
+    signature to the threads every second or so under load. A call is the model's stall
+    when the loop thread was not preempted (it ran, or waited on the model's own work or
+    sleep), or when its own CPU time alone passes the limit."""
+    if elapsed_s <= STALL_LIMIT_S:
+        return False
+    return involuntary_switches == 0 or cpu_s > STALL_LIMIT_S
+
+
 def _input_bytes(inputs: Mapping[str, np.ndarray]) -> int:
     """Bytes of numeric inputs; -1 (never inline) with strings, whose cost their size hides."""
     total = 0
@@ -133,11 +148,21 @@ class DirectRunner:
         cost = self.cost(handle, signature)
         nbytes = _input_bytes(inputs)
         if nbytes >= 0 and cost.inline(nbytes):
+            before = resource.getrusage(resource.RUSAGE_THREAD)  # one syscall, ~0.5 us
             started = time.perf_counter()
             try:
                 return _run_before_deadline(handle, signature, inputs, output_filter, deadline)
             finally:
-                cost.record(time.perf_counter() - started, nbytes, inline=True)
+                elapsed = time.perf_counter() - started
+                if elapsed > STALL_LIMIT_S:
+                    after = resource.getrusage(resource.RUSAGE_THREAD)
+                    if not is_stall(
+                        elapsed,
+                        after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
+                        after.ru_nivcsw - before.ru_nivcsw,
+                    ):
+                        elapsed = 0.0  # the CPU was taken away; the model did not stall
+                cost.record(elapsed, nbytes, inline=True)
         handle.retain()
         try:
             future = self._pool.submit(

@@ -17,6 +17,7 @@ from pyserving.engine.runner import (
     RETRY_AFTER_CALLS,
     STALL_LIMIT_S,
     DirectRunner,
+    is_stall,
 )
 from pyserving.engine.servable_map import ServableHandle
 from tests.servables import SIG, WAIT_S, RecordingServable
@@ -158,3 +159,12 @@ def test_after_a_stall_the_signature_is_measured_again_before_its_next_inline_ca
     on_loop = [name == threading.main_thread().name for name in servable.threads]
     assert on_loop == [False] * RETRY_AFTER_CALLS + [True] * 3
     runner.close()
+
+
+def test_a_slow_inline_call_is_a_stall_unless_the_cpu_was_taken_away() -> None:
+    slow = 2 * STALL_LIMIT_S
+    assert not is_stall(STALL_LIMIT_S / 2, 0.0, 0)  # fast enough
+    assert is_stall(slow, 0.0, 0)  # not preempted: waited on the model (its pool, a sleep)
+    assert is_stall(slow, slow, 0)  # computed on the loop thread itself
+    assert not is_stall(slow, 50e-6, 3)  # preempted, the call itself was cheap
+    assert is_stall(slow, slow, 3)  # preempted, and its own CPU time is over the limit
