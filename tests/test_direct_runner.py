@@ -113,17 +113,23 @@ def test_a_slow_model_never_runs_on_the_loop() -> None:
     runner.close()
 
 
-def test_one_inline_call_that_stalls_sends_the_signature_back_to_the_threads() -> None:
+def stalled_once() -> tuple[DirectRunner, ThreadNoting, ServableHandle]:
+    """A signature running inline, then one inline call that holds the loop (a sleep)."""
     runner = DirectRunner(2)
     servable = ThreadNoting()
     handle = ServableHandle("m", 1, servable)
     calls(runner, handle, MEASURED_CALLS + 1)
     assert servable.threads[-1] == threading.main_thread().name
-    servable.delay_s = 2 * STALL_LIMIT_S  # the model turns slow: one call holds the loop...
+    servable.delay_s = 2 * STALL_LIMIT_S  # the model turns slow: one call holds the loop
     calls(runner, handle, 1)
     servable.delay_s = 0.0
     servable.threads.clear()
-    calls(runner, handle, MEASURED_CALLS + 5)  # ...and none after it
+    return runner, servable, handle
+
+
+def test_one_inline_call_that_stalls_sends_the_signature_back_to_the_threads() -> None:
+    runner, servable, handle = stalled_once()
+    calls(runner, handle, MEASURED_CALLS + 5)  # none after it runs inline
     assert threading.main_thread().name not in servable.threads
     runner.close()
 
@@ -147,14 +153,7 @@ def test_the_fastest_call_on_the_threads_decides_not_the_mean() -> None:
 
 
 def test_after_a_stall_the_signature_is_measured_again_before_its_next_inline_call() -> None:
-    runner = DirectRunner(2)
-    servable = ThreadNoting()
-    handle = ServableHandle("m", 1, servable)
-    calls(runner, handle, MEASURED_CALLS + 1)
-    servable.delay_s = 2 * STALL_LIMIT_S  # one inline call stalls (the CPU was taken away)
-    calls(runner, handle, 1)
-    servable.delay_s = 0.0
-    servable.threads.clear()
+    runner, servable, handle = stalled_once()
     calls(runner, handle, RETRY_AFTER_CALLS + 3)
     on_loop = [name == threading.main_thread().name for name in servable.threads]
     assert on_loop == [False] * RETRY_AFTER_CALLS + [True] * 3
