@@ -62,9 +62,17 @@ def tensorflow_threads(options: Any) -> tuple[int, int]:
             "(--tensorflow_intra_op_parallelism, --tensorflow_inter_op_parallelism) "
             "separately. You cannot configure all."
         )
-    if intra > 0 or inter > 0:
-        return intra, inter
-    return session, session
+    combined = (intra, inter) if intra > 0 or inter > 0 else (session, session)
+    if combined[0] < 0:
+        # TensorFlow aborts the process on a negative intra-op pool (threadpool.cc's CHECK);
+        # only inter-op takes a negative value: every op in the caller's thread.
+        raise FlagError(
+            f"intra-op parallelism {combined[0]} (from --tensorflow_intra_op_parallelism or "
+            "--tensorflow_session_parallelism) must be 0 or more; to run ops in the "
+            "calling thread give --tensorflow_intra_op_parallelism=N "
+            "--tensorflow_inter_op_parallelism=-1"
+        )
+    return combined
 
 
 def grpc_channel_arguments(text: str) -> list[tuple[str, int | str]]:

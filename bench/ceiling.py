@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 
 
-def load(model_dir: str) -> Any:
-    from pyserving.adapters.loaders.tensorflow_loader import TensorFlowLoader
+def load(model_dir: str, intra: int = 0, inter: int = 0) -> Any:
+    from pyserving.adapters.loaders.tensorflow_loader import SessionOptions, TensorFlowLoader
 
-    return TensorFlowLoader().load(model_dir)
+    return TensorFlowLoader(session=SessionOptions(intra, inter)).load(model_dir)
 
 
 def measure(servable: Any, batch_sizes: list[int], seconds: float) -> dict[str, dict[str, float]]:
@@ -53,8 +53,10 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="a SavedModel version folder")
     parser.add_argument("--batch_sizes", help="comma-separated (default: one line on stdin)")
     parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--intra_op", type=int, default=0, help="the servers' intra-op threads")
+    parser.add_argument("--inter_op", type=int, default=0, help="the servers' inter-op threads")
     args = parser.parse_args()
-    servable = load(args.model)
+    servable = load(args.model, args.intra_op, args.inter_op)
     text = args.batch_sizes or sys.stdin.readline()
     sizes = sorted({max(1, int(s)) for s in text.strip().split(",") if s})
     json.dump(measure(servable, sizes, args.seconds), sys.stdout)

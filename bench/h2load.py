@@ -54,6 +54,22 @@ def tracing_env(endpoint: str) -> dict[str, str]:
     }
 
 
+# The server has one CPU (taskset): TensorFlow's default pools (one thread per core of the
+# machine) only add thread switches there, so every pyserving target runs each op in the
+# calling thread, with TF Serving's own flags (server.cc: inter-op -1 is passed on when
+# intra-op is > 0). The in-process ceiling uses the same Session options.
+ONE_CPU_SESSION = (1, -1)  # (intra-op, inter-op)
+
+
+def session_flags(intra: int, inter: int) -> list[str]:
+    if (intra, inter) == (0, 0):
+        return []
+    return [
+        f"--tensorflow_intra_op_parallelism={intra}",
+        f"--tensorflow_inter_op_parallelism={inter}",
+    ]
+
+
 def grpc_frame(message: bytes) -> bytes:
     """One uncompressed gRPC length-prefixed message: what h2load sends as the body."""
     return b"\x00" + len(message).to_bytes(4, "big") + message
@@ -155,13 +171,14 @@ def measure_heavy(args: argparse.Namespace, workdir: Path, body: Path, request: 
     """What batching is for: the heavy model, unbatched vs batched at c=64, and the same
     model called in-process at the batch sizes the batching server formed (the ceiling)."""
     model = export_heavy(args.out / "heavy_model")
+    session = session_flags(*args.session)
     batching = workdir / "heavy_batching.config"
     batching.write_text(
         f"max_batch_size {{ value: 64 }}\nbatch_timeout_micros {{ value: {HEAVY_TIMEOUT_US} }}\n"
         "num_batch_threads { value: 1 }\nmax_enqueued_batches { value: 1000 }\n"
     )
     targets = [
-        pyserving_target("heavy_unbatched", "pyserving, heavy MLP", model, workdir),
+        pyserving_target("heavy_unbatched", "pyserving, heavy MLP", model, workdir, *session),
         pyserving_target(
             "heavy_batched",
             f"pyserving --enable_batching (max 64, {HEAVY_TIMEOUT_US} us), heavy MLP",
@@ -169,6 +186,7 @@ def measure_heavy(args: argparse.Namespace, workdir: Path, body: Path, request: 
             workdir,
             "--enable_batching",
             f"--batching_parameters_file={batching}",
+            *session,
         ),
     ]
     rows = []
@@ -193,7 +211,8 @@ def measure_heavy(args: argparse.Namespace, workdir: Path, body: Path, request: 
     ceiling = json.loads(
         subprocess.run(
             ["taskset", "-c", SERVER_CPU, sys.executable, "-m", "bench.ceiling",
-             f"--model={model / '1'}", f"--batch_sizes=1,{formed}", "--seconds=3"],
+             f"--model={model / '1'}", f"--batch_sizes=1,{formed}", "--seconds=3",
+             f"--intra_op={args.session[0]}", f"--inter_op={args.session[1]}"],
             capture_output=True, text=True, check=True, cwd=ROOT,
         ).stdout
     )  # fmt: skip
@@ -230,7 +249,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--heavy", action="store_true", help="also the compute-heavy model (what batching is for)"
     )
+    parser.add_argument(
+        "--tf_default_threads",
+        action="store_true",
+        help="serve with TensorFlow's default thread pools, not ops in the calling thread "
+        "(--tensorflow_intra_op_parallelism=1 --tensorflow_inter_op_parallelism=-1)",
+    )
     args = parser.parse_args(argv)
+    args.session = (0, 0) if args.tf_default_threads else ONE_CPU_SESSION
+    session = session_flags(*args.session)
     if shutil.which("h2load") is None:
         raise SystemExit("h2load not found: apt-get install -y nghttp2-client")
     from bench.__main__ import ensure_model, test_images
@@ -252,9 +279,16 @@ def main(argv: list[str] | None = None) -> int:
     targets = [
         floor_target(workdir),
         pyserving_target(
-            "unbatched", "pyserving", model, workdir, f"--rest_api_port={rest_ports['unbatched']}"
+            "unbatched",
+            "pyserving",
+            model,
+            workdir,
+            f"--rest_api_port={rest_ports['unbatched']}",
+            *session,
         ),
-        pyserving_target("unbatched_traced", "pyserving, traces at 1%", model, workdir, env=traced),
+        pyserving_target(
+            "unbatched_traced", "pyserving, traces at 1%", model, workdir, *session, env=traced
+        ),
         pyserving_target(
             "batched",
             "pyserving --enable_batching (max 64, 1 ms)",
@@ -263,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             "--enable_batching",
             f"--batching_parameters_file={batching}",
             f"--rest_api_port={rest_ports['batched']}",
+            *session,
         ),
         pyserving_target(
             "batched_traced",
@@ -271,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             workdir,
             "--enable_batching",
             f"--batching_parameters_file={batching}",
+            *session,
             env=traced,
         ),
     ]
@@ -375,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": args.seconds,
         "trace_sampling": TRACE_SAMPLING,
         "spans_exported_posts": sink.posts,
+        "serve_flags": session,
         "rows": rows,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -7,11 +7,12 @@
 The hop to a request thread and back costs ~70 us of the loop's time on one CPU
 (measured: `submit` + wake-up + `call_soon_threadsafe`), more than a small model's
 whole call (the example's Session call: ~30 us); h2load at c=64 gave 1,329 req/s with the
-hop and 1,666 without. So a (version, signature) whose calls, *measured on the request
+hop and 1,666 without. So a (version, signature) whose fastest call, *measured on the request
 threads*, stay under `INLINE_BELOW_S` runs on the loop, for inputs no bigger than the
 measured ones. A slow model never gets there, and an inline call that takes longer than
-`STALL_LIMIT_S` sends that signature back to the threads for good: the loop is never
-held longer than one such call, once.
+`STALL_LIMIT_S` (and was not just preempted: `is_stall`) sends that signature back to the
+threads for `RETRY_AFTER_CALLS` calls, measured afresh there: the loop is held by at most
+one such call per that many.
 
 `deadline` is the request's absolute `time.monotonic()` deadline (None: none). A request
 whose deadline has passed before its model call starts gets DEADLINE_EXCEEDED instead.
@@ -20,6 +21,7 @@ whose deadline has passed before its model call starts gets DEADLINE_EXCEEDED in
 from __future__ import annotations
 
 import asyncio
+import resource
 import time
 import weakref
 from collections.abc import Mapping, Sequence
@@ -36,34 +38,59 @@ DEADLINE_MESSAGE = "the request's deadline passed before its model run started"
 INLINE_BELOW_S = 100e-6  # calls cheaper than the hop to a request thread run on the loop
 STALL_LIMIT_S = 2e-3  # an inline call this slow sends its signature back to the threads
 MEASURED_CALLS = 16  # calls timed on the request threads before one may run inline
+RETRY_AFTER_CALLS = 1024  # after an inline stall, calls on the threads before another try
 
 
 class CallCost:
     """What one (version, signature)'s model calls cost; decides whether the next is inline."""
 
-    __slots__ = ("banned", "calls", "max_bytes", "mean_s")
+    __slots__ = ("best_s", "calls", "max_bytes", "measured", "threads_until")
 
     def __init__(self) -> None:
         self.calls = 0
-        self.mean_s = 0.0
+        self.measured = 0  # calls timed on the request threads since the last stall
+        self.best_s = float("inf")
         self.max_bytes = 0
-        self.banned = False
+        self.threads_until = 0  # after a stall: on the threads until this many calls
 
     def inline(self, nbytes: int) -> bool:
         return (
-            not self.banned
-            and self.calls >= MEASURED_CALLS
-            and self.mean_s < INLINE_BELOW_S
+            self.measured >= MEASURED_CALLS
+            and self.best_s < INLINE_BELOW_S
             and nbytes <= self.max_bytes
+            and self.calls >= self.threads_until
         )
 
     def record(self, seconds: float, nbytes: int, inline: bool) -> None:
+        # The fastest call measured on a thread, not the mean: under load a thread's wall
+        # time is mostly waiting for the GIL the loop holds, so a 20 us model measured
+        # ~300 us there on average and never came inline, just when the hop costs most.
         self.calls += 1
-        self.mean_s += (seconds - self.mean_s) / min(self.calls, 64)  # a moving mean
         if not inline:
+            self.measured += 1
+            self.best_s = min(self.best_s, seconds)
             self.max_bytes = max(self.max_bytes, nbytes)
         elif seconds > STALL_LIMIT_S:
-            self.banned = True
+            # Back to the threads, and measured afresh there before the next inline call:
+            # a model that turned slow stays there; a stall that was the CPU taken away
+            # (one pinned, shared CPU preempts for milliseconds) costs one such call per
+            # RETRY_AFTER_CALLS, not inline calls for good (it did: banned after ~100).
+            self.threads_until = self.calls + RETRY_AFTER_CALLS
+            self.measured = 0
+            self.best_s = float("inf")
+
+
+def is_stall(elapsed_s: float, cpu_s: float, involuntary_switches: int) -> bool:
+    """Whether an inline call that took `elapsed_s` held the loop because of the model.
+
+    On a shared CPU the scheduler takes it away for milliseconds (involuntary context
+    switches): such a call is slow through no fault of the model, and counting it sent the
+    signature to the threads every second or so under load. A call is the model's stall
+    when the loop thread was not preempted (it ran, or waited on the model's own work or
+    sleep), or when its own CPU time alone passes the limit."""
+    if elapsed_s <= STALL_LIMIT_S:
+        return False
+    return involuntary_switches == 0 or cpu_s > STALL_LIMIT_S
 
 
 def _input_bytes(inputs: Mapping[str, np.ndarray]) -> int:
@@ -121,11 +148,21 @@ class DirectRunner:
         cost = self.cost(handle, signature)
         nbytes = _input_bytes(inputs)
         if nbytes >= 0 and cost.inline(nbytes):
+            before = resource.getrusage(resource.RUSAGE_THREAD)  # one syscall, ~0.5 us
             started = time.perf_counter()
             try:
                 return _run_before_deadline(handle, signature, inputs, output_filter, deadline)
             finally:
-                cost.record(time.perf_counter() - started, nbytes, inline=True)
+                elapsed = time.perf_counter() - started
+                if elapsed > STALL_LIMIT_S:
+                    after = resource.getrusage(resource.RUSAGE_THREAD)
+                    if not is_stall(
+                        elapsed,
+                        after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
+                        after.ru_nivcsw - before.ru_nivcsw,
+                    ):
+                        elapsed = 0.0  # the CPU was taken away; the model did not stall
+                cost.record(elapsed, nbytes, inline=True)
         handle.retain()
         try:
             future = self._pool.submit(

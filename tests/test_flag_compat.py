@@ -142,6 +142,12 @@ def test_tensorflow_threads_combine_as_tf_serving() -> None:
     assert threads(3, 2, 0) == (2, 0)
     with pytest.raises(FlagError, match="You cannot configure all"):
         threads(1, 2, 3)
+    # inter-op -1 runs every op in the caller's thread, reached as TF Serving reaches it
+    assert threads(0, 1, -1) == (1, -1)
+    assert threads(0, 0, -1) == (0, 0)  # TF Serving ignores it unless one flag is > 0
+    for refused in [(-1, 0, 0), (0, -1, 2)]:  # TensorFlow would abort the process
+        with pytest.raises(FlagError, match="must be 0 or more"):
+            threads(*refused)
 
 
 def test_tensorflow_threads_reach_each_session(tmp_path: Path) -> None:
