@@ -3,12 +3,18 @@
 Status is computed from the serving map when asked, so it can never lag behind it.
 The empty service name means the whole server, as the health-checking spec says; a model
 name may be asked for too.
+
+Once the server has been ready, a model added later (a config reload, a repository load)
+counts towards the whole server's readiness only from its first available version on: a
+Kubernetes readiness probe must not take a serving replica out of its Service while it
+loads one more model (nor keep it out when that load fails). A counted model that loses
+every version makes the server NOT_SERVING again, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -29,12 +35,23 @@ class HealthService(health_pb2_grpc.HealthServicer):
         self._models = models
         self._watch_interval_s = watch_interval_s
         self.shutting_down = False
+        self._counted: set[str] | None = None  # None until the server has been ready
+
+    def _server_ready(self, available: Mapping[str, object]) -> bool:
+        models = set(self._models())
+        if self._counted is None:
+            if not models.issubset(available):
+                return False
+            self._counted = models
+        counted = (self._counted & models) | (models & available.keys())
+        self._counted = counted
+        return counted.issubset(available)
 
     def status(self, service: str) -> int | None:
         """The status of `service` (a model name or ""), or None if it is unknown."""
         available = self._map.snapshot
         if service == "":
-            ready = not self.shutting_down and all(m in available for m in self._models())
+            ready = not self.shutting_down and self._server_ready(available)
         elif service in self._models():
             ready = not self.shutting_down and service in available
         else:

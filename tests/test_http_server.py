@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from pyserving.api.health import HealthService
+from pyserving.api.health import HealthCheckResponse, HealthService
 from pyserving.api.http_server import HttpServer, metrics_routes, probe_routes
 from pyserving.api.monitoring_config import DEFAULT_PATH
 from pyserving.engine.servable_map import ServableHandle, ServableMap
@@ -56,6 +56,28 @@ def test_readyz_follows_the_serving_map_and_shutdown() -> None:
         assert (await _get(port, "/healthz"))[0] == 200
 
     run_with_server(server, body)
+
+
+def test_a_model_added_after_start_counts_once_it_has_served() -> None:
+    """A replica that is ready stays ready while one more model loads (or fails to)."""
+    servable_map = ServableMap()
+    models = ["mnist"]
+    health = HealthService(servable_map, lambda: models)
+    serving, not_serving = HealthCheckResponse.SERVING, HealthCheckResponse.NOT_SERVING
+    assert health.status("") == not_serving  # start-up: every model must be available
+    servable_map.add(ServableHandle("mnist", 1, ConstantServable(1)))
+    assert health.status("") == serving
+    models.append("added")  # e.g. a repository load, still loading
+    assert health.status("") == serving
+    assert health.status("added") == not_serving
+    servable_map.add(ServableHandle("added", 2, ConstantServable(2)))
+    assert health.status("") == serving
+    servable_map.remove("added", 2)  # a counted model lost every version
+    assert health.status("") == not_serving
+    models.remove("added")  # unloaded: no longer configured, no longer counted
+    assert health.status("") == serving
+    servable_map.remove("mnist", 1)
+    assert health.status("") == not_serving
 
 
 @pytest.mark.parametrize("path", [DEFAULT_PATH, "/custom/metrics"])
