@@ -54,7 +54,7 @@ from pyserving.adapters.tfserving_metrics import (
     TFServingMetrics,
     tee_series,
 )
-from pyserving.api import model_listing, profiler_service
+from pyserving.api import model_listing, oip_grpc, oip_rest, profiler_service
 from pyserving.api.flag_compat import (
     FlagError,
     grpc_channel_arguments,
@@ -333,20 +333,33 @@ class ModelServer:
             if not address.startswith("unix:"):
                 self.port = bound
 
-    def _rest_api(self) -> RestApi:
+    def _rest_options(self) -> RestOptions:
         options = self.options
-        return RestApi(
-            self.core,
-            self.manager,
-            self.envelope,
-            RestOptions(
-                timeout_s=options.rest_api_timeout_in_ms / 1000,
-                max_body_bytes=options.grpc_max_message_bytes,
-                max_concurrent=options.rest_api_num_threads,
-                cors=options.rest_api_enable_cors_support,
-                plan_options=plan_options(options),
-            ),
+        return RestOptions(
+            timeout_s=options.rest_api_timeout_in_ms / 1000,
+            max_body_bytes=options.grpc_max_message_bytes,
+            max_concurrent=options.rest_api_num_threads,
+            cors=options.rest_api_enable_cors_support,
+            plan_options=plan_options(options),
         )
+
+    def _rest_api(self) -> RestApi:
+        return RestApi(self.core, self.manager, self.envelope, self._rest_options())
+
+    def _oip_rest(self) -> oip_rest.OipRest:
+        return oip_rest.OipRest(
+            self.core, self.envelope, self._rest_options(), self._server_ready, self._platform_of
+        )
+
+    def _server_ready(self) -> bool:
+        """The Open Inference Protocol's readiness: the health service's SERVING."""
+        return self.health.status("") == health_pb2.HealthCheckResponse.SERVING
+
+    def _platform_of(self, model: str) -> str:
+        try:
+            return self.live_config.platform_of(model)
+        except LookupError:  # being removed from the config, still serving its last requests
+            return ""
 
     async def _start_http(self) -> None:
         if not self.options.rest_api_port:
@@ -362,6 +375,7 @@ class ModelServer:
             extra = self.tf_metrics.exposition if self.tf_metrics is not None else None
             http.add_routes(metrics_routes(exported, self.prometheus.path, extra))
         http.add_routes(self._rest_api().routes())
+        http.add_routes(self._oip_rest().routes())
         try:
             self.http_port = await http.start()
         except (OSError, ValueError) as exc:
@@ -417,6 +431,15 @@ class ModelServer:
             model_service_pb2.DESCRIPTOR.services_by_name["ModelService"],
             ModelService(self.manager, self.servable_map, reload=self.live_config.reload),
         )
+        add_service(  # the Open Inference Protocol's inference RPCs (not its repository's)
+            server,
+            self.envelope,
+            oip_grpc.SERVICE,
+            oip_grpc.InferenceService(
+                self.core, plan_options(self.options), self._server_ready, self._platform_of
+            ),
+            methods=oip_grpc.METHODS,
+        )
         model_listing.add_to_server(
             model_listing.ModelListingService(
                 self.manager,
@@ -440,6 +463,7 @@ class ModelServer:
                 prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
                 model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                oip_grpc.SERVICE.full_name,
                 model_listing.SERVICE_NAME,
                 reflection.SERVICE_NAME,
             ),
