@@ -31,6 +31,7 @@ from pyserving.api.tensor_codec import claimed_elements, shape_text
 from pyserving.engine.errors import invalid_argument
 from pyserving.engine.request_core import DEFAULT_MAX_ELEMENTS
 from pyserving.engine.servable import Signature, TensorSpec
+from pyserving.engine.signature_checks import shape_fits
 
 # The protocol's datatype names → numpy dtypes (byte order: little-endian on the wire).
 DATATYPES: dict[str, np.dtype] = {
@@ -321,15 +322,10 @@ def check_against_signature(
                 f"input '{alias}' has datatype {given} but model '{model}' (signature "
                 f"'{signature.name}') expects {expected}"
             )
-        if spec.shape is None:
-            continue
-        shape = array.shape
-        if len(shape) != len(spec.shape) or any(
-            want is not None and want != got for want, got in zip(spec.shape, shape, strict=False)
-        ):
+        if not shape_fits(spec, array.shape):
             raise invalid_argument(
-                f"input '{alias}' has shape {shape_text(shape)} but model '{model}' (signature "
-                f"'{signature.name}') expects {spec.shape_text()}"
+                f"input '{alias}' has shape {shape_text(array.shape)} but model '{model}' "
+                f"(signature '{signature.name}') expects {spec.shape_text()}"
             )
 
 

@@ -333,4 +333,11 @@ def test_bad_version_and_output(server: OipServer, images: np.ndarray) -> None:
     )
     assert error.status() == "StatusCode.FAILED_PRECONDITION"
     assert "no_such_signature" in error.message()
+    error = grpc_error(
+        lambda: http_client.infer(
+            MODEL, [http_input(images, True)], parameters={"version_label": "stable"}
+        )
+    )
+    assert error.status() == "400"  # no labels are configured on this server
+    assert "Unrecognized servable version label: stable" in error.message()
     assert_serving(server, images)

@@ -429,34 +429,34 @@ def test_generated_predict_requests_get_well_formed_errors_or_right_answers(
     explore(server, predict_cases(), check_reply, "predict", size.pick(200, 3000), size)
 
 
+def replay(
+    server: ServerProcess,
+    paths: list[Path],
+    message: type,
+    check: Callable[[grpc.Channel, Case], str],
+) -> None:
+    """Send each saved case again; it must still get a well-formed answer."""
+    for path in paths:
+        wire = path.read_bytes()
+        try:
+            parsed = message.FromString(wire)
+        except Exception:
+            parsed = None
+        try:
+            check(server.channel, Case(wire, parsed))
+        except AssertionError as exc:
+            why = path.with_suffix(".txt").read_text().strip()
+            raise AssertionError(f"{path.name} ({why}) broke again: {exc}") from None
+
+
 def test_corpus_cases_that_once_broke_the_server_get_well_formed_errors(
     server: ServerProcess,
 ) -> None:
     cases = sorted(CORPUS.glob("*.predict.bin"))
     assert cases, f"the corpus at {CORPUS} is empty"
-    for path in cases:
-        wire = path.read_bytes()
-        try:
-            parsed = predict_pb2.PredictRequest.FromString(wire)
-        except Exception:
-            parsed = None
-        try:
-            check_reply(server.channel, Case(wire, parsed))
-        except AssertionError as exc:
-            why = path.with_suffix(".txt").read_text().strip()
-            raise AssertionError(f"{path.name} ({why}) broke again: {exc}") from None
+    replay(server, cases, predict_pb2.PredictRequest, check_reply)
     infer_cases_saved = sorted(CORPUS.glob("*.model_infer.bin"))
-    for path in infer_cases_saved:
-        wire = path.read_bytes()
-        try:
-            parsed = grpc_service_pb2.ModelInferRequest.FromString(wire)
-        except Exception:
-            parsed = None
-        try:
-            check_infer_reply(server.channel, Case(wire, parsed))
-        except AssertionError as exc:
-            why = path.with_suffix(".txt").read_text().strip()
-            raise AssertionError(f"{path.name} ({why}) broke again: {exc}") from None
+    replay(server, infer_cases_saved, grpc_service_pb2.ModelInferRequest, check_infer_reply)
     report("hostile_input_corpus", cases_replayed=len(cases) + len(infer_cases_saved))
 
 
