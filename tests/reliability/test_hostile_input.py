@@ -669,6 +669,78 @@ def rest_bodies(draw: st.DrawFn) -> tuple[str, bytes]:
     return f"/v1/models/{model}{where}{verb}", raw
 
 
+@st.composite
+def v2_infer_bodies(draw: st.DrawFn) -> tuple[str, bytes, dict[str, str]]:
+    """(URL path, body, headers) for the Open Inference Protocol's `POST .../infer`: JSON
+    tensors or the binary-data extension, from valid to hostile."""
+    valid = draw(st.integers(0, 3)) == 0  # a request the model must answer
+
+    def pick(good: Any, hostile: st.SearchStrategy[Any]) -> Any:
+        return good if valid else draw(st.one_of(st.just(good), hostile))
+
+    model = pick("mnist", st.sampled_from(["nope", "m%FFx"]))
+    version = pick("", st.sampled_from(["/versions/1", "/versions/x", "/versions/" + "9" * 25]))
+    n = draw(st.integers(1, 3))
+    images = np.random.default_rng(draw(st.integers(0, 99))).random((n, 64), dtype=np.float32)
+    entry: dict[str, Any] = {
+        "name": pick("images", st.sampled_from(["x", ""])),
+        "datatype": pick("FP32", OIP_DATATYPES),
+        "shape": pick([n, 64], st.one_of(st.lists(DIMS, max_size=3), JSON_VALUES)),
+    }
+    binary = b""
+    form = (
+        draw(st.sampled_from(["json", "binary"]))
+        if valid
+        else draw(st.sampled_from(["json", "binary", "junk_data", "none"]))
+    )
+    if form == "json":
+        entry["data"] = images.ravel().tolist() if draw(st.booleans()) else images.tolist()
+    elif form == "binary":
+        binary = images.tobytes()
+        if not valid and draw(st.booleans()):
+            binary = binary[: draw(st.integers(0, len(binary)))] + draw(st.binary(max_size=8))
+        entry["parameters"] = {"binary_data_size": pick(len(binary), JSON_SCALARS)}
+    elif form == "junk_data":
+        entry["data"] = draw(JSON_VALUES)
+    body: dict[str, Any] = {"inputs": pick([entry], JSON_VALUES)}
+    if draw(st.booleans()):
+        output = {"name": pick("scores", st.just("nope"))}
+        output["parameters"] = {"binary_data": pick(draw(st.booleans()), JSON_SCALARS)}
+        body["outputs"] = [output]
+    if draw(st.booleans()):
+        keys = st.sampled_from(["binary_data_output", "signature_name", "version_label", "x"])
+        values = st.one_of(st.sampled_from(["predict_images", "stable", True]), JSON_SCALARS)
+        body["parameters"] = (
+            {"signature_name": "predict_images", "binary_data_output": draw(st.booleans())}
+            if valid
+            else draw(st.dictionaries(keys, values, max_size=3))
+        )
+    if draw(st.booleans()):
+        body["id"] = pick("req", JSON_SCALARS)
+    header = json.dumps(body).encode()
+    headers = {}
+    if binary or draw(st.booleans()):
+        text = st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=6)
+        headers["Inference-Header-Content-Length"] = pick(str(len(header)), text)
+    raw = header + binary
+    corruption = "none" if valid else draw(st.sampled_from(["none", "truncated", "garbage"]))
+    if corruption == "truncated" and raw:
+        raw = raw[: draw(st.integers(0, len(raw) - 1))]
+    elif corruption == "garbage":
+        raw = draw(st.binary(max_size=256))
+    return f"/v2/models/{model}{version}/infer", raw, headers
+
+
+def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, Any, bytes]:
+    """(status, headers, body) of a POST, whatever the status."""
+    request = urllib.request.Request(url, data=body, headers=headers or {}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=20) as reply:
+            return reply.status, reply.headers, reply.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, exc.read()
+
+
 def test_generated_rest_bodies_get_well_formed_errors_or_answers(
     trained_models: TrainedModels, tmp_path: Path, size: Size
 ) -> None:
@@ -696,14 +768,7 @@ def test_generated_rest_bodies_get_well_formed_errors_or_answers(
         @given(rest_bodies())
         def property_(case: tuple[str, bytes]) -> None:
             path, body = case
-            request = urllib.request.Request(
-                f"http://127.0.0.1:{rest_port}{path}", data=body, method="POST"
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=20) as reply:
-                    status, text = reply.status, reply.read()
-            except urllib.error.HTTPError as exc:
-                status, text = exc.code, exc.read()
+            status, _, text = post(f"http://127.0.0.1:{rest_port}{path}", body)
             seen[status] = seen.get(status, 0) + 1
             assert status < 500, f"{status} for POST {path} {body[:200]!r}: {text[:300]!r}"
             parsed = json.loads(text)  # always JSON, TF Serving's shape
@@ -715,5 +780,36 @@ def test_generated_rest_bodies_get_well_formed_errors_or_answers(
         property_()
         assert process.process.poll() is None, "the server died"
         report("hostile_input_rest", cases_generated=sum(seen.values()), statuses=seen)
+
+        seen_v2: dict[int, int] = {}
+
+        @settings(
+            max_examples=size.pick(150, 2000),
+            deadline=None,
+            derandomize=not size.long,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        )
+        @given(v2_infer_bodies())
+        def v2_property(case: tuple[str, bytes, dict[str, str]]) -> None:
+            path, body, headers = case
+            status, reply_headers, text = post(f"http://127.0.0.1:{rest_port}{path}", body, headers)
+            seen_v2[status] = seen_v2.get(status, 0) + 1
+            assert status < 500, (
+                f"{status} for POST {path} {headers} {body[:200]!r}: {text[:300]!r}"
+            )
+            length = reply_headers.get("Inference-Header-Content-Length")
+            parsed = json.loads(text[: int(length)] if length else text)
+            if status >= 400:
+                assert isinstance(parsed.get("error"), str) and parsed["error"]
+            else:
+                assert parsed["model_name"] == "mnist"
+                [output] = parsed["outputs"]
+                assert output["name"] == "scores" and output["datatype"] == "FP32"
+
+        v2_property()
+        assert process.process.poll() is None, "the server died"
+        report("hostile_input_rest_v2", cases_generated=sum(seen_v2.values()), statuses=seen_v2)
+        assert seen_v2.get(200, 0) > 0, f"no generated /v2 body reached the model: {seen_v2}"
     finally:
         process.stop()
