@@ -117,7 +117,11 @@ class OipRest:
             web.get(version + "/ready", self._route("model_ready", self._model_ready)),
             web.post(model + "/infer", self._route("infer", self._infer)),
             web.post(version + "/infer", self._route("infer", self._infer)),
+            *([web.options("/v2/{tail:.*}", self._preflight)] if self._cors else []),
         ]
+
+    async def _preflight(self, request: web.Request) -> web.Response:
+        return web.Response(status=204, headers=self._cors)  # CORS, as /v1 answers it
 
     def _route(
         self, kind: str, answer: Callable[[web.Request], Awaitable[_Reply]]

@@ -6,6 +6,7 @@ that name the problem, and the server keeps serving afterwards."""
 
 from __future__ import annotations
 
+import json
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -74,7 +75,9 @@ def start(trained_models: TrainedModels, tmp: Path, *flags: str) -> OipServer:
 def server(
     trained_models: TrainedModels, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OipServer]:
-    process = start(trained_models, tmp_path_factory.mktemp("oip"))
+    process = start(
+        trained_models, tmp_path_factory.mktemp("oip"), "--rest_api_enable_cors_support=true"
+    )
     yield process
     assert process.stop() == 0
 
@@ -224,6 +227,23 @@ def test_requests_are_counted_per_protocol(server: OipServer, images: np.ndarray
     text = server.metrics_text()
     for api in ("ModelInfer", "rest_v2_infer"):
         assert f'pyserving_requests_total{{api="{api}",code="OK",model="{MODEL}"}}' in text
+
+
+def test_cors_preflight_and_headers(server: OipServer, images: np.ndarray) -> None:
+    url = f"http://127.0.0.1:{server.rest_port}/v2/models/{MODEL}/infer"
+    with urllib.request.urlopen(urllib.request.Request(url, method="OPTIONS"), timeout=10) as r:
+        assert r.status == 204 and r.headers["Access-Control-Allow-Origin"] == "*"
+    body = {"inputs": [{"name": "images", "shape": [1, 64], "datatype": "FP32",
+                        "data": images[0].tolist()}]}  # fmt: skip
+    request = urllib.request.Request(url, data=json.dumps(body).encode())
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        assert reply.headers["Access-Control-Allow-Origin"] == "*"
+        answer = json.loads(reply.read())
+    [output] = answer["outputs"]
+    assert output["shape"] == [1, 10]
+    np.testing.assert_array_equal(
+        np.array(output["data"], np.float32), server.predict(images[:1]).ravel()
+    )
 
 
 def test_batching_answers_equal_predict(batching_server: OipServer, images: np.ndarray) -> None:
