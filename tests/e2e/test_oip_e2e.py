@@ -21,6 +21,7 @@ from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 from tritonclient.utils import InferenceServerException
 
+from pyserving.adapters.protos import grpc_service_pb2, grpc_service_pb2_grpc
 from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
 from tests.util.processes import ServerProcess, free_port
 
@@ -200,6 +201,20 @@ def test_grpc_infer_equals_predict(server: OipServer, images: np.ndarray) -> Non
     assert response.id == "req-7"
     assert response.model_name == MODEL and response.model_version == "2"
     assert [o.datatype for o in response.outputs] == ["FP32"]
+
+
+def test_typed_contents_both_ways(server: OipServer, images: np.ndarray) -> None:
+    """Typed `contents` in, and out when the requested output says binary_data false."""
+    request = grpc_service_pb2.ModelInferRequest(model_name=MODEL, model_version="2")
+    tensor = request.inputs.add(name="images", datatype="FP32", shape=images.shape)
+    tensor.contents.fp32_contents.extend(images.ravel().tolist())
+    request.outputs.add(name="scores").parameters["binary_data"].bool_param = False
+    stub = grpc_service_pb2_grpc.GRPCInferenceServiceStub(server.channel)
+    reply = stub.ModelInfer(request, timeout=30)
+    assert not reply.raw_output_contents
+    [output] = reply.outputs
+    scores = np.array(output.contents.fp32_contents, np.float32).reshape(list(output.shape))
+    np.testing.assert_array_equal(scores, server.predict(images))
 
 
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
