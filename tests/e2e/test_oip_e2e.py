@@ -16,6 +16,10 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
+from google.protobuf import descriptor_pool
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
 from prometheus_client.parser import text_string_to_metric_families
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
@@ -137,6 +141,15 @@ def test_live_and_ready(server: OipServer) -> None:
         metadata = client.get_server_metadata()
         name = metadata.name if hasattr(metadata, "name") else metadata["name"]
         assert name == "pyserving"
+
+
+def test_reflection_describes_the_service(server: OipServer) -> None:
+    """grpcurl and other reflection clients find the protocol's service on the port."""
+    pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(server.channel))
+    service = pool.FindServiceByName("inference.GRPCInferenceService")
+    methods = {m.name: m for m in service.methods}
+    assert methods["ModelInfer"].input_type.full_name == "inference.ModelInferRequest"
+    assert {"ServerLive", "ServerReady", "ModelReady", "ModelMetadata"} <= set(methods)
 
 
 def test_model_metadata_equals_the_signature(server: OipServer) -> None:
