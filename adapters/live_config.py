@@ -1,10 +1,20 @@
-"""The model config the server runs now, and the three ways it changes: start-up, the
-polled --model_config_file, and ModelService.HandleReloadConfigRequest.
+"""The model config the server runs now, and the four ways it changes: start-up, the
+polled --model_config_file, ModelService.HandleReloadConfigRequest, and the model
+repository API (one model loaded or unloaded, adapters/model_repository.py).
 
-All three go through `apply`: diff against the running config, replace the sources
-that changed, publish the new labels and a `ConfigReloaded` record. A file that does
-not parse or validate is logged once per distinct content and changes nothing, so a bad
+All go through `_apply`: diff against the running config, replace the sources that
+changed, publish the new labels and a `ConfigReloaded` record. A file that does not
+parse or validate is logged once per distinct content and changes nothing, so a bad
 edit never takes down what serves.
+
+Which change wins, per model: the last one. The config in force is the base config
+(start-up, the file, the RPC) with the repository API's per-model changes laid over it.
+HandleReloadConfigRequest states the whole config, so it replaces the base and drops
+every per-model change. A polled file edit replaces the base but drops only the changes
+of the models the edit itself added, removed or changed: a file that did not change a
+model does not undo a repository load or unload of it. Before a repository change, a
+file edit the poller has not read yet is applied first, so the order is the order the
+changes were made in.
 """
 
 from __future__ import annotations
@@ -12,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import structlog
 
@@ -55,6 +65,9 @@ class LiveConfig:
         self._config_file = config_file
         self._config_poll_wait_s = config_poll_wait_s
         self._current = ServerConfig(())
+        self._base = ServerConfig(())  # from start-up, the file or the RPC
+        # The repository API's per-model changes over the base: a config, or None: removed.
+        self._overrides: dict[str, ModelConfig | None] = {}
         self._lock = threading.RLock()  # check_file and apply_superseding_file hold it
         self._last_file_text: str | None = None
         self._stop = threading.Event()
@@ -90,6 +103,48 @@ class LiveConfig:
         self._sources.stop()
 
     def apply(self, new: ServerConfig, origin: str) -> ConfigDiff:
+        """Make `new` the whole running config (start-up, the RPC); returns what changed.
+        Every per-model change of the repository API is dropped: this is the last change."""
+        with self._lock:
+            self._base = new
+            self._overrides.clear()
+            return self._apply(new, origin)
+
+    def apply_file(self, new: ServerConfig, origin: str) -> ConfigDiff:
+        """A polled file edit: `new` becomes the base; a repository change of a model
+        survives unless the edit added, removed or changed that model."""
+        with self._lock:
+            edit = diff(self._base, new)
+            for name in (*edit.added, *edit.removed, *edit.changed, *edit.relabelled):
+                self._overrides.pop(name, None)
+            self._base = new
+            return self._apply(self._effective(), origin)
+
+    def change_models(self, changes: Mapping[str, ModelConfig | None], origin: str) -> ConfigDiff:
+        """Add or replace (a config) or remove (None) single models over the base."""
+        with self._lock:
+            if self._config_file and self._config_poll_wait_s > 0:
+                self.check_file()  # an edit made before this change is applied before it
+            for name, model in changes.items():
+                if model is None and self._base.get(name) is None:
+                    self._overrides.pop(name, None)  # nothing of the base to hide
+                else:
+                    self._overrides[name] = model
+            return self._apply(self._effective(), origin)
+
+    def _effective(self) -> ServerConfig:
+        """The base with the per-model changes laid over it (base order, then the added)."""
+        models = []
+        for model in self._base.models:
+            replaced = self._overrides.get(model.name, model)
+            if replaced is not None:
+                models.append(replaced)
+        for name, model in self._overrides.items():
+            if model is not None and self._base.get(name) is None:
+                models.append(model)
+        return ServerConfig(tuple(models))
+
+    def _apply(self, new: ServerConfig, origin: str) -> ConfigDiff:
         """Make `new` the running config; returns what changed."""
         with self._lock:
             old = self._current
@@ -146,7 +201,15 @@ class LiveConfig:
         """Apply `new` and wait until its models settle (versions still being copied
         included); the load errors, if any. The caller's deadline bounds the wait."""
         changes = await asyncio.to_thread(self.apply_superseding_file, new, origin)
-        watched = [*new.names, *changes.removed]
+        return await self.settle([*new.names, *changes.removed])
+
+    async def change(self, changes: Mapping[str, ModelConfig | None], origin: str) -> list[str]:
+        """`change_models`, then wait until those models settle; the load errors."""
+        await asyncio.to_thread(self.change_models, changes, origin)
+        return await self.settle(list(changes))
+
+    async def settle(self, watched: list[str]) -> list[str]:
+        """Wait until no version of `watched` is moving; their load errors, if any."""
         while True:
             # Order matters: once no source is copying, what it found is on the bus;
             # waiting for the bus to go idle then makes the manager's states current.
@@ -207,6 +270,6 @@ class LiveConfig:
                     hint="fix the file; the last good config keeps running",
                 )
                 return False
-            self.apply(new, origin=self._config_file)
+            self.apply_file(new, origin=self._config_file)
         log.debug("model_config_checked", seconds=round(time.monotonic() - started, 4))
         return True

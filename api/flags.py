@@ -199,6 +199,26 @@ FLAGS: tuple[Flag, ...] = (
         metavar="SECONDS",
     ),
     Flag(
+        "model_repository",
+        str,
+        "",
+        MODELS,
+        "pyserving's own: a folder of model folders (each a model's base path with numbered "
+        "versions, as Triton's repository), served through the Open Inference Protocol's "
+        "model repository API (RepositoryIndex/ModelLoad/ModelUnload, POST /v2/repository/"
+        "...): a load adds the model (latest version, platform from its files), an unload "
+        "removes it. Alone, nothing serves until loaded; off when not given",
+        metavar="DIR",
+    ),
+    Flag(
+        "model_repository_load_all",
+        bool,
+        False,
+        MODELS,
+        "pyserving's own: load every model folder of --model_repository at start-up "
+        "(default: false)",
+    ),
+    Flag(
         "allow_version_labels_for_unavailable_models",
         bool,
         False,
@@ -453,6 +473,17 @@ FLAGS: tuple[Flag, ...] = (
         "HTTPS with the same certificate on --rest_api_port",
         _implemented("TLS for gRPC, and HTTPS on the REST port"),
         metavar="FILE",
+    ),
+    Flag(
+        "restricted_api",
+        str,
+        "",
+        TLS,
+        "pyserving's own, as Triton's --grpc-restricted-protocol/--http-restricted-api: "
+        "answer the listed groups' calls only when the gRPC metadata or HTTP header KEY "
+        "equals VALUE, others get PERMISSION_DENIED / 403. Groups: model-repository (the "
+        "repository API), model-config (HandleReloadConfigRequest). Inference stays open",
+        metavar="GROUPS:KEY=VALUE",
     ),
     Flag(
         "grpc_socket_path",

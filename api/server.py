@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import os
 import shutil
 import signal
 import tempfile
@@ -39,6 +40,8 @@ from pyserving.adapters.model_config import (
     read_file,
     single_model,
 )
+from pyserving.adapters.model_repository import ModelRepository, RepositoryControl
+from pyserving.adapters.protos import grpc_service_pb2
 from pyserving.adapters.sources.object_store import (
     CacheEvictor,
     ObjectStore,
@@ -54,7 +57,7 @@ from pyserving.adapters.tfserving_metrics import (
     TFServingMetrics,
     tee_series,
 )
-from pyserving.api import model_listing, oip_grpc, oip_rest, profiler_service
+from pyserving.api import model_listing, oip_grpc, oip_repository, oip_rest, profiler_service
 from pyserving.api.flag_compat import (
     FlagError,
     grpc_channel_arguments,
@@ -69,6 +72,13 @@ from pyserving.api.monitoring_config import MonitoringConfigError, load_monitori
 from pyserving.api.prediction_service import PredictionService
 from pyserving.api.request_envelope import Envelope, add_service
 from pyserving.api.rest_api import RestApi, RestOptions
+from pyserving.api.restricted_api import (
+    MODEL_CONFIG,
+    MODEL_REPOSITORY,
+    RestrictionError,
+    Restrictions,
+    parse_restricted_api,
+)
 from pyserving.api.tensor_codec import elements_within
 from pyserving.api.tls import TlsConfigError, load_ssl_config
 from pyserving.api.warmup_replay import make_replay
@@ -98,11 +108,41 @@ def models_from_flags(options: ServerOptions) -> ServerConfig:
         except ConfigError as exc:
             raise StartupError(str(exc)) from None
     if not options.model_base_path:
+        if options.model_repository:
+            return ServerConfig(())  # nothing serves until the repository API loads a model
         raise StartupError(
             "no model to serve: give --model_base_path=/path/to/model (a folder of numbered "
-            "version folders) and --model_name=NAME, or --model_config_file=FILE"
+            "version folders) and --model_name=NAME, or --model_config_file=FILE, or "
+            "--model_repository=DIR and load models through the repository API"
         )
     return single_model(options.model_name, options.model_base_path, options.model_platform)
+
+
+def restrictions_from_flags(options: ServerOptions) -> Restrictions:
+    try:
+        return Restrictions(parse_restricted_api(options.restricted_api))
+    except RestrictionError as exc:
+        raise StartupError(str(exc)) from None
+
+
+def repository_from_flags(
+    options: ServerOptions, live_config: LiveConfig, manager: Manager
+) -> RepositoryControl | None:
+    """The repository API's operations with --model_repository; None (API off) without."""
+    if not options.model_repository:
+        if options.model_repository_load_all:
+            raise StartupError(
+                "--model_repository_load_all needs --model_repository=DIR, the folder to load"
+            )
+        return None
+    if not os.path.isdir(options.model_repository):
+        raise StartupError(
+            f"--model_repository={options.model_repository} is not a folder: give the folder "
+            "holding one folder per model (each with numbered version folders)"
+        )
+    return RepositoryControl(
+        ModelRepository(options.model_repository), live_config, manager.statuses
+    )
 
 
 def config_digest(config: ServerConfig) -> str:
@@ -252,6 +292,8 @@ class ModelServer:
             config_poll_wait_s=options.model_config_file_poll_wait_seconds,
             storage_for=self._storage,
         )
+        self.restrictions = restrictions_from_flags(options)
+        self.repository = repository_from_flags(options, self.live_config, self.manager)
         self.health = HealthService(self.servable_map, self.live_config.model_names)
         self.grpc_server: grpc.aio.Server | None = None
         self.profiler: profiler_service.ProfilerForwarder | None = None
@@ -348,8 +390,18 @@ class ModelServer:
 
     def _oip_rest(self) -> oip_rest.OipRest:
         return oip_rest.OipRest(
-            self.core, self.envelope, self._rest_options(), self._server_ready, self._platform_of
+            self.core,
+            self.envelope,
+            self._rest_options(),
+            self._server_ready,
+            self._platform_of,
+            self._oip_extensions(),
         )
+
+    def _oip_extensions(self) -> tuple[str, ...]:
+        """The protocol extensions ServerMetadata names: the repository's only when on."""
+        repository = ("model_repository",) if self.repository is not None else ()
+        return ("binary_tensor_data", *repository)
 
     def _server_ready(self) -> bool:
         """The Open Inference Protocol's readiness: the health service's SERVING."""
@@ -360,6 +412,18 @@ class ModelServer:
             return self.live_config.platform_of(model)
         except LookupError:  # being removed from the config, still serving its last requests
             return ""
+
+    def _repository_routes(self) -> list[Any]:
+        if self.repository is None:
+            return []  # off: its paths answer 404
+        timeout_ms = self.options.rest_api_timeout_in_ms
+        return oip_repository.RepositoryRoutes(
+            self.repository,
+            self.envelope,
+            self.restrictions,
+            timeout_s=timeout_ms / 1000 if timeout_ms > 0 else None,
+            max_body_bytes=self.options.grpc_max_message_bytes,
+        ).routes()
 
     async def _start_http(self) -> None:
         if not self.options.rest_api_port:
@@ -374,6 +438,7 @@ class ModelServer:
             exported = None if self.options.metrics_names == "tfserving" else self.metrics_registry
             extra = self.tf_metrics.exposition if self.tf_metrics is not None else None
             http.add_routes(metrics_routes(exported, self.prometheus.path, extra))
+        http.add_routes(self._repository_routes())
         http.add_routes(self._rest_api().routes())
         http.add_routes(self._oip_rest().routes())
         try:
@@ -429,17 +494,37 @@ class ModelServer:
             server,
             self.envelope,
             model_service_pb2.DESCRIPTOR.services_by_name["ModelService"],
-            ModelService(self.manager, self.servable_map, reload=self.live_config.reload),
+            self.restrictions.guard(
+                ModelService(self.manager, self.servable_map, reload=self.live_config.reload),
+                MODEL_CONFIG,
+                {"HandleReloadConfigRequest"},
+            ),
         )
         add_service(  # the Open Inference Protocol's inference RPCs (not its repository's)
             server,
             self.envelope,
             oip_grpc.SERVICE,
             oip_grpc.InferenceService(
-                self.core, plan_options(self.options), self._server_ready, self._platform_of
+                self.core,
+                plan_options(self.options),
+                self._server_ready,
+                self._platform_of,
+                self._oip_extensions(),
             ),
             methods=oip_grpc.METHODS,
         )
+        if self.repository is not None:  # the repository API is off without the flag
+            add_service(
+                server,
+                self.envelope,
+                grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"],
+                self.restrictions.guard(
+                    oip_repository.RepositoryService(self.repository),
+                    MODEL_REPOSITORY,
+                    oip_repository.METHODS,
+                ),
+                methods=oip_repository.METHODS,
+            )
         model_listing.add_to_server(
             model_listing.ModelListingService(
                 self.manager,
@@ -484,6 +569,9 @@ class ModelServer:
             await server.stop(None)
             raise
         self.live_config.start()
+        if self.repository is not None and self.options.model_repository_load_all:
+            loaded = await asyncio.to_thread(self.repository.load_all)
+            log.info("model_repository_loaded_all", models=loaded)
 
     async def stop(self, reason: str) -> None:
         """Graceful stop: refuse new work, finish what is in flight, unload, flush the log."""

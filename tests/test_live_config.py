@@ -29,7 +29,13 @@ def config_text(root: Path, **models: str) -> str:
 class Harness(Lifecycle):
     """The shared lifecycle plus the live config, reading its own config file."""
 
-    def __init__(self, root: Path, text: str, loader: GatedLoader | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        text: str,
+        loader: GatedLoader | None = None,
+        config_poll_wait_s: float = 0.0,
+    ) -> None:
         super().__init__(loader or GatedLoader())
         self.root = root
         self.file = root / "models.config"
@@ -41,6 +47,7 @@ class Harness(Lifecycle):
             self.bus.wait_idle,
             source_poll_wait_s=0,  # sources look once per apply: the test drives the file
             config_file=str(self.file),
+            config_poll_wait_s=config_poll_wait_s,
         )
         self.live.start()
         self.settle()
