@@ -371,6 +371,18 @@ def server(
     assert process.stop() == 0
 
 
+def exploring(size: Size, max_examples: int) -> settings:
+    """Hypothesis settings for sending cases to a server: no deadline, no database; in CI
+    the same cases every run, with --long new ones."""
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        derandomize=not size.long,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+    )
+
+
 def explore(
     server: ServerProcess,
     cases: st.SearchStrategy[Case],
@@ -385,13 +397,7 @@ def explore(
     seen: dict[str, int] = {}
     before = process_figures(server.process.pid)
 
-    @settings(
-        max_examples=max_examples,
-        deadline=None,
-        derandomize=not size.long,  # CI: the same cases every run; --long explores
-        suppress_health_check=list(HealthCheck),
-        database=None,
-    )
+    @exploring(size, max_examples)
     @given(cases)
     def property_(case: Case) -> None:
         failing.append(case)  # popped when the case passes: what is left failed
@@ -758,13 +764,7 @@ def test_generated_rest_bodies_get_well_formed_errors_or_answers(
         process.wait_serving(timeout=120)
         seen: dict[int, int] = {}
 
-        @settings(
-            max_examples=size.pick(150, 2000),
-            deadline=None,
-            derandomize=not size.long,
-            suppress_health_check=list(HealthCheck),
-            database=None,
-        )
+        @exploring(size, size.pick(150, 2000))
         @given(rest_bodies())
         def property_(case: tuple[str, bytes]) -> None:
             path, body = case
@@ -783,13 +783,7 @@ def test_generated_rest_bodies_get_well_formed_errors_or_answers(
 
         seen_v2: dict[int, int] = {}
 
-        @settings(
-            max_examples=size.pick(150, 2000),
-            deadline=None,
-            derandomize=not size.long,
-            suppress_health_check=list(HealthCheck),
-            database=None,
-        )
+        @exploring(size, size.pick(150, 2000))
         @given(v2_infer_bodies())
         def v2_property(case: tuple[str, bytes, dict[str, str]]) -> None:
             path, body, headers = case
