@@ -92,6 +92,7 @@ class OipRest:
         ready: Callable[[], bool],
         platform_of: Callable[[str], str],
         extensions: tuple[str, ...] = ("binary_tensor_data",),
+        slots: asyncio.Semaphore | None = None,
     ) -> None:
         self._core = core
         self._map = core.servable_map
@@ -101,7 +102,8 @@ class OipRest:
         self._platform_of = platform_of
         self._extensions = list(extensions)
         self._timeout_s = options.timeout_s if options.timeout_s > 0 else None
-        self._slots = asyncio.Semaphore(max(1, options.max_concurrent))
+        # Requests processed at once (--rest_api_num_threads), shared with /v1 when given.
+        self._slots = slots or asyncio.Semaphore(max(1, options.max_concurrent))
         self._cors = CORS_HEADERS if options.cors else {}
 
     def routes(self) -> list[web.RouteDef]:

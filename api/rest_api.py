@@ -112,7 +112,8 @@ class RestApi:
         self._envelope = envelope
         self._options = options
         self._timeout_s = options.timeout_s if options.timeout_s > 0 else None
-        self._slots = asyncio.Semaphore(max(1, options.max_concurrent))
+        # --rest_api_num_threads: shared with the /v2 routes (`slots`), one bound for both.
+        self.slots = asyncio.Semaphore(max(1, options.max_concurrent))
         self._headers = {"Content-Type": JSON, **(CORS_HEADERS if options.cors else {})}
 
     def routes(self) -> list[web.RouteDef]:
@@ -147,7 +148,7 @@ class RestApi:
         scope.model = call.spec.name if call.spec else ""
         body = await read_body(request, self._options.max_body_bytes)
         deadline = None if self._timeout_s is None else time.monotonic() + self._timeout_s
-        async with self._slots:
+        async with self.slots:
             spec = call.spec
             if call.kind == "status":
                 return _proto_json(model_status(self._manager, self._map, spec))

@@ -388,7 +388,7 @@ class ModelServer:
     def _rest_api(self) -> RestApi:
         return RestApi(self.core, self.manager, self.envelope, self._rest_options())
 
-    def _oip_rest(self) -> oip_rest.OipRest:
+    def _oip_rest(self, slots: asyncio.Semaphore) -> oip_rest.OipRest:
         return oip_rest.OipRest(
             self.core,
             self.envelope,
@@ -396,6 +396,7 @@ class ModelServer:
             self._server_ready,
             self._platform_of,
             self._oip_extensions(),
+            slots,
         )
 
     def _oip_extensions(self) -> tuple[str, ...]:
@@ -439,8 +440,9 @@ class ModelServer:
             extra = self.tf_metrics.exposition if self.tf_metrics is not None else None
             http.add_routes(metrics_routes(exported, self.prometheus.path, extra))
         http.add_routes(self._repository_routes())
-        http.add_routes(self._rest_api().routes())
-        http.add_routes(self._oip_rest().routes())
+        rest_api = self._rest_api()
+        http.add_routes(rest_api.routes())
+        http.add_routes(self._oip_rest(rest_api.slots).routes())
         try:
             self.http_port = await http.start()
         except (OSError, ValueError) as exc:
