@@ -248,6 +248,11 @@ def test_http_infer_equals_predict(server: OipServer, images: np.ndarray, binary
     # No outputs named: tritonclient asks for all of them in binary (binary_data_output).
     reply = http_client.infer(MODEL, [http_input(images, binary)], model_version="2")
     np.testing.assert_array_equal(reply.as_numpy("scores"), expected)
+    # A compressed request body (tritonclient's request_compression_algorithm).
+    reply = http_client.infer(
+        MODEL, [http_input(images, binary)], request_compression_algorithm="gzip"
+    )
+    np.testing.assert_array_equal(reply.as_numpy("scores"), expected)
 
 
 def test_requests_are_counted_per_protocol(server: OipServer, images: np.ndarray) -> None:
