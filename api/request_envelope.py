@@ -238,9 +238,15 @@ async def _refuse_undecodable(request: Undecodable, context: grpc.aio.ServicerCo
 
 
 def requested_model(request: Any) -> str:
-    """The model a TF Serving request names (`model_spec.name`), or "" if it names none."""
+    """The model a request names, or "" if it names none: TF Serving's `model_spec.name`,
+    the Open Inference Protocol's `model_name` (ModelInfer) or `name` (ModelReady, ...)."""
     spec = getattr(request, "model_spec", None)
-    return str(getattr(spec, "name", "")) if spec is not None else ""
+    if spec is not None:
+        return str(getattr(spec, "name", ""))
+    name = getattr(request, "model_name", None)
+    if name is None:
+        name = getattr(request, "name", "")
+    return name if isinstance(name, str) else ""
 
 
 def _metadata_request_id(context: grpc.aio.ServicerContext) -> str | None:

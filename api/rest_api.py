@@ -120,7 +120,8 @@ class RestApi:
         self._envelope = envelope
         self._options = options
         self._timeout_s = options.timeout_s if options.timeout_s > 0 else None
-        self._slots = asyncio.Semaphore(max(1, options.max_concurrent))
+        # --rest_api_num_threads: shared with the /v2 routes (`slots`), one bound for both.
+        self.slots = asyncio.Semaphore(max(1, options.max_concurrent))
         self._headers = {"Content-Type": JSON, **(CORS_HEADERS if options.cors else {})}
 
     def routes(self) -> list[web.RouteDef]:
@@ -150,26 +151,13 @@ class RestApi:
                 response.force_close()  # the unread rest of the body is not drained
             return response
 
-    async def _read_body(self, request: web.Request) -> bytes:
-        """The body, refused unread (Content-Length) or at the limit (chunked) when too big."""
-        limit = self._options.max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
-            raise _too_large(request.content_length, limit)
-        chunks, size = [], 0
-        async for chunk in request.content.iter_chunked(1 << 16):
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(size, limit)
-            chunks.append(chunk)
-        return b"".join(chunks)
-
     async def _answer(self, scope: RequestScope, request: web.Request) -> bytes:
         call = parse_call(request.method, request.raw_path.split("?", 1)[0])
         scope.api = API_LABELS[call.kind]
         scope.model = call.spec.name if call.spec else ""
-        body = await self._read_body(request)
+        body = await read_body(request, self._options.max_body_bytes)
         deadline = None if self._timeout_s is None else time.monotonic() + self._timeout_s
-        async with self._slots:
+        async with self.slots:
             spec = call.spec
             if call.kind == "status":
                 return _proto_json(model_status(self._manager, self._map, spec))
@@ -231,6 +219,19 @@ class RestApi:
         if kind == "classify":
             return rest_codec.encode_classification(response.result)
         return rest_codec.encode_regression(response.result)
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The body, refused unread (Content-Length) or at the limit (chunked) when too big."""
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(request.content_length, limit)
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(size, limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def parse_call(method: str, path: str) -> _Call:

@@ -60,7 +60,7 @@ from pyserving.adapters.tfserving_metrics import (
     tee_series,
 )
 from pyserving.adapters.tracing import TracingConfigError, tracing_from_environment
-from pyserving.api import model_listing, oip_repository, profiler_service
+from pyserving.api import model_listing, oip_grpc, oip_repository, oip_rest, profiler_service
 from pyserving.api.flag_compat import (
     FlagError,
     grpc_channel_arguments,
@@ -416,21 +416,46 @@ class ModelServer:
             if not address.startswith("unix:"):
                 self.port = bound
 
-    def _rest_api(self) -> RestApi:
+    def _rest_options(self) -> RestOptions:
         options = self.options
-        return RestApi(
-            self.core,
-            self.manager,
-            self.envelope,
-            RestOptions(
-                timeout_s=options.rest_api_timeout_in_ms / 1000,
-                max_body_bytes=options.grpc_max_message_bytes,
-                max_concurrent=options.rest_api_num_threads,
-                cors=options.rest_api_enable_cors_support,
-                plan_options=plan_options(options),
-            ),
-            self.request_log,
+        return RestOptions(
+            timeout_s=options.rest_api_timeout_in_ms / 1000,
+            max_body_bytes=options.grpc_max_message_bytes,
+            max_concurrent=options.rest_api_num_threads,
+            cors=options.rest_api_enable_cors_support,
+            plan_options=plan_options(options),
         )
+
+    def _rest_api(self) -> RestApi:
+        return RestApi(
+            self.core, self.manager, self.envelope, self._rest_options(), self.request_log
+        )
+
+    def _oip_rest(self, slots: asyncio.Semaphore) -> oip_rest.OipRest:
+        return oip_rest.OipRest(
+            self.core,
+            self.envelope,
+            self._rest_options(),
+            self._server_ready,
+            self._platform_of,
+            self._oip_extensions(),
+            slots,
+        )
+
+    def _oip_extensions(self) -> tuple[str, ...]:
+        """The protocol extensions ServerMetadata names: the repository's only when on."""
+        repository = ("model_repository",) if self.repository is not None else ()
+        return ("binary_tensor_data", *repository)
+
+    def _server_ready(self) -> bool:
+        """The Open Inference Protocol's readiness: the health service's SERVING."""
+        return self.health.status("") == health_pb2.HealthCheckResponse.SERVING
+
+    def _platform_of(self, model: str) -> str:
+        try:
+            return self.live_config.platform_of(model)
+        except LookupError:  # being removed from the config, still serving its last requests
+            return ""
 
     def _repository_routes(self) -> list[Any]:
         if self.repository is None:
@@ -458,7 +483,9 @@ class ModelServer:
             extra = self.tf_metrics.exposition if self.tf_metrics is not None else None
             http.add_routes(metrics_routes(exported, self.prometheus.path, extra))
         http.add_routes(self._repository_routes())
-        http.add_routes(self._rest_api().routes())
+        rest_api = self._rest_api()
+        http.add_routes(rest_api.routes())
+        http.add_routes(self._oip_rest(rest_api.slots).routes())
         try:
             self.http_port = await http.start()
         except (OSError, ValueError) as exc:
@@ -518,6 +545,19 @@ class ModelServer:
                 {"HandleReloadConfigRequest"},
             ),
         )
+        add_service(  # the Open Inference Protocol's inference RPCs (not its repository's)
+            server,
+            self.envelope,
+            oip_grpc.SERVICE,
+            oip_grpc.InferenceService(
+                self.core,
+                plan_options(self.options),
+                self._server_ready,
+                self._platform_of,
+                self._oip_extensions(),
+            ),
+            methods=oip_grpc.METHODS,
+        )
         if self.repository is not None:  # the repository API is off without the flag
             add_service(
                 server,
@@ -553,6 +593,7 @@ class ModelServer:
                 prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
                 model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                oip_grpc.SERVICE.full_name,
                 model_listing.SERVICE_NAME,
                 reflection.SERVICE_NAME,
             ),

@@ -55,18 +55,9 @@ def shape_text(shape: tuple[int, ...]) -> str:
     return "[" + ",".join(str(d) for d in shape) + "]"
 
 
-def decode(
-    proto: tensor_pb2.TensorProto, name: str, max_elements: int = DEFAULT_MAX_ELEMENTS
-) -> np.ndarray:
-    """One request tensor as a numpy array; INVALID_ARGUMENT naming `name` if malformed."""
-    if proto.dtype not in _DTYPES:
-        raise invalid_argument(
-            f"input '{name}': unsupported dtype {types_pb2.DataType.Name(proto.dtype)}"
-            if proto.dtype in types_pb2.DataType.values()
-            else f"input '{name}': unknown dtype enum {proto.dtype}"
-        )
-    dtype, field = _DTYPES[proto.dtype]
-    shape = _shape(proto.tensor_shape, name)
+def claimed_elements(shape: tuple[int, ...], name: str, max_elements: int) -> int:
+    """The elements a request's (non-negative) shape holds; RESOURCE_EXHAUSTED naming
+    `name` when it claims more than `max_elements`, before anything is allocated."""
     count = extent = 1
     for d in shape:
         count *= d
@@ -83,6 +74,22 @@ def decode(
             f"input '{name}': shape {shape_text(shape)} has dimensions that multiply to "
             f"{extent} (empty ones aside), more than the limit of {max_elements} elements",
         )
+    return count
+
+
+def decode(
+    proto: tensor_pb2.TensorProto, name: str, max_elements: int = DEFAULT_MAX_ELEMENTS
+) -> np.ndarray:
+    """One request tensor as a numpy array; INVALID_ARGUMENT naming `name` if malformed."""
+    if proto.dtype not in _DTYPES:
+        raise invalid_argument(
+            f"input '{name}': unsupported dtype {types_pb2.DataType.Name(proto.dtype)}"
+            if proto.dtype in types_pb2.DataType.values()
+            else f"input '{name}': unknown dtype enum {proto.dtype}"
+        )
+    dtype, field = _DTYPES[proto.dtype]
+    shape = _shape(proto.tensor_shape, name)
+    count = claimed_elements(shape, name, max_elements)
     if proto.tensor_content:
         return _from_content(proto.tensor_content, dtype, shape, count, name)
     values = getattr(proto, field)

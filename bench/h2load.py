@@ -5,7 +5,10 @@ a server is from the floor. Here Debian's h2load (nghttp2-client) sends the same
 gRPC-framed one-image PredictRequest to each target: the floor (grpc.aio with a canned
 reply), pyserving unbatched and pyserving --enable_batching, and both again with
 OpenTelemetry traces on at 1% sampling (parentbased_traceidratio 0.01, exported over
-OTLP/HTTP to a local sink that accepts and drops: the cost is the server's); and over REST (`h2load
+OTLP/HTTP to a local sink that accepts and drops: the cost is the server's); the same image
+as an Open Inference Protocol ModelInferRequest (raw FP32 contents, as tritonclient sends
+it) to the same two untraced servers, the same model and signature (ModelInfer / Predict at
+c=64 is printed and written); and over REST (`h2load
 --h1`, TF Serving's JSON `:predict`) the same two servers and an aiohttp floor that
 parses the JSON body and answers a canned prediction. Every target is pinned to
 CPU 0 (`taskset -c 0`) and h2load to CPU 1; each concurrency level runs every target in
@@ -33,9 +36,11 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from bench.heavy_model import export as export_heavy
 from bench.targets import ROOT, Target, floor_target, free_port, pyserving_target
+from pyserving.adapters.protos import grpc_service_pb2, grpc_service_pb2_grpc
 from tests.util.otlp import OtlpReceiver
 
 PREDICT_PATH = "/tensorflow.serving.PredictionService/Predict"
+MODEL_INFER_PATH = "/inference.GRPCInferenceService/ModelInfer"
 REST_PATH = "/v1/models/mnist:predict"
 RESULTS = ROOT / "bench" / "results"
 SERVER_CPU, CLIENT_CPU = "0", "1"
@@ -96,6 +101,32 @@ def check_answer(target: Target, request: predict_pb2.PredictRequest) -> None:
         raise SystemExit(f"{target.name} answered wrongly: {reply}")
 
 
+def one_image_infer_request(image: np.ndarray) -> grpc_service_pb2.ModelInferRequest:
+    """The Open Inference Protocol's request for the same image, model and signature."""
+    request = grpc_service_pb2.ModelInferRequest(model_name="mnist")
+    request.parameters["signature_name"].string_param = "predict_images"
+    row = image.reshape(1, -1).astype(np.float32)
+    request.inputs.add(name="images", datatype="FP32", shape=row.shape)
+    request.raw_input_contents.append(row.tobytes())
+    return request
+
+
+def check_infer_answer(
+    target: Target, request: grpc_service_pb2.ModelInferRequest, predict: predict_pb2.PredictRequest
+) -> None:
+    """ModelInfer answers the scores Predict answers for the same image, on the same server."""
+    with grpc.insecure_channel(target.address) as channel:
+        reply = grpc_service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(
+            request, timeout=30
+        )
+        expected = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
+            predict, timeout=30
+        )
+    scores = np.frombuffer(reply.raw_output_contents[0], np.float32)
+    if not np.array_equal(scores, np.array(expected.outputs["scores"].float_val, np.float32)):
+        raise SystemExit(f"{target.name} answered ModelInfer unlike Predict: {reply}")
+
+
 def check_rest_answer(address: str, body: bytes, name: str) -> None:
     """The REST target answers `:predict` with one row of ten scores summing to ~1."""
     deadline = time.monotonic() + 120
@@ -117,16 +148,22 @@ def check_rest_answer(address: str, body: bytes, name: str) -> None:
 
 
 def h2load(
-    address: str, body: Path, concurrency: int, seconds: float, log: Path, rest: bool = False
+    address: str,
+    body: Path,
+    concurrency: int,
+    seconds: float,
+    log: Path,
+    rest: bool = False,
+    grpc_path: str = PREDICT_PATH,
 ) -> dict:
-    """One h2load run (gRPC over HTTP/2, or REST over HTTP/1.1 with `rest`); req/s from its
-    summary, p50/p99 from its per-request log."""
+    """One h2load run (gRPC over HTTP/2 to `grpc_path`, or REST over HTTP/1.1 with `rest`);
+    req/s from its summary, p50/p99 from its per-request log."""
     protocol = (
         ["--h1", "-H", "content-type: application/json"]
         if rest
         else ["-H", "content-type: application/grpc", "-H", "te: trailers"]
     )
-    path = REST_PATH if rest else PREDICT_PATH
+    path = REST_PATH if rest else grpc_path
     log.unlink(missing_ok=True)  # h2load appends to its log file
     command = [
         "taskset", "-c", CLIENT_CPU, "h2load",
@@ -268,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     request = one_image_request(test_images()[0])
     body = workdir / "predict.grpc"
     body.write_bytes(grpc_frame(request.SerializeToString()))
+    infer_request = one_image_infer_request(test_images()[0])
+    infer_body = workdir / "model_infer.grpc"
+    infer_body.write_bytes(grpc_frame(infer_request.SerializeToString()))
     batching = workdir / "batching.config"
     batching.write_text(
         "max_batch_size { value: 64 }\nbatch_timeout_micros { value: 1000 }\n"
@@ -327,24 +367,37 @@ def main(argv: list[str] | None = None) -> int:
         for target in targets:
             target.wait_ready()
             check_answer(target, request)
+        for target in targets[1:]:
+            check_infer_answer(target, infer_request, request)
         for name, port in rest_ports.items():
             check_rest_answer(f"127.0.0.1:{port}", rest_body.read_bytes(), name)
         for level in [int(c) for c in args.concurrency.split(",")]:
-            runs: dict[str, list[dict]] = {target.name: [] for target in targets}
+            jobs = [(t.name, t, body, PREDICT_PATH) for t in targets]
+            jobs += [  # ModelInfer beside Predict, on the same servers
+                (f"infer_{t.name}", t, infer_body, MODEL_INFER_PATH)
+                for t in targets
+                if t.name in ("unbatched", "batched")
+            ]
+            runs: dict[str, list[dict]] = {name: [] for name, *_ in jobs}
             for _ in range(args.rounds):  # rounds interleaved: drift hits every target alike
-                for target in targets:
+                for name, target, request_body, path in jobs:
                     cpu = target.cpu_seconds()
                     result = h2load(
-                        target.address, body, level, args.seconds, workdir / f"{target.name}.h2"
+                        target.address,
+                        request_body,
+                        level,
+                        args.seconds,
+                        workdir / f"{name}.h2",
+                        grpc_path=path,
                     )
                     result["cpu_us_per_request"] = cpu_per_request(
                         target.cpu_seconds() - cpu, result, args.seconds
                     )
                     if result["http_2xx"] == 0:
-                        raise SystemExit(f"{target.name}: no successful request")
-                    runs[target.name].append(result)
+                        raise SystemExit(f"{name}: no successful request")
+                    runs[name].append(result)
                     print(
-                        json.dumps({"target": target.name, "concurrency": level, **result}),
+                        json.dumps({"target": name, "concurrency": level, **result}),
                         flush=True,
                     )
             for name, results in runs.items():
@@ -404,8 +457,17 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['target']:<18}{r['concurrency']:>4}{r['req_s']:>10.0f}"
             f"{r['ratio_to_floor']:>9.2f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{cpu}{traced}"
         )
+    by_row = {(r["target"], r["concurrency"]): r for r in rows}
+    infer_ratios = {
+        name: round(by_row[f"infer_{name}", 64]["req_s"] / by_row[name, 64]["req_s"], 3)
+        for name in ("unbatched", "batched")
+        if (name, 64) in by_row and (f"infer_{name}", 64) in by_row
+    }
+    for name, ratio in infer_ratios.items():
+        print(f"ModelInfer / Predict req/s at c=64, {name}: {ratio:.2f} (target >= 0.9)")
     report = {
         "tool": "h2load",
+        "model_infer_to_predict_c64": infer_ratios,
         "server_cpu": SERVER_CPU,
         "client_cpu": CLIENT_CPU,
         "seconds": args.seconds,

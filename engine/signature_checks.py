@@ -94,16 +94,21 @@ def _check_tensor(alias: str, array: np.ndarray, spec: TensorSpec, signature: st
             f"input '{alias}' of signature '{signature}' expects dtype "
             f"{dtype_name(spec.dtype)} but {dtype_name(array.dtype)} was provided"
         )
-    if spec.shape is None:
-        return
     given = array.shape
-    if len(given) != len(spec.shape) or any(
-        want is not None and want != got for want, got in zip(spec.shape, given, strict=False)
-    ):
+    if not shape_fits(spec, given):
         raise invalid_argument(
             f"input '{alias}' of signature '{signature}' has shape "
             f"[{','.join(map(str, given))}] but the signature expects {spec.shape_text()}"
         )
+
+
+def shape_fits(spec: TensorSpec, shape: tuple[int, ...]) -> bool:
+    """Whether `shape` is one the signature's tensor takes (unknown rank takes any)."""
+    if spec.shape is None:
+        return True
+    return len(shape) == len(spec.shape) and all(
+        want is None or want == got for want, got in zip(spec.shape, shape, strict=True)
+    )
 
 
 def check_output_filter(signature: Signature, output_filter: Sequence[str]) -> None:

@@ -34,6 +34,7 @@ def test_core_manifests_pass_kubernetes_schema(name: str) -> None:
     [
         ("kubernetes/servicemonitor.yaml", "servicemonitor.schema.json"),
         ("kserve/servingruntime.yaml", "servingruntime.schema.json"),
+        ("kserve/servingruntime-v2.yaml", "servingruntime.schema.json"),
     ],
 )
 def test_custom_resources_pass_their_crd_schema(manifest: str, schema: str) -> None:
@@ -46,8 +47,13 @@ def serve_options(args: list[str]) -> object:
     return build_parser().parse_args(["serve", *args])
 
 
-def test_servingruntime_arguments_are_pyservings_flags() -> None:
-    runtime = load(DEPLOY / "kserve" / "servingruntime.yaml")
+@pytest.mark.parametrize(
+    ("manifest", "protocols"),
+    [("servingruntime.yaml", ["v1", "grpc-v1"]), ("servingruntime-v2.yaml", ["v2", "grpc-v2"])],
+)
+def test_servingruntime_arguments_are_pyservings_flags(manifest: str, protocols: list) -> None:
+    runtime = load(DEPLOY / "kserve" / manifest)
+    assert runtime["spec"]["protocolVersions"] == protocols
     [container] = runtime["spec"]["containers"]
     assert container["command"] == ["pyserving", "serve"]
     # KServe fills in {{.Name}} with the InferenceService's name.

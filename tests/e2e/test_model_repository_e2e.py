@@ -110,6 +110,8 @@ def test_index_load_and_unload_on_both_protocols(
 ) -> None:
     server = start_repository_server(start_server, repository)
     grpc_client, http_client = clients(server)
+    assert "model_repository" in grpc_client.get_server_metadata().extensions
+    assert "model_repository" in http_client.get_server_metadata()["extensions"]
 
     never_loaded = {"broken": ("", "", ""), "half": ("", "", ""), "py": ("", "", "")}
     assert index_of(grpc_client) == never_loaded  # notes, .staging-py3, README.txt: not models
@@ -339,5 +341,7 @@ def test_repository_api_is_off_without_the_flag(repository: Path, start_server) 
     base = f"http://127.0.0.1:{http_port}/v2/repository"
     assert post(f"{base}/index")[0] == 404
     assert post(f"{base}/models/py/unload")[0] == 404
+    metadata = triton_http.InferenceServerClient(f"127.0.0.1:{http_port}").get_server_metadata()
+    assert metadata["extensions"] == ["binary_tensor_data"]  # ServerMetadata says it is off
     assert predict_py(server) == [6.0]  # still serving: the unload never ran
     assert server.stop() == 0

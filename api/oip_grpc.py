@@ -1,0 +1,243 @@
+"""inference.GRPCInferenceService (the Open Inference Protocol, KServe v2): a codec around
+the same request core as TF Serving's PredictionService.
+
+A model is a served model, an input or output a key of its signature (`serving_default`,
+or the request's `signature_name` parameter), a datatype a dtype (`BYTES` = DT_STRING).
+`model_version` "" is the version policy's latest; a label is the `version_label`
+parameter, as TF Serving's `model_spec.version_label`. ModelInfer is Predict: the same
+plan, runner and batching, inside the same envelope (request id, metrics with the method
+name as `api`, drain). Errors keep the core's codes (an unknown model is NOT_FOUND, as
+Triton answers it); the datatype and shape of each input are checked against the
+signature first, as Triton checks them against the model's config.
+
+Only the inference and health RPCs live here; the repository extension registers its
+own methods of the same service (`add_service(..., methods=...)`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import grpc
+
+import pyserving
+from pyserving.adapters.protos import grpc_service_pb2
+from pyserving.api import oip_codec
+from pyserving.api.prediction_service import _deadline
+from pyserving.engine.errors import invalid_argument
+from pyserving.engine.request_core import (
+    ModelRequest,
+    PlanOptions,
+    Prediction,
+    RequestCore,
+    RequestPlan,
+    plan_predict,
+)
+from pyserving.engine.servable import Servable, Signature
+from pyserving.engine.servable_map import ServableMap
+from pyserving.engine.signature_checks import DEFAULT_SIGNATURE, select_signature
+
+SERVICE = grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+METHODS = (
+    "ServerLive",
+    "ServerReady",
+    "ModelReady",
+    "ServerMetadata",
+    "ModelMetadata",
+    "ModelInfer",
+)
+SERVER_NAME = "pyserving"
+# Request parameters pyserving reads (others, e.g. tritonclient's `timeout`, are ignored).
+SIGNATURE_PARAMETER = "signature_name"
+LABEL_PARAMETER = "version_label"
+BINARY_PARAMETER = "binary_data"  # per requested output: false asks for typed contents
+# Triton's platform strings for pyserving's platforms (Triton's tensorflow backend names a
+# SavedModel `tensorflow_savedmodel`; a python model is named by its backend, as Triton's).
+TRITON_PLATFORMS = {"tensorflow": "tensorflow_savedmodel", "python": "python"}
+
+
+# ------------------------------------------------------------------ shared with REST
+def model_request(name: str, version: str, label: str | None = None) -> ModelRequest:
+    """The servable a request names; `version` "" is the latest, digits a version."""
+    if not name:
+        raise invalid_argument("the model name is empty: name the model to call")
+    number = None
+    if version:
+        if not version.isdigit() or not version.isascii() or len(version) > 18:
+            raise invalid_argument(
+                f"model version {version!r} is not a version number: give its digits, or "
+                f"leave it empty for the latest (a label goes in the {LABEL_PARAMETER} "
+                "parameter)"
+            )
+        number = int(version)
+    if label is not None and number is not None:
+        raise invalid_argument(
+            f"the request names version {version} and the label {label!r}: give one of them"
+        )
+    return ModelRequest(name, number, label)
+
+
+def label_parameter(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise invalid_argument(f"the {LABEL_PARAMETER} parameter must be a string")
+    return value
+
+
+def signature_parameter(value: Any) -> str:
+    if value is None:
+        return DEFAULT_SIGNATURE
+    if not isinstance(value, str):
+        raise invalid_argument(f"the {SIGNATURE_PARAMETER} parameter must be a string")
+    return value or DEFAULT_SIGNATURE
+
+
+def is_model_ready(servable_map: ServableMap, spec: ModelRequest) -> bool:
+    """Whether the version `spec` names serves now (an unknown model is not ready)."""
+    entry = servable_map.snapshot.get(spec.name)
+    if entry is None:
+        return False
+    if spec.version is not None:
+        return spec.version in entry.versions
+    if spec.label is not None:
+        return entry.labels.get(spec.label) in entry.versions
+    return True
+
+
+def metadata_signature(servable: Servable) -> Signature:
+    """The signature ModelMetadata describes: `serving_default`, or the only one there is."""
+    signatures = servable.signatures
+    if DEFAULT_SIGNATURE in signatures or len(signatures) != 1:
+        return select_signature(servable, DEFAULT_SIGNATURE)
+    return next(iter(signatures.values()))
+
+
+def model_metadata(
+    servable_map: ServableMap, spec: ModelRequest, platform: str
+) -> grpc_service_pb2.ModelMetadataResponse:
+    """ModelMetadata: the versions serving, the platform, the signature's tensors."""
+    with servable_map.acquire(spec.name, spec.version, spec.label) as handle:
+        signature = metadata_signature(handle.servable)
+    entry = servable_map.snapshot.get(spec.name)
+    versions = sorted(entry.versions) if entry is not None else [handle.version]
+    response = grpc_service_pb2.ModelMetadataResponse(
+        name=spec.name,
+        versions=[str(v) for v in versions],
+        platform=TRITON_PLATFORMS.get(platform, platform),
+    )
+    for specs, out in ((signature.inputs, response.inputs), (signature.outputs, response.outputs)):
+        for alias, tensor in specs.items():
+            out.add(
+                name=alias,
+                datatype=oip_codec.datatype_of(tensor.dtype),
+                shape=oip_codec.metadata_shape(tensor),
+            )
+    return response
+
+
+def infer_plan(
+    servable: Servable,
+    model: str,
+    signature_name: str,
+    inputs: Mapping[str, Any],
+    wanted: Sequence[str],
+) -> RequestPlan[Prediction]:
+    """Predict's plan for an infer request, after the protocol's datatype and shape checks."""
+    signature = select_signature(servable, signature_name)
+    oip_codec.check_against_signature(model, signature, inputs)
+    return plan_predict(servable, signature.name, inputs, wanted)
+
+
+def output_order(prediction: Prediction, wanted: Sequence[str]) -> Sequence[str]:
+    return wanted or sorted(prediction.outputs)
+
+
+# ------------------------------------------------------------------ the servicer
+class InferenceService:
+    """The inference and health RPCs of inference.GRPCInferenceService."""
+
+    def __init__(
+        self,
+        core: RequestCore,
+        options: PlanOptions,
+        ready: Callable[[], bool],
+        platform_of: Callable[[str], str],
+        extensions: Sequence[str] = ("binary_tensor_data",),
+    ) -> None:
+        self._core = core
+        self._map = core.servable_map
+        self._options = options
+        self._ready = ready
+        self._platform_of = platform_of
+        self._extensions = list(extensions)
+
+    async def ServerLive(
+        self, request: grpc_service_pb2.ServerLiveRequest, context: grpc.aio.ServicerContext
+    ) -> grpc_service_pb2.ServerLiveResponse:
+        return grpc_service_pb2.ServerLiveResponse(live=True)
+
+    async def ServerReady(
+        self, request: grpc_service_pb2.ServerReadyRequest, context: grpc.aio.ServicerContext
+    ) -> grpc_service_pb2.ServerReadyResponse:
+        return grpc_service_pb2.ServerReadyResponse(ready=self._ready())
+
+    async def ModelReady(
+        self, request: grpc_service_pb2.ModelReadyRequest, context: grpc.aio.ServicerContext
+    ) -> grpc_service_pb2.ModelReadyResponse:
+        spec = model_request(request.name, request.version)
+        return grpc_service_pb2.ModelReadyResponse(ready=is_model_ready(self._map, spec))
+
+    async def ServerMetadata(
+        self, request: grpc_service_pb2.ServerMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> grpc_service_pb2.ServerMetadataResponse:
+        return grpc_service_pb2.ServerMetadataResponse(
+            name=SERVER_NAME, version=pyserving.__version__, extensions=self._extensions
+        )
+
+    async def ModelMetadata(
+        self, request: grpc_service_pb2.ModelMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> grpc_service_pb2.ModelMetadataResponse:
+        spec = model_request(request.name, request.version)
+        return model_metadata(self._map, spec, self._platform_of(spec.name))
+
+    async def ModelInfer(
+        self, request: grpc_service_pb2.ModelInferRequest, context: grpc.aio.ServicerContext
+    ) -> grpc_service_pb2.ModelInferResponse:
+        parameters = request.parameters
+        label = _parameter(parameters, LABEL_PARAMETER)
+        signature = _parameter(parameters, SIGNATURE_PARAMETER)
+        spec = model_request(request.model_name, request.model_version, label_parameter(label))
+        signature_name = signature_parameter(signature)
+        inputs = oip_codec.decode_infer_inputs(request, self._options.max_elements)
+        requested = request.outputs
+        wanted = [output.name for output in requested]
+        raw = not requested or not all(_typed(output) for output in requested)
+        model = spec.name
+
+        def planner(servable: Servable) -> RequestPlan[grpc_service_pb2.ModelInferResponse]:
+            plan = infer_plan(servable, model, signature_name, inputs, wanted)
+
+            def finish(results: Any, version: int) -> grpc_service_pb2.ModelInferResponse:
+                prediction = plan.finish(results, version)
+                response = grpc_service_pb2.ModelInferResponse(
+                    model_name=model, model_version=str(version), id=request.id
+                )
+                oip_codec.encode_infer_outputs(
+                    response, prediction.outputs, output_order(prediction, wanted), raw
+                )
+                return response
+
+            return RequestPlan(plan.calls, finish)
+
+        return await self._core.execute(spec, planner, _deadline(context))
+
+
+def _parameter(parameters: Mapping[str, grpc_service_pb2.InferParameter], key: str) -> Any:
+    return oip_codec.parameter_value(parameters[key]) if key in parameters else None
+
+
+def _typed(output: grpc_service_pb2.ModelInferRequest.InferRequestedOutputTensor) -> bool:
+    """Whether a requested output says `binary_data: false` (typed contents, not raw)."""
+    return _parameter(output.parameters, BINARY_PARAMETER) is False
