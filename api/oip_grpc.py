@@ -23,8 +23,10 @@ import grpc
 
 import pyserving
 from pyserving.adapters.protos import grpc_service_pb2
+from pyserving.adapters.request_log.logger import NO_REQUEST_LOG, RequestLog
 from pyserving.api import oip_codec
-from pyserving.api.prediction_service import _deadline
+from pyserving.api import request_records as records
+from pyserving.api.prediction_service import _deadline, encode_prediction
 from pyserving.engine.errors import invalid_argument
 from pyserving.engine.request_core import (
     ModelRequest,
@@ -165,7 +167,9 @@ class InferenceService:
         ready: Callable[[], bool],
         platform_of: Callable[[str], str],
         extensions: Sequence[str] = ("binary_tensor_data",),
+        request_log: RequestLog = NO_REQUEST_LOG,
     ) -> None:
+        self._log = request_log.log  # sampled answers become PredictionLog records (PredictLog)
         self._core = core
         self._map = core.servable_map
         self._options = options
@@ -215,12 +219,14 @@ class InferenceService:
         wanted = [output.name for output in requested]
         raw = not requested or not all(_typed(output) for output in requested)
         model = spec.name
+        answered: list[Prediction] = []
 
         def planner(servable: Servable) -> RequestPlan[grpc_service_pb2.ModelInferResponse]:
             plan = infer_plan(servable, model, signature_name, inputs, wanted)
 
             def finish(results: Any, version: int) -> grpc_service_pb2.ModelInferResponse:
                 prediction = plan.finish(results, version)
+                answered.append(prediction)
                 response = grpc_service_pb2.ModelInferResponse(
                     model_name=model, model_version=str(version), id=request.id
                 )
@@ -231,7 +237,14 @@ class InferenceService:
 
             return RequestPlan(plan.calls, finish)
 
-        return await self._core.execute(spec, planner, _deadline(context))
+        response = await self._core.execute(spec, planner, _deadline(context))
+        self._log(
+            model,
+            lambda: records.rest_predict(
+                spec, signature_name, inputs, encode_prediction(model, answered[0]), wanted
+            ),
+        )
+        return response
 
 
 def _parameter(parameters: Mapping[str, grpc_service_pb2.InferParameter], key: str) -> Any:

@@ -25,7 +25,9 @@ from aiohttp import web
 from google.protobuf import json_format
 
 import pyserving
+from pyserving.adapters.request_log.logger import NO_REQUEST_LOG, RequestLog
 from pyserving.api import oip_codec, rest_codec
+from pyserving.api import request_records as records
 from pyserving.api.oip_grpc import (
     LABEL_PARAMETER,
     SERVER_NAME,
@@ -38,6 +40,7 @@ from pyserving.api.oip_grpc import (
     output_order,
     signature_parameter,
 )
+from pyserving.api.prediction_service import encode_prediction
 from pyserving.api.request_envelope import Envelope, http_status
 from pyserving.api.rest_api import (
     CORS_HEADERS,
@@ -93,7 +96,9 @@ class OipRest:
         platform_of: Callable[[str], str],
         extensions: tuple[str, ...] = ("binary_tensor_data",),
         slots: asyncio.Semaphore | None = None,
+        request_log: RequestLog = NO_REQUEST_LOG,
     ) -> None:
+        self._log = request_log.log  # sampled answers become PredictionLog records (PredictLog)
         self._core = core
         self._map = core.servable_map
         self._envelope = envelope
@@ -218,6 +223,16 @@ class OipRest:
                 return infer_plan(servable, model, signature_name, infer.inputs, wanted)
 
             prediction = await self._core.execute(spec, planner, deadline)
+            self._log(
+                model,
+                lambda: records.rest_predict(
+                    spec,
+                    signature_name,
+                    infer.inputs,
+                    encode_prediction(model, prediction),
+                    wanted,
+                ),
+            )
             order = output_order(prediction, wanted)
             answer: Any = await _off_loop_if_big(
                 sum(a.nbytes for a in prediction.outputs.values()),

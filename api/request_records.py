@@ -9,7 +9,7 @@ signature that ran, as TF Serving's request logger records it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from google.protobuf.message import Message
@@ -53,14 +53,17 @@ def rest_predict(
     signature_sent: str,
     inputs: Mapping[str, np.ndarray],
     response: predict_pb2.PredictResponse,
+    output_filter: Sequence[str] = (),
 ) -> PredictionLog:
-    """REST predict as the PredictRequest gRPC would have carried, with the reply gRPC
-    would have given (`prediction_service.encode_prediction`)."""
+    """REST predict (or an Open Inference Protocol infer, whose requested outputs are the
+    filter) as the PredictRequest gRPC would have carried, with the reply gRPC would have
+    given (`prediction_service.encode_prediction`): TF Serving's tools read PredictLogs."""
     record = PredictionLog()
     request = record.predict_log.request
     request.model_spec.name = spec.name
     request.model_spec.signature_name = signature_sent
     _name_version(request.model_spec, spec)
+    request.output_filter.extend(output_filter)
     for name, array in inputs.items():
         tensor_codec.encode(array, request.inputs[name])
     record.predict_log.response.CopyFrom(response)

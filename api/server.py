@@ -440,6 +440,7 @@ class ModelServer:
             self._platform_of,
             self._oip_extensions(),
             slots,
+            self.request_log,
         )
 
     def _oip_extensions(self) -> tuple[str, ...]:
@@ -555,6 +556,7 @@ class ModelServer:
                 self._server_ready,
                 self._platform_of,
                 self._oip_extensions(),
+                self.request_log,
             ),
             methods=oip_grpc.METHODS,
         )

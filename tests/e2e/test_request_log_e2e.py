@@ -202,6 +202,46 @@ def test_every_request_of_every_protocol_is_logged_as_sent_and_answered(logged: 
     assert metric(logged.rest_port, "pyserving_request_log_records_total", "") >= 5
 
 
+def test_open_inference_protocol_requests_are_logged_as_predict_logs(logged: Logged) -> None:
+    """ModelInfer (gRPC) and /v2 infer (REST) are sampled like every protocol, and logged as
+    the PredictRequest that carries them, so TF Serving's tools and warm-up read them."""
+    import tritonclient.grpc as triton_grpc
+    import tritonclient.http as triton_http
+
+    before = len(read_logs(logged.prefix))
+    sent = {"grpc": np.array([0.5, -2.0], np.float32), "http": np.array([4.0], np.float32)}
+    answers = {}
+    clients = {
+        "grpc": (triton_grpc, triton_grpc.InferenceServerClient(f"127.0.0.1:{logged.server.port}")),
+        "http": (triton_http, triton_http.InferenceServerClient(f"127.0.0.1:{logged.rest_port}")),
+    }
+    for kind, (module, client) in clients.items():
+        tensor = module.InferInput("x", list(sent[kind].shape), "FP32")
+        tensor.set_data_from_numpy(sent[kind])
+        wanted = [module.InferRequestedOutput("y")]
+        result = client.infer(
+            "tf1", [tensor], outputs=wanted, parameters={"signature_name": "predict_x"}
+        )
+        answers[kind] = result.as_numpy("y")
+        client.close()
+    np.testing.assert_array_equal(answers["grpc"], [1.0, -4.0])
+
+    records = wait_records(logged.server, logged.prefix, before + 2)[before:]
+    assert [r.WhichOneof("log_type") for r in records] == ["predict_log", "predict_log"]
+    for record, kind in zip(records, ("grpc", "http"), strict=True):
+        request, response = record.predict_log.request, record.predict_log.response
+        assert (request.model_spec.name, request.model_spec.signature_name) == ("tf1", "predict_x")
+        assert list(request.output_filter) == ["y"]
+        np.testing.assert_array_equal(tf.make_ndarray(request.inputs["x"]), sent[kind])
+        np.testing.assert_array_equal(tf.make_ndarray(response.outputs["y"]), answers[kind])
+        metadata = record.log_metadata.model_spec
+        assert (metadata.name, metadata.version.value, metadata.signature_name) == (
+            "tf1",
+            1,
+            "predict_x",
+        )
+
+
 def test_warmup_from_logs_makes_a_file_that_warms_a_fresh_version(
     logged: Logged, tmp_path: Path
 ) -> None:
