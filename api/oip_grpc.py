@@ -26,7 +26,7 @@ from pyserving.adapters.protos import grpc_service_pb2
 from pyserving.adapters.request_log.logger import NO_REQUEST_LOG, RequestLog
 from pyserving.api import oip_codec
 from pyserving.api import request_records as records
-from pyserving.api.prediction_service import _deadline, encode_prediction
+from pyserving.api.prediction_service import encode_prediction, rpc_deadline
 from pyserving.engine.errors import invalid_argument
 from pyserving.engine.request_core import (
     ModelRequest,
@@ -237,7 +237,7 @@ class InferenceService:
 
             return RequestPlan(plan.calls, finish)
 
-        response = await self._core.execute(spec, planner, _deadline(context))
+        response = await self._core.execute(spec, planner, rpc_deadline(context))
         self._log(
             model,
             lambda: records.rest_predict(

@@ -45,7 +45,7 @@ from pyserving.engine.servable_map import ServableMap
 SIGNATURE_DEF_FIELD = "signature_def"
 
 
-def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+def rpc_deadline(context: grpc.aio.ServicerContext) -> float | None:
     """The RPC's deadline on the `time.monotonic()` clock, or None when it has none."""
     remaining = context.time_remaining()
     return None if remaining is None else time.monotonic() + remaining
@@ -108,7 +108,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         spec = parse_model_spec(request.model_spec)
         inputs = tensor_codec.decode_inputs(request.inputs, self._options.max_elements)
         response = await self._core.execute(
-            spec, lambda servable: predict_plan(servable, request, inputs), _deadline(context)
+            spec, lambda servable: predict_plan(servable, request, inputs), rpc_deadline(context)
         )
         self._log(spec.name, lambda: records.logged(records.PREDICT, request, response))
         return response
@@ -130,7 +130,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response = await self._core.execute(
             spec,
             lambda servable: plan_classify(servable, request, self._options),
-            _deadline(context),
+            rpc_deadline(context),
         )
         self._log(spec.name, lambda: records.logged(records.CLASSIFY, request, response))
         return response
@@ -142,7 +142,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response = await self._core.execute(
             spec,
             lambda servable: plan_regress(servable, request, self._options),
-            _deadline(context),
+            rpc_deadline(context),
         )
         self._log(spec.name, lambda: records.logged(records.REGRESS, request, response))
         return response
@@ -156,7 +156,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response = await self._core.execute(
             spec,
             lambda servable: plan_multi_inference(servable, request, self._options),
-            _deadline(context),
+            rpc_deadline(context),
         )
         self._log(spec.name, lambda: records.logged(records.MULTI_INFERENCE, request, response))
         return response
