@@ -379,8 +379,11 @@ class BatchingRunner:
             for task, _, _ in batch.entries:
                 self._fail(task, Code.INTERNAL, _INTERNAL_MESSAGE, resolutions)
         finally:
-            self._resolve(resolutions)
+            # Release first: the answers are computed, and each waiting request still holds
+            # the version itself (RequestCore.execute) until it has its answer; released after,
+            # a woken request could see the batch's holds still counted.
             queue.handle.release(len(batch.entries))
+            self._resolve(resolutions)
 
     def _live_entries(
         self, queue: _Queue, entries: list[_Entry], resolutions: list[_Resolution]
