@@ -219,29 +219,21 @@ class InferenceService:
         wanted = [output.name for output in requested]
         raw = not requested or not all(_typed(output) for output in requested)
         model = spec.name
-        answered: list[Prediction] = []
 
-        def planner(servable: Servable) -> RequestPlan[grpc_service_pb2.ModelInferResponse]:
-            plan = infer_plan(servable, model, signature_name, inputs, wanted)
+        def planner(servable: Servable) -> RequestPlan[Prediction]:
+            return infer_plan(servable, model, signature_name, inputs, wanted)
 
-            def finish(results: Any, version: int) -> grpc_service_pb2.ModelInferResponse:
-                prediction = plan.finish(results, version)
-                answered.append(prediction)
-                response = grpc_service_pb2.ModelInferResponse(
-                    model_name=model, model_version=str(version), id=request.id
-                )
-                oip_codec.encode_infer_outputs(
-                    response, prediction.outputs, output_order(prediction, wanted), raw
-                )
-                return response
-
-            return RequestPlan(plan.calls, finish)
-
-        response = await self._core.execute(spec, planner, rpc_deadline(context))
+        prediction = await self._core.execute(spec, planner, rpc_deadline(context))
+        response = grpc_service_pb2.ModelInferResponse(
+            model_name=model, model_version=str(prediction.version), id=request.id
+        )
+        oip_codec.encode_infer_outputs(
+            response, prediction.outputs, output_order(prediction, wanted), raw
+        )
         self._log(
             model,
-            lambda: records.rest_predict(
-                spec, signature_name, inputs, encode_prediction(model, answered[0]), wanted
+            lambda: records.as_predict_log(
+                spec, signature_name, inputs, encode_prediction(model, prediction), wanted
             ),
         )
         return response

@@ -46,7 +46,7 @@ from pyserving.api.rest_api import (
     CORS_HEADERS,
     REQUEST_ID,
     RestOptions,
-    _off_loop_if_big,
+    off_loop_if_big,
     read_body,
 )
 from pyserving.engine.errors import ServingError
@@ -206,7 +206,7 @@ class OipRest:
         deadline = None if self._timeout_s is None else time.monotonic() + self._timeout_s
         limit = self._options.plan_options.max_elements
         async with self._slots:
-            infer = await _off_loop_if_big(
+            infer = await off_loop_if_big(
                 len(body),
                 oip_codec.parse_infer_body,
                 body,
@@ -225,7 +225,7 @@ class OipRest:
             prediction = await self._core.execute(spec, planner, deadline)
             self._log(
                 model,
-                lambda: records.rest_predict(
+                lambda: records.as_predict_log(
                     spec,
                     signature_name,
                     infer.inputs,
@@ -234,7 +234,7 @@ class OipRest:
                 ),
             )
             order = output_order(prediction, wanted)
-            answer: Any = await _off_loop_if_big(
+            answer: Any = await off_loop_if_big(
                 sum(a.nbytes for a in prediction.outputs.values()),
                 oip_codec.encode_infer_body,
                 model,

@@ -48,7 +48,7 @@ def with_path_version(
     return record
 
 
-def rest_predict(
+def as_predict_log(
     spec: ModelRequest,
     signature_sent: str,
     inputs: Mapping[str, np.ndarray],

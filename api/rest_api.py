@@ -163,7 +163,7 @@ class RestApi:
                 return _proto_json(model_status(self._manager, self._map, spec))
             if call.kind == "metadata":
                 return _metadata_json(model_metadata(self._map, spec, []))
-            doc = await _off_loop_if_big(len(body), rest_codec.parse_body, body)
+            doc = await off_loop_if_big(len(body), rest_codec.parse_body, body)
             if call.kind == "predict":
                 return await self._predict(spec, doc, len(body), deadline)
             return await self._classify_or_regress(call.kind, spec, doc, deadline)
@@ -179,7 +179,7 @@ class RestApi:
         async def planner(servable: Servable) -> RequestPlan[Any]:
             nonlocal columnar, inputs
             signature = select_signature(servable, name)
-            inputs, columnar = await _off_loop_if_big(
+            inputs, columnar = await off_loop_if_big(
                 size, rest_codec.decode_predict, doc, signature, limit
             )
             check_inputs(signature, inputs)
@@ -188,12 +188,12 @@ class RestApi:
         prediction = await self._core.execute(spec, planner, deadline)
         self._log(
             spec.name,
-            lambda: records.rest_predict(
+            lambda: records.as_predict_log(
                 spec, name, inputs, encode_prediction(spec.name, prediction)
             ),
         )
         outputs = prediction.outputs
-        return await _off_loop_if_big(
+        return await off_loop_if_big(
             sum(a.nbytes for a in outputs.values()), rest_codec.encode_predict, outputs, columnar
         )
 
@@ -296,7 +296,7 @@ def _too_large(size: int, limit: int) -> ServingError:
     )
 
 
-async def _off_loop_if_big(size: int, function: Callable[..., Any], *args: Any) -> Any:
+async def off_loop_if_big(size: int, function: Callable[..., Any], *args: Any) -> Any:
     """Run `function(*args)` on a thread when `size` bytes are big, so the loop stays free."""
     if size >= OFF_LOOP_BYTES:
         return await asyncio.to_thread(function, *args)
