@@ -31,11 +31,8 @@ from __future__ import annotations
 
 import bisect
 import threading
-import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
-
-import numpy as np
 
 from pyserving.engine.events import (
     AspiredVersions,
@@ -235,9 +232,16 @@ class TFServingMetrics:
         label = self.model_label(model)
         return TFRequestSeries(self, label, REQUEST_APIS.get(api), label == model)
 
-    def record_runtime(self, model: str, api: str, runtime: str, micros: float) -> None:
-        """`model` is a served version's (the core resolved it): no label check needed."""
-        self.runtime_latency.observe((model, api, runtime), micros)
+    def observe_runtime(self, handle: ServableHandle, seconds: float) -> None:
+        """The request core's RuntimeObserver: runtime_latency of Predict, Classify and
+        Regress (predict_util.cc, classifier.cc, regressor.cc around Session::Run, on
+        success only), whatever the protocol; the API is the running request's. The model
+        is a served version's (the core resolved it): no label check is needed."""
+        scope = CURRENT.get(None)
+        api = RUNTIME_APIS.get(scope.api) if scope is not None else None
+        if api is not None:
+            runtime = getattr(handle.servable, "runtime", "TF1")
+            self.runtime_latency.observe((handle.model, api, runtime), seconds * 1e6)
 
     # ------------------------------------------------------------ TensorFlow side
     def load_attempt(self, path: str, ok: bool, micros: float) -> None:
@@ -330,42 +334,3 @@ def tee_series(*factories: Callable[[str, str], Any]) -> Callable[[str, str], An
     if len(factories) == 1:
         return factories[0]
     return lambda model, api: TeeSeries([f(model, api) for f in factories])
-
-
-class RuntimeTimedRunner:
-    """A Runner that records runtime_latency around the model call of Predict, Classify
-    and Regress (as predict_util.cc / classifier.cc / regressor.cc do around Session::Run,
-    on success only)."""
-
-    def __init__(self, inner: Any, metrics: TFServingMetrics) -> None:
-        self._inner = inner
-        self._metrics = metrics
-
-    async def run(
-        self,
-        handle: ServableHandle,
-        signature: str,
-        inputs: Mapping[str, np.ndarray],
-        output_filter: Sequence[str],
-        *,
-        deadline: float | None = None,
-    ) -> dict[str, np.ndarray]:
-        scope = CURRENT.get(None)
-        api = RUNTIME_APIS.get(scope.api) if scope is not None else None
-        if api is None:
-            return await self._inner.run(
-                handle, signature, inputs, output_filter, deadline=deadline
-            )
-        started = time.perf_counter()
-        outputs = await self._inner.run(handle, signature, inputs, output_filter, deadline=deadline)
-        runtime = getattr(handle.servable, "runtime", "TF1")
-        self._metrics.record_runtime(
-            handle.model, api, runtime, (time.perf_counter() - started) * 1e6
-        )
-        return outputs
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)

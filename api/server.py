@@ -55,7 +55,6 @@ from pyserving.adapters.sources.object_store import (
 from pyserving.adapters.sources.storage_path import LocalStorage, VersionStorage
 from pyserving.adapters.tfserving_metrics import (
     DEFAULT_THREAD_POOL_NAME,
-    RuntimeTimedRunner,
     TFServingMetrics,
     tee_series,
 )
@@ -362,17 +361,18 @@ class ModelServer:
         )
         series = [self.metrics.request_series]
         core_runner: Runner = self.runner
+        on_runtime = None
         if self.tf_metrics is not None:
             self.bus.subscribe(self.tf_metrics.handle)
             series.append(self.tf_metrics.request_series)
-            core_runner = RuntimeTimedRunner(self.runner, self.tf_metrics)
+            on_runtime = self.tf_metrics.observe_runtime
         tracer = None
         if self.tracing is not None:
             tracer = self.tracing.requests
             core_runner = self.tracing.runner(core_runner, isinstance(self.runner, BatchingRunner))
         # Every protocol's requests pass through this one envelope (drain, ids, metrics, traces).
         self.envelope = Envelope(series=tee_series(*series), tracer=tracer)
-        self.core = RequestCore(self.servable_map, core_runner)
+        self.core = RequestCore(self.servable_map, core_runner, on_runtime)
         if isinstance(self.runner, BatchingRunner):
             self.metrics.watch_queue_depths(self.runner.queue_depths)
         self.http_server: HttpServer | None = None

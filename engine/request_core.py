@@ -9,10 +9,10 @@ it, and they encode what it returns. Warm-up replays its records through the sam
 
 from __future__ import annotations
 
-import inspect
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 import numpy as np
 from tensorflow_serving.apis import model_pb2
@@ -29,8 +29,9 @@ R = TypeVar("R")
 DEFAULT_MAX_ELEMENTS = 1 << 28
 
 
-@dataclass(frozen=True)
-class ModelRequest:
+# The per-request values here are NamedTuples, not frozen dataclasses: as immutable, and
+# made by one C call instead of an object.__setattr__ per field.
+class ModelRequest(NamedTuple):
     """Which servable a request names: a version, a label, or (neither) the latest."""
 
     name: str
@@ -56,23 +57,20 @@ class PlanOptions:
     max_elements: int = DEFAULT_MAX_ELEMENTS  # most elements one request tensor may claim
 
 
-@dataclass(frozen=True)
-class ModelCall:
+class ModelCall(NamedTuple):
     signature: str
     inputs: Mapping[str, np.ndarray]
     output_filter: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class RequestPlan(Generic[R]):
+class RequestPlan(NamedTuple, Generic[R]):
     """The calls to make, and how to build the answer from their outputs and the version."""
 
     calls: tuple[ModelCall, ...]
     finish: Callable[[Sequence[Outputs], int], R]
 
 
-@dataclass(frozen=True)
-class Prediction:
+class Prediction(NamedTuple):
     """Predict's answer, before any protocol encodes it."""
 
     outputs: Outputs
@@ -103,18 +101,28 @@ def plan_predict(
 # The plan for the servable a request resolved to; may be a coroutine (REST decodes a big
 # body off the event loop once it knows the signature).
 Planner = Callable[[Servable], "RequestPlan[R] | Awaitable[RequestPlan[R]]"]
+# Told the seconds each successful model call of a one-call plan took, queue wait included
+# (TF Serving's runtime_latency: predict_util.cc times Session::Run, batching inside it).
+RuntimeObserver = Callable[[ServableHandle, float], None]
 
 
 async def run_plan(
-    runner: Runner, handle: ServableHandle, plan: RequestPlan[R], deadline: float | None
+    runner: Runner,
+    handle: ServableHandle,
+    plan: RequestPlan[R],
+    deadline: float | None,
+    on_runtime: RuntimeObserver | None = None,
 ) -> R:
     """The one executor of a plan: its calls in order through `runner`, then its answer."""
     calls = plan.calls
     if len(calls) == 1:  # Predict, Classify, Regress
         call = calls[0]
+        started = time.perf_counter()
         outputs = await runner.run(
             handle, call.signature, call.inputs, call.output_filter, deadline=deadline
         )
+        if on_runtime is not None:
+            on_runtime(handle, time.perf_counter() - started)
         return plan.finish((outputs,), handle.version)
     results = [
         await runner.run(handle, c.signature, c.inputs, c.output_filter, deadline=deadline)
@@ -126,9 +134,15 @@ async def run_plan(
 class RequestCore:
     """Serves plans against the versions in the serving map, through one runner."""
 
-    def __init__(self, servable_map: ServableMap, runner: Runner) -> None:
+    def __init__(
+        self,
+        servable_map: ServableMap,
+        runner: Runner,
+        on_runtime: RuntimeObserver | None = None,
+    ) -> None:
         self.servable_map = servable_map
         self.runner = runner
+        self.on_runtime = on_runtime
 
     async def execute(
         self, spec: ModelRequest, planner: Planner[R], deadline: float | None = None
@@ -139,9 +153,9 @@ class RequestCore:
         from its batch, or not started, with DEADLINE_EXCEEDED."""
         with self.servable_map.acquire(spec.name, spec.version, spec.label) as handle:
             plan = planner(handle.servable)
-            if inspect.isawaitable(plan):
+            if not isinstance(plan, RequestPlan):
                 plan = await plan
-            return await run_plan(self.runner, handle, plan, deadline)
+            return await run_plan(self.runner, handle, plan, deadline, self.on_runtime)
 
     async def predict(
         self,

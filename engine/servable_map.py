@@ -10,8 +10,7 @@ runs on an unloaded model.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -30,13 +29,15 @@ class ServableHandle:
         self.model = model
         self.version = version
         self.servable = servable
-        self._cond = threading.Condition()
+        # Counting takes the plain lock (a C call); the condition shares it for the waits.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._in_flight = 0
         self._retired = False
         self._served_first = False
 
     def acquire(self) -> bool:
-        with self._cond:
+        with self._lock:
             if self._retired:
                 return False
             self._in_flight += 1
@@ -52,11 +53,11 @@ class ServableHandle:
         For work that outlives its caller's hold (a request queued for a batch): unlike
         `acquire`, it succeeds while the handle is being retired, so queued work drains.
         """
-        with self._cond:
+        with self._lock:
             self._in_flight += count
 
     def release(self, count: int = 1) -> None:
-        with self._cond:
+        with self._lock:
             self._in_flight -= count
             if self._in_flight == 0:
                 self._cond.notify_all()
@@ -94,6 +95,22 @@ def describe_request(model: str, version: int | None, label: str | None) -> str:
     if label is not None:
         return f"Label({model}, {label})"
     return f"Latest({model})"
+
+
+class Hold:
+    """`with servable_map.acquire(...) as handle:` (a class, not a generator: this is
+    on every request's path)."""
+
+    __slots__ = ("_handle",)
+
+    def __init__(self, handle: ServableHandle) -> None:
+        self._handle = handle
+
+    def __enter__(self) -> ServableHandle:
+        return self._handle
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._handle.release()
 
 
 class ServableMap:
@@ -169,16 +186,9 @@ class ServableMap:
             f"Servable not found for request: {describe_request(model, version, label)}"
         )
 
-    @contextmanager
-    def acquire(
-        self, model: str, version: int | None = None, label: str | None = None
-    ) -> Iterator[ServableHandle]:
+    def acquire(self, model: str, version: int | None = None, label: str | None = None) -> Hold:
         """Hold a version for one request; it cannot be unloaded until the block exits."""
-        handle = self._acquire(model, version, label)
-        try:
-            yield handle
-        finally:
-            handle.release()
+        return Hold(self._acquire(model, version, label))
 
     def _acquire(self, model: str, version: int | None, label: str | None) -> ServableHandle:
         # A handle is retired only after it left the map, so a failed acquire means a newer

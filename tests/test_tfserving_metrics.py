@@ -11,15 +11,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from pyserving.adapters.tfserving_metrics import (
     LATENCY_BUCKETS,
     QUEUING_BUCKETS,
-    RuntimeTimedRunner,
     TFServingMetrics,
     exponential_buckets,
     prometheus_name,
 )
 from pyserving.api.cli import build_parser
 from pyserving.engine.events import AspiredVersion, AspiredVersions, BatchRun, WarmupFinished
+from pyserving.engine.request_core import ModelCall, ModelRequest, RequestCore, RequestPlan
 from pyserving.engine.request_scope import CURRENT, RequestScope
-from pyserving.engine.servable_map import ServableHandle
+from pyserving.engine.servable_map import ServableHandle, ServableMap
 
 
 def metrics() -> TFServingMetrics:
@@ -90,13 +90,17 @@ class _Runner:
 
 @pytest.mark.parametrize(("api", "label"), [("Predict", "Predict"), ("rest_classify", "Classify")])
 def test_runtime_latency_around_the_model_call_on_success(api: str, label: str) -> None:
+    """Through the request core, as the server wires it (its RuntimeObserver)."""
     m = metrics()
-    handle = ServableHandle("mnist", 1, object())
+    servable_map = ServableMap()
+    servable_map.add(ServableHandle("mnist", 1, object()))
+    plan = RequestPlan((ModelCall("s", {"x": np.zeros(1)}, ()),), lambda results, v: results)
 
     async def call(runner) -> None:
         token = CURRENT.set(RequestScope(api, "mnist", lambda: None))
         try:
-            await RuntimeTimedRunner(runner, m).run(handle, "s", {"x": np.zeros(1)}, ())
+            core = RequestCore(servable_map, runner, m.observe_runtime)
+            await core.execute(ModelRequest("mnist", None, None), lambda servable: plan)
         finally:
             CURRENT.reset(token)
 
