@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Sequence
 
 import pyserving
 from pyserving.api.flags import add_serve_flags, server_options
 from pyserving.api.replay_command import add_replay_command
+from pyserving.api.serving_loop import run_on_loop
 from pyserving.api.warmup_from_logs_command import add_warmup_from_logs_command
 
 
@@ -48,7 +48,7 @@ def _run_serve(namespace: argparse.Namespace) -> int:
     from pyserving.api.server import StartupError, serve  # imports TensorFlow: keep --help fast
 
     try:
-        return asyncio.run(serve(options))
+        return run_on_loop(serve(options), options.event_loop)
     except StartupError as exc:
         print(f"pyserving serve: error: {exc}", file=sys.stderr)
         return 2

@@ -313,11 +313,17 @@ def main(argv: list[str] | None = None) -> int:
         "max_batch_size { value: 64 }\nbatch_timeout_micros { value: 1000 }\n"
         "num_batch_threads { value: 1 }\nmax_enqueued_batches { value: 1000 }\n"
     )
-    rest_ports = {"unbatched": free_port(), "batched": free_port(), "rest_floor": free_port()}
+    rest_ports = {
+        "unbatched": free_port(),
+        "batched": free_port(),
+        "rest_floor": free_port(),
+        "rest_floor_asyncio": free_port(),
+    }
     sink = OtlpReceiver(decode=False).__enter__()
     traced = tracing_env(sink.endpoint)
     targets = [
         floor_target(workdir),
+        floor_target(workdir, "asyncio"),  # what the loop alone buys (floors: pyserving's loop)
         pyserving_target(
             "unbatched",
             "pyserving",
@@ -350,25 +356,35 @@ def main(argv: list[str] | None = None) -> int:
             env=traced,
         ),
     ]
-    rest_floor = Target(
-        "rest_floor",
-        "aiohttp: parse the JSON body, canned answer",
-        [sys.executable, "-m", "bench.rest_floor", f"--port={rest_ports['rest_floor']}"],
-        rest_ports["rest_floor"],
-        workdir / "rest_floor.log",
-    )
+    rest_floors = [
+        Target(
+            name,
+            f"aiohttp: parse the JSON body, canned answer, {loop} loop",
+            [
+                sys.executable,
+                "-m",
+                "bench.rest_floor",
+                f"--port={rest_ports[name]}",
+                f"--event_loop={loop}",
+            ],
+            rest_ports[name],
+            workdir / f"{name}.log",
+        )
+        for name, loop in (("rest_floor", "uvloop"), ("rest_floor_asyncio", "asyncio"))
+    ]
     rest_body = workdir / "predict.json"
     rest_body.write_bytes(json.dumps({"instances": [test_images()[0].tolist()]}).encode())
     rows = []
     try:
-        for target in [*targets, rest_floor]:
+        for target in [*targets, *rest_floors]:
             target.command = ["taskset", "-c", SERVER_CPU, *target.command]
             target.start()
         for target in targets:
             target.wait_ready()
             check_answer(target, request)
-        for target in targets[1:]:
-            check_infer_answer(target, infer_request, request)
+        for target in targets:
+            if not target.name.startswith("floor"):
+                check_infer_answer(target, infer_request, request)
         for name, port in rest_ports.items():
             check_rest_answer(f"127.0.0.1:{port}", rest_body.read_bytes(), name)
         for level in [int(c) for c in args.concurrency.split(",")]:
@@ -414,11 +430,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 if result["http_2xx"] == 0:
                     raise SystemExit(f"REST {name}: no successful request")
-                target_name = name if name == "rest_floor" else f"rest_{name}"
+                target_name = name if name.startswith("rest_floor") else f"rest_{name}"
                 rows.append({"target": target_name, "concurrency": level, **result})
                 print(json.dumps(rows[-1]), flush=True)
     finally:
-        for target in [*targets, rest_floor]:
+        for target in [*targets, *rest_floors]:
             target.stop()
         sink.__exit__()
     if sink.posts == 0:

@@ -106,9 +106,15 @@ def pyserving_target(
     return Target(name, description, command, port, workdir / f"{name}.log", event_log, env)
 
 
-def floor_target(workdir: Path) -> Target:
+def floor_target(workdir: Path, event_loop: str = "uvloop") -> Target:
+    """The floor on pyserving's default loop ("floor"), or on another ("floor_asyncio")."""
     port = free_port()
-    command = [sys.executable, "-m", "bench.floor", f"--port={port}"]
+    name = "floor" if event_loop == "uvloop" else f"floor_{event_loop}"
+    command = [sys.executable, "-m", "bench.floor", f"--port={port}", f"--event_loop={event_loop}"]
     return Target(
-        "floor", "minimal grpc.aio server, canned reply", command, port, workdir / "floor.log"
+        name,
+        f"minimal grpc.aio server, canned reply, {event_loop} loop",
+        command,
+        port,
+        workdir / f"{name}.log",
     )

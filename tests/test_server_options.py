@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from pyserving.api.cli import build_parser
 from pyserving.api.flag_compat import TF_SERVING_FLAGS
 from pyserving.api.flags import FLAGS, ServerOptions, server_options
+from pyserving.api.serving_loop import run_on_loop
 
 
 def parse(*flags: str) -> argparse.Namespace:
@@ -39,3 +41,18 @@ def test_the_tf_serving_column_comes_from_the_same_rows() -> None:
     own = {f.name for f in FLAGS if f.tf_serving is None}
     assert "batching_idle_micros" in own and "event_log" in own
     assert set(TF_SERVING_FLAGS) == {f.name for f in FLAGS} - own
+
+
+@pytest.mark.parametrize(
+    ("flags", "loop_module"), [((), "uvloop"), (("--event_loop=asyncio",), "asyncio")]
+)
+def test_the_server_runs_on_the_loop_event_loop_names(
+    flags: tuple[str, ...], loop_module: str
+) -> None:
+    """uvloop by default (Linux), the standard library's loop when asked for."""
+    options = server_options(parse(*flags))
+
+    async def running_loop_module() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    assert run_on_loop(running_loop_module(), options.event_loop).split(".")[0] == loop_module
