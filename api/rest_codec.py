@@ -268,6 +268,9 @@ def to_array(value: Any, dtype: np.dtype, name: str) -> np.ndarray:
     return array.astype(dtype, copy=False)
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _check_float_range(array: np.ndarray, dtype: np.dtype, name: str) -> None:
     """TF Serving refuses numbers a float/double cannot hold without loss (json_tensor.cc)."""
     target = np.dtype(np.float32) if dtype.itemsize <= 4 else np.dtype(np.float64)
@@ -277,9 +280,13 @@ def _check_float_range(array: np.ndarray, dtype: np.dtype, name: str) -> None:
             bad = array[np.abs(array.astype(np.float64)) > limit].flat[0]
             raise _lossy(bad, target, name)
     elif target == np.float32 and array.size:
+        # Two reductions and no copy when every value fits (NaN fails both comparisons):
+        # the usual request; only the others are looked at closely.
+        if array.max() <= _FLOAT32_MAX and array.min() >= -_FLOAT32_MAX:
+            return
         finite = array[np.isfinite(array)]
-        if finite.size and np.abs(finite).max() > np.finfo(np.float32).max:
-            raise _lossy(finite[np.abs(finite) > np.finfo(np.float32).max][0], target, name)
+        if finite.size and np.abs(finite).max() > _FLOAT32_MAX:
+            raise _lossy(finite[np.abs(finite) > _FLOAT32_MAX][0], target, name)
 
 
 def _lossy(value: Any, target: np.dtype, name: str) -> ServingError:
