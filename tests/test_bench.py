@@ -92,17 +92,21 @@ def save_tiny_predict_model(path) -> None:
     tf.saved_model.save(module, str(path), signatures={"predict_images": predict})
 
 
-def test_model_call_bench_checks_and_times_both_paths(tmp_path) -> None:
+def test_model_call_bench_checks_and_times_every_path(tmp_path) -> None:
     from bench import model_call
 
     save_tiny_predict_model(tmp_path / "1")
-    rows = model_call.measure(str(tmp_path / "1"), "predict_images", (1, 4), calls=20, rounds=2)
+    rows = model_call.measure(
+        str(tmp_path / "1"), "predict_images", (1, 4), calls=20, rounds=2, evict_mb=1
+    )
     assert {(r.path, r.batch, r.calls) for r in rows} == {
         (path, batch, 20) for path in model_call.PATHS for batch in (1, 4)
     }
     assert all(0 < r.p50_us <= r.p99_us for r in rows)
     assert set(model_call.speedups(rows)) == {"1", "4"}
+    assert set(model_call.cold_cost(rows)) == {"1", "4"}
     assert "session speed-up at batch 1" in model_call.table(rows)
+    assert "session cold / warm at batch 4" in model_call.table(rows)
 
 
 def test_trace_cost_bench_times_every_variant_and_exports(tmp_path) -> None:
