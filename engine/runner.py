@@ -6,13 +6,16 @@
 
 The hop to a request thread and back costs ~70 us of the loop's time on one CPU
 (measured: `submit` + wake-up + `call_soon_threadsafe`), more than a small model's
-whole call (the example's Session call: ~30 us); h2load at c=64 gave 1,329 req/s with the
-hop and 1,666 without. So a (version, signature) whose fastest call, *measured on the request
-threads*, stay under `INLINE_BELOW_S` runs on the loop, for inputs no bigger than the
-measured ones. A slow model never gets there, and an inline call that takes longer than
-`STALL_LIMIT_S` (and was not just preempted: `is_stall`) sends that signature back to the
-threads for `RETRY_AFTER_CALLS` calls, measured afresh there: the loop is held by at most
-one such call per that many.
+whole call (the example's Session call: 7 us alone; ~73 us inside a busy server, whose
+other work keeps evicting TensorFlow from the caches: `bench.model_call`'s session_cold);
+h2load at c=64 gave 1,329 req/s with the hop and 1,666 without (and 1,841/1,761 against
+1,972/1,943 on a faster CPU, where the call was the ~73 us one). So a (version,
+signature) whose fastest call, *measured on the request threads*, stay under
+`INLINE_BELOW_S` runs on the loop, for inputs no bigger than the measured ones. A slow
+model never gets there, and an inline call that takes longer than `STALL_LIMIT_S` (and
+was not just preempted: `is_stall`) sends that signature back to the threads for
+`RETRY_AFTER_CALLS` calls, measured afresh there: the loop is held by at most one such
+call per that many.
 
 `deadline` is the request's absolute `time.monotonic()` deadline (None: none). A request
 whose deadline has passed before its model call starts gets DEADLINE_EXCEEDED instead.
