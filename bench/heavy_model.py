@@ -4,9 +4,9 @@ The digits model's call is ~10 us: batching cannot win much there. This MLP take
 request (signature `predict_images`, input `images` [N,64], output `scores` [N,10],
 softmax) but three 3072-wide layers (113 MiB of weights) make a one-image call cost
 milliseconds, most of it reading the weights, which a batch reads once for all its rows.
-The issue asks for a 2-5 ms one-image call: 2048-wide layers took 2 ms on the first
-machine this ran on and 1.2 ms on a faster one, where 3072 takes 2.8 ms (on the first,
-by the 2.25x weights, ~4.5 ms; not measured there).
+The comparison is meant for a 2-5 ms one-image call (`ONE_IMAGE_MS`): 2048-wide layers
+took 2 ms on the first machine this ran on and 1.2 ms on a faster one, where 3072 takes
+2.8 ms (on the first, by the 2.25x weights, ~4.5 ms; not measured there).
 `python -m bench.heavy_model OUT` writes the SavedModel to OUT/FOLDER/1.
 """
 
