@@ -107,22 +107,22 @@ def measure(
     ]
 
 
-def speedups(rows: list[CallRow]) -> dict[str, float]:
-    """Concrete function p50 / Session p50, per batch size."""
+def p50_ratio(rows: list[CallRow], path: str, over: str) -> dict[str, float]:
+    """`path`'s p50 / `over`'s p50, per batch size."""
     p50 = {(r.path, r.batch): r.p50_us for r in rows}
     return {
-        str(b): round(p50[("concrete_function", b)] / p50[("session", b)], 2)
-        for b in sorted({r.batch for r in rows})
+        str(b): round(p50[(path, b)] / p50[(over, b)], 2) for b in sorted({r.batch for r in rows})
     }
+
+
+def speedups(rows: list[CallRow]) -> dict[str, float]:
+    """Concrete function p50 / Session p50, per batch size."""
+    return p50_ratio(rows, "concrete_function", "session")
 
 
 def cold_cost(rows: list[CallRow]) -> dict[str, float]:
     """Session p50 with the caches cold / warm, per batch size."""
-    p50 = {(r.path, r.batch): r.p50_us for r in rows}
-    return {
-        str(b): round(p50[("session_cold", b)] / p50[("session", b)], 2)
-        for b in sorted({r.batch for r in rows})
-    }
+    return p50_ratio(rows, "session_cold", "session")
 
 
 def table(rows: list[CallRow]) -> str:
