@@ -71,18 +71,19 @@ def measure(
     rounds: int,
     evict_mb: int = EVICT_MB,
 ) -> list[CallRow]:
-    paths = {"concrete_function": concrete_function, "session": session, "session_cold": session}
-    callers = {name: paths[name](model_dir, signature) for name in PATHS}
+    callers = {
+        "concrete_function": concrete_function(model_dir, signature),
+        "session": session(model_dir, signature),
+    }
     evict = evictor(evict_mb)
     rng = np.random.default_rng(0)
     inputs = {b: {"images": rng.random((b, 64), dtype=np.float32)} for b in batches}
     for b in batches:  # same answers first, then time
-        want = callers[PATHS[0]](inputs[b])
-        for path in PATHS[1:]:
-            got = callers[path](inputs[b])
-            assert set(want) == set(got), (path, want.keys(), got.keys())
-            for name in want:
-                np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6)
+        want, got = (call(inputs[b]) for call in callers.values())
+        assert set(want) == set(got), (want.keys(), got.keys())
+        for name in want:
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6)
+    callers["session_cold"] = callers["session"]  # the same Session, called after `evict`
     times: dict[tuple[str, int], list[float]] = {(p, b): [] for p in PATHS for b in batches}
     for _ in range(rounds):
         for b in batches:
