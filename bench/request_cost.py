@@ -4,8 +4,8 @@ h2load's req/s on this shared machine swings 10-30% between runs, more than most
 to the request path are worth, so this measures that path in-process, with no transport:
 a real `ModelServer` (its envelope, metrics of both namings, request core, runner and the
 example SavedModel, TensorFlow's ops in the calling thread as bench/h2load.py serves them)
-built from flags, unbatched and with `--enable_batching` (bench/h2load.py's batching file),
-and each asked for the same one-image Predict:
+built from flags, unbatched and with `--enable_batching` (bench/h2load.py's batching file
+and REST slots, `REST_SLOTS`), and each asked for the same one-image Predict:
 - gRPC: the method handler `add_service` registers (the envelope's behaviour around
   PredictionService.Predict), with a stand-in for grpc's ServicerContext;
 - REST: the `/v1/models/mnist:predict` handler, with an aiohttp request made in memory.
@@ -33,17 +33,20 @@ from typing import Any
 
 import numpy as np
 
-from bench.h2load import ONE_CPU_SESSION, REST_PATH, one_image_request, session_flags
+from bench.h2load import (
+    BATCHING,
+    ONE_CPU_SESSION,
+    REST_PATH,
+    REST_SLOTS,
+    one_image_request,
+    session_flags,
+)
 from bench.targets import ROOT
 from bench.trace_cost import CallContext
 from pyserving.api.serving_loop import EVENT_LOOPS, run_on_loop
 from tests.util.processes import free_port
 
 RESULTS = ROOT / "bench" / "results"
-BATCHING = (
-    "max_batch_size { value: 64 }\nbatch_timeout_micros { value: 1000 }\n"
-    "num_batch_threads { value: 1 }\nmax_enqueued_batches { value: 1000 }\n"
-)
 
 
 async def start_server(model_base: Path, *flags: str) -> Any:
@@ -56,6 +59,7 @@ async def start_server(model_base: Path, *flags: str) -> Any:
         "serve",
         f"--port={free_port()}",
         f"--rest_api_port={free_port()}",
+        REST_SLOTS,
         "--model_name=mnist",
         f"--model_base_path={model_base}",
         "--file_system_poll_wait_seconds=0",
