@@ -225,6 +225,12 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     """The body, refused unread (Content-Length) or at the limit (chunked) when too big."""
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(request.content_length, limit)
+    content = request.content
+    if content.is_eof():  # all of it arrived with the headers (a small body): no iterator
+        body = content.read_nowait()
+        if len(body) > limit:
+            raise _too_large(len(body), limit)
+        return body
     chunks, size = [], 0
     async for chunk in request.content.iter_chunked(1 << 16):
         size += len(chunk)

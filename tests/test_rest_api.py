@@ -218,6 +218,43 @@ def test_oversize_body_is_refused_from_its_length_without_reading_it() -> None:
     serve(body, max_body_bytes=1024)
 
 
+def _request_in_two_parts(port: int, head: bytes, first: bytes, rest: bytes) -> bytes:
+    """The head and `first` at once, `rest` a moment later: the body is still arriving
+    when the handler starts reading it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(head + first)
+        time.sleep(0.2)
+        s.sendall(rest)
+        return b"".join(iter(lambda: s.recv(65536), b""))
+
+
+def test_a_body_still_arriving_is_read_whole() -> None:
+    payload = b'{"instances": [[1.5, 2.0], [3.0, 4.0]]}'
+    half = len(payload) // 2
+
+    async def body(port: int, handle: ServableHandle, observed: Observed) -> None:
+        head = (
+            b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(payload)
+        )
+        reply = await asyncio.to_thread(
+            _request_in_two_parts, port, head, payload[:half], payload[half:]
+        )
+        assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]
+        assert reply.endswith(b'{"predictions":[[3.0,4.0],[6.0,8.0]]}'), reply[-200:]
+        chunked = (
+            b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        first = b"%x\r\n%s\r\n" % (half, payload[:half])
+        rest = b"%x\r\n%s\r\n0\r\n\r\n" % (len(payload) - half, payload[half:])
+        reply = await asyncio.to_thread(_request_in_two_parts, port, chunked, first, rest)
+        assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]
+        assert b'{"predictions":[[3.0,4.0],[6.0,8.0]]}' in reply, reply[-200:]
+
+    serve(body)
+
+
 def test_cors_headers_and_preflight() -> None:
     async def body(port: int, handle: ServableHandle, observed: Observed) -> None:
         status, _, headers = await post(port, "/v1/models/m:predict", {"instances": [[1, 2]]})
