@@ -35,6 +35,7 @@ import numpy as np
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from bench.heavy_model import ONE_IMAGE_MS
+from bench.heavy_model import WIDTH as HEAVY_WIDTH
 from bench.heavy_model import export as export_heavy
 from bench.targets import ROOT, Target, floor_target, free_port, pyserving_target
 from pyserving.adapters.protos import grpc_service_pb2, grpc_service_pb2_grpc
@@ -219,7 +220,7 @@ def median_run(results: list[dict]) -> dict:
 def measure_heavy(args: argparse.Namespace, workdir: Path, body: Path, request: Any) -> list:
     """What batching is for: the heavy model, unbatched vs batched at c=64, and the same
     model called in-process at the batch sizes the batching server formed (the ceiling)."""
-    model = export_heavy(args.out)
+    model = export_heavy(args.out, args.heavy_width)
     session = session_flags(*args.session)
     batching = workdir / "heavy_batching.config"
     batching.write_text(
@@ -274,7 +275,8 @@ def measure_heavy(args: argparse.Namespace, workdir: Path, body: Path, request: 
                  "p99_ms": batch["p99_ms"]})  # fmt: skip
     unbatched, batched = rows[0], rows[1]
     print(
-        f"\nheavy MLP: one-image call {single['p50_ms']:.2f} ms in-process; batched / unbatched "
+        f"\nheavy MLP ({args.heavy_width} wide): one-image call {single['p50_ms']:.2f} ms "
+        "in-process; batched / unbatched "
         f"= {batched['req_s'] / unbatched['req_s']:.2f} (target >= 3); batched / in-process at "
         f"batch {formed} = {batched['req_s'] / batch['throughput']:.2f} (target >= 0.8); "
         f"batched p99 {batched['p99_ms']:.1f} ms vs 2 x timeout + one batch "
@@ -284,7 +286,8 @@ def measure_heavy(args: argparse.Namespace, workdir: Path, body: Path, request: 
     if not low <= single["p50_ms"] <= high:
         print(
             f"note: the one-image call took {single['p50_ms']:.2f} ms, outside the {low:g}-{high:g}"
-            f" ms this comparison is meant for: change WIDTH in bench/heavy_model.py"
+            f" ms this comparison is meant for: pass another --heavy_width (the call costs about"
+            " its square)"
         )
     return rows
 
@@ -303,6 +306,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--heavy", action="store_true", help="also the compute-heavy model (what batching is for)"
+    )
+    parser.add_argument(
+        "--heavy_width",
+        type=int,
+        default=HEAVY_WIDTH,
+        help="the heavy MLP's layer width; pick one whose one-image call takes 2-5 ms on this "
+        "CPU (the summary prints it; the call costs about width squared)",
     )
     parser.add_argument(
         "--tf_default_threads",
@@ -507,6 +517,8 @@ def main(argv: list[str] | None = None) -> int:
         "trace_sampling": TRACE_SAMPLING,
         "spans_exported_posts": sink.posts,
         "serve_flags": session,
+        "rest_slots_flag": REST_SLOTS,
+        "heavy_width": args.heavy_width if args.heavy else None,
         "rows": rows,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -6,8 +6,9 @@ softmax) but three 3072-wide layers (113 MiB of weights) make a one-image call c
 milliseconds, most of it reading the weights, which a batch reads once for all its rows.
 The comparison is meant for a 2-5 ms one-image call (`ONE_IMAGE_MS`): 2048-wide layers
 took 2 ms on the first machine this ran on and 1.2 ms on a faster one, where 3072 takes
-2.8 ms (on the first, by the 2.25x weights, ~4.5 ms; not measured there).
-`python -m bench.heavy_model OUT` writes the SavedModel to OUT/FOLDER/1.
+2.8 ms, and 5.2 ms on a slower one (`python -m bench.h2load --heavy_width` picks another
+width; a call costs about width squared).
+`python -m bench.heavy_model OUT [WIDTH]` writes the SavedModel to OUT/folder(WIDTH)/1.
 """
 
 from __future__ import annotations
@@ -18,13 +19,17 @@ from pathlib import Path
 
 WIDTH = 3072
 LAYERS = 3
-FOLDER = f"heavy_mlp_{LAYERS}x{WIDTH}"  # a changed shape is exported afresh, not reused
 ONE_IMAGE_MS = (2.0, 5.0)  # the one-image call the comparison is meant for
 
 
-def export(out: Path) -> Path:
-    """Write version 1 under `out`/FOLDER (once) and return that model base path."""
-    base = out / FOLDER
+def folder(width: int = WIDTH) -> str:
+    """Named by the shape, so a changed shape is exported afresh, not reused."""
+    return f"heavy_mlp_{LAYERS}x{width}"
+
+
+def export(out: Path, width: int = WIDTH) -> Path:
+    """Write version 1 under `out`/folder(width) (once) and return that model base path."""
+    base = out / folder(width)
     if (base / "1" / "saved_model.pb").exists():
         return base
     import tensorflow as tf
@@ -33,11 +38,11 @@ def export(out: Path) -> Path:
 
     class Heavy(tf.Module):
         def __init__(self) -> None:
-            sizes = [64] + [WIDTH] * LAYERS
+            sizes = [64] + [width] * LAYERS
             self.kernels = [
                 tf.Variable(rng.normal((a, b)) / a**0.5) for a, b in itertools.pairwise(sizes)
             ]
-            self.out = tf.Variable(rng.normal((WIDTH, 10)) / WIDTH**0.5)
+            self.out = tf.Variable(rng.normal((width, 10)) / width**0.5)
 
         @tf.function(input_signature=[tf.TensorSpec([None, 64], tf.float32, name="images")])
         def predict_images(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -54,4 +59,4 @@ def export(out: Path) -> Path:
 
 
 if __name__ == "__main__":
-    print(export(Path(sys.argv[1])))
+    print(export(Path(sys.argv[1]), *(int(a) for a in sys.argv[2:3])))
