@@ -232,7 +232,7 @@ async def read_body(request: web.Request, limit: int) -> bytes:
             raise _too_large(len(body), limit)
         return body
     chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(1 << 16):
+    async for chunk in content.iter_chunked(1 << 16):
         size += len(chunk)
         if size > limit:
             raise _too_large(size, limit)
