@@ -49,10 +49,17 @@ SERVER_CPU, CLIENT_CPU = "0", "1"
 HEAVY_TIMEOUT_US = 5000
 TRACE_SAMPLING = "0.01"
 TRACED = {"unbatched_traced": "unbatched", "batched_traced": "batched"}  # traced: untraced
-BATCHING = (
-    "max_batch_size { value: 64 }\nbatch_timeout_micros { value: 1000 }\n"
-    "num_batch_threads { value: 1 }\nmax_enqueued_batches { value: 1000 }\n"
-)
+
+
+def batching_config(timeout_us: int) -> str:
+    """The batching file of every batched target: max 64, one batch thread."""
+    return (
+        f"max_batch_size {{ value: 64 }}\nbatch_timeout_micros {{ value: {timeout_us} }}\n"
+        "num_batch_threads { value: 1 }\nmax_enqueued_batches { value: 1000 }\n"
+    )
+
+
+BATCHING = batching_config(1000)
 # REST requests processed at once. The default (4 per CPU, TF Serving's: each of its HTTP
 # threads holds one request through its Session::Run) is 8 here, so 32 clients would
 # queue for a slot and a batch could never hold more than 8 requests: every batch would
@@ -223,10 +230,7 @@ def measure_heavy(args: argparse.Namespace, workdir: Path, body: Path, request: 
     model = export_heavy(args.out, args.heavy_width)
     session = session_flags(*args.session)
     batching = workdir / "heavy_batching.config"
-    batching.write_text(
-        f"max_batch_size {{ value: 64 }}\nbatch_timeout_micros {{ value: {HEAVY_TIMEOUT_US} }}\n"
-        "num_batch_threads { value: 1 }\nmax_enqueued_batches { value: 1000 }\n"
-    )
+    batching.write_text(batching_config(HEAVY_TIMEOUT_US))
     targets = [
         pyserving_target("heavy_unbatched", "pyserving, heavy MLP", model, workdir, *session),
         pyserving_target(

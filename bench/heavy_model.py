@@ -59,4 +59,4 @@ def export(out: Path, width: int = WIDTH) -> Path:
 
 
 if __name__ == "__main__":
-    print(export(Path(sys.argv[1]), *(int(a) for a in sys.argv[2:3])))
+    print(export(Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else WIDTH))

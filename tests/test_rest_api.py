@@ -182,9 +182,14 @@ def test_deadline_drops_a_queued_request_from_its_batch() -> None:
     serve(body, runner=runner, timeout_s=0.2)
 
 
-def _raw_request(port: int, head: bytes, body: bytes) -> bytes:
+def _raw_request(port: int, head: bytes, body: bytes, rest: bytes = b"") -> bytes:
+    """`head` and `body` at once and, when given, `rest` 0.2 s later: the body is then
+    still arriving when the handler starts reading it."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(head + body)
+        if rest:
+            time.sleep(0.2)
+            s.sendall(rest)
         chunks = []
         while True:
             try:
@@ -218,16 +223,6 @@ def test_oversize_body_is_refused_from_its_length_without_reading_it() -> None:
     serve(body, max_body_bytes=1024)
 
 
-def _request_in_two_parts(port: int, head: bytes, first: bytes, rest: bytes) -> bytes:
-    """The head and `first` at once, `rest` a moment later: the body is still arriving
-    when the handler starts reading it."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(head + first)
-        time.sleep(0.2)
-        s.sendall(rest)
-        return b"".join(iter(lambda: s.recv(65536), b""))
-
-
 def test_a_body_still_arriving_is_read_whole() -> None:
     payload = b'{"instances": [[1.5, 2.0], [3.0, 4.0]]}'
     half = len(payload) // 2
@@ -237,9 +232,7 @@ def test_a_body_still_arriving_is_read_whole() -> None:
             b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
             b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(payload)
         )
-        reply = await asyncio.to_thread(
-            _request_in_two_parts, port, head, payload[:half], payload[half:]
-        )
+        reply = await asyncio.to_thread(_raw_request, port, head, payload[:half], payload[half:])
         assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]
         assert reply.endswith(b'{"predictions":[[3.0,4.0],[6.0,8.0]]}'), reply[-200:]
         chunked = (
@@ -248,7 +241,7 @@ def test_a_body_still_arriving_is_read_whole() -> None:
         )
         first = b"%x\r\n%s\r\n" % (half, payload[:half])
         rest = b"%x\r\n%s\r\n0\r\n\r\n" % (len(payload) - half, payload[half:])
-        reply = await asyncio.to_thread(_request_in_two_parts, port, chunked, first, rest)
+        reply = await asyncio.to_thread(_raw_request, port, chunked, first, rest)
         assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]
         assert b'{"predictions":[[3.0,4.0],[6.0,8.0]]}' in reply, reply[-200:]
 
