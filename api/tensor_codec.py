@@ -8,6 +8,7 @@ clients written for it read `outputs[...].float_val` directly.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 import numpy as np
@@ -177,15 +178,8 @@ def decode_inputs(
 def encode(array: np.ndarray, out: tensor_pb2.TensorProto) -> None:
     """Fill `out` from a numpy array, with the typed value field TF Serving uses."""
     array = np.asarray(array)
-    if array.dtype == np.dtype(object) or array.dtype.kind in "SU":
-        out.dtype = types_pb2.DT_STRING
-        out.string_val.extend(
-            v.encode() if isinstance(v, str) else bytes(v) for v in array.ravel().tolist()
-        )
-    else:
-        enum = _BY_NUMPY.get(array.dtype)
-        if enum is None:
-            raise ServingError(Code.INTERNAL, f"cannot encode output of dtype {array.dtype}")
+    enum = _BY_NUMPY.get(array.dtype)
+    if enum is not None:
         out.dtype = enum
         field = _DTYPES[enum][1]
         flat = array.ravel()
@@ -194,6 +188,21 @@ def encode(array: np.ndarray, out: tensor_pb2.TensorProto) -> None:
         elif array.dtype.kind == "c":
             flat = flat.view(array.real.dtype)
         getattr(out, field).extend(flat.tolist())
-    dims = out.tensor_shape.dim
-    for d in array.shape:
-        dims.add(size=d)
+    elif array.dtype == np.dtype(object) or array.dtype.kind in "SU":
+        out.dtype = types_pb2.DT_STRING
+        out.string_val.extend(
+            v.encode() if isinstance(v, str) else bytes(v) for v in array.ravel().tolist()
+        )
+    else:
+        raise ServingError(Code.INTERNAL, f"cannot encode output of dtype {array.dtype}")
+    out.tensor_shape.CopyFrom(shape_proto(array.shape))
+
+
+@functools.lru_cache(maxsize=256)
+def shape_proto(shape: tuple[int, ...]) -> tensor_shape_pb2.TensorShapeProto:
+    """The TensorShapeProto of `shape`, made once per shape: replies repeat a few shapes,
+    and copying a made one costs a C call where adding each dim costs one per dim.
+    Shared, so never to be changed: callers CopyFrom it."""
+    return tensor_shape_pb2.TensorShapeProto(
+        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape]
+    )

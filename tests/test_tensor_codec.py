@@ -123,3 +123,23 @@ def test_int_values_that_overflow_the_dtype() -> None:
     proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_INT8, int_val=[1000])
     proto.tensor_shape.dim.add(size=1)
     assert refused(proto).code == Code.INVALID_ARGUMENT
+
+
+def test_replies_of_one_shape_do_not_share_it() -> None:
+    """encode copies its made-once shape (and fill_model_spec its made-once ModelSpec): a
+    reply changed after encoding must not change the next reply of that shape or model."""
+    from tensorflow_serving.apis import predict_pb2
+
+    from pyserving.engine.request_core import fill_model_spec
+
+    first = predict_pb2.PredictResponse()
+    encode(np.zeros((2, 3), np.float32), first.outputs["y"])
+    fill_model_spec(first.model_spec, "m", 7, "serving_default")
+    first.outputs["y"].tensor_shape.dim[0].size = 99
+    first.model_spec.version.value = 99
+    second = predict_pb2.PredictResponse()
+    encode(np.zeros((2, 3), np.float32), second.outputs["y"])
+    fill_model_spec(second.model_spec, "m", 7, "serving_default")
+    assert [d.size for d in second.outputs["y"].tensor_shape.dim] == [2, 3]
+    assert (second.model_spec.name, second.model_spec.version.value) == ("m", 7)
+    assert second.model_spec.signature_name == "serving_default"
