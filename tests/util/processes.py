@@ -6,6 +6,7 @@ One copy for tests/ and bench/ alike (bench imports it as `tests.util.processes`
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -27,11 +28,44 @@ ROOT = Path(__file__).resolve().parents[2]
 QUIET_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
 
 
+def ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range for the source ports of outgoing connections (Linux's default
+    where /proc does not say)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+# Ports this process has handed out: a server may not have bound one yet when it is asked
+# for the next.
+_HANDED_OUT: set[int] = set()
+_PORT_SPAN = 10_000  # ports below the ephemeral range that free_port draws from
+
+
 def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port nobody listens on right now, below the ephemeral range.
+
+    Between this call and the server's bind, any outgoing connection on the machine may
+    take a port from the ephemeral range as its source port (bench.h2load's REST target
+    once failed with "address already in use" on 59015), so the port is drawn from the
+    `_PORT_SPAN` ports under that range, where only listeners go, and checked free on
+    every address, as servers here bind 0.0.0.0."""
+    low = ephemeral_ports()[0]
+    first = max(1024, low - _PORT_SPAN)
+    for _ in range(200):
+        port = random.randrange(first, low)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free port in {first}-{low - 1} after 200 tries")
 
 
 def serve_command(port: int, *flags: str) -> list[str]:
