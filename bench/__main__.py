@@ -205,12 +205,9 @@ def main(argv: list[str] | None = None) -> int:
                 cpu_before = target.cpu_seconds()
                 result = asyncio.run(run_load(target.address, requests, spec))
                 cpu_s = target.cpu_seconds() - cpu_before
-                sizes = target.batch_sizes(result.window_wall)
-                mean_batch = (
-                    float(np.mean(sizes))
-                    if sizes
-                    else (1.0 if target.name == "unbatched" else None)
-                )
+                mean_batch = target.mean_batch(result.window_wall)
+                if mean_batch is None and target.name == "unbatched":
+                    mean_batch = 1.0
                 rows.append(Row.from_result(target.name, result, mean_batch, cpu_s))
                 print(rows[-1].line(), flush=True)
     except BaseException:

@@ -254,8 +254,7 @@ def measure_heavy(args: argparse.Namespace, workdir: Path, body: Path, request: 
         for target in targets:
             begin = time.time()
             result = h2load(target.address, body, 64, args.seconds, workdir / f"{target.name}.h2")
-            sizes = target.batch_sizes((begin, time.time()))
-            mean = float(np.mean(sizes)) if sizes else 1.0
+            mean = target.mean_batch((begin, time.time())) or 1.0
             rows.append({"target": target.name, "concurrency": 64, "mean_batch": mean, **result})
             print(json.dumps(rows[-1]), flush=True)
     finally:
@@ -428,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
             runs: dict[str, list[dict]] = {name: [] for name, *_ in jobs}
             for _ in range(args.rounds):  # rounds interleaved: drift hits every target alike
                 for name, target, request_body, path in jobs:
-                    cpu = target.cpu_seconds()
+                    cpu, begin = target.cpu_seconds(), time.time()
                     result = h2load(
                         target.address,
                         request_body,
@@ -440,6 +439,9 @@ def main(argv: list[str] | None = None) -> int:
                     result["cpu_us_per_request"] = cpu_per_request(
                         target.cpu_seconds() - cpu, result, args.seconds
                     )
+                    batch = target.mean_batch((begin, time.time()))
+                    if batch is not None:  # a batching target: how full its batches were
+                        result["mean_batch"] = round(batch, 2)
                     if result["http_2xx"] == 0:
                         raise SystemExit(f"{name}: no successful request")
                     runs[name].append(result)
@@ -487,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
             cpu_ratio = r["cpu_us_per_request"] / untraced["cpu_us_per_request"]
             r["cpu_to_untraced"] = round(cpu_ratio, 3)
     print(f"\n{'target':<18}{'c':>4}{'req/s':>10}{'x floor':>9}{'p50 ms':>9}{'p99 ms':>9}"
-          f"{'cpu us/req':>11}{'x untraced':>12}{'cpu x untr.':>12}")  # fmt: skip
+          f"{'cpu us/req':>11}{'batch':>7}{'x untraced':>12}{'cpu x untr.':>12}")  # fmt: skip
     for r in rows:
         if r["target"].startswith("heavy"):
             continue
@@ -495,6 +497,8 @@ def main(argv: list[str] | None = None) -> int:
         r["ratio_to_floor"] = round(r["req_s"] / base["req_s"], 3)
         r["p50_to_floor"] = round(r["p50_ms"] / base["p50_ms"], 3)
         cpu = f"{r['cpu_us_per_request']:>11.0f}" if "cpu_us_per_request" in r else ""
+        if cpu:
+            cpu += f"{r['mean_batch']:>7.1f}" if "mean_batch" in r else f"{'-':>7}"
         traced = (
             f"{r['ratio_to_untraced']:>12.3f}{r['cpu_to_untraced']:>12.3f}"
             if "ratio_to_untraced" in r

@@ -75,6 +75,11 @@ class Target:
                     sizes.append(event["size"])
         return sizes
 
+    def mean_batch(self, window_wall: tuple[float, float]) -> float | None:
+        """The mean size of the batches it ran inside the window; None when it ran none."""
+        sizes = self.batch_sizes(window_wall)
+        return sum(sizes) / len(sizes) if sizes else None
+
 
 ROOT = Path(__file__).resolve().parent.parent
 

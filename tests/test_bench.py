@@ -157,3 +157,22 @@ def test_h2load_measures_the_floor_with_grpc_framed_requests(tmp_path) -> None:
         floor.stop()
     assert result["req_s"] > 0 and result["requests"] > 10 and result["http_2xx"] > 0
     assert 0 < result["p50_ms"] <= result["p99_ms"]
+
+
+def test_a_targets_mean_batch_counts_the_batch_runs_inside_the_window(tmp_path) -> None:
+    from bench.targets import Target
+    from pyserving.adapters.event_log import EventLogWriter
+    from pyserving.engine.events import BatchRun, ServerStarted
+
+    writer = EventLogWriter(tmp_path / "events.jsonl")
+    writer(
+        ServerStarted(pyserving_version="0", flags={}, models=(), config_digest="").stamped(1, 5.0)
+    )
+    for seq, (at, size) in enumerate([(9.0, 64), (10.0, 3), (11.0, 4), (12.0, 8)], start=2):
+        run = BatchRun("m", 1, "serving_default", size, size, 0.001)
+        writer(run.stamped(seq, at))
+    writer.close()
+    target = Target("batched", "", [], 0, tmp_path / "log", tmp_path / "events.jsonl")
+    assert target.mean_batch((10.0, 11.5)) == 3.5
+    assert target.mean_batch((20.0, 30.0)) is None
+    assert Target("floor", "", [], 0, tmp_path / "log").mean_batch((0.0, 99.0)) is None
