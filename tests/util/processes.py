@@ -28,14 +28,13 @@ ROOT = Path(__file__).resolve().parents[2]
 QUIET_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
 
 
-def ephemeral_ports() -> tuple[int, int]:
-    """The kernel's range for the source ports of outgoing connections (Linux's default
-    where /proc does not say)."""
+def ephemeral_floor() -> int:
+    """The lowest port the kernel gives outgoing connections as their source port (Linux's
+    default where /proc does not say)."""
     try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 # Ports this process has handed out: a server may not have bound one yet when it is asked
@@ -52,7 +51,7 @@ def free_port() -> int:
     once failed with "address already in use" on 59015), so the port is drawn from the
     `_PORT_SPAN` ports under that range, where only listeners go, and checked free on
     every address, as servers here bind 0.0.0.0."""
-    low = ephemeral_ports()[0]
+    low = ephemeral_floor()
     first = max(1024, low - _PORT_SPAN)
     if first >= low:  # no room under the range: the kernel's choice, as before
         with socket.socket() as s:
