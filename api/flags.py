@@ -121,6 +121,18 @@ FLAGS: tuple[Flag, ...] = (
         "with RESOURCE_EXHAUSTED / HTTP 413 (default: 64 MiB)",
     ),
     Flag(
+        "max_request_tensor_bytes",
+        int,
+        0,
+        NET,
+        "most bytes one request's decoded tensors may take, all inputs together, counted per "
+        "dtype (a string element as 64 bytes plus its length) before anything is allocated; "
+        "a request claiming more (e.g. a short TensorProto whose shape repeats its last "
+        "value) is refused with RESOURCE_EXHAUSTED / HTTP 429 naming the input; "
+        "0 = twice --grpc_max_message_bytes (default: 0)",
+        metavar="BYTES",
+    ),
+    Flag(
         "rest_api_port",
         int,
         0,
@@ -492,6 +504,43 @@ FLAGS: tuple[Flag, ...] = (
         "0 = none (default: %(default)s)",
         _implemented("deadline of each REST request"),
         metavar="MS",
+    ),
+    Flag(
+        "rest_header_timeout_seconds",
+        float,
+        20.0,
+        REST,
+        "a request's headers must arrive within this many seconds of its first byte, or the "
+        "connection is closed (slow or stalled senders; default: %(default)s)",
+        metavar="S",
+    ),
+    Flag(
+        "rest_body_timeout_seconds",
+        float,
+        30.0,
+        REST,
+        "a body may take this many seconds per MiB it announces (at least one), or it is "
+        "answered 408 and the connection closed (default: %(default)s)",
+        metavar="S",
+    ),
+    Flag(
+        "rest_idle_timeout_seconds",
+        float,
+        60.0,
+        REST,
+        "a connection with no request in flight is closed after this many seconds, from "
+        "its start and after each reply (keep-alive; default: %(default)s)",
+        metavar="S",
+    ),
+    Flag(
+        "rest_max_connections",
+        int,
+        0,
+        REST,
+        "most REST connections open at once; past it the oldest idle one is closed to make "
+        "room (or the newcomer, when all are busy); 0 = half the open-file limit "
+        "(default: 0)",
+        metavar="N",
     ),
     Flag(
         "rest_api_enable_cors_support",

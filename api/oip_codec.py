@@ -27,9 +27,9 @@ import numpy as np
 
 from pyserving.adapters.protos import grpc_service_pb2
 from pyserving.api import rest_codec
-from pyserving.api.tensor_codec import claimed_elements, shape_text
-from pyserving.engine.errors import invalid_argument
-from pyserving.engine.request_core import DEFAULT_MAX_ELEMENTS
+from pyserving.api.tensor_budget import TensorBudget, request_budget, shape_text
+from pyserving.engine.errors import invalid_argument, quoted
+from pyserving.engine.request_core import PlanOptions
 from pyserving.engine.servable import Signature, TensorSpec
 from pyserving.engine.signature_checks import shape_fits
 
@@ -102,15 +102,18 @@ def metadata_shape(spec: TensorSpec) -> list[int]:
     return [-1 if d is None else int(d) for d in spec.shape]
 
 
-def request_shape(dims: Iterable[int], name: str, max_elements: int) -> tuple[tuple[int, ...], int]:
-    """A request tensor's declared shape and element count, checked before allocating."""
+def request_shape(
+    dims: Iterable[int], name: str, dtype: np.dtype, budget: TensorBudget, extra: int = 0
+) -> tuple[tuple[int, ...], int]:
+    """A request tensor's declared shape and element count, charged to the request's
+    budget (`extra`: bytes beyond the elements, e.g. BYTES payload) before allocating."""
     shape = tuple(int(d) for d in dims)
     if shape and min(shape) < 0:
         raise invalid_argument(
-            f"input '{name}': shape {shape_text(shape)} has a negative dimension; a request "
-            "gives every dimension's size"
+            f"input '{quoted(name)}': shape {shape_text(shape)} has a negative dimension; a "
+            "request gives every dimension's size"
         )
-    return shape, claimed_elements(shape, name, max_elements)
+    return shape, budget.claim(name, shape, dtype, extra)
 
 
 # ------------------------------------------------------------------ raw bytes
@@ -127,6 +130,11 @@ def serialize_bytes(array: np.ndarray) -> bytes:
 def deserialize_bytes(raw: bytes | memoryview, count: int, name: str) -> np.ndarray:
     """The inverse of `serialize_bytes`; exactly `count` elements that use every byte."""
     view = memoryview(raw)
+    if count * _LENGTH.size > len(view):  # checked before the array is allocated
+        raise invalid_argument(
+            f"input '{quoted(name)}': {len(view)} bytes of BYTES data cannot hold {count} "
+            f"elements (each is a {_LENGTH.size}-byte little-endian length, then its bytes)"
+        )
     values = np.empty(count, dtype=object)
     offset = 0
     for i in range(count):
@@ -153,11 +161,12 @@ def deserialize_bytes(raw: bytes | memoryview, count: int, name: str) -> np.ndar
 
 
 def from_raw(
-    name: str, datatype: str, dims: Iterable[int], raw: bytes | memoryview, max_elements: int
+    name: str, datatype: str, dims: Iterable[int], raw: bytes | memoryview, budget: TensorBudget
 ) -> np.ndarray:
     """A tensor from its raw little-endian bytes; the byte count must fit the shape."""
     dtype = numpy_dtype(datatype, name)
-    shape, count = request_shape(dims, name, max_elements)
+    extra = len(raw) if datatype == "BYTES" else 0
+    shape, count = request_shape(dims, name, dtype, budget, extra)
     if datatype == "BYTES":
         return deserialize_bytes(raw, count, name).reshape(shape)
     expected = count * dtype.itemsize
@@ -184,11 +193,12 @@ def from_contents(
     datatype: str,
     dims: Iterable[int],
     contents: grpc_service_pb2.InferTensorContents,
-    max_elements: int,
+    budget: TensorBudget,
 ) -> np.ndarray:
     """A tensor from its typed `contents`: the datatype's field, exactly filling the shape."""
     dtype = numpy_dtype(datatype, name)
-    shape, count = request_shape(dims, name, max_elements)
+    extra = contents.ByteSize() if datatype == "BYTES" else 0
+    shape, count = request_shape(dims, name, dtype, budget, extra)
     wanted = CONTENTS_FIELD.get(datatype)
     for descriptor, _ in contents.ListFields():
         if descriptor.name != wanted:
@@ -253,7 +263,7 @@ def to_contents(array: np.ndarray, out: grpc_service_pb2.InferTensorContents, na
 
 # ------------------------------------------------------------------ gRPC messages
 def decode_infer_inputs(
-    request: grpc_service_pb2.ModelInferRequest, max_elements: int = DEFAULT_MAX_ELEMENTS
+    request: grpc_service_pb2.ModelInferRequest, budget: TensorBudget | None = None
 ) -> dict[str, np.ndarray]:
     """A ModelInferRequest's inputs, from `raw_input_contents` (one per input, in order) or
     each input's typed `contents`; a name given twice is refused."""
@@ -264,6 +274,7 @@ def decode_infer_inputs(
             f"raw_input_contents has {len(raw)} entries but the request has {len(inputs)} "
             "inputs: give one raw entry per input, in the order of inputs"
         )
+    budget = budget or request_budget(PlanOptions())
     arrays: dict[str, np.ndarray] = {}
     for i, tensor in enumerate(inputs):
         name = tensor.name
@@ -275,10 +286,10 @@ def decode_infer_inputs(
                     f"input '{name}' has contents while the request uses raw_input_contents: "
                     "use one form for every input"
                 )
-            arrays[name] = from_raw(name, tensor.datatype, tensor.shape, raw[i], max_elements)
+            arrays[name] = from_raw(name, tensor.datatype, tensor.shape, raw[i], budget)
         else:
             arrays[name] = from_contents(
-                name, tensor.datatype, tensor.shape, tensor.contents, max_elements
+                name, tensor.datatype, tensor.shape, tensor.contents, budget
             )
     return arrays
 
@@ -386,7 +397,7 @@ def _bool_parameter(parameters: Mapping[str, Any], key: str, what: str) -> bool 
 
 
 def parse_infer_body(
-    body: bytes, header_length: str | None, max_elements: int = DEFAULT_MAX_ELEMENTS
+    body: bytes, header_length: str | None, budget: TensorBudget | None = None
 ) -> RestInferRequest:
     """An infer body: JSON, or (with `Inference-Header-Content-Length`) a JSON header
     followed by the binary data of the inputs with a `binary_data_size`, in their order."""
@@ -404,6 +415,7 @@ def parse_infer_body(
         binary = memoryview(body)[length:]
         body = body[:length]
     doc = rest_codec.parse_body(body)
+    budget = budget or request_budget(PlanOptions())
     parameters = _object(doc.get("parameters", {}), "parameters")
     request_id = doc.get("id")
     if request_id is not None:
@@ -431,12 +443,10 @@ def parse_infer_body(
                     "bytes of binary data after the JSON header (is "
                     "Inference-Header-Content-Length set?)"
                 )
-            inputs[name] = from_raw(
-                name, datatype, dims, binary[offset : offset + size], max_elements
-            )
+            inputs[name] = from_raw(name, datatype, dims, binary[offset : offset + size], budget)
             offset += size
         elif "data" in entry:
-            inputs[name] = from_json(name, datatype, dims, entry["data"], max_elements)
+            inputs[name] = from_json(name, datatype, dims, entry["data"], budget)
         else:
             raise invalid_argument(f"input '{name}' has neither data nor binary_data_size")
     if offset != len(binary):
@@ -462,12 +472,12 @@ _JSON_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
 
 
 def from_json(
-    name: str, datatype: str, dims: Sequence[int], data: Any, max_elements: int
+    name: str, datatype: str, dims: Sequence[int], data: Any, budget: TensorBudget
 ) -> np.ndarray:
     """A tensor from JSON `data` (flat row-major, or nested): booleans for BOOL, integers
     for the integer types (in range), numbers for FP*, UTF-8 strings for BYTES."""
     dtype = numpy_dtype(datatype, name)
-    shape, count = request_shape(dims, name, max_elements)
+    shape, count = request_shape(dims, name, dtype, budget)
     if not isinstance(data, list):
         data = [data]
     if datatype == "BYTES":
@@ -479,6 +489,10 @@ def from_json(
             raise invalid_argument(f"input '{name}': data is ragged (nested lists differ)") from (
                 None
             )
+        if parsed.dtype.kind in "fO":  # see rest_codec.to_array
+            out_of_range = rest_codec.first_out_of_range(data, dtype)
+            if out_of_range is not None:
+                raise rest_codec.out_of_range_error(out_of_range, datatype, name)
         if parsed.size and parsed.dtype.kind not in _JSON_KINDS.get(dtype.kind, ""):
             raise invalid_argument(
                 f"input '{name}' has datatype {datatype} but its data holds "
@@ -488,13 +502,26 @@ def from_json(
         if dtype.kind in "iu" and parsed.size:
             flat = _narrowed_json(parsed, dtype, name)
         else:
-            flat = parsed.astype(dtype)
+            with np.errstate(over="ignore"):  # an overflow is refused just below
+                flat = parsed.astype(dtype)
+            if dtype.kind == "f" and parsed.size:
+                _check_finite_fits(parsed, flat, datatype, name)
     if flat.size != count:
         raise invalid_argument(
             f"input '{name}': data holds {flat.size} values but shape {shape_text(shape)} "
             f"holds {count}"
         )
     return flat.reshape(shape)
+
+
+def _check_finite_fits(parsed: np.ndarray, flat: np.ndarray, datatype: str, name: str) -> None:
+    """A finite number too big for FP16/FP32 must not arrive as Infinity."""
+    overflowed = np.isinf(flat) & np.isfinite(parsed)
+    if overflowed.any():
+        raise invalid_argument(
+            f"input '{quoted(name)}': JSON Value: {parsed[overflowed][0]} is out of range for "
+            f"{datatype}"
+        )
 
 
 def _json_kind(dtype: np.dtype) -> str:

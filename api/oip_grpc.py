@@ -27,6 +27,7 @@ from pyserving.adapters.request_log.logger import NO_REQUEST_LOG, RequestLog
 from pyserving.api import oip_codec
 from pyserving.api import request_records as records
 from pyserving.api.prediction_service import encode_prediction, rpc_deadline
+from pyserving.api.tensor_budget import off_loop_if_big, request_budget
 from pyserving.engine.errors import invalid_argument
 from pyserving.engine.request_core import (
     ModelRequest,
@@ -214,7 +215,13 @@ class InferenceService:
         signature = _parameter(parameters, SIGNATURE_PARAMETER)
         spec = model_request(request.model_name, request.model_version, label_parameter(label))
         signature_name = signature_parameter(signature)
-        inputs = oip_codec.decode_infer_inputs(request, self._options.max_elements)
+        # The protocol has no "repeat the last value": the work is as big as the message.
+        inputs = await off_loop_if_big(
+            request.ByteSize(),
+            oip_codec.decode_infer_inputs,
+            request,
+            request_budget(self._options),
+        )
         requested = request.outputs
         wanted = [output.name for output in requested]
         raw = not requested or not all(_typed(output) for output in requested)

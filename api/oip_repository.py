@@ -26,6 +26,7 @@ from aiohttp import web
 
 from pyserving.adapters.model_repository import IndexEntry, RepositoryControl
 from pyserving.adapters.protos import grpc_service_pb2
+from pyserving.api.http_body import DEFAULT_BODY_TIMEOUT_S, error_response, read_body
 from pyserving.api.request_envelope import Envelope, http_status
 from pyserving.api.restricted_api import MODEL_REPOSITORY, Restrictions
 from pyserving.engine.errors import ServingError, invalid_argument
@@ -135,12 +136,14 @@ class RepositoryRoutes:
         restrictions: Restrictions,
         timeout_s: float | None,
         max_body_bytes: int,
+        body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
     ) -> None:
         self._control = control
         self._envelope = envelope
         self._restrictions = restrictions
         self._timeout_s = timeout_s
         self._max_body_bytes = max_body_bytes
+        self._body_timeout_s = body_timeout_s
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -190,21 +193,15 @@ class RepositoryRoutes:
 
         async def checked() -> bytes:
             self._restrictions.check_http(MODEL_REPOSITORY, api, request.headers, request.remote)
-            if request.content_length is not None and request.content_length > self._max_body_bytes:
-                raise invalid_argument(
-                    f"request body of {request.content_length} bytes is larger than "
-                    f"{self._max_body_bytes} bytes (--grpc_max_message_bytes)"
-                )
-            return await work(_json_object(await request.read()))
+            body = await read_body(request, self._max_body_bytes, self._body_timeout_s)
+            return await work(_json_object(body))
 
         try:
             body = await self._envelope.run(
                 scope, checked, timeout_s=self._timeout_s, timeout_flag="--rest_api_timeout_in_ms"
             )
         except ServingError as exc:
-            return web.Response(
-                status=http_status(exc),
-                body=orjson.dumps({"error": exc.message}),
-                headers=JSON_HEADERS,
+            return error_response(
+                exc, http_status(exc), orjson.dumps({"error": exc.message}), headers=JSON_HEADERS
             )
         return web.Response(body=body, headers=JSON_HEADERS if body else None)

@@ -28,6 +28,7 @@ import pyserving
 from pyserving.adapters.request_log.logger import NO_REQUEST_LOG, RequestLog
 from pyserving.api import oip_codec, rest_codec
 from pyserving.api import request_records as records
+from pyserving.api.http_body import error_response, read_body
 from pyserving.api.oip_grpc import (
     LABEL_PARAMETER,
     SERVER_NAME,
@@ -46,9 +47,8 @@ from pyserving.api.rest_api import (
     CORS_HEADERS,
     REQUEST_ID,
     RestOptions,
-    off_loop_if_big,
-    read_body,
 )
+from pyserving.api.tensor_budget import off_loop_if_big, request_budget
 from pyserving.engine.errors import ServingError
 from pyserving.engine.request_core import ModelRequest, Prediction, RequestCore, RequestPlan
 from pyserving.engine.request_scope import RequestScope
@@ -148,14 +148,13 @@ class OipRest:
                     carrier=request.headers,  # a W3C traceparent continues the caller's trace
                 )
             except ServingError as exc:
-                response = web.Response(
-                    status=http_status(exc),
-                    body=rest_codec.error_body(exc.message),
+                response = error_response(
+                    exc,
+                    http_status(exc),
+                    rest_codec.error_body(exc.message),
                     content_type=JSON,
                     headers=self._cors,
                 )
-                if http_status(exc) == 413:
-                    response.force_close()  # the unread rest of the body is not drained
                 return response
             return web.Response(
                 status=reply.status,
@@ -202,16 +201,15 @@ class OipRest:
 
     # ------------------------------------------------------------------ infer
     async def _infer(self, request: web.Request) -> _Reply:
-        body = await read_body(request, self._options.max_body_bytes)
+        body = await read_body(request, self._options.max_body_bytes, self._options.body_timeout_s)
         deadline = None if self._timeout_s is None else time.monotonic() + self._timeout_s
-        limit = self._options.plan_options.max_elements
         async with self._slots:
             infer = await off_loop_if_big(
                 len(body),
                 oip_codec.parse_infer_body,
                 body,
                 request.headers.get(HEADER_LENGTH),
-                limit,
+                request_budget(self._options.plan_options),
             )
             parameters = infer.parameters
             spec = self._spec(request, label_parameter(parameters.get(LABEL_PARAMETER)))

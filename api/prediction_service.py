@@ -25,6 +25,7 @@ from pyserving.adapters.request_log.logger import NO_REQUEST_LOG, RequestLog
 from pyserving.api import request_records as records
 from pyserving.api import tensor_codec
 from pyserving.api.model_spec import ModelRequest, fill_model_spec, parse_model_spec
+from pyserving.api.tensor_budget import request_budget
 from pyserving.engine.errors import invalid_argument
 from pyserving.engine.request_core import (
     PlanOptions,
@@ -106,7 +107,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext
     ) -> predict_pb2.PredictResponse:
         spec = parse_model_spec(request.model_spec)
-        inputs = tensor_codec.decode_inputs(request.inputs, self._options.max_elements)
+        inputs = await tensor_codec.decode_inputs_off_loop(
+            request.inputs, request_budget(self._options)
+        )
         response = await self._core.execute(
             spec, lambda servable: predict_plan(servable, request, inputs), rpc_deadline(context)
         )

@@ -31,7 +31,7 @@ import structlog
 from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 
-from pyserving.engine.errors import Code, ServingError, invalid_argument
+from pyserving.engine.errors import MESSAGE_LIMIT, Code, ServingError, invalid_argument, quoted
 from pyserving.engine.request_scope import CURRENT, RequestScope
 from pyserving.engine.trace_hooks import Tracer
 
@@ -172,13 +172,18 @@ class Envelope:
                 self._active -= 1
         except ServingError as exc:
             code = exc.code.name
-            raise
+            # The frames of a failed request hold its inputs (a refused 100 MB tensor, a
+            # closure's cell), and grpc keeps the error in a reference cycle that only the
+            # garbage collector frees, many requests later (measured: 350 MB kept after
+            # six refused ones). A client's error needs no traceback: drop those frames.
+            raise exc.with_traceback(None)  # noqa: B904 - the same error, not a new one
         except asyncio.CancelledError:
             code = "CANCELLED"
             raise
-        except Exception:
+        except Exception as exc:
             code = "INTERNAL"
             log.exception("request_failed")
+            exc.with_traceback(None)  # logged; the reply's error must not keep its frames
             raise ServingError(
                 Code.INTERNAL, f"internal error in {scope.api}; the server log has the details"
             ) from None
@@ -272,7 +277,9 @@ def grpc_behavior(envelope: Envelope, api: str, handler: Behavior) -> Behavior:
         try:
             return await envelope.run(scope, work, request, context, carrier=context)
         except ServingError as exc:
-            await context.abort(grpc_status(exc), exc.message)
+            # Cut, so a message quoting a huge client string still reaches the client with
+            # its status, not as the client's RESOURCE_EXHAUSTED for oversized metadata.
+            await context.abort(grpc_status(exc), quoted(exc.message, MESSAGE_LIMIT))
 
     return behavior
 

@@ -33,10 +33,12 @@ from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, 
 from pyserving.adapters.request_log.logger import NO_REQUEST_LOG, RequestLog
 from pyserving.api import request_records as records
 from pyserving.api import rest_codec
+from pyserving.api.http_body import DEFAULT_BODY_TIMEOUT_S, error_response, read_body
 from pyserving.api.model_service import model_status
 from pyserving.api.prediction_service import encode_prediction, model_metadata
 from pyserving.api.request_envelope import HTTP_STATUS, Envelope, http_status
-from pyserving.engine.errors import Code, ServingError, invalid_argument
+from pyserving.api.tensor_budget import off_loop_if_big, request_budget
+from pyserving.engine.errors import ServingError, invalid_argument
 from pyserving.engine.manager import Manager
 from pyserving.engine.request_core import (
     ModelRequest,
@@ -83,7 +85,6 @@ API_LABELS = {
     "malformed": "rest_malformed",
 }
 REQUEST_ID = "x-request-id"
-OFF_LOOP_BYTES = 256 * 1024  # bodies at least this big are decoded off the event loop
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ class RestOptions:
     max_concurrent: int  # --rest_api_num_threads: requests processed at once; more wait
     cors: bool  # --rest_api_enable_cors_support
     plan_options: PlanOptions
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S  # --rest_body_timeout_seconds, per MiB
 
 
 @dataclass(frozen=True)
@@ -144,18 +146,15 @@ class RestApi:
             )
             return web.Response(body=reply, headers=headers)
         except ServingError as exc:
-            response = web.Response(
-                status=http_status(exc), body=rest_codec.error_body(exc.message), headers=headers
+            return error_response(
+                exc, http_status(exc), rest_codec.error_body(exc.message), headers=headers
             )
-            if isinstance(exc, BodyTooLarge):
-                response.force_close()  # the unread rest of the body is not drained
-            return response
 
     async def _answer(self, scope: RequestScope, request: web.Request) -> bytes:
         call = parse_call(request.method, request.raw_path.split("?", 1)[0])
         scope.api = API_LABELS[call.kind]
         scope.model = call.spec.name if call.spec else ""
-        body = await read_body(request, self._options.max_body_bytes)
+        body = await read_body(request, self._options.max_body_bytes, self._options.body_timeout_s)
         deadline = None if self._timeout_s is None else time.monotonic() + self._timeout_s
         async with self.slots:
             spec = call.spec
@@ -172,7 +171,7 @@ class RestApi:
         self, spec: ModelRequest, doc: dict[str, Any], size: int, deadline: float | None
     ) -> bytes:
         name = rest_codec.signature_name(doc)
-        limit = self._options.plan_options.max_elements
+        budget = request_budget(self._options.plan_options)
         columnar = False
         inputs: dict[str, Any] = {}
 
@@ -180,7 +179,7 @@ class RestApi:
             nonlocal columnar, inputs
             signature = select_signature(servable, name)
             inputs, columnar = await off_loop_if_big(
-                size, rest_codec.decode_predict, doc, signature, limit
+                size, rest_codec.decode_predict, doc, signature, budget
             )
             check_inputs(signature, inputs)
             return plan_predict(servable, signature.name, inputs, ())
@@ -219,25 +218,6 @@ class RestApi:
         if kind == "classify":
             return rest_codec.encode_classification(response.result)
         return rest_codec.encode_regression(response.result)
-
-
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The body, refused unread (Content-Length) or at the limit (chunked) when too big."""
-    if request.content_length is not None and request.content_length > limit:
-        raise _too_large(request.content_length, limit)
-    content = request.content
-    if content.is_eof():  # all of it arrived with the headers (a small body): no iterator
-        body = content.read_nowait()
-        if len(body) > limit:
-            raise _too_large(len(body), limit)
-        return body
-    chunks, size = [], 0
-    async for chunk in content.iter_chunked(1 << 16):
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(size, limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def parse_call(method: str, path: str) -> _Call:
@@ -286,27 +266,6 @@ def _decoded(segment: str, what: str) -> str:
         return unquote(segment, errors="strict")
     except UnicodeDecodeError:
         raise invalid_argument(f"Failed to decode {what}: {segment}") from None
-
-
-class BodyTooLarge(ServingError):
-    """RESOURCE_EXHAUSTED (so counted as gRPC's would be), answered 413 Payload Too Large."""
-
-    http_status = 413
-
-
-def _too_large(size: int, limit: int) -> ServingError:
-    return BodyTooLarge(
-        Code.RESOURCE_EXHAUSTED,
-        f"request body of {size} bytes is larger than the limit of {limit} bytes "
-        "(--grpc_max_message_bytes); send fewer instances per request",
-    )
-
-
-async def off_loop_if_big(size: int, function: Callable[..., Any], *args: Any) -> Any:
-    """Run `function(*args)` on a thread when `size` bytes are big, so the loop stays free."""
-    if size >= OFF_LOOP_BYTES:
-        return await asyncio.to_thread(function, *args)
-    return function(*args)
 
 
 def _json_options() -> dict[str, bool]:

@@ -5,6 +5,9 @@ list with one entry per batch row (plain values for a one-input signature, or ob
 keyed by input name), `inputs` is the whole tensor (or an object of tensors); bytes
 travel as `{"b64": "..."}`; `NaN`, `Infinity` and `-Infinity` are accepted as numbers and
 written back as such; replies mirror the request's format (`predictions` / `outputs`).
+A number literal too big for a double (`1e400`) is not Infinity, and an integer literal
+beyond 64 bits is not a float: both are refused with a 400 naming the input, as TF
+Serving's rapidjson reader refuses them.
 
 Speed: orjson parses the body, and each tensor becomes a numpy array with one
 `np.asarray` call (numpy walks the nested lists in C) and vectorised type and range
@@ -18,6 +21,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +31,7 @@ import orjson
 from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow_serving.apis import classification_pb2, input_pb2, regression_pb2
 
+from pyserving.api.tensor_budget import TensorBudget
 from pyserving.engine.errors import Code, ServingError, invalid_argument
 from pyserving.engine.servable import Signature
 from pyserving.engine.signature_checks import dtype_name
@@ -39,14 +45,42 @@ _NUMPY_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
 # ----------------------------------------------------------------------------- parsing
+# Where orjson would change a number: an integer of 20 or more digits (it turns one beyond
+# 64 bits into a float) or an exponent of three digits (1e400 becomes Infinity). A match is
+# rare, and only means the exact (slower) parser reads the body; a digit run in a string
+# matches too, harmlessly.
+_NEEDS_EXACT = re.compile(rb"[0-9]{20}|[eE][+]?0*[1-9][0-9]{2}")
+
+
+class OutOfRange:
+    """A JSON number literal that no double holds (`1e400`): kept as its text, so the
+    input it was sent for is refused by name instead of receiving Infinity."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _checked_float(text: str) -> float | OutOfRange:
+    value = float(text)
+    return OutOfRange(text) if math.isinf(value) else value
+
+
 def parse_body(body: bytes) -> dict[str, Any]:
     """The request object; INVALID_ARGUMENT for an empty body, bad JSON or a non-object."""
     if not body.strip():
         raise invalid_argument("JSON Parse error: The document is empty")
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        doc = _parse_non_finite(body)  # NaN/Infinity are not JSON, but TF Serving takes them
+    if _NEEDS_EXACT.search(body):
+        doc = _parse_exact(body)
+    else:
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            doc = _parse_exact(body)  # NaN/Infinity are not JSON, but TF Serving takes them
     if not isinstance(doc, dict):
         raise invalid_argument(
             f"JSON Value: {_short(doc)} Is not object: the body must be a JSON object such "
@@ -55,9 +89,11 @@ def parse_body(body: bytes) -> dict[str, Any]:
     return doc
 
 
-def _parse_non_finite(body: bytes) -> Any:
+def _parse_exact(body: bytes) -> Any:
+    """The standard library's parser: it reads NaN, Infinity and -Infinity, keeps integers
+    exact, and here marks a literal too big for a double (`OutOfRange`)."""
     try:
-        return json.loads(body)  # the standard library reads NaN, Infinity and -Infinity
+        return json.loads(body, parse_float=_checked_float)
     except json.JSONDecodeError as exc:
         raise invalid_argument(f"JSON Parse error: {exc.msg} at offset: {exc.pos}") from None
     except (UnicodeDecodeError, RecursionError) as exc:
@@ -89,9 +125,11 @@ def _is_b64(value: Any) -> bool:
 
 # ------------------------------------------------------------------ JSON → numpy tensors
 def decode_predict(
-    doc: Mapping[str, Any], signature: Signature, max_elements: int
+    doc: Mapping[str, Any], signature: Signature, budget: TensorBudget
 ) -> tuple[dict[str, np.ndarray], bool]:
-    """The request's tensors for `signature`, and whether the request was columnar."""
+    """The request's tensors for `signature`, and whether the request was columnar. JSON
+    spells out every value, so what they take is bounded by the body; they are still
+    charged to the request's budget, the same account as every other codec's."""
     has_instances, has_inputs = INSTANCES in doc, INPUTS in doc
     if has_instances and has_inputs:
         raise invalid_argument(
@@ -110,12 +148,7 @@ def decode_predict(
             '{"inputs": tensor}'
         )
     for name, array in inputs.items():
-        if array.size > max_elements:
-            raise ServingError(
-                Code.RESOURCE_EXHAUSTED,
-                f"input '{name}' holds {array.size} elements, more than the limit of "
-                f"{max_elements}",
-            )
+        budget.claim(name, array.shape, array.dtype)
     return inputs, has_inputs
 
 
@@ -243,6 +276,10 @@ def to_array(value: Any, dtype: np.dtype, name: str) -> np.ndarray:
         array = np.asarray(value, dtype=object)
     kind = array.dtype.kind
     want = dtype.kind
+    if kind in "fO":  # mixed signs past int64 make floats; past 64 bits, objects
+        out_of_range = first_out_of_range(value, dtype)
+        if out_of_range is not None:
+            raise out_of_range_error(out_of_range, dtype_name(dtype), name)
     if want in "fc":
         if kind not in "iuf":
             raise _type_error(value, dtype, name)
@@ -287,6 +324,38 @@ def _check_float_range(array: np.ndarray, dtype: np.dtype, name: str) -> None:
         finite = array[np.isfinite(array)]
         if finite.size and np.abs(finite).max() > _FLOAT32_MAX:
             raise _lossy(finite[np.abs(finite) > _FLOAT32_MAX][0], target, name)
+
+
+def first_out_of_range(value: Any, dtype: np.dtype) -> int | OutOfRange | None:
+    """The first number in `value` that no double holds, or an integer outside an integer
+    `dtype` (or outside 64 bits), if any. Looked for only once numpy found the values
+    mixed (objects, or integers it had to make floats), so off the usual path."""
+    low, high = -(1 << 63), (1 << 64) - 1
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        low, high = int(info.min), int(info.max)
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        elif isinstance(item, OutOfRange) or (
+            isinstance(item, int) and not isinstance(item, bool) and not low <= item <= high
+        ):
+            return item
+    return None
+
+
+def out_of_range_error(value: int | OutOfRange, type_name: str, name: str) -> ServingError:
+    what = "too big for a double" if isinstance(value, OutOfRange) else "out of range"
+    return invalid_argument(
+        f"input '{name}': JSON Value: {_short_number(value)} is {what} for {type_name}"
+    )
+
+
+def _short_number(value: int | OutOfRange) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} digits)"
 
 
 def _lossy(value: Any, target: np.dtype, name: str) -> ServingError:
@@ -486,11 +555,19 @@ def _fill_example(value: Any, example: example_pb2.Example) -> None:
 
 def _add_feature_value(value: Any, name: str, feature: feature_pb2.Feature) -> None:
     kind = feature.WhichOneof("kind")
+    if isinstance(value, OutOfRange):
+        raise invalid_argument(
+            f"Feature: {name}: JSON Value: {value} is too big to be stored in a double"
+        )
     if isinstance(value, bool) or (isinstance(value, int) and not isinstance(value, bool)):
         if kind not in (None, "int64_list"):
             raise _feature_kind_error(name, kind)
         if not -(1 << 63) <= int(value) < (1 << 63):
-            raise invalid_argument(f"Feature: {name} has uint64 element. Only int64 is supported.")
+            what = "uint64" if 0 <= value < (1 << 64) else "out-of-range"
+            raise invalid_argument(
+                f"Feature: {name} has {what} element {_short_number(value)}. Only int64 is "
+                "supported."
+            )
         feature.int64_list.value.append(int(value))
     elif isinstance(value, float):
         if kind not in (None, "float_list"):

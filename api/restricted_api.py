@@ -81,7 +81,12 @@ def parse_restricted_api(text: str) -> Restriction | None:
 
 
 def _matches(presented: Iterable[str], expected: str) -> bool:
-    return any(hmac.compare_digest(v.encode(), expected.encode()) for v in presented)
+    # aiohttp keeps a header's bytes that are not UTF-8 as surrogates: encode them back
+    # the same way, so such a value is compared (and refused), never an encoding error.
+    return any(
+        hmac.compare_digest(v.encode("utf-8", "surrogateescape"), expected.encode())
+        for v in presented
+    )
 
 
 class Restrictions:

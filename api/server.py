@@ -69,7 +69,7 @@ from pyserving.api.flag_compat import (
 )
 from pyserving.api.flags import ServerOptions
 from pyserving.api.health import HealthService
-from pyserving.api.http_server import HttpServer, metrics_routes, probe_routes
+from pyserving.api.http_server import ConnectionLimits, HttpServer, metrics_routes, probe_routes
 from pyserving.api.model_service import ModelService
 from pyserving.api.monitoring_config import MonitoringConfigError, load_monitoring_config
 from pyserving.api.prediction_service import PredictionService
@@ -82,7 +82,7 @@ from pyserving.api.restricted_api import (
     Restrictions,
     parse_restricted_api,
 )
-from pyserving.api.tensor_codec import elements_within
+from pyserving.api.tensor_codec import elements_within, tensor_bytes_within
 from pyserving.api.tls import TlsConfigError, load_ssl_config
 from pyserving.api.warmup_replay import make_replay
 from pyserving.engine.batching import BatchingRunner
@@ -169,6 +169,8 @@ def plan_options(options: ServerOptions) -> PlanOptions:
     return PlanOptions(
         method_name_check=options.enable_signature_method_name_check,
         max_elements=elements_within(options.grpc_max_message_bytes),
+        max_tensor_bytes=options.max_request_tensor_bytes
+        or tensor_bytes_within(options.grpc_max_message_bytes),
     )
 
 
@@ -425,6 +427,7 @@ class ModelServer:
             max_concurrent=options.rest_api_num_threads,
             cors=options.rest_api_enable_cors_support,
             plan_options=plan_options(options),
+            body_timeout_s=options.rest_body_timeout_seconds,
         )
 
     def _rest_api(self) -> RestApi:
@@ -469,6 +472,7 @@ class ModelServer:
             self.restrictions,
             timeout_s=timeout_ms / 1000 if timeout_ms > 0 else None,
             max_body_bytes=self.options.grpc_max_message_bytes,
+            body_timeout_s=self.options.rest_body_timeout_seconds,
         ).routes()
 
     async def _start_http(self) -> None:
@@ -478,7 +482,15 @@ class ModelServer:
             ssl_context = self.tls.ssl_context() if self.tls is not None else None
         except TlsConfigError as exc:
             raise StartupError(str(exc)) from None
-        http = HttpServer(self.options.rest_api_port, ssl_context=ssl_context)
+        http = HttpServer(
+            self.options.rest_api_port,
+            ssl_context=ssl_context,
+            limits=ConnectionLimits(
+                header_timeout_s=self.options.rest_header_timeout_seconds,
+                idle_timeout_s=self.options.rest_idle_timeout_seconds,
+                max_connections=self.options.rest_max_connections,
+            ),
+        )
         http.add_routes(probe_routes(self.health.status))
         if self.prometheus.enabled:
             exported = None if self.options.metrics_names == "tfserving" else self.metrics_registry

@@ -1,7 +1,9 @@
 """TensorProto ⇄ numpy, without per-element Python loops and without trusting the client.
 
-Decoding checks the declared shape against the content *before* allocating anything, so
-a request that claims a huge shape with little data is refused, not materialised.
+Decoding charges each input's declared shape and dtype to the request's `TensorBudget`
+*before* allocating anything, so a request that claims a huge shape with little data is
+refused, not materialised; what passes but is big is decoded on a thread
+(`decode_inputs_off_loop`).
 Encoding uses the typed value fields (`float_val`, ...) as TF Serving does, because
 clients written for it read `outputs[...].float_val` directly.
 """
@@ -10,12 +12,19 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
-from pyserving.engine.errors import Code, ServingError, invalid_argument
-from pyserving.engine.request_core import DEFAULT_MAX_ELEMENTS
+from pyserving.api.tensor_budget import (
+    TensorBudget,
+    off_loop_if_big,
+    request_budget,
+    shape_text,
+)
+from pyserving.engine.errors import Code, ServingError, invalid_argument, quoted
+from pyserving.engine.request_core import PlanOptions
 from pyserving.engine.signature_checks import dtype_name
 
 # DataType → (numpy dtype, typed value field). Strings are object arrays of bytes.
@@ -52,58 +61,88 @@ def elements_within(message_bytes: int) -> int:
     return max(1, message_bytes)
 
 
-def shape_text(shape: tuple[int, ...]) -> str:
-    return "[" + ",".join(str(d) for d in shape) + "]"
+def tensor_bytes_within(message_bytes: int) -> int:
+    """The default of --max_request_tensor_bytes: twice the message limit. A request that
+    spells out its values decodes to about its own size (float_val, tensor_content); only
+    small integers in varint fields or strings grow more, and a legitimate request that
+    big is rare enough to ask for the flag."""
+    return 2 * max(1, message_bytes)
 
 
-def claimed_elements(shape: tuple[int, ...], name: str, max_elements: int) -> int:
-    """The elements a request's (non-negative) shape holds; RESOURCE_EXHAUSTED naming
-    `name` when it claims more than `max_elements`, before anything is allocated."""
-    count = extent = 1
-    for d in shape:
-        count *= d
-        extent *= max(d, 1)  # numpy refuses [0, 2**31, 2**31] though it holds nothing
-    if count > max_elements:
-        raise ServingError(
-            Code.RESOURCE_EXHAUSTED,
-            f"input '{name}': shape {shape_text(shape)} holds {count} elements, "
-            f"more than the limit of {max_elements}",
-        )
-    if extent > max_elements:
-        raise ServingError(
-            Code.RESOURCE_EXHAUSTED,
-            f"input '{name}': shape {shape_text(shape)} has dimensions that multiply to "
-            f"{extent} (empty ones aside), more than the limit of {max_elements} elements",
-        )
-    return count
+class _Claim(NamedTuple):
+    """An input whose size is charged, and whose decoding can then run on any thread."""
+
+    name: str
+    proto: tensor_pb2.TensorProto
+    dtype: np.dtype
+    field: str
+    shape: tuple[int, ...]
+    count: int
 
 
-def decode(
-    proto: tensor_pb2.TensorProto, name: str, max_elements: int = DEFAULT_MAX_ELEMENTS
-) -> np.ndarray:
-    """One request tensor as a numpy array; INVALID_ARGUMENT naming `name` if malformed."""
+def _claim(proto: tensor_pb2.TensorProto, name: str, budget: TensorBudget) -> _Claim:
     if proto.dtype not in _DTYPES:
         raise invalid_argument(
-            f"input '{name}': unsupported dtype {types_pb2.DataType.Name(proto.dtype)}"
+            f"input '{quoted(name)}': unsupported dtype {types_pb2.DataType.Name(proto.dtype)}"
             if proto.dtype in types_pb2.DataType.values()
-            else f"input '{name}': unknown dtype enum {proto.dtype}"
+            else f"input '{quoted(name)}': unknown dtype enum {proto.dtype}"
         )
     dtype, field = _DTYPES[proto.dtype]
     shape = _shape(proto.tensor_shape, name)
-    count = claimed_elements(shape, name, max_elements)
+    # A string tensor's payload is already in the message; its size is one C call.
+    extra = proto.ByteSize() if dtype == np.dtype(object) else 0
+    count = budget.claim(name, shape, dtype, extra)
+    return _Claim(name, proto, dtype, field, shape, count)
+
+
+def _decode(claim: _Claim) -> np.ndarray:
+    name, proto, dtype, field, shape, count = claim
     if proto.tensor_content:
         return _from_content(proto.tensor_content, dtype, shape, count, name)
-    values = getattr(proto, field)
-    return _from_values(values, field, dtype, shape, count, name)
+    return _from_values(getattr(proto, field), field, dtype, shape, count, name)
+
+
+def decode(
+    proto: tensor_pb2.TensorProto, name: str, budget: TensorBudget | None = None
+) -> np.ndarray:
+    """One request tensor as a numpy array; INVALID_ARGUMENT naming `name` if malformed,
+    RESOURCE_EXHAUSTED if it claims more than `budget` allows (checked before allocating)."""
+    return _decode(_claim(proto, name, budget or request_budget(PlanOptions())))
+
+
+def _claim_all(inputs: Mapping[str, tensor_pb2.TensorProto], budget: TensorBudget) -> list[_Claim]:
+    return [_claim(proto, name, budget) for name, proto in inputs.items()]
+
+
+def _decode_all(claims: list[_Claim]) -> dict[str, np.ndarray]:
+    return {claim.name: _decode(claim) for claim in claims}
+
+
+def decode_inputs(
+    inputs: Mapping[str, tensor_pb2.TensorProto], budget: TensorBudget | None = None
+) -> dict[str, np.ndarray]:
+    """Every input, each charged to one budget for the request before any is decoded."""
+    return _decode_all(_claim_all(inputs, budget or request_budget(PlanOptions())))
+
+
+async def decode_inputs_off_loop(
+    inputs: Mapping[str, tensor_pb2.TensorProto], budget: TensorBudget
+) -> dict[str, np.ndarray]:
+    """`decode_inputs`, on a thread when what the inputs claim is big (a short tensor that
+    expands, a large array), so other clients' requests are not held up behind it."""
+    claims = _claim_all(inputs, budget)
+    return await off_loop_if_big(budget.used, _decode_all, claims)
 
 
 def _shape(shape_proto: tensor_shape_pb2.TensorShapeProto, name: str) -> tuple[int, ...]:
     if shape_proto.unknown_rank:
-        raise invalid_argument(f"input '{name}': tensor_shape has unknown rank; give its dims")
+        raise invalid_argument(
+            f"input '{quoted(name)}': tensor_shape has unknown rank; give its dims"
+        )
     dims = tuple([d.size for d in shape_proto.dim])
     if dims and min(dims) < 0:
         raise invalid_argument(
-            f"input '{name}': tensor_shape {shape_text(dims)} has a negative dimension"
+            f"input '{quoted(name)}': tensor_shape {shape_text(dims)} has a negative dimension"
         )
     return dims
 
@@ -113,66 +152,71 @@ def _from_content(
 ) -> np.ndarray:
     if dtype == np.dtype(object):
         raise invalid_argument(
-            f"input '{name}': string tensors must use string_val, not tensor_content"
+            f"input '{quoted(name)}': string tensors must use string_val, not tensor_content"
         )
     expected = count * dtype.itemsize
     if len(content) != expected:
         raise invalid_argument(
-            f"input '{name}': tensor_content has {len(content)} bytes but shape "
+            f"input '{quoted(name)}': tensor_content has {len(content)} bytes but shape "
             f"{shape_text(shape)} of {dtype_name(dtype)} needs {expected}"
         )
     return np.frombuffer(content, dtype=dtype).reshape(shape)
 
 
 def _from_values(
-    values: object, field: str, dtype: np.dtype, shape: tuple[int, ...], count: int, name: str
+    values: Any, field: str, dtype: np.dtype, shape: tuple[int, ...], count: int, name: str
 ) -> np.ndarray:
+    complex_pairs = dtype.kind == "c"
+    given = len(values)  # a C call: the values are counted before any is converted
+    if complex_pairs:
+        if given % 2:
+            raise invalid_argument(f"input '{quoted(name)}': {field} needs real,imag pairs")
+        given //= 2
+    if given > count:
+        raise invalid_argument(
+            f"input '{quoted(name)}': {given} values given in {field} but shape "
+            f"{shape_text(shape)} holds {count}"
+        )
+    if given == 0:
+        # An empty value list with a non-empty shape: TF fills zeros (or empty strings).
+        return np.full(shape, b"" if dtype == np.dtype(object) else 0, dtype=dtype)
+    flat = _converted(values, field, dtype, name)
+    if given == count:
+        return flat.reshape(shape)
+    # Fewer values than elements: TF repeats the last value to fill the shape. One
+    # allocation and two fills (numpy's fill of numbers runs without the GIL).
+    full = np.empty(count, dtype=dtype)
+    full[:given] = flat
+    full[given:] = flat[-1]
+    return full.reshape(shape)
+
+
+def _converted(values: Any, field: str, dtype: np.dtype, name: str) -> np.ndarray:
+    """The given values (no more than the shape holds) as a flat array of `dtype`."""
     if dtype == np.dtype(object):
-        flat = np.empty(len(values), dtype=object)  # type: ignore[arg-type]
-        flat[:] = list(values)  # type: ignore[call-overload]
-    elif field == "half_val":
-        flat = np.array(values, dtype=np.uint16).view(np.float16)
-    elif dtype.kind == "c":
-        pairs = np.array(values, dtype=dtype.type(0).real.dtype)
-        if pairs.size % 2:
-            raise invalid_argument(f"input '{name}': {field} needs real,imag pairs")
-        flat = pairs.view(dtype)
-    elif field == "int_val" and dtype != np.int32:
+        flat = np.empty(len(values), dtype=object)
+        flat[:] = list(values)
+        return flat
+    if field == "half_val":
+        return np.array(values, dtype=np.uint16).view(np.float16)
+    if dtype.kind == "c":
+        return np.array(values, dtype=dtype.type(0).real.dtype).view(dtype)
+    if field == "int_val" and dtype != np.int32:
         # int8/16 and uint8/16 travel in int32 fields: refuse values that would wrap.
         wide = np.array(values, dtype=np.int64)
         info = np.iinfo(dtype)
-        if wide.size and (wide.min() < info.min or wide.max() > info.max):
+        if wide.min() < info.min or wide.max() > info.max:
             raise invalid_argument(
-                f"input '{name}': int_val holds values outside {dtype_name(dtype)}'s range "
-                f"[{info.min}, {info.max}]"
+                f"input '{quoted(name)}': int_val holds values outside {dtype_name(dtype)}'s "
+                f"range [{info.min}, {info.max}]"
             )
-        flat = wide.astype(dtype)
-    else:
-        try:
-            flat = np.array(values, dtype=dtype)
-        except (OverflowError, ValueError) as exc:
-            raise invalid_argument(
-                f"input '{name}': {field} does not fit {dtype_name(dtype)}: {exc}"
-            ) from None
-    n = flat.size
-    if n == count:
-        return flat.reshape(shape)
-    if n > count:
+        return wide.astype(dtype)
+    try:
+        return np.array(values, dtype=dtype)
+    except (OverflowError, ValueError) as exc:
         raise invalid_argument(
-            f"input '{name}': {n} values given in {field} but shape {shape_text(shape)} "
-            f"holds {count}"
-        )
-    if n == 0:
-        # An empty value list with a non-empty shape: TF fills zeros (or empty strings).
-        return np.full(shape, b"" if dtype == np.dtype(object) else 0, dtype=dtype)
-    # Fewer values than elements: TF repeats the last value to fill the shape.
-    return np.concatenate([flat, np.repeat(flat[-1:], count - n)]).reshape(shape)
-
-
-def decode_inputs(
-    inputs: Mapping[str, tensor_pb2.TensorProto], max_elements: int = DEFAULT_MAX_ELEMENTS
-) -> dict[str, np.ndarray]:
-    return {name: decode(proto, name, max_elements) for name, proto in inputs.items()}
+            f"input '{quoted(name)}': {field} does not fit {dtype_name(dtype)}: {exc}"
+        ) from None
 
 
 def encode(array: np.ndarray, out: tensor_pb2.TensorProto) -> None:

@@ -15,6 +15,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from pyserving.api import tensor_codec
 from pyserving.api.prediction_service import predict_plan
+from pyserving.api.tensor_budget import request_budget
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.request_core import PlanOptions, RequestPlan, run_now
 from pyserving.engine.request_plans import plan_classify, plan_multi_inference, plan_regress
@@ -36,7 +37,7 @@ def predict_request_plan(
     servable: Servable, request: predict_pb2.PredictRequest, options: PlanOptions
 ) -> RequestPlan[predict_pb2.PredictResponse]:
     """A recorded PredictRequest as the plan a live one would be (decoded, then checked)."""
-    inputs = tensor_codec.decode_inputs(request.inputs, options.max_elements)
+    inputs = tensor_codec.decode_inputs(request.inputs, request_budget(options))
     return predict_plan(servable, request, inputs)
 
 

@@ -36,6 +36,22 @@ class Code(Enum):
 _BY_NUMBER = {number: code for number, code in enumerate(Code, start=1)}
 
 
+# Client strings quoted in errors are cut to this many characters (see `quoted`).
+QUOTE_LIMIT = 256
+# A whole message is cut to this many: gRPC carries it in a trailer, and a reply whose
+# metadata passes the client's limit (8 KiB by default) arrives as RESOURCE_EXHAUSTED,
+# not as the status the server meant.
+MESSAGE_LIMIT = 2048
+
+
+def quoted(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """A client-supplied string as an error may quote it: cut to `limit` characters and
+    marked as cut, so a hostile name cannot make the reply too big to deliver."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...[{len(text) - limit} more characters cut]"
+
+
 class ServingError(Exception):
     """An error meant for the client: its message is safe and says what to fix."""
 

@@ -26,8 +26,10 @@ from pyserving.engine.signature_checks import check_inputs, check_output_filter,
 Outputs = Mapping[str, np.ndarray]
 R = TypeVar("R")
 
-# Without a configured limit, a request tensor may claim at most this many elements.
+# Without configured limits, a request tensor may claim at most this many elements, and a
+# request's tensors at most this many bytes (the server sets both from its flags).
 DEFAULT_MAX_ELEMENTS = 1 << 28
+DEFAULT_MAX_TENSOR_BYTES = 1 << 29
 
 
 # The per-request values here are NamedTuples, not frozen dataclasses: as immutable, and
@@ -64,6 +66,7 @@ class PlanOptions:
 
     method_name_check: bool = False  # --enable_signature_method_name_check
     max_elements: int = DEFAULT_MAX_ELEMENTS  # most elements one request tensor may claim
+    max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES  # most bytes a request's tensors may take
 
 
 class ModelCall(NamedTuple):

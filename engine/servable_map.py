@@ -16,7 +16,7 @@ from types import MappingProxyType
 
 import structlog
 
-from pyserving.engine.errors import invalid_argument, not_found
+from pyserving.engine.errors import invalid_argument, not_found, quoted
 from pyserving.engine.servable import Servable
 
 log = structlog.get_logger("pyserving.serving")
@@ -90,10 +90,11 @@ class ModelEntry:
 
 def describe_request(model: str, version: int | None, label: str | None) -> str:
     """TF Serving's wording for a servable request, used in NOT_FOUND messages."""
+    model = quoted(model)  # a client's string: a hostile one is cut
     if version is not None:
         return f"Specific({model}, {version})"
     if label is not None:
-        return f"Label({model}, {label})"
+        return f"Label({model}, {quoted(label)})"
     return f"Latest({model})"
 
 
@@ -177,7 +178,7 @@ class ServableMap:
                     return version
             elif label is not None:
                 if label not in entry.labels:
-                    raise invalid_argument(f"Unrecognized servable version label: {label}")
+                    raise invalid_argument(f"Unrecognized servable version label: {quoted(label)}")
                 if entry.labels[label] in entry.versions:
                     return entry.labels[label]
             else:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from pyserving.engine.errors import failed_precondition, invalid_argument
+from pyserving.engine.errors import failed_precondition, invalid_argument, quoted
 from pyserving.engine.servable import Servable, Signature, TensorSpec
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -45,7 +45,7 @@ def select_signature(servable: Servable, name: str) -> Signature:
     signature = servable.signatures.get(name)
     if signature is None:
         raise failed_precondition(
-            f'Serving signature name: "{name}" not found in signature def. '
+            f'Serving signature name: "{quoted(name)}" not found in signature def. '
             f"Available signatures: {_set_text(servable.signatures)}"
         )
     return signature
@@ -59,8 +59,8 @@ def check_inputs(signature: Signature, inputs: Mapping[str, np.ndarray]) -> None
     if len(sent) > len(expected) or (len(sent) < len(expected) and not signature.defaults):
         raise invalid_argument(
             f"input size does not match signature: {len(sent)}!={len(expected)} "
-            f"len({_set_text(sent)}) != len({_set_text(expected)}). "
-            f"Sent extra: {_set_text(sent - expected)}. "
+            f"len({quoted(_set_text(sent))}) != len({_set_text(expected)}). "
+            f"Sent extra: {quoted(_set_text(sent - expected))}. "
             f"Missing but required: {_set_text(expected - sent)}."
         )
     for alias in sorted(expected - sent):
@@ -69,13 +69,14 @@ def check_inputs(signature: Signature, inputs: Mapping[str, np.ndarray]) -> None
             raise invalid_argument(
                 f"Signature input alias: {alias}(feed name: {feed_name}) "
                 f"not found in request and no default value provided. Inputs expected to be "
-                f"in the request {_set_text(sent)}, or default input alias set: "
+                f"in the request {quoted(_set_text(sent))}, or default input alias set: "
                 f"{','.join(sorted(signature.defaults))}"
             )
     if sent - expected:
         raise invalid_argument(
             f"Inputs contains invalid name. Used request inputs: "
-            f"{','.join(sorted(sent & expected))}, request input: {','.join(sorted(sent))}"
+            f"{','.join(sorted(sent & expected))}, request input: "
+            f"{quoted(','.join(sorted(sent)))}"
         )
 
 
@@ -115,9 +116,9 @@ def check_output_filter(signature: Signature, output_filter: Sequence[str]) -> N
     unknown = [name for name in output_filter if name not in signature.outputs]
     if unknown:
         raise invalid_argument(
-            f"output tensor alias not found in signature: {unknown[0]} "
+            f"output tensor alias not found in signature: {quoted(unknown[0])} "
             f"Outputs expected to be in the set {_set_text(signature.outputs)}."
         )
     if len(set(output_filter)) != len(output_filter):
         duplicate = next(n for n in output_filter if output_filter.count(n) > 1)
-        raise invalid_argument(f"duplicate output tensor alias: {duplicate}")
+        raise invalid_argument(f"duplicate output tensor alias: {quoted(duplicate)}")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from pyserving.api import rest_codec
+from pyserving.api.tensor_budget import TensorBudget
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.servable import Signature, TensorSpec
 
@@ -24,11 +25,13 @@ def signature(**inputs: np.dtype) -> Signature:
     )
 
 
-def decode(body: str | bytes, sig: Signature, max_elements: int = 1 << 20):
+def decode(
+    body: str | bytes, sig: Signature, max_elements: int = 1 << 20, max_bytes: int = 1 << 30
+):
     """As the handler does: parse, read the signature name, then decode for the signature."""
     doc = rest_codec.parse_body(body.encode() if isinstance(body, str) else body)
     rest_codec.signature_name(doc)
-    return rest_codec.decode_predict(doc, sig, max_elements)
+    return rest_codec.decode_predict(doc, sig, TensorBudget(max_elements, max_bytes))
 
 
 def refused(body: str, sig: Signature) -> str:
