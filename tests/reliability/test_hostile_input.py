@@ -64,6 +64,7 @@ BYTES_OR_BAD = st.one_of(
 DIMS = st.one_of(
     st.integers(0, 8),
     st.sampled_from([-1, -(2**63), 2**31, 2**40, 2**62, 2**63 - 1, 784, 28]),
+    st.sampled_from([1 << 12, 1 << 16, 1 << 20]),  # more than a request carries, within caps
 )
 DTYPES = st.one_of(
     st.sampled_from(
@@ -133,6 +134,40 @@ def tensors(draw: st.DrawFn) -> tuple[tensor_pb2.TensorProto, list[bytes]]:
     return proto, strings
 
 
+# Every dtype the decoder takes, with the value field a client fills for it.
+SHORT_FIELDS = {
+    types_pb2.DT_FLOAT: ("float_val", st.floats(width=32)),
+    types_pb2.DT_DOUBLE: ("double_val", st.floats()),
+    types_pb2.DT_INT32: ("int_val", st.integers(-(2**31), 2**31 - 1)),
+    types_pb2.DT_UINT8: ("int_val", st.integers(0, 255)),
+    types_pb2.DT_INT16: ("int_val", st.integers(-(2**15), 2**15 - 1)),
+    types_pb2.DT_INT8: ("int_val", st.integers(-128, 127)),
+    types_pb2.DT_UINT16: ("int_val", st.integers(0, 2**16 - 1)),
+    types_pb2.DT_INT64: ("int64_val", st.integers(-(2**63), 2**63 - 1)),
+    types_pb2.DT_UINT32: ("uint32_val", st.integers(0, 2**32 - 1)),
+    types_pb2.DT_UINT64: ("uint64_val", st.integers(0, 2**64 - 1)),
+    types_pb2.DT_BOOL: ("bool_val", st.booleans()),
+    types_pb2.DT_HALF: ("half_val", st.integers(0, 2**16 - 1)),
+    types_pb2.DT_COMPLEX64: ("scomplex_val", st.floats(width=32)),
+    types_pb2.DT_COMPLEX128: ("dcomplex_val", st.floats()),
+    types_pb2.DT_STRING: ("string_val", BYTES_OR_BAD),
+}
+
+
+@st.composite
+def short_tensors(draw: st.DrawFn) -> tensor_pb2.TensorProto:
+    """A tensor of any dtype carrying a few values whose shape claims many more (TF repeats
+    the last value): from a few KiB to past the server's byte budget."""
+    dtype = draw(st.sampled_from(sorted(SHORT_FIELDS)))
+    field, values = SHORT_FIELDS[dtype]
+    count = draw(st.integers(1, 3)) * (2 if field.endswith("complex_val") else 1)
+    proto = tensor_pb2.TensorProto(dtype=dtype)
+    getattr(proto, field).extend(draw(st.lists(values, min_size=count, max_size=count)))
+    for size in draw(st.lists(st.sampled_from([1, 3, 64, 1000, 1 << 12, 1 << 16]), max_size=3)):
+        proto.tensor_shape.dim.add(size=size)
+    return proto
+
+
 def mnist_images(n: int, seed: int) -> tensor_pb2.TensorProto:
     images = np.random.default_rng(seed).random((n, 64), dtype=np.float32)
     proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_content=images.tobytes())
@@ -178,6 +213,8 @@ def predict_cases(draw: st.DrawFn) -> Case:
     for _ in range(draw(st.integers(0, 2))):
         tensor, _ = draw(tensors())
         request.inputs[text_or_bad(names)].CopyFrom(tensor)
+    if draw(st.booleans()):  # claims more values than it carries
+        request.inputs[text_or_bad(names)].CopyFrom(draw(short_tensors()))
     for _ in range(draw(st.integers(0, 2))):
         request.output_filter.append(
             text_or_bad(
