@@ -168,6 +168,33 @@ def test_the_issues_tiny_requests_are_refused_unallocated(server: RestServer) ->
     assert after - before < 50, f"refused requests took memory: {before:.0f} -> {after:.0f} MiB"
 
 
+def test_rest_binary_and_json_claims_are_refused_before_allocation(server: RestServer) -> None:
+    """The same budget on the Open Inference Protocol's REST forms: a binary BYTES tensor
+    of 4 bytes claiming 2^26 elements, and JSON data claiming a shape it does not fill."""
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "images",
+                    "datatype": "BYTES",
+                    "shape": [1 << 26],
+                    "parameters": {"binary_data_size": 4},
+                }
+            ]
+        }
+    ).encode()
+    status, doc = post(
+        server,
+        "/v2/models/mnist/infer",
+        header + b"\x00\x00\x00\x00",
+        {"Inference-Header-Content-Length": str(len(header))},
+    )
+    assert status == 429 and "'images'" in doc["error"] and "limit" in doc["error"], doc
+    claim = {"inputs": [{"name": "images", "datatype": "FP64", "shape": [1 << 25], "data": [1]}]}
+    status, doc = post(server, "/v2/models/mnist/infer", json.dumps(claim).encode(), {})
+    assert status == 429 and "'images'" in doc["error"], doc
+
+
 def test_a_short_tensor_under_the_budget_still_expands_as_tensorflow_does(
     server: RestServer,
 ) -> None:
