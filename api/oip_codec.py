@@ -415,6 +415,7 @@ def parse_infer_body(
         binary = memoryview(body)[length:]
         body = body[:length]
     doc = rest_codec.parse_body(body)
+    finite = not isinstance(doc, rest_codec.TokenDocument)
     budget = budget or request_budget(PlanOptions())
     parameters = _object(doc.get("parameters", {}), "parameters")
     request_id = doc.get("id")
@@ -446,7 +447,7 @@ def parse_infer_body(
             inputs[name] = from_raw(name, datatype, dims, binary[offset : offset + size], budget)
             offset += size
         elif "data" in entry:
-            inputs[name] = from_json(name, datatype, dims, entry["data"], budget)
+            inputs[name] = from_json(name, datatype, dims, entry["data"], budget, finite)
         else:
             raise invalid_argument(f"input '{name}' has neither data nor binary_data_size")
     if offset != len(binary):
@@ -472,10 +473,17 @@ _JSON_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
 
 
 def from_json(
-    name: str, datatype: str, dims: Sequence[int], data: Any, budget: TensorBudget
+    name: str,
+    datatype: str,
+    dims: Sequence[int],
+    data: Any,
+    budget: TensorBudget,
+    finite: bool = False,
 ) -> np.ndarray:
     """A tensor from JSON `data` (flat row-major, or nested): booleans for BOOL, integers
-    for the integer types (in range), numbers for FP*, UTF-8 strings for BYTES."""
+    for the integer types (in range), numbers for FP*, UTF-8 strings for BYTES. `finite`:
+    the body had no NaN/Infinity token (see rest_codec), so a non-finite number is a
+    literal out of range."""
     dtype = numpy_dtype(datatype, name)
     shape, count = request_shape(dims, name, dtype, budget)
     if not isinstance(data, list):
@@ -489,7 +497,7 @@ def from_json(
             raise invalid_argument(f"input '{name}': data is ragged (nested lists differ)") from (
                 None
             )
-        if parsed.dtype.kind in "fO":  # see rest_codec.to_array
+        if parsed.dtype.kind == "O" or (parsed.dtype.kind == "f" and dtype.kind in "iu"):
             out_of_range = rest_codec.first_out_of_range(data, dtype)
             if out_of_range is not None:
                 raise rest_codec.out_of_range_error(out_of_range, datatype, name)
@@ -505,6 +513,10 @@ def from_json(
             with np.errstate(over="ignore"):  # an overflow is refused just below
                 flat = parsed.astype(dtype)
             if dtype.kind == "f" and parsed.size:
+                if finite and not np.isfinite(parsed).all():
+                    raise rest_codec.out_of_range_error(
+                        rest_codec.OutOfRange("a number literal"), datatype, name
+                    )
                 _check_finite_fits(parsed, flat, datatype, name)
     if flat.size != count:
         raise invalid_argument(

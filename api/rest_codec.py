@@ -5,9 +5,10 @@ list with one entry per batch row (plain values for a one-input signature, or ob
 keyed by input name), `inputs` is the whole tensor (or an object of tensors); bytes
 travel as `{"b64": "..."}`; `NaN`, `Infinity` and `-Infinity` are accepted as numbers and
 written back as such; replies mirror the request's format (`predictions` / `outputs`).
-A number literal too big for a double (`1e400`) is not Infinity, and an integer literal
-beyond 64 bits is not a float: both are refused with a 400 naming the input, as TF
-Serving's rapidjson reader refuses them.
+A number literal too big for a double (`1e400`) is not Infinity: it is refused with a 400
+naming the input, as TF Serving's rapidjson reader refuses it. (orjson reads it as
+Infinity, but only where the body has no NaN/Infinity token, which orjson refuses: so in
+a body orjson read, a non-finite number can only be such a literal.)
 
 Speed: orjson parses the body, and each tensor becomes a numpy array with one
 `np.asarray` call (numpy walks the nested lists in C) and vectorised type and range
@@ -22,7 +23,6 @@ import base64
 import binascii
 import json
 import math
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,11 +45,9 @@ _NUMPY_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
 # ----------------------------------------------------------------------------- parsing
-# Where orjson would change a number: an integer of 20 or more digits (it turns one beyond
-# 64 bits into a float) or an exponent of three digits (1e400 becomes Infinity). A match is
-# rare, and only means the exact (slower) parser reads the body; a digit run in a string
-# matches too, harmlessly.
-_NEEDS_EXACT = re.compile(rb"[0-9]{20}|[eE][+]?0*[1-9][0-9]{2}")
+class TokenDocument(dict):  # type: ignore[type-arg]
+    """A body read by the standard library's parser, the only one that takes NaN and
+    ±Infinity tokens: in any other body a non-finite number was a literal out of range."""
 
 
 class OutOfRange:
@@ -74,13 +72,12 @@ def parse_body(body: bytes) -> dict[str, Any]:
     """The request object; INVALID_ARGUMENT for an empty body, bad JSON or a non-object."""
     if not body.strip():
         raise invalid_argument("JSON Parse error: The document is empty")
-    if _NEEDS_EXACT.search(body):
-        doc = _parse_exact(body)
-    else:
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            doc = _parse_exact(body)  # NaN/Infinity are not JSON, but TF Serving takes them
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        doc = _parse_exact(body)  # NaN/Infinity are not JSON, but TF Serving takes them
+        if isinstance(doc, dict):
+            doc = TokenDocument(doc)
     if not isinstance(doc, dict):
         raise invalid_argument(
             f"JSON Value: {_short(doc)} Is not object: the body must be a JSON object such "
@@ -138,10 +135,11 @@ def decode_predict(
         )
     if not signature.inputs:
         raise invalid_argument(f"Failed to get input map for signature: {signature.name}")
+    finite = not isinstance(doc, TokenDocument)
     if has_instances:
-        inputs = _from_instances(doc[INSTANCES], signature)
+        inputs = _from_instances(doc[INSTANCES], signature, finite)
     elif has_inputs:
-        inputs = _from_inputs(doc[INPUTS], signature)
+        inputs = _from_inputs(doc[INPUTS], signature, finite)
     else:
         raise invalid_argument(
             "Missing 'inputs' or 'instances' key: send {\"instances\": [row, ...]} or "
@@ -152,7 +150,7 @@ def decode_predict(
     return inputs, has_inputs
 
 
-def _from_instances(instances: Any, signature: Signature) -> dict[str, np.ndarray]:
+def _from_instances(instances: Any, signature: Signature, finite: bool) -> dict[str, np.ndarray]:
     if not isinstance(instances, list):
         raise invalid_argument(
             f"Excepting 'instances' to be an list/array, got {_short(instances)}"
@@ -176,7 +174,7 @@ def _from_instances(instances: Any, signature: Signature) -> dict[str, np.ndarra
                     f"Expecting value/list but got object at item {i} of input list"
                 )
         name = names[0]
-        return {name: _rows_to_array(instances, signature.inputs[name].dtype, name)}
+        return {name: _rows_to_array(instances, signature.inputs[name].dtype, name, finite)}
     wanted = set(names)
     for i, item in enumerate(instances):
         if not isinstance(item, dict) or _is_b64(item):
@@ -193,14 +191,16 @@ def _from_instances(instances: Any, signature: Signature) -> dict[str, np.ndarra
                 f"{_short(item)} keys must be equal to: {','.join(names)}"
             )
     return {
-        name: _rows_to_array([item[name] for item in instances], signature.inputs[name].dtype, name)
+        name: _rows_to_array(
+            [item[name] for item in instances], signature.inputs[name].dtype, name, finite
+        )
         for name in names
     }
 
 
-def _rows_to_array(rows: list[Any], dtype: np.dtype, name: str) -> np.ndarray:
+def _rows_to_array(rows: list[Any], dtype: np.dtype, name: str, finite: bool) -> np.ndarray:
     try:
-        return to_array(rows, dtype, name)
+        return to_array(rows, dtype, name, finite)
     except _Ragged:
         pass
     expected = _dense_shape(rows[0])
@@ -218,7 +218,7 @@ def _rows_to_array(rows: list[Any], dtype: np.dtype, name: str) -> np.ndarray:
     )
 
 
-def _from_inputs(value: Any, signature: Signature) -> dict[str, np.ndarray]:
+def _from_inputs(value: Any, signature: Signature, finite: bool) -> dict[str, np.ndarray]:
     names = sorted(signature.inputs)
     if not isinstance(value, dict) or _is_b64(value):
         if len(names) > 1:
@@ -226,18 +226,18 @@ def _from_inputs(value: Any, signature: Signature) -> dict[str, np.ndarray]:
                 "inputs is a plain value/list, but expecting an object as multiple input "
                 f"tensors required as per tensorinfo_map: send {{{', '.join(names)}}} keys"
             )
-        return {names[0]: _tensor(value, signature.inputs[names[0]].dtype, names[0])}
+        return {names[0]: _tensor(value, signature.inputs[names[0]].dtype, names[0], finite)}
     arrays = {}
     for name in names:
         if name not in value:
             raise invalid_argument(f"Missing named input: {name} in 'inputs' object.")
-        arrays[name] = _tensor(value[name], signature.inputs[name].dtype, name)
+        arrays[name] = _tensor(value[name], signature.inputs[name].dtype, name, finite)
     return arrays  # keys the signature lacks are ignored, as TF Serving does
 
 
-def _tensor(value: Any, dtype: np.dtype, name: str) -> np.ndarray:
+def _tensor(value: Any, dtype: np.dtype, name: str, finite: bool) -> np.ndarray:
     try:
-        return to_array(value, dtype, name)
+        return to_array(value, dtype, name, finite)
     except _Ragged:
         raise invalid_argument(
             f"input '{name}' is ragged: lists at the same depth must have the same length "
@@ -264,8 +264,9 @@ class _Ragged(Exception):
     pass
 
 
-def to_array(value: Any, dtype: np.dtype, name: str) -> np.ndarray:
-    """One JSON value (scalar or nested lists) as an array of `dtype`, checked like TF Serving."""
+def to_array(value: Any, dtype: np.dtype, name: str, finite: bool = False) -> np.ndarray:
+    """One JSON value (scalar or nested lists) as an array of `dtype`, checked like TF Serving.
+    `finite`: the body had no NaN/Infinity token, so a non-finite number is out of range."""
     if dtype == np.dtype(object):
         return _strings(value, name)
     try:
@@ -276,13 +277,15 @@ def to_array(value: Any, dtype: np.dtype, name: str) -> np.ndarray:
         array = np.asarray(value, dtype=object)
     kind = array.dtype.kind
     want = dtype.kind
-    if kind in "fO":  # mixed signs past int64 make floats; past 64 bits, objects
+    if kind == "O" or (kind == "f" and want in "iu"):  # off the usual path: look closer
         out_of_range = first_out_of_range(value, dtype)
         if out_of_range is not None:
             raise out_of_range_error(out_of_range, dtype_name(dtype), name)
     if want in "fc":
         if kind not in "iuf":
             raise _type_error(value, dtype, name)
+        if finite and kind == "f" and not np.isfinite(array).all():
+            raise out_of_range_error(OutOfRange("a number literal"), dtype_name(dtype), name)
         _check_float_range(array, dtype, name)
     elif want in "iu":
         if kind not in "iu":
@@ -347,9 +350,12 @@ def first_out_of_range(value: Any, dtype: np.dtype) -> int | OutOfRange | None:
 
 
 def out_of_range_error(value: int | OutOfRange, type_name: str, name: str) -> ServingError:
-    what = "too big for a double" if isinstance(value, OutOfRange) else "out of range"
+    if isinstance(value, OutOfRange):
+        return invalid_argument(
+            f"input '{name}' ({type_name}): JSON Value: {value} is too big to be stored in a double"
+        )
     return invalid_argument(
-        f"input '{name}': JSON Value: {_short_number(value)} is {what} for {type_name}"
+        f"input '{name}': JSON Value: {_short_number(value)} is out of range for {type_name}"
     )
 
 
@@ -521,9 +527,10 @@ def error_body(message: str) -> bytes:
 def examples_input(doc: Mapping[str, Any], method: str) -> input_pb2.Input:
     """`{"context": {...}, "examples": [{...}, ...]}` as TF Serving's Input (json_tensor.cc)."""
     result = input_pb2.Input()
+    finite = not isinstance(doc, TokenDocument)
     context = doc.get("context")
     if context is not None:
-        _fill_example(context, result.example_list_with_context.context)
+        _fill_example(context, result.example_list_with_context.context, finite)
     examples = doc.get("examples")
     if examples is None:
         raise invalid_argument(
@@ -539,23 +546,25 @@ def examples_input(doc: Mapping[str, Any], method: str) -> input_pb2.Input:
         else result.example_list.examples
     )
     for value in examples:
-        _fill_example(value, target.add())
+        _fill_example(value, target.add(), finite)
     return result
 
 
-def _fill_example(value: Any, example: example_pb2.Example) -> None:
+def _fill_example(value: Any, example: example_pb2.Example, finite: bool) -> None:
     if not isinstance(value, dict):
         raise invalid_argument(f"Example must be JSON object but got JSON {_json_type(value)}")
     for name, content in value.items():
         feature = feature_pb2.Feature()
         for item in content if isinstance(content, list) else [content]:
-            _add_feature_value(item, name, feature)
+            _add_feature_value(item, name, feature, finite)
         example.features.feature[name].CopyFrom(feature)
 
 
-def _add_feature_value(value: Any, name: str, feature: feature_pb2.Feature) -> None:
+def _add_feature_value(value: Any, name: str, feature: feature_pb2.Feature, finite: bool) -> None:
     kind = feature.WhichOneof("kind")
-    if isinstance(value, OutOfRange):
+    if isinstance(value, OutOfRange) or (
+        finite and isinstance(value, float) and not math.isfinite(value)
+    ):
         raise invalid_argument(
             f"Feature: {name}: JSON Value: {value} is too big to be stored in a double"
         )

@@ -167,3 +167,27 @@ def test_examples_become_tf_examples_with_context() -> None:
         rest_codec.examples_input({}, "regress")
     with pytest.raises(ServingError, match="expecting type: float"):
         rest_codec.examples_input({"examples": [{"x": [1.5, "a"]}]}, "regress")
+
+
+@pytest.mark.parametrize(
+    ("body", "dtype", "fragment"),
+    [
+        ('{"inputs": [1e400]}', np.float32, "too big to be stored in a double"),
+        ('{"inputs": [1e400, NaN]}', np.float64, "1e400 is too big to be stored in a double"),
+        ('{"inputs": [-1, 18446744073709551615]}', np.int64, "18446744073709551615 is out of"),
+        ('{"inputs": [-1, 18446744073709551615]}', np.uint64, "-1 is out of range for uint64"),
+        ('{"inputs": [1180591620717411303424]}', np.int32, "not of expected type: int32"),
+    ],
+)
+def test_numbers_the_dtype_cannot_hold_are_refused_naming_the_input(
+    body: str, dtype: type, fragment: str
+) -> None:
+    with pytest.raises(ServingError) as info:
+        decode(body, signature(x=np.dtype(dtype)))
+    assert info.value.code == Code.INVALID_ARGUMENT
+    assert "input 'x'" in info.value.message and fragment in info.value.message
+
+
+def test_nan_and_infinity_tokens_are_numbers_not_out_of_range() -> None:
+    inputs, _ = decode('{"inputs": [NaN, Infinity, -Infinity]}', signature(x=F32))
+    assert np.isnan(inputs["x"][0]) and np.isinf(inputs["x"][1:]).all()
