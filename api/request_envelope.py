@@ -172,6 +172,10 @@ class Envelope:
                 self._active -= 1
         except ServingError as exc:
             code = exc.code.name
+            # The access log's line for a refused request: what the client was told, and why.
+            log.info(
+                "request_rejected", code=code, http_status=http_status(exc), reason=exc.message
+            )
             raise
         except asyncio.CancelledError:
             code = "CANCELLED"
