@@ -1,9 +1,11 @@
 """What a real server writes to its stderr, and /metrics, read as a newcomer would meet them.
 
-The server runs with TF_CPP_MIN_LOG_LEVEL unset (as a user's shell has it), serves a real
-SavedModel on gRPC and REST, answers a good request and refused ones, then stops. Every
-line of its stderr must be one of its own JSON log lines: none of TensorFlow's C++ start-up
-lines (absl, cudart, cuInit, cpu_feature_guard). At --log_level=debug those are shown.
+The server runs with TF_CPP_MIN_LOG_LEVEL unset (as a user's shell has it), serves the
+tutorial's SavedModel on gRPC and REST, answers a good request and refused ones (one a
+shape TensorFlow's MatMul refuses, which logs local_rendezvous' "aborting" line when
+TensorFlow's log is on), then stops. Every line of its stderr must be one of its own JSON
+log lines: none of TensorFlow's C++ lines (absl, cudart, cuInit, cpu_feature_guard,
+local_rendezvous). At --log_level=debug they are shown.
 """
 
 from __future__ import annotations
@@ -21,10 +23,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from prometheus_client.parser import text_string_to_metric_families
-from tensorflow_serving.apis import predict_pb2
 
-from tests.e2e.conftest import FAST_FLAGS
-from tests.example_models import export_half_plus_two_tf2
+from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
 from tests.util.processes import ServerProcess, free_port
 
 # TensorFlow's C++ log lines (absl/glog format: I1207 12:00:00.000000 1234 file.cc:12] ...)
@@ -42,12 +42,12 @@ class Run:
     grpc_error: str
 
 
-def start(tmp: Path, *flags: str) -> tuple[ServerProcess, int]:
-    export_half_plus_two_tf2(tmp / "models" / "1")
+def start(models: TrainedModels, tmp: Path, *flags: str) -> tuple[ServerProcess, int]:
+    models.copy_version(1, tmp / "models")
     rest_port = free_port()
     server = ServerProcess(
         [
-            "--model_name=half",
+            "--model_name=mnist",
             f"--model_base_path={tmp / 'models'}",
             f"--rest_api_port={rest_port}",
             *FAST_FLAGS,
@@ -65,29 +65,22 @@ def get(url: str) -> str:
         return reply.read().decode()
 
 
-def predict(x: list[list[float]], name: str = "x") -> predict_pb2.PredictRequest:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = "half"
-    request.inputs[name].CopyFrom(tf.make_tensor_proto(np.array(x, dtype=np.float32)))
-    return request
-
-
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
-    server, rest_port = start(tmp_path_factory.mktemp("terminal"))
+def run(trained_models: TrainedModels, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    server, rest_port = start(trained_models, tmp_path_factory.mktemp("terminal"))
     try:
-        reply = server.predict_stub.Predict(predict([[1.0], [4.0]]), timeout=30)
-        assert list(tf.make_ndarray(reply.outputs["y"]).ravel()) == [2.5, 4.0]
+        reply = server.predict_stub.Predict(predict_request(np.zeros((2, 64))), timeout=30)
+        assert tf.make_ndarray(reply.outputs["scores"]).shape == (2, 10)
         base = f"http://127.0.0.1:{rest_port}"
         bad = urllib.request.Request(
-            f"{base}/v1/models/half:predict", data=b'{"instances": "not a list"'
+            f"{base}/v1/models/mnist:predict", data=b'{"instances": "not a list"'
         )
         with pytest.raises(urllib.error.HTTPError) as rest_refusal:
             urllib.request.urlopen(bad, timeout=30)
         assert rest_refusal.value.code == 400
         rest_error = json.loads(rest_refusal.value.read())["error"]
-        with pytest.raises(grpc.RpcError) as grpc_refusal:  # an input the model lacks
-            server.predict_stub.Predict(predict([[1.0]], name="z"), timeout=30)
+        with pytest.raises(grpc.RpcError) as grpc_refusal:  # 63 pixels: MatMul refuses
+            server.predict_stub.Predict(predict_request(np.zeros((1, 63))), timeout=30)
         assert grpc_refusal.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         metrics = get(f"{base}/metrics")
         prometheus_path_metrics = get(f"{base}/monitoring/prometheus/metrics")
@@ -117,11 +110,12 @@ def test_each_rejected_request_leaves_one_access_log_line(run: Run) -> None:
         entry for entry in map(json.loads, run.stderr) if entry["message"] == "request_rejected"
     ]
     assert [(e["code"], e["http_status"], e["model"]) for e in rejected] == [
-        ("INVALID_ARGUMENT", 400, "half"),
-        ("INVALID_ARGUMENT", 400, "half"),
+        ("INVALID_ARGUMENT", 400, "mnist"),
+        ("INVALID_ARGUMENT", 400, "mnist"),
     ]
     assert rejected[0]["reason"] == run.rest_error
     assert rejected[1]["reason"] == run.grpc_error
+    assert run.grpc_error.startswith("Matrix size-incompatible: In[0]: [1,63]")
     assert all(e["level"] == "info" and e["request_id"] for e in rejected)
 
 
@@ -135,8 +129,10 @@ def test_metrics_serves_what_tf_servings_path_serves(run: Run) -> None:
     assert "pyserving_requests" in served
 
 
-def test_debug_level_shows_tensorflows_native_lines(tmp_path: Path) -> None:
-    server, _ = start(tmp_path, "--log_level=debug")
+def test_debug_level_shows_tensorflows_native_lines(
+    trained_models: TrainedModels, tmp_path: Path
+) -> None:
+    server, _ = start(trained_models, tmp_path, "--log_level=debug")
     assert server.stop() == 0
     native = [line for line in server.log_text().splitlines() if TF_NATIVE_LINE.search(line)]
     assert native, server.log_text()[-3000:]
