@@ -141,7 +141,7 @@ def check_port_free(port: int, flag: str, reuse_port: bool = False) -> None:
                     f"port {port} needs privileges this user lacks (--{flag}={port}): "
                     "choose a port above 1023"
                 ) from None
-            raise StartupError(f"cannot listen on port {port} (--{flag}={port}): {exc}") from None
+            # Anything else (say, a host without IPv4) is left to the server's own bind.
 
 
 def check_before_tensorflow(options: Any) -> None:

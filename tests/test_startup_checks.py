@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from pyserving.adapters.logging_setup import resolve_format
+from pyserving.api.startup_checks import StartupError, check_port_free
 from tests.util.processes import QUIET_ENV, ROOT, free_port
 
 # main() returns the exit status for serve's own errors; argparse's exit via SystemExit.
@@ -90,6 +91,17 @@ def test_a_busy_port_is_reported_in_pyservings_words_before_tensorflow(flag: str
         f"pyserving serve: error: port {port} is already in use (--{flag}={port}): is another "
         f"server running? Stop it, or choose another port with --{flag}"
     )
+
+
+def test_a_port_shared_on_purpose_or_picked_by_the_kernel_is_not_probed() -> None:
+    with socket.socket() as holder:
+        holder.bind(("0.0.0.0", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(StartupError, match=f"port {port} is already in use"):
+            check_port_free(port, "port")
+        check_port_free(port, "port", reuse_port=True)  # grpc.so_reuseport=1: the user's call
+    check_port_free(0, "rest_api_port")
 
 
 def test_a_mistyped_flag_prints_serves_usage_and_the_closest_flag() -> None:
