@@ -13,8 +13,9 @@ and a newcomer reads the E line as a real error. So, unless the user asked for t
 - the import's own lines, which ignore that variable, are captured from file descriptor 2
   and dropped; if the import fails they are written out with the error.
 
-They are all shown when the user sets TF_CPP_MIN_LOG_LEVEL themselves, or at
-`--log_level=debug` (the verbose level).
+They are all shown at `--log_level=debug` (the verbose level) or when the user sets
+TF_CPP_MIN_LOG_LEVEL=0; any level the user set is kept (1 or more also drops the import's
+INFO lines, as that level asks).
 """
 
 from __future__ import annotations
@@ -28,15 +29,15 @@ QUIET_LEVEL = "3"
 
 
 def import_tensorflow(verbose: bool = False) -> None:
-    """Import TensorFlow once, quietly unless `verbose` or the user set TF_CPP_MIN_LOG_LEVEL.
+    """Import TensorFlow once, quietly unless `verbose` or TF_CPP_MIN_LOG_LEVEL=0.
     Call it from the main thread before any other thread writes to stderr."""
     if "tensorflow" in sys.modules:
         return
-    if verbose or LEVEL_VARIABLE in os.environ:
+    if verbose or os.environ.get(LEVEL_VARIABLE, QUIET_LEVEL).strip() == "0":
         import tensorflow
 
         return
-    os.environ[LEVEL_VARIABLE] = QUIET_LEVEL
+    os.environ.setdefault(LEVEL_VARIABLE, QUIET_LEVEL)
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:

@@ -478,7 +478,7 @@ FLAGS: tuple[Flag, ...] = (
         "info",
         OBSERVABILITY,
         "lowest level logged; debug also shows TensorFlow's C++ start-up lines, hidden "
-        "otherwise unless TF_CPP_MIN_LOG_LEVEL is set (default: %(default)s)",
+        "otherwise unless TF_CPP_MIN_LOG_LEVEL=0 (default: %(default)s)",
         choices=("debug", "info", "warning", "error"),
     ),
     # ------------------------------------------------------------------ REST

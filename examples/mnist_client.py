@@ -197,7 +197,9 @@ def do_inference(
     args: argparse.Namespace, images: np.ndarray, labels: np.ndarray
 ) -> _ResultCounter:
     """Send ``args.num_tests`` Predict requests, at most ``args.concurrency`` at a time."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from pyserving.adapters.tensorflow_import import import_tensorflow
+
+    import_tensorflow()  # without its C++ start-up lines; TF_CPP_MIN_LOG_LEVEL=0 shows them
     import grpc
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc

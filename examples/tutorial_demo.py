@@ -35,6 +35,9 @@ def run(*args: str) -> str:
 
 def wait_for_version(port: int, version: int, server: subprocess.Popen, timeout: float) -> None:
     """Poll GetModelStatus until `version` is AVAILABLE (the server loads in the background)."""
+    from pyserving.adapters.tensorflow_import import import_tensorflow
+
+    import_tensorflow()  # tensorflow_serving's protos import TensorFlow: without its C++ lines
     import grpc
     from tensorflow_serving.apis import (
         get_model_status_pb2,
