@@ -18,15 +18,16 @@ install: $(VENV)/.installed
 demo: install
 	$(PY) examples/tutorial_demo.py --workdir=$(DEMO_DIR) --port=$(PORT)
 
+# The tests use Debian's prometheus and h2load: .ci/system-deps installs them when missing.
 test: install
+	.ci/system-deps
 	$(PY) -m pytest
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 bench: install
-	command -v h2load >/dev/null 2>&1 || (apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client)
+	.ci/system-deps
 	$(PY) -m bench
 	$(PY) -m bench.h2load
 

@@ -1,16 +1,36 @@
-"""structlog set-up: one JSON object per line by default, readable console output on request."""
+"""structlog set-up: lines for people on a terminal, one JSON object a line for machines.
+
+`--log_format=auto` (the default) picks by where stderr goes: a terminal gets structlog's
+console renderer (time, level, event, key=value), a pipe or file gets JSON, which log
+shippers parse. `json` or `console` forces one.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 
 from pyserving.engine.request_scope import merge_request_scope
 
+LOG_FORMATS = ("auto", "json", "console")
+
+
+def resolve_format(fmt: str, stream: TextIO | None = None) -> str:
+    """`json` or `console`: `auto` is console when `stream` (stderr) is a terminal."""
+    if fmt != "auto":
+        return fmt
+    stream = sys.stderr if stream is None else stream
+    try:
+        return "console" if stream.isatty() else "json"
+    except (AttributeError, ValueError):  # closed or not a real stream
+        return "json"
+
 
 def configure_logging(fmt: str = "json", level: str = "info") -> None:
+    fmt = resolve_format(fmt)
     renderer: structlog.typing.Processor = (
         structlog.dev.ConsoleRenderer(colors=False)
         if fmt == "console"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from collections.abc import Sequence
 
@@ -45,7 +46,19 @@ def _run_serve(namespace: argparse.Namespace) -> int:
     from pyserving.adapters.logging_setup import configure_logging
 
     configure_logging(options.log_format, options.log_level)
-    from pyserving.api.server import StartupError, serve  # imports TensorFlow: keep --help fast
+    # Flags, config files and ports first: a mistake is reported before TensorFlow's
+    # seconds-long import, not after it.
+    from pyserving.api.startup_checks import StartupError, check_before_tensorflow
+
+    try:
+        check_before_tensorflow(options)
+    except StartupError as exc:
+        print(f"pyserving serve: error: {exc}", file=sys.stderr)
+        return 2
+    from pyserving.adapters.tensorflow_import import import_tensorflow
+
+    import_tensorflow(verbose=options.log_level == "debug")
+    from pyserving.api.server import serve
 
     try:
         return run_on_loop(serve(options), options.event_loop)
@@ -54,9 +67,34 @@ def _run_serve(namespace: argparse.Namespace) -> int:
         return 2
 
 
+def closest_flag(parser: argparse.ArgumentParser, unknown: str) -> str | None:
+    """The option of `parser` nearest to the unrecognised `unknown` (`--model_nmae=x`)."""
+    name = unknown.split("=", 1)[0]
+    if not name.startswith("-"):
+        return None
+    options = [o for action in parser._actions for o in action.option_strings]
+    matches = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The sub-command's own parser (its usage), found through the sub-parsers action."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices.get(command, parser)
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    options = parser.parse_args(argv)
+    options, unknown = parser.parse_known_args(argv)
+    if unknown:  # the command's own usage, not pyserving's, with the flag meant
+        command_parser = _command_parser(parser, options.command)
+        message = f"unrecognized arguments: {' '.join(unknown)}"
+        suggestion = closest_flag(command_parser, unknown[0])
+        if suggestion:
+            message += f" (did you mean {suggestion}?)"
+        command_parser.error(message)
     return int(options.func(options))
 
 

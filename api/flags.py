@@ -138,7 +138,8 @@ FLAGS: tuple[Flag, ...] = (
         0,
         NET,
         "HTTP port for TF Serving's REST API (/v1/models/...), "
-        "/monitoring/prometheus/metrics, /healthz and /readyz; 0 turns the HTTP server off "
+        "/monitoring/prometheus/metrics (also at /metrics), /healthz and /readyz; 0 turns the "
+        "HTTP server off "
         "(default: 0)",
         _implemented("REST API, metrics and probes; 0 = off"),
     ),
@@ -474,13 +475,22 @@ FLAGS: tuple[Flag, ...] = (
         "(default: %(default)s)",
         metavar="N",
     ),
-    Flag("log_format", str, "json", OBSERVABILITY, "log line format", choices=("json", "console")),
+    Flag(
+        "log_format",
+        str,
+        "auto",
+        OBSERVABILITY,
+        "console (lines for people) or json (one object a line, for machines); auto picks "
+        "console when stderr is a terminal, else json (default: auto)",
+        choices=("auto", "json", "console"),
+    ),
     Flag(
         "log_level",
         str,
         "info",
         OBSERVABILITY,
-        "lowest level logged (default: %(default)s)",
+        "lowest level logged; debug also shows TensorFlow's C++ start-up lines, hidden "
+        "otherwise unless TF_CPP_MIN_LOG_LEVEL=0 (default: %(default)s)",
         choices=("debug", "info", "warning", "error"),
     ),
     # ------------------------------------------------------------------ REST

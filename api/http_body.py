@@ -10,8 +10,8 @@ of them is a 500:
   timeouts close slow senders; a slow client never holds a slot for ever;
 - a Content-Encoding pyserving cannot decode: 415 naming it; a body that is not what its
   Content-Encoding says: 400 naming the encoding;
-- a client that goes away mid-body: CANCELLED (HTTP 499, nginx's code), one info line
-  and no traceback, since nothing on the server failed.
+- a client that goes away mid-body: CANCELLED (HTTP 499, nginx's code): the envelope's
+  one `request_rejected` info line and no traceback, since nothing on the server failed.
 
 Each of these leaves the rest of the body unread, so its response closes the connection.
 """
@@ -21,13 +21,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import ContentLengthError, HttpProcessingError, TransferEncodingError
 
 from pyserving.engine.errors import Code, ServingError
-
-log = structlog.get_logger("pyserving.http")
 
 # Bodies this big arrive in one read where the client sends them at once.
 _CHUNK = 1 << 16
@@ -96,15 +93,15 @@ async def read_body(
             return body
         return await _read_slowly(content, limit, announced, timeout_s)
     except web.RequestPayloadError as exc:  # aiohttp's wrapper of the parser's complaint
-        raise _classified(exc.__cause__ or exc, encoding, request) from None
+        raise _classified(exc.__cause__ or exc, encoding) from None
     except (*_DISCONNECTED, HttpProcessingError) as exc:
-        raise _classified(exc, encoding, request) from None
+        raise _classified(exc, encoding) from None
 
 
-def _classified(exc: BaseException, encoding: str, request: web.Request) -> BodyError:
+def _classified(exc: BaseException, encoding: str) -> BodyError:
     """A disconnect (CANCELLED), or bytes that are not what Content-Encoding says (400)."""
     if isinstance(exc, _DISCONNECTED) or not isinstance(exc, HttpProcessingError):
-        log.info("client_disconnected", reason=type(exc).__name__, path=request.path)
+        # The envelope's request_rejected line (code CANCELLED) is the one line it leaves.
         return BodyError(
             Code.CANCELLED, "the client closed the connection before the body was sent", 499
         )

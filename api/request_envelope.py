@@ -172,6 +172,13 @@ class Envelope:
                 self._active -= 1
         except ServingError as exc:
             code = exc.code.name
+            # The access log's line for a refused request: what the client was told, and why.
+            log.info(
+                "request_rejected",
+                code=code,
+                http_status=http_status(exc),
+                reason=quoted(exc.message, MESSAGE_LIMIT),
+            )
             # The frames of a failed request hold its inputs (a refused 100 MB tensor, a
             # closure's cell), and grpc keeps the error in a reference cycle that only the
             # garbage collector frees, many requests later (measured: 350 MB kept after

@@ -9,7 +9,6 @@ import asyncio
 import dataclasses
 import gc
 import hashlib
-import os
 import shutil
 import signal
 import tempfile
@@ -27,7 +26,6 @@ from tensorflow_serving.apis import (
 )
 
 import pyserving
-from pyserving.adapters.batching_config import BatchingConfigError, load_batching_options
 from pyserving.adapters.event_log import EventLogWriter, last_sequence
 from pyserving.adapters.lifecycle_log import log_event
 from pyserving.adapters.live_config import LiveConfig
@@ -38,8 +36,6 @@ from pyserving.adapters.model_config import (
     ConfigError,
     ModelConfig,
     ServerConfig,
-    read_file,
-    single_model,
 )
 from pyserving.adapters.model_repository import ModelRepository, RepositoryControl
 from pyserving.adapters.protos import grpc_service_pb2
@@ -82,6 +78,14 @@ from pyserving.api.restricted_api import (
     Restrictions,
     parse_restricted_api,
 )
+from pyserving.api.startup_checks import (
+    StartupError,
+    batching_from_flags,
+    check_distinct_ports,
+    check_model_repository,
+    check_request_log_flags,
+    models_from_flags,
+)
 from pyserving.api.tensor_codec import elements_within, tensor_bytes_within
 from pyserving.api.tls import TlsConfigError, load_ssl_config
 from pyserving.api.warmup_replay import make_replay
@@ -98,27 +102,9 @@ __all__ = ["ModelConfig", "ModelServer", "StartupError", "models_from_flags", "s
 
 log = structlog.get_logger("pyserving.server")
 
-
-class StartupError(Exception):
-    """The server cannot start as configured; the message says what to change."""
-
-
-def models_from_flags(options: ServerOptions) -> ServerConfig:
-    """--model_config_file when given (as TF Serving, it overrides --model_name/_base_path)."""
-    if options.model_config_file:
-        try:
-            return read_file(options.model_config_file)
-        except ConfigError as exc:
-            raise StartupError(str(exc)) from None
-    if not options.model_base_path:
-        if options.model_repository:
-            return ServerConfig(())  # nothing serves until the repository API loads a model
-        raise StartupError(
-            "no model to serve: give --model_base_path=/path/to/model (a folder of numbered "
-            "version folders) and --model_name=NAME, or --model_config_file=FILE, or "
-            "--model_repository=DIR and load models through the repository API"
-        )
-    return single_model(options.model_name, options.model_base_path, options.model_platform)
+# Prometheus' default scrape path, served beside TF Serving's (--monitoring_config_file's),
+# so a scrape config that names no metrics_path finds the same exposition.
+PROMETHEUS_DEFAULT_PATH = "/metrics"
 
 
 def restrictions_from_flags(options: ServerOptions) -> Restrictions:
@@ -132,17 +118,9 @@ def repository_from_flags(
     options: ServerOptions, live_config: LiveConfig, manager: Manager
 ) -> RepositoryControl | None:
     """The repository API's operations with --model_repository; None (API off) without."""
+    check_model_repository(options)
     if not options.model_repository:
-        if options.model_repository_load_all:
-            raise StartupError(
-                "--model_repository_load_all needs --model_repository=DIR, the folder to load"
-            )
         return None
-    if not os.path.isdir(options.model_repository):
-        raise StartupError(
-            f"--model_repository={options.model_repository} is not a folder: give the folder "
-            "holding one folder per model (each with numbered version folders)"
-        )
     return RepositoryControl(
         ModelRepository(options.model_repository), live_config, manager.statuses
     )
@@ -217,12 +195,7 @@ def request_logger_from_flags(
     options: ServerOptions, configs: Callable[[], ServerConfig], metrics: ServingMetrics
 ) -> RequestLogger:
     """The request log of every model's logging_config, files bounded by the flags."""
-    if options.request_log_max_bytes <= 0:
-        raise StartupError("--request_log_max_bytes must be positive (a file's size in bytes)")
-    if options.request_log_max_files < 0:
-        raise StartupError("--request_log_max_files must be 0 (keep all) or more")
-    if options.request_log_queue_size < 1:
-        raise StartupError("--request_log_queue_size must be at least 1")
+    check_request_log_flags(options)
     writer = RecordWriter(
         WriterOptions(
             max_bytes=options.request_log_max_bytes,
@@ -241,26 +214,9 @@ def runner_from_flags(
     on_reject: Callable[[str, str, str], None] | None = None,
 ) -> Runner:
     """The batching scheduler with --enable_batching, else one model call per request."""
-    if not options.enable_batching:
-        if options.batching_parameters_file:
-            raise StartupError(
-                f"--batching_parameters_file={options.batching_parameters_file} is given but "
-                "batching is off: add --enable_batching, or drop the file"
-            )
-        if options.batching_idle_micros:
-            raise StartupError(
-                "--batching_idle_micros is given but batching is off: add --enable_batching"
-            )
+    batching = batching_from_flags(options)
+    if batching is None:
         return DirectRunner(options.num_request_threads)
-    try:
-        batching = load_batching_options(options.batching_parameters_file)
-    except BatchingConfigError as exc:
-        raise StartupError(str(exc)) from None
-    batching = dataclasses.replace(batching, idle_micros=options.batching_idle_micros)
-    try:
-        batching.validate()
-    except ValueError as exc:
-        raise StartupError(f"--batching_idle_micros: {exc}") from None
     log.info("batching_enabled", **dataclasses.asdict(batching))
     return BatchingRunner(batching, publish=publish, on_reject=on_reject)
 
@@ -341,11 +297,8 @@ class ModelServer:
             self.prometheus = load_monitoring_config(self.options.monitoring_config_file)
         except MonitoringConfigError as exc:
             raise StartupError(str(exc)) from None
+        check_distinct_ports(self.options)
         rest_port = self.options.rest_api_port
-        if rest_port and rest_port == self.options.port:
-            raise StartupError(
-                f"--rest_api_port={rest_port} is also --port: give the HTTP server its own port"
-            )
         if self.options.monitoring_config_file and self.prometheus.enabled and not rest_port:
             log.warning(
                 "metrics_not_served",
@@ -495,7 +448,8 @@ class ModelServer:
         if self.prometheus.enabled:
             exported = None if self.options.metrics_names == "tfserving" else self.metrics_registry
             extra = self.tf_metrics.exposition if self.tf_metrics is not None else None
-            http.add_routes(metrics_routes(exported, self.prometheus.path, extra))
+            for path in dict.fromkeys((self.prometheus.path, PROMETHEUS_DEFAULT_PATH)):
+                http.add_routes(metrics_routes(exported, path, extra))
         http.add_routes(self._repository_routes())
         rest_api = self._rest_api()
         http.add_routes(rest_api.routes())

@@ -10,8 +10,9 @@ Each test image goes out as its own ``Predict`` request (input ``images``,
 shape [1, pixels]); the prediction is the argmax of the reply's ``scores``.
 At most ``--concurrency`` requests are in flight at once. A failed RPC counts
 as a wrong prediction and does not stop the run. The last line of stdout is
-``Inference error rate: X.X%``. The exit code is 0 even with errors, 1 when no
-request reached the server at all, 2 on bad usage.
+``Inference error rate: X.X%``. On a terminal, stderr shows a progress bar (tqdm) with
+the RPC errors so far. The exit code is 0 even with errors, 1 when no request reached
+the server at all, 2 on bad usage.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np
 from mnist_input_data import load_dataset
+from tqdm import tqdm
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -101,8 +103,9 @@ def scores_to_array(tensor: Any) -> np.ndarray:
 class _ResultCounter:
     """Counts outcomes and throttles in-flight requests, shared with gRPC callback threads."""
 
-    def __init__(self, num_tests: int, concurrency: int) -> None:
+    def __init__(self, num_tests: int, concurrency: int, progress: tqdm | None = None) -> None:
         self._num_tests = num_tests
+        self._progress = progress
         self._concurrency = concurrency
         self._cond = threading.Condition()
         self._active = 0
@@ -144,9 +147,10 @@ class _ResultCounter:
                 self.bad_replies += 1
                 if self.first_bad_reply is None:
                     self.first_bad_reply = bad_reply
-            # Under the lock, so the last mark lands before wait_all() returns.
-            sys.stderr.write("." if rpc_error is None else "E")
-            sys.stderr.flush()
+            if self._progress is not None:  # under the lock: done before wait_all() returns
+                self._progress.update(1)
+                if rpc_error is not None:
+                    self._progress.set_postfix(rpc_errors=self.rpc_errors, refresh=False)
             self._cond.notify_all()
 
     def wait_all(self) -> None:
@@ -193,15 +197,19 @@ def do_inference(
     args: argparse.Namespace, images: np.ndarray, labels: np.ndarray
 ) -> _ResultCounter:
     """Send ``args.num_tests`` Predict requests, at most ``args.concurrency`` at a time."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from pyserving.adapters.tensorflow_import import import_tensorflow
+
+    import_tensorflow()  # without its C++ start-up lines; TF_CPP_MIN_LOG_LEVEL=0 shows them
     import grpc
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
     pixels = images.shape[1]
-    counter = _ResultCounter(args.num_tests, args.concurrency)
+    # disable=None: a bar on a terminal only, so logs and pipes get no control characters.
+    progress = tqdm(total=args.num_tests, unit="req", file=sys.stderr, disable=None)
+    counter = _ResultCounter(args.num_tests, args.concurrency, progress)
     start = time.perf_counter()
-    with grpc.insecure_channel(args.server) as channel:
+    with progress, grpc.insecure_channel(args.server) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         for i in range(args.num_tests):
             k = i % images.shape[0]
@@ -214,7 +222,6 @@ def do_inference(
             future.add_done_callback(_make_callback(counter, int(labels[k]), grpc))
         counter.wait_all()
     counter.elapsed = time.perf_counter() - start
-    sys.stderr.write("\n")
     return counter
 
 

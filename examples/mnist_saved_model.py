@@ -236,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from pyserving.adapters.tensorflow_import import import_tensorflow
+
+    import_tensorflow()  # without its C++ start-up lines; TF_CPP_MIN_LOG_LEVEL=0 shows them
     import tensorflow as tf
 
     start = time.perf_counter()

@@ -35,6 +35,9 @@ def run(*args: str) -> str:
 
 def wait_for_version(port: int, version: int, server: subprocess.Popen, timeout: float) -> None:
     """Poll GetModelStatus until `version` is AVAILABLE (the server loads in the background)."""
+    from pyserving.adapters.tensorflow_import import import_tensorflow
+
+    import_tensorflow()  # tensorflow_serving's protos import TensorFlow: without its C++ lines
     import grpc
     from tensorflow_serving.apis import (
         get_model_status_pb2,
@@ -44,15 +47,23 @@ def wait_for_version(port: int, version: int, server: subprocess.Popen, timeout:
     stub = model_service_pb2_grpc.ModelServiceStub(grpc.insecure_channel(f"localhost:{port}"))
     request = get_model_status_pb2.GetModelStatusRequest()
     request.model_spec.name = "mnist"
-    deadline = time.monotonic() + timeout
+    print(f"    waiting for version {version} to load (up to {timeout:.0f}s)", flush=True)
+    started = time.monotonic()
+    deadline, next_note = started + timeout, started + 5
     while time.monotonic() < deadline:
+        if time.monotonic() >= next_note:  # a long wait says so, not a silent terminal
+            print(
+                f"    still waiting for version {version}: {next_note - started:.0f}s", flush=True
+            )
+            next_note += 5
         if server.poll() is not None:
             raise SystemExit(f"the server exited with code {server.returncode}; see its log")
         try:
             reply = stub.GetModelStatus(request, timeout=2)
             states = {s.version: s.state for s in reply.model_version_status}
             if states.get(version) == get_model_status_pb2.ModelVersionStatus.AVAILABLE:
-                print(f"    version {version} is AVAILABLE", flush=True)
+                elapsed = time.monotonic() - started
+                print(f"    version {version} is AVAILABLE after {elapsed:.1f}s", flush=True)
                 return
         except grpc.RpcError:
             pass
@@ -79,12 +90,15 @@ def main() -> int:
     model_dir, monitored = work / "mnist_model", work / "monitored"
     py = sys.executable
 
-    step("Train version 1 (100 iterations) and version 2 (2000 iterations)")
+    step(
+        "Train version 1 (100 iterations) and version 2 (2000 iterations); each run "
+        "imports TensorFlow first (a few seconds), then prints its progress"
+    )
     trainer = str(HERE / "mnist_saved_model.py")
     run(py, trainer, "--training_iteration=100", "--model_version=1", str(model_dir))
     run(py, trainer, "--training_iteration=2000", "--model_version=2", str(model_dir))
 
-    step("Serve version 1 from a watched folder")
+    step("Serve version 1 from a watched folder (the server imports TensorFlow: seconds)")
     monitored.mkdir(parents=True)
     run("cp", "-r", str(model_dir / "1"), str(monitored))
     log_path = work / "server.log"
@@ -101,6 +115,7 @@ def main() -> int:
             py, str(HERE / "mnist_client.py"), f"--num_tests={args.num_tests}",
             f"--server=localhost:{args.port}", "--concurrency=10",
         ]  # fmt: skip
+        print("    the client sends the requests (a progress bar on a terminal)", flush=True)
         first = error_rate(run(*client))
 
         step("Copy version 2 in while the server runs")

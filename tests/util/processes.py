@@ -79,17 +79,19 @@ def serve_command(port: int, *flags: str) -> list[str]:
 def spawn(
     command: Sequence[str],
     log_path: Path | None = None,
-    env: dict[str, str] | None = None,
+    env: dict[str, str | None] | None = None,
     preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start `command` in the repository root, stdout and stderr to `log_path` (or nowhere);
-    `preexec_fn` runs in the child before it executes (say, to set a resource limit)."""
+    `env` adds to QUIET_ENV (a None value removes the variable); `preexec_fn` runs in the
+    child before it executes (say, to set a resource limit)."""
+    child_env = {k: v for k, v in {**QUIET_ENV, **(env or {})}.items() if v is not None}
     if log_path is None:
         return subprocess.Popen(
             list(command),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env={**QUIET_ENV, **(env or {})},
+            env=child_env,
             cwd=ROOT,
             preexec_fn=preexec_fn,
         )
@@ -98,7 +100,7 @@ def spawn(
             list(command),
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**QUIET_ENV, **(env or {})},
+            env=child_env,
             cwd=ROOT,
             preexec_fn=preexec_fn,
         )
@@ -163,7 +165,7 @@ class ServerProcess:
         self,
         args: list[str],
         log_path: Path,
-        env: dict[str, str] | None = None,
+        env: dict[str, str | None] | None = None,
         preexec_fn: Callable[[], None] | None = None,
     ) -> None:
         self.port = free_port()
