@@ -18,7 +18,6 @@ import msgspec
 import numpy as np
 import structlog
 import zmq
-import zmq.asyncio
 
 from pyserving.adapters.ipc.messages import (
     ENCODER,
@@ -73,21 +72,26 @@ class EngineEndpoint:
     def __init__(self, address: str, handler: Handler) -> None:
         self.address = address
         self._handler = handler
-        self._context = zmq.asyncio.Context()
+        # A plain socket whose descriptor the event loop watches (see `_drain`): no future
+        # per message, and a ROUTER's send never blocks.
+        self._context = zmq.Context()
         self._socket = self._context.socket(zmq.ROUTER)
         configure(self._socket)
         self._socket.setsockopt(zmq.ROUTER_MANDATORY, 0)  # a gone front-end's reply is dropped
         self._maps = SegmentMaps()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._receiver: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
+        """Bind and serve on the running event loop."""
         self._socket.bind(self.address)
-        self._receiver = asyncio.get_running_loop().create_task(self._receive())
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._socket.FD, self._drain)
+        self._drain()
 
     async def close(self) -> None:
-        if self._receiver is not None:
-            self._receiver.cancel()
+        if self._loop is not None:
+            self._loop.remove_reader(self._socket.FD)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -95,19 +99,26 @@ class EngineEndpoint:
         self._context.term()
         self._maps.close()
 
-    async def _receive(self) -> None:
-        while True:
-            frames = await self._socket.recv_multipart(copy=False)
-            if len(frames) < 2:
-                continue
-            try:
-                request = REQUEST_DECODER.decode(frames[1].buffer)
-            except msgspec.DecodeError as error:  # no id to answer: a front-end's bug
-                log.error("ipc_undecodable_request", error=str(error))
-                continue
-            task = asyncio.create_task(self._answer(frames[0].bytes, request, frames[2:]))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+    def _drain(self) -> None:
+        """Take everything queued. ZeroMQ's descriptor signals that its state changed, not
+        that a message waits, and any call on the socket (a send too) may take that signal:
+        so every send is followed by a drain as well."""
+        socket = self._socket
+        while socket.get(zmq.EVENTS) & zmq.POLLIN:  # cheaper than a recv raising zmq.Again
+            frames = socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            self._dispatch(frames)
+
+    def _dispatch(self, frames: list[Any]) -> None:
+        if len(frames) < 2:
+            return
+        try:
+            request = REQUEST_DECODER.decode(frames[1].buffer)
+        except msgspec.DecodeError as error:  # no id to answer: a front-end's bug
+            log.error("ipc_undecodable_request", error=str(error))
+            return
+        task = asyncio.create_task(self._answer(frames[0].bytes, request, frames[2:]))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _answer(self, identity: bytes, request: Request, frames: list[Any]) -> None:
         out_frames: list[Any] = []
@@ -122,9 +133,8 @@ class EngineEndpoint:
         except Exception as error:
             log.exception("ipc_handler_failed", method=request.method)
             reply = Reply(request.id, Code.INTERNAL.name, f"engine error: {error!r}", {}, [])
-        await self._socket.send_multipart(
-            [identity, ENCODER.encode(reply), *out_frames], copy=False
-        )
+        self._socket.send_multipart([identity, ENCODER.encode(reply), *out_frames], copy=False)
+        self._drain()
 
     async def _call(self, request: Request, frames: list[Any]) -> Answer:
         tensors = decode_tensors(request.tensors, frames, self._maps)

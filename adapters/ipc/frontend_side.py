@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import zmq
-import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 from pyserving.adapters.ipc.engine_side import Answer, configure
@@ -64,7 +63,9 @@ class EngineClient:
         self.address = address
         self.options = options or ClientOptions()
         self.counts = ClientCounts()
-        self._context = zmq.asyncio.Context()
+        # Plain sockets whose descriptors the event loop watches (see `_drain`): no future per
+        # message, and a send that cannot go at once fails (UNAVAILABLE) rather than waits.
+        self._context = zmq.Context()
         self._socket = self._context.socket(zmq.DEALER)
         configure(self._socket)
         self._socket.setsockopt(zmq.IMMEDIATE, 1)  # queue only to a live connection
@@ -78,7 +79,7 @@ class EngineClient:
         self._pending: dict[int, tuple[asyncio.Future[Answer], list[SharedMemory]]] = {}
         self._lent: dict[int, list[SharedMemory]] = {}  # given up on, the engine may still read
         self._connected = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def connected(self) -> bool:
@@ -94,9 +95,11 @@ class EngineClient:
 
     async def connect(self, timeout_s: float = 10.0) -> None:
         """Connect and wait until the engine has answered ZeroMQ's handshake."""
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._watch()), loop.create_task(self._receive())]
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._monitor.FD, self._watch)
+        self._loop.add_reader(self._socket.FD, self._drain)
         self._socket.connect(self.address)
+        self._watch()
         await self.wait_connected(timeout_s)
 
     async def wait_connected(self, timeout_s: float) -> None:
@@ -109,9 +112,9 @@ class EngineClient:
             ) from None
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._loop is not None:
+            self._loop.remove_reader(self._monitor.FD)
+            self._loop.remove_reader(self._socket.FD)
         self._fail_all(ServingError(Code.UNAVAILABLE, "the front-end's transport closed"))
         self._socket.disable_monitor()
         self._monitor.close(linger=0)
@@ -137,15 +140,14 @@ class EngineClient:
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = (future, segments)
         try:
-            await self._socket.send_multipart(
-                [ENCODER.encode(request), *frames], flags=zmq.NOBLOCK, copy=False
-            )
+            self._socket.send_multipart([ENCODER.encode(request), *frames], zmq.NOBLOCK, copy=False)
         except zmq.Again:
             self._release(self._pending.pop(request_id)[1])
             raise ServingError(
                 Code.UNAVAILABLE, f"the engine at {self.address} is not connected"
             ) from None
         self.counts.sent += 1
+        self._drain()
         try:
             if timeout_s is None:
                 return await future
@@ -191,35 +193,45 @@ class EngineClient:
             for segment in segments:
                 self._pool.give_back(segment)
 
-    async def _receive(self) -> None:
-        while True:
-            frames = await self._socket.recv_multipart(copy=False)
-            try:
-                reply = REPLY_DECODER.decode(frames[0].buffer)
-            except Exception:  # the engine's bug; nothing to answer it with
-                continue
-            entry = self._pending.pop(reply.id, None)
-            if entry is None:
-                self.counts.late_replies += 1
-                self._release(self._lent.pop(reply.id, []))
-                continue
-            future, segments = entry
-            self._release(segments)
-            if future.done():
-                continue
-            if reply.code != OK:
-                future.set_exception(ServingError(_code(reply.code), reply.message))
-                continue
-            try:
-                tensors = decode_tensors(reply.tensors, frames[1:])
-            except TransportError as error:
-                future.set_exception(ServingError(Code.INTERNAL, f"malformed reply: {error}"))
-                continue
-            future.set_result(Answer(reply.params, tensors))
+    def _drain(self) -> None:
+        """Take every queued reply. ZeroMQ's descriptor signals that its state changed, not
+        that a message waits, and any call on the socket (a send too) may take that signal:
+        so every send is followed by a drain as well."""
+        socket = self._socket
+        while socket.get(zmq.EVENTS) & zmq.POLLIN:  # cheaper than a recv raising zmq.Again
+            frames = socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            self._resolve(frames)
 
-    async def _watch(self) -> None:
+    def _resolve(self, frames: list[Any]) -> None:
+        try:
+            reply = REPLY_DECODER.decode(frames[0].buffer)
+        except Exception:  # the engine's bug; nothing to answer it with
+            return
+        entry = self._pending.pop(reply.id, None)
+        if entry is None:
+            self.counts.late_replies += 1
+            self._release(self._lent.pop(reply.id, []))
+            return
+        future, segments = entry
+        self._release(segments)
+        if future.done():
+            return
+        if reply.code != OK:
+            future.set_exception(ServingError(_code(reply.code), reply.message))
+            return
+        try:
+            tensors = decode_tensors(reply.tensors, frames[1:])
+        except TransportError as error:
+            future.set_exception(ServingError(Code.INTERNAL, f"malformed reply: {error}"))
+            return
+        future.set_result(Answer(reply.params, tensors))
+
+    def _watch(self) -> None:
         while True:
-            event = parse_monitor_message(await self._monitor.recv_multipart())
+            try:
+                event = parse_monitor_message(self._monitor.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                return
             if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self._connected.set()
             elif event["event"] == zmq.EVENT_DISCONNECTED:
