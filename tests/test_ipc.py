@@ -25,6 +25,7 @@ from pyserving.adapters.ipc.messages import (
     decode_tensors,
     frames_of,
 )
+from pyserving.api.serving_loop import EVENT_LOOPS, run_on_loop
 from pyserving.engine.errors import Code, ServingError
 from tests.util.ipc_echo import spawn_echo_engine
 
@@ -108,6 +109,7 @@ def with_client(
     address: str,
     body: Callable[[EngineClient], Awaitable[None]],
     options: ClientOptions | None = None,
+    event_loop: str = "asyncio",
 ) -> None:
     async def run() -> None:
         client = EngineClient(address, options)
@@ -117,10 +119,14 @@ def with_client(
         finally:
             await client.close()
 
-    asyncio.run(run())
+    run_on_loop(run(), event_loop)
 
 
-def test_many_concurrent_requests_share_one_socket(address: str, engine: object) -> None:
+@pytest.mark.parametrize("event_loop", EVENT_LOOPS)
+def test_many_concurrent_requests_share_one_socket(address: str, event_loop: str) -> None:
+    """On both loops the server can serve on (engine and front-end alike)."""
+    engine = spawn_echo_engine(address, event_loop)
+
     async def body(client: EngineClient) -> None:
         async def one(index: int) -> None:
             tensors = {
@@ -137,7 +143,11 @@ def test_many_concurrent_requests_share_one_socket(address: str, engine: object)
         assert client.pending == 0
         assert client.counts.sent == 300
 
-    with_client(address, body)
+    try:
+        with_client(address, body, event_loop=event_loop)
+    finally:
+        engine.kill()
+        engine.wait()
 
 
 def test_every_dtype_crosses_unchanged(address: str, engine: object) -> None:

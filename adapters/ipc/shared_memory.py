@@ -1,8 +1,10 @@
 """Large request tensors through shared memory: segments a front-end lends, the engine maps.
 
-Measured here (bench/ipc_roundtrip.py --sizes): from about 1 MiB a tensor is cheaper copied
-once into a reused segment than sent through the socket (which copies it into and out of
-the kernel); below that the frames win or tie. So `SHM_THRESHOLD` is 1 MiB.
+Measured on the 2-CPU bench machine (`python -m bench.ipc_roundtrip`: one echo at c=1, the
+reply as frames either way, two or three runs a size): up to 256 KiB a segment and the socket
+tie (shm/frames 0.92-1.04); from 512 KiB the segment is faster (0.70-0.84 at 512 KiB,
+0.81-0.84 at 4 MiB, 0.39-0.74 at 16 MiB) and costs the front-end less CPU, as the socket
+copies a tensor into and out of the kernel. So `SHM_THRESHOLD` is 512 KiB.
 
 Lifetimes: a front-end's `SegmentPool` owns its segments (created once per size class and
 reused; unlinked on close; Python's resource tracker unlinks them if the front-end dies). A
@@ -19,7 +21,7 @@ from collections import OrderedDict
 from multiprocessing import resource_tracker
 from multiprocessing.shared_memory import SharedMemory
 
-SHM_THRESHOLD = 1 << 20  # bytes; see the module docstring
+SHM_THRESHOLD = 512 << 10  # bytes; see the module docstring
 POOL_BYTES = 256 << 20  # the most one front-end lends at once; beyond it tensors use frames
 MAPS_KEPT = 256
 

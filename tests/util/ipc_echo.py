@@ -6,7 +6,8 @@ sleep, then echo), block (holds the loop with time.sleep, then echo), fail (a Se
 of params' code and message), crash (an unexpected exception). No model work: the bench
 measures the transport's own cost against it, and the tests its behaviour.
 
-`spawn_echo_engine` starts one and waits for "ready"; one copy for tests and bench.
+`spawn_echo_engine` starts one and waits for "ready" (`spawn_ready`: any such engine);
+one copy for tests and bench.
 """
 
 from __future__ import annotations
@@ -45,19 +46,22 @@ async def serve(address: str) -> None:
     await asyncio.Event().wait()
 
 
-def spawn_echo_engine(address: str, event_loop: str = "asyncio") -> subprocess.Popen[str]:
-    """Start an echo engine on `address`; returns once it has bound it."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.util.ipc_echo", address, f"--event_loop={event_loop}"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+def spawn_ready(command: list[str]) -> subprocess.Popen[str]:
+    """Start an engine process and return once it prints "ready" (it has bound its socket)."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     line = process.stdout.readline()
     if line.strip() != "ready":
         process.kill()
-        raise RuntimeError(f"echo engine did not start: {line!r}, exit {process.wait()}")
+        raise RuntimeError(f"{command} did not start: {line!r}, exit {process.wait()}")
     return process
+
+
+def spawn_echo_engine(address: str, event_loop: str = "asyncio") -> subprocess.Popen[str]:
+    """Start an echo engine on `address`; returns once it has bound it."""
+    return spawn_ready(
+        [sys.executable, "-m", "tests.util.ipc_echo", address, f"--event_loop={event_loop}"]
+    )
 
 
 def main() -> None:
