@@ -17,9 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zmq
 
 from pyserving.adapters.ipc import ClientOptions, EngineClient
 from pyserving.adapters.ipc.messages import (
+    ENCODER,
+    REPLY_DECODER,
+    Request,
     TensorHeader,
     TransportError,
     decode_tensors,
@@ -135,7 +139,7 @@ def test_many_concurrent_requests_share_one_socket(address: str, event_loop: str
             }
             # Answers come back out of order: later requests sleep less.
             params = {"index": index, "seconds": (300 - index) / 30000}
-            answer = await client.call("sleep", params, tensors, timeout_s=30)
+            answer = await client.call("sleep", params, tensors, timeout_s=10)
             assert answer.params == params
             assert_same(answer.tensors, tensors)
 
@@ -303,3 +307,48 @@ def test_segments_of_an_unloaded_shm_option_are_none(address: str, engine: objec
 
 def test_ipc_paths_fit(address: str) -> None:
     assert len(Path(address.removeprefix("ipc://")).as_posix()) < 100
+
+
+def test_each_front_end_gets_its_own_answers(address: str, engine: object) -> None:
+    async def run() -> None:
+        clients = [EngineClient(address) for _ in range(3)]
+        for client in clients:
+            await client.connect()
+        try:
+
+            async def one(client_index: int, index: int) -> None:
+                client = clients[client_index]
+                params = {"front_end": client_index, "index": index, "seconds": 0.001}
+                answer = await client.call("sleep", params, {"x": np.array([index])}, timeout_s=10)
+                assert answer.params == params
+                assert answer.tensors["x"].tolist() == [index]
+
+            await asyncio.gather(*(one(c, i) for c in range(3) for i in range(100)))
+            assert [client.counts.sent for client in clients] == [100, 100, 100]
+        finally:
+            for client in clients:
+                await client.close()
+
+    asyncio.run(run())
+
+
+def test_the_engine_refuses_malformed_requests_and_keeps_serving(
+    address: str, engine: object
+) -> None:
+    socket = zmq.Context.instance().socket(zmq.DEALER)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.RCVTIMEO, 30_000)  # a hang guard: the replies come at once
+    socket.connect(address)
+    try:
+        socket.send_multipart([b"\xc1 not msgpack"])  # no id to answer: dropped, logged
+        short = Request(7, "echo", None, {}, [TensorHeader("x", "<f4", (4,))])
+        socket.send_multipart([ENCODER.encode(short), b"\0" * 8])
+        reply = REPLY_DECODER.decode(socket.recv())
+        assert (reply.id, reply.code) == (7, "INTERNAL")
+        assert "malformed request" in reply.message and "8 bytes for shape" in reply.message
+        good = Request(8, "echo", None, {"ok": 1}, [])
+        socket.send_multipart([ENCODER.encode(good)])
+        reply = REPLY_DECODER.decode(socket.recv())
+        assert (reply.id, reply.code, reply.params) == (8, "OK", {"ok": 1})
+    finally:
+        socket.close()

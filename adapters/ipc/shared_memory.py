@@ -1,10 +1,11 @@
 """Large request tensors through shared memory: segments a front-end lends, the engine maps.
 
 Measured on the 2-CPU bench machine (`python -m bench.ipc_roundtrip`: one echo at c=1, the
-reply as frames either way, two or three runs a size): up to 256 KiB a segment and the socket
-tie (shm/frames 0.92-1.04); from 512 KiB the segment is faster (0.70-0.84 at 512 KiB,
-0.81-0.84 at 4 MiB, 0.39-0.74 at 16 MiB) and costs the front-end less CPU, as the socket
-copies a tensor into and out of the kernel. So `SHM_THRESHOLD` is 512 KiB.
+reply as frames either way, 3-4 runs a size, shm/frames latency): up to 256 KiB the two
+scatter around a tie (0.81-1.05); from 512 KiB the segment wins (0.70-0.96 at 512 KiB,
+0.76-1.00 at 1 MiB, 0.81-0.84 at 4 MiB, 0.39-0.74 at 16 MiB) and mostly costs the front-end
+less CPU, as the socket copies a tensor into and out of the kernel. So `SHM_THRESHOLD` is
+512 KiB. The machine is shared and noisy: remeasure on a quiet one before tuning further.
 
 Lifetimes: a front-end's `SegmentPool` owns its segments (created once per size class and
 reused; unlinked on close; Python's resource tracker unlinks them if the front-end dies). A
