@@ -108,7 +108,9 @@ async def echo_ms(
     }
 
 
-async def measure(args: argparse.Namespace, addresses: dict[str, str], pids: dict[str, int]):
+async def measure(
+    args: argparse.Namespace, addresses: dict[str, str], pids: dict[str, int]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     clients = {}
     for name, address in addresses.items():
         clients[name] = EngineClient(address)

@@ -352,3 +352,16 @@ def test_the_engine_refuses_malformed_requests_and_keeps_serving(
         assert (reply.id, reply.code, reply.params) == (8, "OK", {"ok": 1})
     finally:
         socket.close()
+
+
+def test_a_refused_tensor_gives_its_requests_segments_back(address: str, engine: object) -> None:
+    async def body(client: EngineClient) -> None:
+        large = np.ones(1024)
+        with pytest.raises(TypeError, match="only as bytes"):
+            await client.call("echo", {}, {"large": large, "bad": np.array([1], dtype=object)})
+        assert client.pending == 0
+        answer = await client.call("echo", {}, {"large": large})
+        np.testing.assert_array_equal(answer.tensors["large"], large)
+        assert client.shm_segments == 1  # the refused request's segment was reused
+
+    with_client(address, body, ClientOptions(shm_threshold=4096))

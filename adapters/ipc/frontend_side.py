@@ -168,6 +168,20 @@ class EngineClient:
         headers: list[TensorHeader] = []
         frames: list[Any] = []
         segments: list[SharedMemory] = []
+        try:
+            self._fill(tensors, headers, frames, segments)
+        except BaseException:
+            self._release(segments)
+            raise
+        return headers, frames, segments
+
+    def _fill(
+        self,
+        tensors: Mapping[str, np.ndarray],
+        headers: list[TensorHeader],
+        frames: list[Any],
+        segments: list[SharedMemory],
+    ) -> None:
         for name, value in tensors.items():
             array = np.asarray(value)
             segment = None
@@ -186,7 +200,6 @@ class EngineClient:
                 TensorHeader(name, array.dtype.str, array.shape, segment.name, array.nbytes)
             )
             self.counts.shm_tensors += 1
-        return headers, frames, segments
 
     def _release(self, segments: list[SharedMemory]) -> None:
         if self._pool is not None:
