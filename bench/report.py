@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from bench.loadgen import LoadResult
-from bench.targets import Target
+if TYPE_CHECKING:  # annotations only: benches of lean processes import this module too
+    from bench.loadgen import LoadResult
+    from bench.targets import Target
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 @dataclass(frozen=True)
@@ -154,3 +160,24 @@ def print_table(report: dict[str, Any]) -> None:
         print(f"  {name:<28} {value}   (goal {better} {goal})")
     for target, values in report["ratios_other"].items():
         print(f"ratios ({target}): " + ", ".join(f"{k}={v}" for k, v in values.items()))
+
+
+def print_rows(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]]) -> None:
+    """A plain table of `rows`: each column is (key, heading, format spec such as ".1f")."""
+    widths = [
+        max(len(heading), *(len(format(row[key], spec)) for row in rows))
+        for key, heading, spec in columns
+    ]
+    print("  ".join(h.rjust(w) for (_, h, _), w in zip(columns, widths, strict=True)))
+    for row in rows:
+        cells = (format(row[k], s).rjust(w) for (k, _, s), w in zip(columns, widths, strict=True))
+        print("  ".join(cells))
+
+
+def write_results(name: str, report: dict[str, Any], folder: Path = RESULTS) -> Path:
+    """Write `report` as bench/results/NAME.json (gitignored) and say where."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"{name}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+    return out

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.util import processes
+from tests.util.proc_stats import cpu_seconds
 from tests.util.processes import QUIET_ENV, free_port
 
 __all__ = ["QUIET_ENV", "ROOT", "Target", "floor_target", "free_port", "pyserving_target"]
@@ -53,8 +53,7 @@ class Target:
     def cpu_seconds(self) -> float:
         """CPU time the target's process has used so far (all its threads, user + system)."""
         assert self.process is not None
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
         if self.process is not None:

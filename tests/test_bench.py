@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -11,7 +13,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from bench.floor import FloorService
 from bench.loadgen import LoadResult, LoadSpec, predict_requests, run_load
-from bench.report import Row, ratios
+from bench.report import Row, print_rows, ratios, write_results
 
 
 async def load_against_floor(spec: LoadSpec) -> LoadResult:
@@ -176,3 +178,14 @@ def test_a_targets_mean_batch_counts_the_batch_runs_inside_the_window(tmp_path) 
     assert target.mean_batch((10.0, 11.5)) == 3.5
     assert target.mean_batch((20.0, 30.0)) is None
     assert Target("floor", "", [], 0, tmp_path / "log").mean_batch((0.0, 99.0)) is None
+
+
+def test_rows_print_as_a_table_and_results_as_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [{"name": "bare", "rate": 17168.4}, {"name": "endpoint", "rate": 812.25}]
+    print_rows(rows, [("name", "engine", ""), ("rate", "req/s", ".0f")])
+    out = write_results("example", {"rows": rows}, folder=tmp_path)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:3] == ["  engine  req/s", "    bare  17168", "endpoint    812"]
+    assert json.loads(out.read_text()) == {"rows": rows}

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -23,6 +22,9 @@ from tensorflow_serving.apis import (
     model_service_pb2_grpc,
     prediction_service_pb2_grpc,
 )
+
+# Re-exported: the reliability suites import them from here.
+from tests.util.proc_stats import ProcessFigures, process_figures  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 QUIET_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
@@ -207,22 +209,3 @@ class ServerProcess:
         code = stop(self.process, sig, timeout)
         self.channel.close()
         return code
-
-
-@dataclass(frozen=True)
-class ProcessFigures:
-    rss_kib: int
-    threads: int
-
-    @property
-    def rss_mib(self) -> float:
-        return self.rss_kib / 1024
-
-
-def process_figures(pid: int) -> ProcessFigures:
-    """VmRSS and thread count of a live process (this one too: os.getpid()), from /proc."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        fields[key] = value.strip()
-    return ProcessFigures(int(fields["VmRSS"].split()[0]), int(fields["Threads"]))

@@ -1,0 +1,156 @@
+"""The engine's end of the data plane: one ROUTER socket that every front-end's DEALER meets.
+
+Each request becomes a task, so a slow call never holds up the others on the socket; its
+reply goes back to the front-end that sent it (ZeroMQ's routing identity) with the request's
+id. The engine enforces the request's deadline itself (the handler is cancelled and the
+reply says DEADLINE_EXCEEDED), and every failure becomes a reply with a code: a handler's
+ServingError keeps its code and message, anything else is INTERNAL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import numpy as np
+import structlog
+import zmq
+
+from pyserving.adapters.ipc.messages import (
+    ENCODER,
+    OK,
+    REQUEST_DECODER,
+    Reply,
+    Request,
+    TransportError,
+    decode_tensors,
+    frames_of,
+)
+from pyserving.adapters.ipc.shared_memory import SegmentMaps
+from pyserving.engine.errors import Code, ServingError
+
+log = structlog.get_logger("pyserving.ipc")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request as the engine's handler sees it. Its tensors are read-only views of the
+    received buffers (or a front-end's shared memory): valid until the handler returns."""
+
+    method: str
+    params: dict[str, Any]
+    tensors: dict[str, np.ndarray]
+    timeout_s: float | None
+
+
+@dataclass(frozen=True)
+class Answer:
+    params: dict[str, Any] = field(default_factory=dict)
+    tensors: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+
+Handler = Callable[[Call], Awaitable[Answer]]
+
+
+def configure(socket: zmq.Socket) -> None:
+    """Options both ends share: nothing lingers at close, no high-water mark drops or blocks
+    a request, and ZMTP heartbeats notice a peer that stops answering (one that dies is
+    noticed at once, from its closed socket)."""
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.SNDHWM, 0)
+    socket.setsockopt(zmq.RCVHWM, 0)
+    socket.setsockopt(zmq.HEARTBEAT_IVL, 1000)
+    socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3000)
+
+
+class EngineEndpoint:
+    """Serves `handler` to every front-end that connects to `address` (ipc:// or tcp://)."""
+
+    def __init__(self, address: str, handler: Handler) -> None:
+        self.address = address
+        self._handler = handler
+        # A plain socket whose descriptor the event loop watches (see `_drain`): no future
+        # per message, and a ROUTER's send never blocks.
+        self._context = zmq.Context()
+        self._socket = self._context.socket(zmq.ROUTER)
+        configure(self._socket)
+        self._socket.setsockopt(zmq.ROUTER_MANDATORY, 0)  # a gone front-end's reply is dropped
+        self._maps = SegmentMaps()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        """Bind and serve on the running event loop."""
+        self._socket.bind(self.address)
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._socket.FD, self._drain)
+        self._drain()
+
+    async def close(self) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(self._socket.FD)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._socket.close(linger=0)
+        self._context.term()
+        self._maps.close()
+
+    def _drain(self) -> None:
+        """Take everything queued. ZeroMQ's descriptor signals that its state changed, not
+        that a message waits, and any call on the socket (a send too) may take that signal:
+        so every send is followed by a drain as well."""
+        socket = self._socket
+        while socket.get(zmq.EVENTS) & zmq.POLLIN:  # cheaper than a recv raising zmq.Again
+            frames = socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            self._dispatch(frames)
+
+    def _dispatch(self, frames: list[Any]) -> None:
+        if len(frames) < 2:
+            return
+        try:
+            request = REQUEST_DECODER.decode(frames[1].buffer)
+        except msgspec.DecodeError as error:  # no id to answer: a front-end's bug
+            log.error("ipc_undecodable_request", error=str(error))
+            return
+        task = asyncio.create_task(self._answer(frames[0].bytes, request, frames[2:]))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, identity: bytes, request: Request, frames: list[Any]) -> None:
+        out_frames: list[Any] = []
+        try:
+            answer = await self._call(request, frames)
+            headers, out_frames = frames_of(answer.tensors)
+            reply = Reply(request.id, OK, "", answer.params, headers)
+        except ServingError as error:
+            reply = Reply(request.id, error.code.name, error.message, {}, [])
+        except TransportError as error:
+            reply = Reply(request.id, Code.INTERNAL.name, f"malformed request: {error}", {}, [])
+        except Exception as error:
+            log.exception("ipc_handler_failed", method=request.method)
+            reply = Reply(request.id, Code.INTERNAL.name, f"engine error: {error!r}", {}, [])
+        self._socket.send_multipart([identity, ENCODER.encode(reply), *out_frames], copy=False)
+        self._drain()
+
+    async def _call(self, request: Request, frames: list[Any]) -> Answer:
+        tensors = decode_tensors(request.tensors, frames, self._maps)
+        call = Call(request.method, request.params, tensors, request.timeout_s)
+        if request.timeout_s is None:
+            return await self._handler(call)
+        if request.timeout_s <= 0:
+            raise ServingError(Code.DEADLINE_EXCEEDED, "deadline exceeded before the engine")
+        deadline = asyncio.timeout(request.timeout_s)
+        try:
+            async with deadline:
+                return await self._handler(call)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise ServingError(
+                Code.DEADLINE_EXCEEDED,
+                f"deadline exceeded in the engine ({request.timeout_s:.3g} s left at the call)",
+            ) from None
