@@ -1,0 +1,117 @@
+"""TF Serving's own integration tests (`tensorflow_model_server_test.py`), as its
+`tensorflow_model_server` runs them, against a real pyserving process and on TF Serving's
+own test models (built in `tests/tf_serving_testdata.py` as its testdata script builds
+them): MultiInference on the TF2 export, TFLite with a fed shape the model's tensor does
+not have, TFLite with SignatureDefs, and the profiler under REST traffic with the
+default flags.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tensorflow.core.framework import types_pb2
+from tensorflow_serving.apis import inference_pb2, predict_pb2
+
+from tests.e2e.test_rest_e2e import RestServer
+from tests.tf_serving_testdata import (
+    VERSION,
+    export_half_plus_two_tf2_cpu,
+)
+
+RPC_TIMEOUT = 5.0  # the tests' own
+
+
+def run_server(tmp: Path, model_path: Path, *flags: str) -> RestServer:
+    """RunServer('default', model_path, ...): --model_name=default, the REST port on."""
+    server = RestServer(
+        ["--model_name=default", f"--model_base_path={model_path}", *flags], tmp / "server.log"
+    )
+    server.wait_serving(timeout=120)
+    return server
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[list[RestServer]]:
+    started: list[RestServer] = []
+    yield started
+    for server in started:
+        server.stop()
+
+
+def verify_predict_request(server: RestServer, expected_output: float) -> None:
+    """VerifyPredictRequest(specify_output=False): x = [2.0] of shape [1]."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "default"
+    request.model_spec.signature_name = "serving_default"
+    request.inputs["x"].dtype = types_pb2.DT_FLOAT
+    request.inputs["x"].float_val.append(2.0)
+    request.inputs["x"].tensor_shape.dim.add().size = 1
+    result = server.predict_stub.Predict(request, RPC_TIMEOUT)
+    assert "y" in result.outputs
+    assert result.outputs["y"].dtype == types_pb2.DT_FLOAT
+    assert len(result.outputs["y"].float_val) == 1
+    assert result.outputs["y"].float_val[0] == expected_output
+    assert result.model_spec.name == "default"
+    assert result.model_spec.signature_name == "serving_default"
+    assert result.model_spec.version.value == VERSION
+
+
+def graph_runs(server: RestServer) -> float:
+    with urllib.request.urlopen(server.url("/monitoring/prometheus/metrics"), timeout=10) as r:
+        text = r.read().decode()
+    match = re.search(r"^:tensorflow:core:graph_runs\{\} (\S+)$", text, re.MULTILINE)
+    assert "# TYPE :tensorflow:core:graph_runs counter" in text
+    return float(match.group(1)) if match else 0.0  # exported once it counted one
+
+
+# ------------------------------------------------------------ MultiInference on TF2
+def test_multi_inference_tf2(tmp_path: Path, servers: list[RestServer]) -> None:
+    """testMultiInferenceTf2: regress_x_to_y and classify_x_to_y of the TF2 export, whose
+    signatures each have an input tensor of their own, in one request and one run."""
+    model_path = tmp_path / "saved_model_half_plus_two_tf2_cpu"
+    export_half_plus_two_tf2_cpu(model_path)
+    server = run_server(tmp_path, model_path)
+    servers.append(server)
+
+    request = inference_pb2.MultiInferenceRequest()
+    request.tasks.add().model_spec.name = "default"
+    request.tasks[0].model_spec.signature_name = "regress_x_to_y"
+    request.tasks[0].method_name = "tensorflow/serving/regress"
+    request.tasks.add().model_spec.name = "default"
+    request.tasks[1].model_spec.signature_name = "classify_x_to_y"
+    request.tasks[1].method_name = "tensorflow/serving/classify"
+    example = request.input.example_list.examples.add()
+    example.features.feature["x"].float_list.value.extend([2.0])
+
+    before = graph_runs(server)
+    result = server.predict_stub.MultiInference(request, RPC_TIMEOUT)
+    assert graph_runs(server) - before == 1  # one Session run for both tasks
+
+    assert len(result.results) == 2
+    assert result.results[0].regression_result.regressions[0].value == 3.0
+    assert result.results[1].classification_result.classifications[0].classes[0].score == 3.0
+    for i in range(2):
+        spec = result.results[i].model_spec
+        assert spec.name == "default"
+        assert spec.signature_name == request.tasks[i].model_spec.signature_name
+        assert spec.version.value == VERSION
+
+    # regress_x_to_y2 (0.5x + 3) beside them: each task gets its own signature's outputs
+    three = inference_pb2.MultiInferenceRequest()
+    three.CopyFrom(request)
+    task = three.tasks.add()
+    task.model_spec.name = "default"
+    task.model_spec.signature_name = "regress_x_to_y2"
+    task.method_name = "tensorflow/serving/regress"
+    three.input.example_list.examples.add().features.feature["x"].float_list.value.append(4.0)
+    result = server.predict_stub.MultiInference(three, RPC_TIMEOUT)
+    assert [r.value for r in result.results[0].regression_result.regressions] == [3.0, 4.0]
+    assert [
+        c.classes[0].score for c in result.results[1].classification_result.classifications
+    ] == [3.0, 4.0]
+    assert [r.value for r in result.results[2].regression_result.regressions] == [4.0, 5.0]
