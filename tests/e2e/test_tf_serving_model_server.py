@@ -13,14 +13,19 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
+import tensorflow as tf
 from tensorflow.core.framework import types_pb2
-from tensorflow_serving.apis import inference_pb2, predict_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2, inference_pb2, predict_pb2
 
 from tests.e2e.test_rest_e2e import RestServer
 from tests.tf_serving_testdata import (
     VERSION,
     export_half_plus_two_tf2_cpu,
+    half_plus_two_tflite,
+    half_plus_two_tflite_with_sigdef,
+    write_version,
 )
 
 RPC_TIMEOUT = 5.0  # the tests' own
@@ -115,3 +120,48 @@ def test_multi_inference_tf2(tmp_path: Path, servers: list[RestServer]) -> None:
         c.classes[0].score for c in result.results[1].classification_result.classifications
     ] == [3.0, 4.0]
     assert [r.value for r in result.results[2].regression_result.regressions] == [4.0, 5.0]
+
+
+# ------------------------------------------------------------------------- TFLite
+def test_predict_on_tflite(tmp_path: Path, servers: list[RestServer]) -> None:
+    """testPredictOnTfLite: x fed as [1] to a model whose input tensor is [1,1]; TF
+    Serving's TfLiteSession resizes the input (ResizeInputTensor) and answers y = [3.0]."""
+    model_path = tmp_path / "saved_model_half_plus_two_tflite"
+    write_version(model_path, half_plus_two_tflite())
+    server = run_server(tmp_path, model_path, "--prefer_tflite_model=true")
+    servers.append(server)
+    verify_predict_request(server, expected_output=3.0)
+    # and a batch of three rows, [3,1], resized to and back
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "default"
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto([[2.0], [4.0], [6.0]], tf.float32))
+    reply = server.predict_stub.Predict(request, RPC_TIMEOUT)
+    assert tf.make_ndarray(reply.outputs["y"]).tolist() == [[3.0], [4.0], [5.0]]
+    # what the interpreter cannot take still fails, as a request error
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto([2.0], tf.float64))
+    with pytest.raises(grpc.RpcError) as error:
+        server.predict_stub.Predict(request, RPC_TIMEOUT)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_predict_with_signature_def_on_tflite(tmp_path: Path, servers: list[RestServer]) -> None:
+    """testPredictWithSignatureDefOnTfLite: the model's SignatureDef (in its
+    signature_defs_metadata) names the input `x` and the tensor `tflite_input`: clients
+    feed `x`, and GetModelMetadata shows the SignatureDef with the TF Lite tensor names."""
+    model_path = tmp_path / "saved_model_half_plus_two_tflite_with_sigdef"
+    write_version(model_path, half_plus_two_tflite_with_sigdef())
+    server = run_server(tmp_path, model_path, "--prefer_tflite_model=true")
+    servers.append(server)
+    verify_predict_request(server, expected_output=3.0)
+
+    request = get_model_metadata_pb2.GetModelMetadataRequest()
+    request.model_spec.name = "default"
+    request.metadata_field.append("signature_def")
+    reply = server.predict_stub.GetModelMetadata(request, RPC_TIMEOUT)
+    defs = get_model_metadata_pb2.SignatureDefMap()
+    reply.metadata["signature_def"].Unpack(defs)
+    signature = defs.signature_def["serving_default"]
+    assert list(signature.inputs) == ["x"] and list(signature.outputs) == ["y"]
+    assert signature.inputs["x"].name == "tflite_input"  # FixTfLiteTensorName: ':0' dropped
+    assert signature.outputs["y"].name == "y"
+    assert signature.method_name == "tensorflow/serving/predict"
