@@ -635,16 +635,12 @@ FLAGS: tuple[Flag, ...] = (
     Flag(
         "enable_profiler",
         bool,
-        False,
+        True,
         TFLITE,
-        "serve tensorflow.ProfilerService on the gRPC port, for TensorBoard's capture. "
-        "Default false here (TF Serving: true): TensorFlow's profiler server, which the "
-        "port forwards to, also listens on a port of its own on every interface, without "
-        "TLS (default: false)",
-        _implemented(
-            "tensorflow.ProfilerService on the gRPC port (api/profiler_service); default "
-            "false here, as TensorFlow's profiler server opens an extra unauthenticated port"
-        ),
+        "serve tensorflow.ProfilerService on the gRPC port, for TensorBoard's capture and "
+        "tf.profiler.experimental.client.trace; it runs in this process and opens no other "
+        "port (default: true)",
+        _implemented("tensorflow.ProfilerService on the gRPC port (api/profiler_service)"),
     ),
     # ------------------------------------------------------------------ compatibility
     Flag(

@@ -329,7 +329,7 @@ class ModelServer:
         self.repository = repository_from_flags(options, self.live_config, self.manager)
         self.health = HealthService(self.servable_map, self.live_config.model_names)
         self.grpc_server: grpc.aio.Server | None = None
-        self.profiler: profiler_service.ProfilerForwarder | None = None
+        self.profiler: profiler_service.ProfilerService | None = None
         self.port = 0
         self._init_observability()
 
@@ -584,13 +584,9 @@ class ModelServer:
             self.envelope,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        if self.options.enable_profiler:  # TF Serving's default is on; here off (see flags)
+        if self.options.enable_profiler:  # on by default, as TF Serving's
             self.profiler = profiler_service.add_to_server(server)
-            log.info(
-                "profiler_service_enabled",
-                service=profiler_service.SERVICE_NAME,
-                tensorflow_profiler_server=self.profiler.target,
-            )
+            log.info("profiler_service_enabled", service=profiler_service.SERVICE_NAME)
         reflection.enable_server_reflection(
             (
                 prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,

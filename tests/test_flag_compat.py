@@ -206,12 +206,11 @@ def test_tflite_flags_and_the_profiler_are_implemented_with_tf_servings_defaults
         assert TF_SERVING_FLAGS[name].status == IMPLEMENTED, name
     args = serve_parser().parse_args([])
     # server.h: prefer_tflite_model false, num_tflite_pools NumSchedulableCPUs,
-    # num_tflite_interpreters_per_pool 1. enable_profiler is true there and false here:
-    # TensorFlow's profiler server opens a port of its own, on every interface, without TLS.
+    # num_tflite_interpreters_per_pool 1, enable_profiler true (main.cc).
     assert args.prefer_tflite_model is False and args.use_tflite_model is False
     assert args.num_tflite_pools == (os.cpu_count() or 1)
     assert args.num_tflite_interpreters_per_pool == 1
-    assert args.enable_profiler is False
-    asked = serve_parser().parse_args(["--prefer_tflite_model", "--enable_profiler=true"])
-    assert asked.prefer_tflite_model is True and asked.enable_profiler is True
+    assert args.enable_profiler is True
+    asked = serve_parser().parse_args(["--prefer_tflite_model", "--enable_profiler=false"])
+    assert asked.prefer_tflite_model is True and asked.enable_profiler is False
     assert refused_flags(asked) == []

@@ -9,6 +9,8 @@ default flags.
 from __future__ import annotations
 
 import re
+import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +22,7 @@ from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, inference_pb2, predict_pb2
 
 from tests.e2e.test_rest_e2e import RestServer
+from tests.example_models import export_half_plus_two_tf1
 from tests.tf_serving_testdata import (
     VERSION,
     export_half_plus_two_tf2_cpu,
@@ -165,3 +168,44 @@ def test_predict_with_signature_def_on_tflite(tmp_path: Path, servers: list[Rest
     assert signature.inputs["x"].name == "tflite_input"  # FixTfLiteTensorName: ':0' dropped
     assert signature.outputs["y"].name == "y"
     assert signature.method_name == "tensorflow/serving/predict"
+
+
+# ----------------------------------------------------------------------- profiler
+def test_profiler_service_with_valid_trace_request(
+    tmp_path: Path, servers: list[RestServer]
+) -> None:
+    """test_profiler_service_with_valid_trace_request, with the default flags (TF Serving
+    serves the profiler unless --enable_profiler=false): REST predicts run while
+    tf.profiler.experimental.client.trace captures 1000 ms; it writes a trace of them."""
+    model_path = tmp_path / "saved_model_half_plus_two_cpu"
+    export_half_plus_two_tf1(model_path / f"{VERSION:08d}")
+    server = run_server(tmp_path, model_path)
+    servers.append(server)
+
+    stop, failures = threading.Event(), []
+
+    def traffic() -> None:  # the test's wget loop: a REST predict every second (or so)
+        while not stop.is_set():
+            status, reply = server.call(
+                "/v1/models/default:predict", b'{"instances": [2.0, 3.0, 4.0]}'
+            )
+            if (status, reply) != (200, {"predictions": [3.0, 3.5, 4.0]}):
+                failures.append((status, reply))
+            stop.wait(0.1)
+
+    thread = threading.Thread(target=traffic)
+    thread.start()
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    try:
+        time.sleep(0.3)
+        tf.profiler.experimental.client.trace(
+            f"grpc://127.0.0.1:{server.port}", str(logdir), 1000, num_tracing_attempts=10
+        )
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert failures == []
+    (trace,) = logdir.rglob("*.xplane.pb")
+    assert trace.name == f"127.0.0.1_{server.port}.xplane.pb"  # host_name as the client gave
+    assert b"y:AddV2" in trace.read_bytes()  # the served graph's ops: the predicts ran
