@@ -27,7 +27,6 @@ from tensorflow_serving.apis import (
 )
 
 import pyserving
-from pyserving.adapters.batching_config import BatchingConfigError, load_batching_options
 from pyserving.adapters.event_log import EventLogWriter, last_sequence
 from pyserving.adapters.lifecycle_log import log_event
 from pyserving.adapters.live_config import LiveConfig
@@ -65,7 +64,6 @@ from pyserving.api.flag_compat import (
     FlagError,
     grpc_channel_arguments,
     refused_flags,
-    tensorflow_threads,
 )
 from pyserving.api.flags import ServerOptions
 from pyserving.api.health import HealthService
@@ -83,12 +81,20 @@ from pyserving.api.restricted_api import (
     parse_restricted_api,
 )
 from pyserving.api.tensor_codec import elements_within
+from pyserving.api.tensorflow_settings import (
+    SettingsError,
+    TensorFlowSettings,
+    apply_xla_flags,
+    session_config_text,
+    settings_from_flags,
+)
 from pyserving.api.tls import TlsConfigError, load_ssl_config
 from pyserving.api.warmup_replay import make_replay
 from pyserving.engine.batching import BatchingRunner
 from pyserving.engine.bus import EventBus
 from pyserving.engine.events import Event, ServerStarted, ServerStopped, ShutdownRequested
 from pyserving.engine.manager import Manager, RetryPolicy
+from pyserving.engine.per_version_batching import PerVersionBatchingRunner
 from pyserving.engine.policy import POLICIES
 from pyserving.engine.request_core import PlanOptions, RequestCore
 from pyserving.engine.runner import DirectRunner, Runner
@@ -177,25 +183,34 @@ def loaders_from_flags(
     publish: Callable[[Event], object],
     platform_of: Callable[[str], str],
     session_observer: object = None,
+    settings: TensorFlowSettings | None = None,
 ) -> ModelLoaders:
     """Each model's loader, from its platform, with --enable_model_warmup wrapped around."""
-    intra, inter = tensorflow_threads(options)
+    settings = settings or tensorflow_settings(options)
     platform_options = PlatformOptions(
-        saved_model_tags=tuple(t for t in options.saved_model_tags.split(",") if t),
-        intra_op_threads=intra,
-        inter_op_threads=inter,
+        saved_model_tags=settings.saved_model_tags,
+        session_config=settings.session_config,
         session_observer=session_observer,
-        prefer_tflite_model=options.prefer_tflite_model,
+        prefer_tflite_model=settings.prefer_tflite_model,
         use_tflite_model=options.use_tflite_model,
-        num_tflite_pools=options.num_tflite_pools,
-        num_tflite_interpreters_per_pool=options.num_tflite_interpreters_per_pool,
+        num_tflite_pools=settings.num_tflite_pools,
+        num_tflite_interpreters_per_pool=settings.num_tflite_interpreters_per_pool,
+        per_model_batching=settings.per_model_batching,
     )
     warmup = (
-        WarmupOptions(make_replay(plan_options(options)), options.num_request_iterations_for_warmup)
-        if options.enable_model_warmup
+        WarmupOptions(make_replay(plan_options(options)), settings.warmup_iterations)
+        if settings.enable_model_warmup
         else None
     )
     return ModelLoaders(platform_options, publish, platform_of, warmup)
+
+
+def tensorflow_settings(options: ServerOptions) -> TensorFlowSettings:
+    """The tensorflow platform's settings from the flags or --platform_config_file."""
+    try:
+        return settings_from_flags(options)
+    except SettingsError as exc:
+        raise StartupError(str(exc)) from None
 
 
 def tfserving_metrics_from_flags(
@@ -206,7 +221,7 @@ def tfserving_metrics_from_flags(
     if options.metrics_names == "pyserving":
         return None
     pool = DEFAULT_THREAD_POOL_NAME
-    if isinstance(runner, BatchingRunner) and options.batching_parameters_file:
+    if batches(runner) and options.batching_parameters_file:
         pool = runner.options.thread_pool_name
     return TFServingMetrics(known_models, thread_pool_name=pool)
 
@@ -237,30 +252,27 @@ def runner_from_flags(
     options: ServerOptions,
     publish: Callable[[Event], Any],
     on_reject: Callable[[str, str, str], None] | None = None,
+    settings: TensorFlowSettings | None = None,
 ) -> Runner:
-    """The batching scheduler with --enable_batching, else one model call per request."""
-    if not options.enable_batching:
-        if options.batching_parameters_file:
-            raise StartupError(
-                f"--batching_parameters_file={options.batching_parameters_file} is given but "
-                "batching is off: add --enable_batching, or drop the file"
-            )
-        if options.batching_idle_micros:
-            raise StartupError(
-                "--batching_idle_micros is given but batching is off: add --enable_batching"
-            )
+    """The batching scheduler with --enable_batching (or the platform config file's
+    batching_parameters), else one model call per request."""
+    settings = settings or tensorflow_settings(options)
+    batching = settings.batching
+    if batching is None:
         return DirectRunner(options.num_request_threads)
-    try:
-        batching = load_batching_options(options.batching_parameters_file)
-    except BatchingConfigError as exc:
-        raise StartupError(str(exc)) from None
-    batching = dataclasses.replace(batching, idle_micros=options.batching_idle_micros)
-    try:
-        batching.validate()
-    except ValueError as exc:
-        raise StartupError(f"--batching_idle_micros: {exc}") from None
-    log.info("batching_enabled", **dataclasses.asdict(batching))
+    log.info(
+        "batching_enabled", per_model=settings.per_model_batching, **dataclasses.asdict(batching)
+    )
+    if settings.per_model_batching:  # each version by its batching_params.pbtxt, or not at all
+        return PerVersionBatchingRunner(
+            batching, DirectRunner(options.num_request_threads), publish, on_reject
+        )
     return BatchingRunner(batching, publish=publish, on_reject=on_reject)
+
+
+def batches(runner: Runner) -> bool:
+    """Whether requests may wait in batching queues (a scheduler's gauges and traces)."""
+    return isinstance(runner, BatchingRunner | PerVersionBatchingRunner)
 
 
 class ModelServer:
@@ -276,9 +288,12 @@ class ModelServer:
             raise StartupError(str(exc)) from None
         # Rejections are counted by the metrics, made later in _init_observability.
         self.runner = runner_from_flags(
-            options, self.bus.publish, lambda *reject: self.metrics.batch_rejected(*reject)
+            options,
+            self.bus.publish,
+            lambda *reject: self.metrics.batch_rejected(*reject),
+            self.tf_settings,
         )
-        if self.tracing is not None and isinstance(self.runner, BatchingRunner):
+        if self.tracing is not None and batches(self.runner):
             self.runner.tracer = self.tracing.requests
         self.servable_map = ServableMap()
         # TF Serving's own series (--metrics_names); TensorFlow's Session work feeds them.
@@ -292,6 +307,7 @@ class ModelServer:
             self.bus.publish,
             lambda model: self.live_config.platform_of(model),
             session_observer=self.tf_metrics,
+            settings=self.tf_settings,
         )
         self.manager = Manager(
             publish=self.bus.publish,
@@ -370,11 +386,11 @@ class ModelServer:
         tracer = None
         if self.tracing is not None:
             tracer = self.tracing.requests
-            core_runner = self.tracing.runner(core_runner, isinstance(self.runner, BatchingRunner))
+            core_runner = self.tracing.runner(core_runner, batches(self.runner))
         # Every protocol's requests pass through this one envelope (drain, ids, metrics, traces).
         self.envelope = Envelope(series=tee_series(*series), tracer=tracer)
         self.core = RequestCore(self.servable_map, core_runner, on_runtime)
-        if isinstance(self.runner, BatchingRunner):
+        if batches(self.runner):
             self.metrics.watch_queue_depths(self.runner.queue_depths)
         self.http_server: HttpServer | None = None
         self.http_port = 0
@@ -385,13 +401,18 @@ class ModelServer:
         if refused:
             raise StartupError("; ".join(refused))
         try:
-            threads = tensorflow_threads(self.options)  # refused combinations stop start-up
             self.channel_arguments = grpc_channel_arguments(self.options.grpc_channel_arguments)
             self.tls = load_ssl_config(self.options.ssl_config_file)
         except (FlagError, TlsConfigError) as exc:
             raise StartupError(str(exc)) from None
-        if threads != (0, 0):
-            log.info("tensorflow_threads", intra_op=threads[0], inter_op=threads[1])
+        # The Session ConfigProto, batching, tags, warm-up: flags or --platform_config_file
+        self.tf_settings = tensorflow_settings(self.options)
+        log.info(
+            "tensorflow_session_config",
+            source=self.tf_settings.source,
+            session_config=session_config_text(self.tf_settings.session_config),
+            xla_compilation="allowed" if apply_xla_flags(self.options) else "disabled",
+        )
 
     def _add_grpc_ports(self, server: grpc.aio.Server) -> None:
         """The TCP port, and the Unix socket when asked, with TLS when configured."""

@@ -35,12 +35,17 @@ INIT_OP_SIGNATURE = "__saved_model_init_op"
 
 @dataclass(frozen=True)
 class SessionOptions:
-    """TF Serving's --tensorflow_{intra,inter}_op_parallelism, combined (0: TF decides)."""
+    """Each Session's ConfigProto: `config` (serialized) when given, as TF Serving's
+    SessionBundleConfig.session_config; else TF Serving's
+    --tensorflow_{intra,inter}_op_parallelism, combined (0: TF decides)."""
 
     intra_op_threads: int = 0
     inter_op_threads: int = 0
+    config: bytes = b""
 
     def config_proto(self) -> config_pb2.ConfigProto:
+        if self.config:
+            return config_pb2.ConfigProto.FromString(self.config)
         return config_pb2.ConfigProto(
             intra_op_parallelism_threads=self.intra_op_threads,
             inter_op_parallelism_threads=self.inter_op_threads,
