@@ -712,6 +712,34 @@ FLAGS: tuple[Flag, ...] = (
         _implemented("XLA compilation allowed (else DisableXlaCompilation, as main.cc)"),
     ),
     Flag(
+        "mixed_precision",
+        str,
+        "",
+        SESSIONS,
+        "bfloat16: the Sessions' auto_mixed_precision_onednn_bfloat16 rewrite on, as TF "
+        "Serving's bundle factory sets it; another value is logged and ignored, as there "
+        "(default: none)",
+        _implemented("bfloat16: oneDNN bfloat16 auto mixed precision in every Session"),
+        metavar="MODE",
+    ),
+    Flag(
+        "skip_initialize_tpu",
+        bool,
+        False,
+        COMPAT,
+        "accepted for TF Serving scripts: pyserving never initializes a TPU system",
+        FlagSupport(ACCEPTED, "no TPU system is initialized here either way"),
+    ),
+    Flag(
+        "enable_serialization_as_tensor_content",
+        bool,
+        False,
+        REST,
+        "gRPC Predict answers its outputs in tensor_content (Tensor::AsProtoTensorContent) "
+        "instead of the typed value fields (default: false)",
+        _implemented("Predict outputs in tensor_content"),
+    ),
+    Flag(
         "platform_config_file",
         str,
         "",

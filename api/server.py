@@ -556,7 +556,12 @@ class ModelServer:
             server,
             self.envelope,
             prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"],
-            PredictionService(self.core, plan_options(self.options), self.request_log),
+            PredictionService(
+                self.core,
+                plan_options(self.options),
+                self.request_log,
+                as_tensor_content=self.options.enable_serialization_as_tensor_content,
+            ),
         )
         add_service(
             server,

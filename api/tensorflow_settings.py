@@ -55,6 +55,7 @@ _APPLIED = frozenset(
         "num_tflite_interpreters_per_pool",
         "num_tflite_pools",
         "enable_per_model_batching_params",
+        "mixed_precision",
         # as its flag: only the signatures are kept from the MetaGraph either way
         "remove_unused_fields_from_bundle_metagraph",
     }
@@ -103,6 +104,7 @@ def settings_from_flags(options: Any) -> TensorFlowSettings:
     config.gpu_options.per_process_gpu_memory_fraction = fraction
     config.intra_op_parallelism_threads = intra
     config.inter_op_parallelism_threads = inter
+    _mixed_precision(config, options.mixed_precision)
     return TensorFlowSettings(
         session_config=config.SerializeToString(deterministic=True),
         saved_model_tags=tuple(t for t in options.saved_model_tags.split(",") if t),
@@ -172,8 +174,10 @@ def _from_platform_config(options: Any) -> TensorFlowSettings:
     iterations = (
         warmup.num_request_iterations.value if warmup.HasField("num_request_iterations") else 1
     )
+    config = legacy.session_config
+    _mixed_precision(config, legacy.mixed_precision)
     return TensorFlowSettings(
-        session_config=legacy.session_config.SerializeToString(deterministic=True),
+        session_config=config.SerializeToString(deterministic=True),
         saved_model_tags=tuple(legacy.saved_model_tags) or ("serve",),
         enable_model_warmup=legacy.enable_model_warmup,
         warmup_iterations=max(1, iterations),
@@ -183,6 +187,26 @@ def _from_platform_config(options: Any) -> TensorFlowSettings:
         batching=batching,
         per_model_batching=batching is not None and legacy.enable_per_model_batching_params,
         source=f"--platform_config_file={path}",
+    )
+
+
+def _mixed_precision(config: Any, mode: str) -> None:
+    """The bundle factory's mixed_precision: "bfloat16" turns the oneDNN bfloat16 auto mixed
+    precision rewrite on; any other non-empty value is logged and left alone, as there."""
+    if not mode:
+        return
+    if mode == "bfloat16":
+        from tensorflow.core.protobuf import rewriter_config_pb2
+
+        rewrite = config.graph_options.rewrite_options
+        rewrite.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
+        return
+    import structlog
+
+    structlog.get_logger(__name__).warning(
+        "mixed_precision_not_supported",
+        mode=mode,
+        detail=f"{mode} auto mixed precision is not supported. Valid option: bfloat16",
     )
 
 

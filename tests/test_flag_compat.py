@@ -40,6 +40,7 @@ remove_unused_fields_from_bundle_metagraph prefer_tflite_model num_tflite_pools
 num_tflite_interpreters_per_pool enable_signature_method_name_check
 xla_cpu_compilation_enabled xla_gpu_compilation_enabled enable_profiler
 thread_pool_factory_config_file enable_grpc_healthcheck_service use_tflite_model
+mixed_precision skip_initialize_tpu enable_serialization_as_tensor_content
 """.split()  # noqa: SIM905 - the list as main.cc reads
 
 

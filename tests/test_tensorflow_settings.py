@@ -107,3 +107,22 @@ def test_bad_platform_config_files_are_refused(tmp_path: Path, text: str, wordin
     with pytest.raises(SettingsError) as caught:
         settings_from_flags(serve_options(f"--platform_config_file={file}"))
     assert wording in str(caught.value)
+
+
+def test_mixed_precision_bfloat16_turns_the_rewrite_on(tmp_path: Path) -> None:
+    from tensorflow.core.protobuf import rewriter_config_pb2
+
+    on = rewriter_config_pb2.RewriterConfig.ON
+    config = config_of("--mixed_precision=bfloat16")
+    assert config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 == on
+    other = config_of("--mixed_precision=fp16")  # logged and ignored, as in TF Serving
+    assert not other.graph_options.HasField("rewrite_options")
+    file = tmp_path / "platform.pbtxt"
+    file.write_text(
+        'platform_configs { key: "tensorflow" value { source_adapter_config { '
+        "[type.googleapis.com/tensorflow.serving.SavedModelBundleSourceAdapterConfig] { "
+        'legacy_config { mixed_precision: "bfloat16" } } } } }'
+    )
+    settings = settings_from_flags(serve_options(f"--platform_config_file={file}"))
+    config = config_pb2.ConfigProto.FromString(settings.session_config)
+    assert config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 == on

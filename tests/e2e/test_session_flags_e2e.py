@@ -174,13 +174,16 @@ def test_platform_config_fields_pyserving_does_not_apply_stop_start_up(
     model = export_blocking_model(tmp_path / "models" / "1")
     config = tmp_path / "platform.pbtxt"
     config.write_text(
-        PLATFORM_CONFIG.replace('saved_model_tags: "serve"', 'mixed_precision: "bf16"')
+        PLATFORM_CONFIG.replace('saved_model_tags: "serve"', "enable_session_metadata: true")
     )
     server = start_server(
         "--model_name=m", f"--model_base_path={model.parent}", f"--platform_config_file={config}"
     )
     assert server.process.wait(timeout=120) == 2
-    assert "SessionBundleConfig field(s) ['mixed_precision'] are not supported" in server.log_text()
+    assert (
+        "SessionBundleConfig field(s) ['enable_session_metadata'] are not supported"
+        in server.log_text()
+    )
 
 
 def test_per_model_batching_parameters(tmp_path: Path, start_server) -> None:
@@ -240,3 +243,19 @@ def test_a_bad_batching_params_file_fails_that_versions_load(tmp_path: Path, sta
     )
     server.wait_for(lambda: "is not a BatchingParameters text proto" in server.log_text())
     assert "batching_params.pbtxt" in server.log_text()
+
+
+def test_predict_outputs_in_tensor_content(tmp_path: Path, start_server) -> None:
+    """--enable_serialization_as_tensor_content: AsProtoTensorContent, not float_val."""
+    model = export_half_plus_two_tf1(tmp_path / "models" / "1")
+    typed = serve(tmp_path, start_server, model)
+    content = serve(tmp_path, start_server, model, "--enable_serialization_as_tensor_content")
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "m"
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto([[2.0], [4.0]], tf.float32))
+    y = typed.predict_stub.Predict(request, timeout=30).outputs["y"]
+    assert list(y.float_val) == [3.0, 4.0] and not y.tensor_content
+    y = content.predict_stub.Predict(request, timeout=30).outputs["y"]
+    assert not y.float_val
+    assert y.tensor_content == np.array([3.0, 4.0], "<f4").tobytes()
+    assert tf.make_ndarray(y).tolist() == [[3.0], [4.0]]
