@@ -92,12 +92,6 @@ _FLUSH = FlagSupport(
 _REMOVE_UNUSED = FlagSupport(ACCEPTED, "only the signatures are kept from the MetaGraph either way")
 
 
-def _refused_bool(name: str, note: str) -> Flag:
-    return Flag(
-        name, bool, False, COMPAT, f"refused when true: {note}", FlagSupport(REFUSED, note, _truthy)
-    )
-
-
 def _refused_file(name: str, note: str) -> Flag:
     return Flag(
         name,
@@ -671,8 +665,21 @@ FLAGS: tuple[Flag, ...] = (
         _REMOVE_UNUSED.note,
         _REMOVE_UNUSED,
     ),
-    _refused_bool("use_alts_credentials", "ALTS needs Google Cloud"),
-    _refused_file("thread_pool_factory_config_file", "custom thread pools are not supported"),
+    Flag(
+        "use_alts_credentials",
+        bool,
+        False,
+        TLS,
+        "ALTS credentials (grpc.alts_server_credentials) on the gRPC port and socket instead "
+        "of --ssl_config_file; gRPC makes them only on Google Cloud, so elsewhere start-up "
+        "stops, as TF Serving's does (default: false)",
+        _implemented("ALTS server credentials for gRPC (on Google Cloud only, as gRPC's)"),
+    ),
+    _refused_file(
+        "thread_pool_factory_config_file",
+        "its thread pools are handed to each Session::Run (ThreadPoolOptions), which "
+        "TensorFlow's Python Session does not take",
+    ),
     # ------------------------------------- TensorFlow Sessions (api/tensorflow_settings)
     Flag(
         "tensorflow_session_config_file",

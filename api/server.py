@@ -400,6 +400,10 @@ class ModelServer:
         refused = refused_flags(self.options)
         if refused:
             raise StartupError("; ".join(refused))
+        if self.options.use_alts_credentials and self.options.ssl_config_file:
+            raise StartupError(
+                "Either use_alts_credentials must be false or ssl_config_file must be empty."
+            )
         try:
             self.channel_arguments = grpc_channel_arguments(self.options.grpc_channel_arguments)
             self.tls = load_ssl_config(self.options.ssl_config_file)
@@ -415,8 +419,11 @@ class ModelServer:
         )
 
     def _add_grpc_ports(self, server: grpc.aio.Server) -> None:
-        """The TCP port, and the Unix socket when asked, with TLS when configured."""
+        """The TCP port, and the Unix socket when asked, with TLS when configured, or ALTS
+        with --use_alts_credentials (server.cc's BuildServerCredentials: ALTS first)."""
         credentials = self.tls.grpc_credentials() if self.tls is not None else None
+        if self.options.use_alts_credentials:  # the handshake needs Google Cloud's service
+            credentials = grpc.alts_server_credentials()
         addresses = [f"0.0.0.0:{self.options.port}"]
         if self.options.grpc_socket_path:
             addresses.append(f"unix:{self.options.grpc_socket_path}")
@@ -427,7 +434,13 @@ class ModelServer:
                 else:
                     bound = server.add_secure_port(address, credentials)
             except RuntimeError as exc:
-                if address.startswith("unix:"):
+                if self.options.use_alts_credentials:
+                    hint = (
+                        "gRPC makes ALTS server credentials only on Google Cloud (it checks "
+                        "for GCP first, as TF Serving's does); off it, drop "
+                        "--use_alts_credentials"
+                    )
+                elif address.startswith("unix:"):
                     hint = "does its folder exist, and is the path free? Fix --grpc_socket_path"
                 else:
                     hint = (
@@ -437,6 +450,8 @@ class ModelServer:
                 raise StartupError(f"cannot listen on {address} ({exc}): {hint}") from None
             if not address.startswith("unix:"):
                 self.port = bound
+        kind = "alts" if self.options.use_alts_credentials else "tls" if self.tls else "insecure"
+        log.info("grpc_listening", addresses=addresses, credentials=kind)
 
     def _rest_options(self) -> RestOptions:
         options = self.options

@@ -89,7 +89,6 @@ def test_every_flag_parses_with_tf_servings_default_values() -> None:
 
 
 REFUSING_VALUES = {
-    "use_alts_credentials": "true",
     "thread_pool_factory_config_file": "/etc/pools.pbtxt",
 }
 
@@ -107,12 +106,10 @@ def test_refused_flags_name_themselves() -> None:
 def test_a_refused_flag_stops_the_server_with_exit_2(tmp_path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "pyserving", "serve", f"--model_base_path={tmp_path}",
-         "--model_name=m", "--use_alts_credentials=true",
-         "--thread_pool_factory_config_file=/etc/pools.pbtxt"],
+         "--model_name=m", "--thread_pool_factory_config_file=/etc/pools.pbtxt"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 2
-    assert "--use_alts_credentials=True is not supported" in result.stderr
     assert "--thread_pool_factory_config_file=/etc/pools.pbtxt is not supported" in result.stderr
 
 

@@ -209,3 +209,28 @@ def test_profiler_service_with_valid_trace_request(
     (trace,) = logdir.rglob("*.xplane.pb")
     assert trace.name == f"127.0.0.1_{server.port}.xplane.pb"  # host_name as the client gave
     assert b"y:AddV2" in trace.read_bytes()  # the served graph's ops: the predicts ran
+
+
+# ----------------------------------------------------------------------- ALTS
+def test_use_alts_credentials_off_google_cloud_stops_start_up(tmp_path: Path) -> None:
+    """--use_alts_credentials: gRPC's ALTS server credentials; gRPC makes them only on
+    Google Cloud (grpc_alts_is_running_on_gcp), so here, as tensorflow_model_server does,
+    the port cannot be added and start-up stops, saying why."""
+    server = RestServer(
+        [f"--model_base_path={tmp_path}", "--model_name=m", "--use_alts_credentials"],
+        tmp_path / "server.log",
+    )
+    assert server.process.wait(timeout=120) == 2
+    assert "gRPC makes ALTS server credentials only on Google Cloud" in server.log_text()
+
+
+def test_alts_and_an_ssl_config_together_stop_start_up(tmp_path: Path) -> None:
+    ssl = tmp_path / "ssl.pbtxt"
+    ssl.write_text('server_key: "k" server_cert: "c"')
+    server = RestServer(
+        [f"--model_base_path={tmp_path}", "--use_alts_credentials", f"--ssl_config_file={ssl}"],
+        tmp_path / "server.log",
+    )
+    assert server.process.wait(timeout=120) == 2
+    expected = "Either use_alts_credentials must be false or ssl_config_file must be empty."
+    assert expected in server.log_text()
