@@ -73,6 +73,7 @@ REST = "REST API (on --rest_api_port)"
 TLS = "TLS, sockets and limits"
 THREADS = "TensorFlow threads (0 = TensorFlow decides)"
 TFLITE = "TensorFlow Lite models and the profiler"
+SESSIONS = "TensorFlow Sessions (docs/tf_serving_compat.md)"
 COMPAT = (
     "TF Serving compatibility (accepted with no effect here, or refused when asking for a "
     "feature pyserving lacks)"
@@ -89,12 +90,6 @@ _FLUSH = FlagSupport(
     "downloaded to --model_cache_dir), so there is nothing to flush",
 )
 _REMOVE_UNUSED = FlagSupport(ACCEPTED, "only the signatures are kept from the MetaGraph either way")
-
-
-def _refused_bool(name: str, note: str) -> Flag:
-    return Flag(
-        name, bool, False, COMPAT, f"refused when true: {note}", FlagSupport(REFUSED, note, _truthy)
-    )
 
 
 def _refused_file(name: str, note: str) -> Flag:
@@ -375,6 +370,16 @@ FLAGS: tuple[Flag, ...] = (
         "defaults apply",
         _implemented("a BatchingParameters text proto"),
         metavar="FILE",
+    ),
+    Flag(
+        "enable_per_model_batching_parameters",
+        bool,
+        False,
+        BATCHING,
+        "with --enable_batching, a version folder's batching_params.pbtxt (BatchingParameters) "
+        "batches that version instead of --batching_parameters_file, whose thread pool "
+        "settings still apply; a version without the file is not batched (default: false)",
+        _implemented("a version's batching_params.pbtxt in place of the server-wide ones"),
     ),
     Flag(
         "batching_idle_micros",
@@ -694,16 +699,12 @@ FLAGS: tuple[Flag, ...] = (
     Flag(
         "enable_profiler",
         bool,
-        False,
+        True,
         TFLITE,
-        "serve tensorflow.ProfilerService on the gRPC port, for TensorBoard's capture. "
-        "Default false here (TF Serving: true): TensorFlow's profiler server, which the "
-        "port forwards to, also listens on a port of its own on every interface, without "
-        "TLS (default: false)",
-        _implemented(
-            "tensorflow.ProfilerService on the gRPC port (api/profiler_service); default "
-            "false here, as TensorFlow's profiler server opens an extra unauthenticated port"
-        ),
+        "serve tensorflow.ProfilerService on the gRPC port, for TensorBoard's capture and "
+        "tf.profiler.experimental.client.trace; it runs in this process and opens no other "
+        "port (default: true)",
+        _implemented("tensorflow.ProfilerService on the gRPC port (api/profiler_service)"),
     ),
     # ------------------------------------------------------------------ compatibility
     Flag(
@@ -723,23 +724,98 @@ FLAGS: tuple[Flag, ...] = (
         _REMOVE_UNUSED.note,
         _REMOVE_UNUSED,
     ),
-    _refused_bool("use_alts_credentials", "ALTS needs Google Cloud"),
-    _refused_bool("xla_cpu_compilation_enabled", "XLA:CPU JIT is not wired"),
-    _refused_bool(
-        "enable_per_model_batching_parameters",
-        "per-model batching_params.pbtxt files are not read; use --batching_parameters_file",
+    Flag(
+        "use_alts_credentials",
+        bool,
+        False,
+        TLS,
+        "ALTS credentials (grpc.alts_server_credentials) on the gRPC port and socket instead "
+        "of --ssl_config_file; gRPC makes them only on Google Cloud, so elsewhere start-up "
+        "stops, as TF Serving's does (default: false)",
+        _implemented("ALTS server credentials for gRPC (on Google Cloud only, as gRPC's)"),
     ),
-    _refused_file("tensorflow_session_config_file", "a ConfigProto file is not read"),
-    _refused_file("platform_config_file", "use --model_platform and the model config instead"),
-    _refused_file("thread_pool_factory_config_file", "custom thread pools are not supported"),
+    _refused_file(
+        "thread_pool_factory_config_file",
+        "its thread pools are handed to each Session::Run (ThreadPoolOptions), which "
+        "TensorFlow's Python Session does not take",
+    ),
+    # ------------------------------------- TensorFlow Sessions (api/tensorflow_settings)
+    Flag(
+        "tensorflow_session_config_file",
+        str,
+        "",
+        SESSIONS,
+        "a tensorflow.ConfigProto text proto for every Session; its thread counts are "
+        "replaced by the parallelism flags' (even 0), as TF Serving's server.cc does",
+        _implemented("a ConfigProto text proto for every Session"),
+        metavar="FILE",
+    ),
     Flag(
         "per_process_gpu_memory_fraction",
         float,
         0.0,
-        COMPAT,
-        "refused unless 0: GPU memory is not partitioned",
-        FlagSupport(REFUSED, "GPU memory is not partitioned", lambda v: float(v) != 0.0),
+        SESSIONS,
+        "the Sessions' gpu_options.per_process_gpu_memory_fraction: 0 lets TensorFlow "
+        "decide, 1 takes all GPU memory at start-up (default: 0)",
+        _implemented("gpu_options.per_process_gpu_memory_fraction of every Session"),
         metavar="F",
+    ),
+    Flag(
+        "xla_cpu_compilation_enabled",
+        bool,
+        False,
+        SESSIONS,
+        "allow XLA:CPU JIT compilation; while both XLA flags are false, a model that must be "
+        "compiled (jit_compile=True) fails with 'XLA compilation disabled' (default: false)",
+        _implemented("XLA compilation allowed (else DisableXlaCompilation, as main.cc)"),
+    ),
+    Flag(
+        "xla_gpu_compilation_enabled",
+        bool,
+        False,
+        SESSIONS,
+        "allow XLA:GPU JIT compilation (either XLA flag allows XLA; default: false)",
+        _implemented("XLA compilation allowed (else DisableXlaCompilation, as main.cc)"),
+    ),
+    Flag(
+        "mixed_precision",
+        str,
+        "",
+        SESSIONS,
+        "bfloat16: the Sessions' auto_mixed_precision_onednn_bfloat16 rewrite on, as TF "
+        "Serving's bundle factory sets it; another value is logged and ignored, as there "
+        "(default: none)",
+        _implemented("bfloat16: oneDNN bfloat16 auto mixed precision in every Session"),
+        metavar="MODE",
+    ),
+    Flag(
+        "skip_initialize_tpu",
+        bool,
+        False,
+        COMPAT,
+        "accepted for TF Serving scripts: pyserving never initializes a TPU system",
+        FlagSupport(ACCEPTED, "no TPU system is initialized here either way"),
+    ),
+    Flag(
+        "enable_serialization_as_tensor_content",
+        bool,
+        False,
+        REST,
+        "gRPC Predict answers its outputs in tensor_content (Tensor::AsProtoTensorContent) "
+        "instead of the typed value fields (default: false)",
+        _implemented("Predict outputs in tensor_content"),
+    ),
+    Flag(
+        "platform_config_file",
+        str,
+        "",
+        SESSIONS,
+        "a tensorflow.serving.PlatformConfigMap text proto; its tensorflow entry's "
+        "SavedModelBundleSourceAdapterConfig legacy_config (session_config, "
+        "batching_parameters, saved_model_tags, warm-up, TFLite, per-model batching) takes "
+        "the place of those flags, --enable_batching included",
+        _implemented("a PlatformConfigMap text proto in place of the Session flags"),
+        metavar="FILE",
     ),
 )
 

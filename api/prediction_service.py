@@ -23,7 +23,7 @@ from tensorflow_serving.apis import (
 
 from pyserving.adapters.request_log.logger import NO_REQUEST_LOG, RequestLog
 from pyserving.api import request_records as records
-from pyserving.api import tensor_codec
+from pyserving.api import tensor_codec, tensor_content
 from pyserving.api.model_spec import ModelRequest, fill_model_spec, parse_model_spec
 from pyserving.api.tensor_budget import request_budget
 from pyserving.engine.errors import invalid_argument
@@ -52,26 +52,34 @@ def rpc_deadline(context: grpc.aio.ServicerContext) -> float | None:
     return None if remaining is None else time.monotonic() + remaining
 
 
-def encode_prediction(model: str, prediction: Prediction) -> predict_pb2.PredictResponse:
+def encode_prediction(
+    model: str, prediction: Prediction, as_content: bool = False
+) -> predict_pb2.PredictResponse:
     """TF Serving's PredictResponse: the outputs in their typed value fields (AsProtoField,
-    predict_util.cc's default), which clients read as `float_val` or with MakeNdarray."""
+    predict_util.cc's default), which clients read as `float_val` or with MakeNdarray; in
+    `tensor_content` with `as_content` (--enable_serialization_as_tensor_content)."""
     response = predict_pb2.PredictResponse()
     fill_model_spec(response.model_spec, model, prediction.version, prediction.signature)
     outputs = response.outputs
+    encode = tensor_content.encode if as_content else tensor_codec.encode
     for name, array in prediction.outputs.items():
-        tensor_codec.encode(array, outputs[name])
+        encode(array, outputs[name])
     return response
 
 
 def predict_plan(
-    servable: Servable, request: predict_pb2.PredictRequest, inputs: Mapping[str, np.ndarray]
+    servable: Servable,
+    request: predict_pb2.PredictRequest,
+    inputs: Mapping[str, np.ndarray],
+    as_content: bool = False,
 ) -> RequestPlan[predict_pb2.PredictResponse]:
     """A PredictRequest (its inputs already decoded) as a plan answering a PredictResponse."""
     plan = plan_predict(servable, request.model_spec.signature_name, inputs, request.output_filter)
     model = request.model_spec.name
 
     def finish(results: object, version: int) -> predict_pb2.PredictResponse:
-        return encode_prediction(model, plan.finish(results, version))  # type: ignore[arg-type]
+        prediction = plan.finish(results, version)  # type: ignore[arg-type]
+        return encode_prediction(model, prediction, as_content)
 
     return RequestPlan(plan.calls, finish)
 
@@ -97,10 +105,15 @@ def model_metadata(
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(
-        self, core: RequestCore, options: PlanOptions, request_log: RequestLog = NO_REQUEST_LOG
+        self,
+        core: RequestCore,
+        options: PlanOptions,
+        request_log: RequestLog = NO_REQUEST_LOG,
+        as_tensor_content: bool = False,  # --enable_serialization_as_tensor_content
     ) -> None:
         self._core = core
         self._options = options
+        self._as_content = as_tensor_content
         self._log = request_log.log  # sampled answers become PredictionLog records
 
     async def Predict(
@@ -111,7 +124,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             request.inputs, request_budget(self._options)
         )
         response = await self._core.execute(
-            spec, lambda servable: predict_plan(servable, request, inputs), rpc_deadline(context)
+            spec,
+            lambda servable: predict_plan(servable, request, inputs, self._as_content),
+            rpc_deadline(context),
         )
         self._log(spec.name, lambda: records.logged(records.PREDICT, request, response))
         return response

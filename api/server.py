@@ -61,7 +61,6 @@ from pyserving.api.flag_compat import (
     FlagError,
     grpc_channel_arguments,
     refused_flags,
-    tensorflow_threads,
 )
 from pyserving.api.flags import ServerOptions
 from pyserving.api.health import HealthService
@@ -80,19 +79,26 @@ from pyserving.api.restricted_api import (
 )
 from pyserving.api.startup_checks import (
     StartupError,
-    batching_from_flags,
     check_distinct_ports,
     check_model_repository,
     check_request_log_flags,
     models_from_flags,
 )
 from pyserving.api.tensor_codec import elements_within, tensor_bytes_within
+from pyserving.api.tensorflow_settings import (
+    SettingsError,
+    TensorFlowSettings,
+    apply_xla_flags,
+    session_config_text,
+    settings_from_flags,
+)
 from pyserving.api.tls import TlsConfigError, load_ssl_config
 from pyserving.api.warmup_replay import make_replay
 from pyserving.engine.batching import BatchingRunner
 from pyserving.engine.bus import EventBus
 from pyserving.engine.events import Event, ServerStarted, ServerStopped, ShutdownRequested
 from pyserving.engine.manager import Manager, RetryPolicy
+from pyserving.engine.per_version_batching import PerVersionBatchingRunner
 from pyserving.engine.policy import POLICIES
 from pyserving.engine.request_core import PlanOptions, RequestCore
 from pyserving.engine.runner import DirectRunner, Runner
@@ -157,25 +163,34 @@ def loaders_from_flags(
     publish: Callable[[Event], object],
     platform_of: Callable[[str], str],
     session_observer: object = None,
+    settings: TensorFlowSettings | None = None,
 ) -> ModelLoaders:
     """Each model's loader, from its platform, with --enable_model_warmup wrapped around."""
-    intra, inter = tensorflow_threads(options)
+    settings = settings or tensorflow_settings(options)
     platform_options = PlatformOptions(
-        saved_model_tags=tuple(t for t in options.saved_model_tags.split(",") if t),
-        intra_op_threads=intra,
-        inter_op_threads=inter,
+        saved_model_tags=settings.saved_model_tags,
+        session_config=settings.session_config,
         session_observer=session_observer,
-        prefer_tflite_model=options.prefer_tflite_model,
+        prefer_tflite_model=settings.prefer_tflite_model,
         use_tflite_model=options.use_tflite_model,
-        num_tflite_pools=options.num_tflite_pools,
-        num_tflite_interpreters_per_pool=options.num_tflite_interpreters_per_pool,
+        num_tflite_pools=settings.num_tflite_pools,
+        num_tflite_interpreters_per_pool=settings.num_tflite_interpreters_per_pool,
+        per_model_batching=settings.per_model_batching,
     )
     warmup = (
-        WarmupOptions(make_replay(plan_options(options)), options.num_request_iterations_for_warmup)
-        if options.enable_model_warmup
+        WarmupOptions(make_replay(plan_options(options)), settings.warmup_iterations)
+        if settings.enable_model_warmup
         else None
     )
     return ModelLoaders(platform_options, publish, platform_of, warmup)
+
+
+def tensorflow_settings(options: ServerOptions) -> TensorFlowSettings:
+    """The tensorflow platform's settings from the flags or --platform_config_file."""
+    try:
+        return settings_from_flags(options)
+    except SettingsError as exc:
+        raise StartupError(str(exc)) from None
 
 
 def tfserving_metrics_from_flags(
@@ -186,7 +201,7 @@ def tfserving_metrics_from_flags(
     if options.metrics_names == "pyserving":
         return None
     pool = DEFAULT_THREAD_POOL_NAME
-    if isinstance(runner, BatchingRunner) and options.batching_parameters_file:
+    if batches(runner) and options.batching_parameters_file:
         pool = runner.options.thread_pool_name
     return TFServingMetrics(known_models, thread_pool_name=pool)
 
@@ -212,13 +227,27 @@ def runner_from_flags(
     options: ServerOptions,
     publish: Callable[[Event], Any],
     on_reject: Callable[[str, str, str], None] | None = None,
+    settings: TensorFlowSettings | None = None,
 ) -> Runner:
-    """The batching scheduler with --enable_batching, else one model call per request."""
-    batching = batching_from_flags(options)
+    """The batching scheduler with --enable_batching (or the platform config file's
+    batching_parameters), else one model call per request."""
+    settings = settings or tensorflow_settings(options)
+    batching = settings.batching
     if batching is None:
         return DirectRunner(options.num_request_threads)
-    log.info("batching_enabled", **dataclasses.asdict(batching))
+    log.info(
+        "batching_enabled", per_model=settings.per_model_batching, **dataclasses.asdict(batching)
+    )
+    if settings.per_model_batching:  # each version by its batching_params.pbtxt, or not at all
+        return PerVersionBatchingRunner(
+            batching, DirectRunner(options.num_request_threads), publish, on_reject
+        )
     return BatchingRunner(batching, publish=publish, on_reject=on_reject)
+
+
+def batches(runner: Runner) -> bool:
+    """Whether requests may wait in batching queues (a scheduler's gauges and traces)."""
+    return isinstance(runner, BatchingRunner | PerVersionBatchingRunner)
 
 
 class ModelServer:
@@ -234,9 +263,12 @@ class ModelServer:
             raise StartupError(str(exc)) from None
         # Rejections are counted by the metrics, made later in _init_observability.
         self.runner = runner_from_flags(
-            options, self.bus.publish, lambda *reject: self.metrics.batch_rejected(*reject)
+            options,
+            self.bus.publish,
+            lambda *reject: self.metrics.batch_rejected(*reject),
+            self.tf_settings,
         )
-        if self.tracing is not None and isinstance(self.runner, BatchingRunner):
+        if self.tracing is not None and batches(self.runner):
             self.runner.tracer = self.tracing.requests
         self.servable_map = ServableMap()
         # TF Serving's own series (--metrics_names); TensorFlow's Session work feeds them.
@@ -250,6 +282,7 @@ class ModelServer:
             self.bus.publish,
             lambda model: self.live_config.platform_of(model),
             session_observer=self.tf_metrics,
+            settings=self.tf_settings,
         )
         self.manager = Manager(
             publish=self.bus.publish,
@@ -287,7 +320,7 @@ class ModelServer:
         self.repository = repository_from_flags(options, self.live_config, self.manager)
         self.health = HealthService(self.servable_map, self.live_config.model_names)
         self.grpc_server: grpc.aio.Server | None = None
-        self.profiler: profiler_service.ProfilerForwarder | None = None
+        self.profiler: profiler_service.ProfilerService | None = None
         self.port = 0
         self._init_observability()
 
@@ -325,11 +358,11 @@ class ModelServer:
         tracer = None
         if self.tracing is not None:
             tracer = self.tracing.requests
-            core_runner = self.tracing.runner(core_runner, isinstance(self.runner, BatchingRunner))
+            core_runner = self.tracing.runner(core_runner, batches(self.runner))
         # Every protocol's requests pass through this one envelope (drain, ids, metrics, traces).
         self.envelope = Envelope(series=tee_series(*series), tracer=tracer)
         self.core = RequestCore(self.servable_map, core_runner, on_runtime)
-        if isinstance(self.runner, BatchingRunner):
+        if batches(self.runner):
             self.metrics.watch_queue_depths(self.runner.queue_depths)
         self.http_server: HttpServer | None = None
         self.http_port = 0
@@ -339,18 +372,30 @@ class ModelServer:
         refused = refused_flags(self.options)
         if refused:
             raise StartupError("; ".join(refused))
+        if self.options.use_alts_credentials and self.options.ssl_config_file:
+            raise StartupError(
+                "Either use_alts_credentials must be false or ssl_config_file must be empty."
+            )
         try:
-            threads = tensorflow_threads(self.options)  # refused combinations stop start-up
             self.channel_arguments = grpc_channel_arguments(self.options.grpc_channel_arguments)
             self.tls = load_ssl_config(self.options.ssl_config_file)
         except (FlagError, TlsConfigError) as exc:
             raise StartupError(str(exc)) from None
-        if threads != (0, 0):
-            log.info("tensorflow_threads", intra_op=threads[0], inter_op=threads[1])
+        # The Session ConfigProto, batching, tags, warm-up: flags or --platform_config_file
+        self.tf_settings = tensorflow_settings(self.options)
+        log.info(
+            "tensorflow_session_config",
+            source=self.tf_settings.source,
+            session_config=session_config_text(self.tf_settings.session_config),
+            xla_compilation="allowed" if apply_xla_flags(self.options) else "disabled",
+        )
 
     def _add_grpc_ports(self, server: grpc.aio.Server) -> None:
-        """The TCP port, and the Unix socket when asked, with TLS when configured."""
+        """The TCP port, and the Unix socket when asked, with TLS when configured, or ALTS
+        with --use_alts_credentials (server.cc's BuildServerCredentials: ALTS first)."""
         credentials = self.tls.grpc_credentials() if self.tls is not None else None
+        if self.options.use_alts_credentials:  # the handshake needs Google Cloud's service
+            credentials = grpc.alts_server_credentials()
         addresses = [f"0.0.0.0:{self.options.port}"]
         if self.options.grpc_socket_path:
             addresses.append(f"unix:{self.options.grpc_socket_path}")
@@ -361,7 +406,13 @@ class ModelServer:
                 else:
                     bound = server.add_secure_port(address, credentials)
             except RuntimeError as exc:
-                if address.startswith("unix:"):
+                if self.options.use_alts_credentials:
+                    hint = (
+                        "gRPC makes ALTS server credentials only on Google Cloud (it checks "
+                        "for GCP first, as TF Serving's does); off it, drop "
+                        "--use_alts_credentials"
+                    )
+                elif address.startswith("unix:"):
                     hint = "does its folder exist, and is the path free? Fix --grpc_socket_path"
                 else:
                     hint = (
@@ -371,6 +422,8 @@ class ModelServer:
                 raise StartupError(f"cannot listen on {address} ({exc}): {hint}") from None
             if not address.startswith("unix:"):
                 self.port = bound
+        kind = "alts" if self.options.use_alts_credentials else "tls" if self.tls else "insecure"
+        log.info("grpc_listening", addresses=addresses, credentials=kind)
 
     def _rest_options(self) -> RestOptions:
         options = self.options
@@ -501,7 +554,12 @@ class ModelServer:
             server,
             self.envelope,
             prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"],
-            PredictionService(self.core, plan_options(self.options), self.request_log),
+            PredictionService(
+                self.core,
+                plan_options(self.options),
+                self.request_log,
+                as_tensor_content=self.options.enable_serialization_as_tensor_content,
+            ),
         )
         add_service(
             server,
@@ -550,13 +608,9 @@ class ModelServer:
             self.envelope,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        if self.options.enable_profiler:  # TF Serving's default is on; here off (see flags)
+        if self.options.enable_profiler:  # on by default, as TF Serving's
             self.profiler = profiler_service.add_to_server(server)
-            log.info(
-                "profiler_service_enabled",
-                service=profiler_service.SERVICE_NAME,
-                tensorflow_profiler_server=self.profiler.target,
-            )
+            log.info("profiler_service_enabled", service=profiler_service.SERVICE_NAME)
         reflection.enable_server_reflection(
             (
                 prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,

@@ -130,32 +130,21 @@ def multi_inference_model_spec(
     return request.tasks[0].model_spec
 
 
-def _input_tensor_names(servable: Servable) -> dict[str, str]:
-    """Signature name → the graph tensor its `inputs` alias feeds, where the platform says."""
-    defs = servable.signature_def_map()
-    if defs is None:
-        return {}
-    return {
-        name: sig.inputs[cr.INPUTS].name
-        for name, sig in defs.signature_def.items()
-        if cr.INPUTS in sig.inputs
-    }
-
-
 def plan_multi_inference(
     servable: Servable, request: inference_pb2.MultiInferenceRequest, options: PlanOptions
 ) -> RequestPlan[Message]:
     """Several classify/regress tasks on one input against one model (multi_inference.cc).
 
-    TF Serving fetches every task's outputs in one session run; here each task's
-    signature runs once on the same examples, which gives the same results.
+    As TF Serving: the serialized examples are fed to the set of the tasks' input
+    tensors and the set of their output tensors is fetched, in one Session run, where
+    the platform can (`combined_signature`, the tensorflow platform's Session); the
+    tasks need not share an input tensor (a TF2 export gives each signature its own).
+    Elsewhere each task's signature runs once on the same examples.
     """
     multi_inference_model_spec(request)
     model_name = ""
     seen: set[str] = set()
     tasks: list[tuple[str, str, str, tuple[str, ...]]] = []  # method, spec name, sig, outputs
-    tensor_names: dict[str, str] | None = None
-    input_tensor = ""
     for task in request.tasks:
         spec = task.model_spec
         if not spec.name:
@@ -183,22 +172,27 @@ def plan_multi_inference(
             raise ServingError(
                 Code.UNIMPLEMENTED, f"Unsupported signature method_name: {task.method_name}"
             )
-        if tensor_names is None:
-            tensor_names = _input_tensor_names(servable)
-        name = tensor_names.get(signature_name, cr.INPUTS)
-        if not input_tensor:
-            input_tensor = name
-        elif name != input_tensor:
-            raise invalid_argument("Input tensor must be the same for all Signatures.")
         tasks.append((task.method_name, spec.name, signature_name, wanted))
 
     examples = serialized_examples(request.input)
     n = len(examples)
     calls = tuple(_example_call(servable, sig, examples, wanted) for _, _, sig, wanted in tasks)
+    combine = getattr(servable, "combined_signature", None)
+    if combine is not None:  # one run; its outputs are keyed "signature/alias"
+        combined = combine([(sig, wanted) for _, _, sig, wanted in tasks])
+        names = tuple(f"{sig}/{alias}" for _, _, sig, wanted in tasks for alias in wanted)
+        calls = (ModelCall(combined, {cr.INPUTS: examples}, names),)
+
+    def split(results: Sequence[Outputs]) -> Sequence[Outputs]:
+        if combine is None:
+            return results
+        return [
+            {alias: results[0][f"{sig}/{alias}"] for alias in wanted} for _, _, sig, wanted in tasks
+        ]
 
     def finish(results: Sequence[Outputs], version: int) -> Message:
         response = inference_pb2.MultiInferenceResponse()
-        for (method, name, signature_name, _), outputs in zip(tasks, results, strict=True):
+        for (method, name, signature_name, _), outputs in zip(tasks, split(results), strict=True):
             result = response.results.add()
             if method == cr.CLASSIFY_METHOD:
                 found = cr.check_classifications(outputs, n)

@@ -87,7 +87,14 @@ def check_tensors(signature: Signature, inputs: Mapping[str, np.ndarray]) -> Non
             _check_tensor(alias, inputs[alias], spec, signature.name)
 
 
-def _check_tensor(alias: str, array: np.ndarray, spec: TensorSpec, signature: str) -> None:
+def check_dtypes(signature: Signature, inputs: Mapping[str, np.ndarray]) -> None:
+    """Each input's dtype against the signature's (shapes left to the model)."""
+    for alias, spec in signature.inputs.items():
+        if alias in inputs:
+            _check_dtype(alias, inputs[alias], spec, signature.name)
+
+
+def _check_dtype(alias: str, array: np.ndarray, spec: TensorSpec, signature: str) -> None:
     if array.dtype != spec.dtype and not (
         spec.dtype == np.dtype(object) and array.dtype.kind in "OSU"
     ):
@@ -95,6 +102,10 @@ def _check_tensor(alias: str, array: np.ndarray, spec: TensorSpec, signature: st
             f"input '{alias}' of signature '{signature}' expects dtype "
             f"{dtype_name(spec.dtype)} but {dtype_name(array.dtype)} was provided"
         )
+
+
+def _check_tensor(alias: str, array: np.ndarray, spec: TensorSpec, signature: str) -> None:
+    _check_dtype(alias, array, spec, signature)
     given = array.shape
     if not shape_fits(spec, given):
         raise invalid_argument(

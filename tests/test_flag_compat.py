@@ -38,8 +38,9 @@ per_process_gpu_memory_fraction saved_model_tags grpc_channel_arguments grpc_max
 enable_model_warmup num_request_iterations_for_warmup version monitoring_config_file
 remove_unused_fields_from_bundle_metagraph prefer_tflite_model num_tflite_pools
 num_tflite_interpreters_per_pool enable_signature_method_name_check
-xla_cpu_compilation_enabled enable_profiler thread_pool_factory_config_file
-enable_grpc_healthcheck_service use_tflite_model
+xla_cpu_compilation_enabled xla_gpu_compilation_enabled enable_profiler
+thread_pool_factory_config_file enable_grpc_healthcheck_service use_tflite_model
+mixed_precision skip_initialize_tpu enable_serialization_as_tensor_content
 """.split()  # noqa: SIM905 - the list as main.cc reads
 
 
@@ -88,13 +89,7 @@ def test_every_flag_parses_with_tf_servings_default_values() -> None:
 
 
 REFUSING_VALUES = {
-    "tensorflow_session_config_file": "/etc/session.pbtxt",
-    "use_alts_credentials": "true",
-    "platform_config_file": "/etc/platform.pbtxt",
-    "per_process_gpu_memory_fraction": "0.5",
-    "xla_cpu_compilation_enabled": "true",
     "thread_pool_factory_config_file": "/etc/pools.pbtxt",
-    "enable_per_model_batching_parameters": "true",
 }
 
 
@@ -111,12 +106,11 @@ def test_refused_flags_name_themselves() -> None:
 def test_a_refused_flag_stops_the_server_with_exit_2(tmp_path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "pyserving", "serve", f"--model_base_path={tmp_path}",
-         "--model_name=m", "--use_alts_credentials=true", "--xla_cpu_compilation_enabled"],
+         "--model_name=m", "--thread_pool_factory_config_file=/etc/pools.pbtxt"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 2
-    assert "--use_alts_credentials=True is not supported" in result.stderr
-    assert "--xla_cpu_compilation_enabled=True is not supported" in result.stderr
+    assert "--thread_pool_factory_config_file=/etc/pools.pbtxt is not supported" in result.stderr
 
 
 def test_version_prints_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
@@ -206,12 +200,11 @@ def test_tflite_flags_and_the_profiler_are_implemented_with_tf_servings_defaults
         assert TF_SERVING_FLAGS[name].status == IMPLEMENTED, name
     args = serve_parser().parse_args([])
     # server.h: prefer_tflite_model false, num_tflite_pools NumSchedulableCPUs,
-    # num_tflite_interpreters_per_pool 1. enable_profiler is true there and false here:
-    # TensorFlow's profiler server opens a port of its own, on every interface, without TLS.
+    # num_tflite_interpreters_per_pool 1, enable_profiler true (main.cc).
     assert args.prefer_tflite_model is False and args.use_tflite_model is False
     assert args.num_tflite_pools == (os.cpu_count() or 1)
     assert args.num_tflite_interpreters_per_pool == 1
-    assert args.enable_profiler is False
-    asked = serve_parser().parse_args(["--prefer_tflite_model", "--enable_profiler=true"])
-    assert asked.prefer_tflite_model is True and asked.enable_profiler is True
+    assert args.enable_profiler is True
+    asked = serve_parser().parse_args(["--prefer_tflite_model", "--enable_profiler=false"])
+    assert asked.prefer_tflite_model is True and asked.enable_profiler is False
     assert refused_flags(asked) == []

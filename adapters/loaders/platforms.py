@@ -27,12 +27,18 @@ class PlatformOptions:
     saved_model_tags: tuple[str, ...] = ("serve",)
     intra_op_threads: int = 0  # TF Serving's session parallelism flags, combined
     inter_op_threads: int = 0
+    # The whole Session ConfigProto, serialized (api/tensorflow_settings: the session
+    # config file, GPU memory fraction and threads, or the platform config file's); when
+    # given, it is used as it is and the two thread counts above are not.
+    session_config: bytes = b""
     # Told of Session loads, runs and builds (TF's own metrics); see tensorflow_loader.
     session_observer: Any = None
     prefer_tflite_model: bool = False  # TF Serving's TFLite flags (adapters/loaders/tflite_loader)
     use_tflite_model: bool = False
     num_tflite_pools: int = 1
     num_tflite_interpreters_per_pool: int = 1
+    # --enable_per_model_batching_parameters: each version's batching_params.pbtxt is read
+    per_model_batching: bool = False
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,9 @@ def _tensorflow(options: PlatformOptions) -> Loader:
     from pyserving.adapters.loaders.tensorflow_loader import SessionOptions, TensorFlowLoader
     from pyserving.adapters.loaders.tflite_loader import SavedModelOrTFLiteLoader, TFLiteOptions
 
-    session = SessionOptions(options.intra_op_threads, options.inter_op_threads)
+    session = SessionOptions(
+        options.intra_op_threads, options.inter_op_threads, config=options.session_config
+    )
     saved_model = TensorFlowLoader(
         tags=options.saved_model_tags, session=session, observer=options.session_observer
     )
@@ -56,9 +64,14 @@ def _tensorflow(options: PlatformOptions) -> Loader:
         num_pools=options.num_tflite_pools,
         interpreters_per_pool=options.num_tflite_interpreters_per_pool,
     )
-    if not (tflite.prefer or tflite.always):
-        return saved_model
-    return SavedModelOrTFLiteLoader(saved_model, tflite)
+    loader: Loader = saved_model
+    if tflite.prefer or tflite.always:
+        loader = SavedModelOrTFLiteLoader(saved_model, tflite)
+    if options.per_model_batching:
+        from pyserving.adapters.loaders.version_batching import VersionBatchingLoader
+
+        loader = VersionBatchingLoader(loader)
+    return loader
 
 
 def _python(options: PlatformOptions) -> Loader:

@@ -35,12 +35,17 @@ INIT_OP_SIGNATURE = "__saved_model_init_op"
 
 @dataclass(frozen=True)
 class SessionOptions:
-    """TF Serving's --tensorflow_{intra,inter}_op_parallelism, combined (0: TF decides)."""
+    """Each Session's ConfigProto: `config` (serialized) when given, as TF Serving's
+    SessionBundleConfig.session_config; else TF Serving's
+    --tensorflow_{intra,inter}_op_parallelism, combined (0: TF decides)."""
 
     intra_op_threads: int = 0
     inter_op_threads: int = 0
+    config: bytes = b""
 
     def config_proto(self) -> config_pb2.ConfigProto:
+        if self.config:
+            return config_pb2.ConfigProto.FromString(self.config)
         return config_pb2.ConfigProto(
             intra_op_parallelism_threads=self.intra_op_threads,
             inter_op_parallelism_threads=self.inter_op_threads,
@@ -90,6 +95,18 @@ def _tensor_name(info: meta_graph_pb2.TensorInfo, alias: str, signature: str) ->
             "tensor; only dense tensors are served",
         )
     return info.name
+
+
+# `run`'s name for several signatures run at once (`combined_signature`); no SignatureDef
+# key starts so (TF's keys are user names; "__" marks TF's own, as the init op's).
+COMBINED_PREFIX = "__combined__:"
+
+
+@dataclass(frozen=True)
+class _Combined:
+    call: Callable[..., list[np.ndarray]]
+    num_feeds: int
+    outputs: dict[str, int]  # "signature/alias" -> index in the callable's fetches
 
 
 class SessionObserver(Protocol):
@@ -166,6 +183,7 @@ class TensorFlowServable:
             if sig.defaults
         }
         self._callables: dict[tuple[str, tuple[str, ...], tuple[str, ...]], Any] = {}
+        self._combined: dict[str, _Combined] = {}
         self._lock = threading.Lock()
 
     @property
@@ -175,6 +193,8 @@ class TensorFlowServable:
     def run(
         self, signature: str, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str] = ()
     ) -> dict[str, np.ndarray]:
+        if signature.startswith(COMBINED_PREFIX):
+            return self._run_combined(signature, inputs, output_filter)
         defaults = self._defaults.get(signature)
         if defaults:
             inputs = {**{k: v for k, v in defaults.items() if k not in inputs}, **inputs}
@@ -183,16 +203,57 @@ class TensorFlowServable:
         call = self._callables.get((signature, feeds, fetches)) or self._callable(
             signature, feeds, fetches
         )
+        values = self._call(call, [inputs[alias] for alias in feeds])
+        return dict(zip(fetches, values, strict=True))
+
+    def _call(self, call: Callable[..., list[np.ndarray]], values: list[Any]) -> list[np.ndarray]:
+        """One Session run of a made callable, TensorFlow's errors as serving errors."""
         started = time.perf_counter()
         try:
-            values = call(*(inputs[alias] for alias in feeds))
+            outputs = call(*values)
         except tf.errors.OpError as exc:
             raise ServingError(Code.from_number(exc.error_code), exc.message) from None
         except (TypeError, ValueError) as exc:  # a value that is no tensor of any dtype
             raise ServingError(Code.INVALID_ARGUMENT, str(exc).split("\n")[0]) from None
         if self._observer is not None:
             self._observer.graph_run(_micros(started))
-        return dict(zip(fetches, values, strict=True))
+        return outputs
+
+    def combined_signature(self, tasks: Sequence[tuple[str, Sequence[str]]]) -> str:
+        """A name `run` takes for several signatures fed one input in one Session run, as
+        TF Serving's MultiInference (multi_inference.cc): the set of their input tensors,
+        each fed the same value (the `inputs` alias), and the set of their output tensors
+        fetched once. `tasks`: (signature, output aliases); the outputs come back keyed
+        "signature/alias". Made once per distinct `tasks`, then cached."""
+        key = COMBINED_PREFIX + ";".join(f"{sig}:{','.join(outs)}" for sig, outs in tasks)
+        if key in self._combined:
+            return key
+        feeds: set[str] = set()
+        fetched: dict[str, str] = {}  # "signature/alias" -> tensor name
+        for signature, outputs in tasks:
+            sig = self._defs[signature]
+            for alias, info in sig.inputs.items():
+                feeds.add(_tensor_name(info, alias, signature))
+            for alias in outputs:
+                fetched[f"{signature}/{alias}"] = _tensor_name(sig.outputs[alias], alias, signature)
+        fetch_names = sorted(set(fetched.values()))
+        options = config_pb2.CallableOptions(feed=sorted(feeds), fetch=fetch_names)
+        call = self._make_callable(options)
+        index = {name: i for i, name in enumerate(fetch_names)}
+        with self._lock:
+            self._combined[key] = _Combined(
+                call, len(feeds), {out: index[name] for out, name in fetched.items()}
+            )
+        return key
+
+    def _run_combined(
+        self, key: str, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        combined = self._combined[key]
+        (value,) = inputs.values()  # the serialized examples, fed to every input tensor
+        values = self._call(combined.call, [value] * combined.num_feeds)
+        wanted = output_filter or combined.outputs
+        return {name: values[combined.outputs[name]] for name in wanted}
 
     def _callable(
         self, signature: str, feeds: tuple[str, ...], fetches: tuple[str, ...]
@@ -203,21 +264,30 @@ class TensorFlowServable:
             feed=[_tensor_name(sig.inputs[a], a, signature) for a in feeds],
             fetch=[_tensor_name(sig.outputs[a], a, signature) for a in fetches],
         )
+        key = (signature, feeds, fetches)
         with self._lock:
-            key = (signature, feeds, fetches)
             call = self._callables.get(key)
             if call is None:
-                if self._session is None:
-                    raise ServingError(Code.UNAVAILABLE, "the version is being unloaded")
-                started = time.perf_counter()
-                try:
-                    call = self._session._make_callable_from_options(options)
-                except tf.errors.OpError as exc:
-                    raise ServingError(Code.from_number(exc.error_code), exc.message) from None
-                if self._observer is not None:
-                    self._observer.graph_build(_micros(started))
-                self._callables[key] = call
+                call = self._callables[key] = self._make_callable(options, locked=True)
             return call
+
+    def _make_callable(
+        self, options: config_pb2.CallableOptions, locked: bool = False
+    ) -> Callable[..., list[np.ndarray]]:
+        """Session::MakeCallable, timed as TensorFlow's graph build."""
+        if not locked:
+            with self._lock:
+                return self._make_callable(options, locked=True)
+        if self._session is None:
+            raise ServingError(Code.UNAVAILABLE, "the version is being unloaded")
+        started = time.perf_counter()
+        try:
+            call = self._session._make_callable_from_options(options)
+        except tf.errors.OpError as exc:
+            raise ServingError(Code.from_number(exc.error_code), exc.message) from None
+        if self._observer is not None:
+            self._observer.graph_build(_micros(started))
+        return call
 
     def signature_def_map(self) -> get_model_metadata_pb2.SignatureDefMap:
         out = get_model_metadata_pb2.SignatureDefMap()
@@ -234,6 +304,7 @@ class TensorFlowServable:
         """Release the callables, close the Session (its variables go), drop the Graph."""
         with self._lock:
             self._callables.clear()  # each releases its handle while the Session is open
+            self._combined.clear()
             session, self._session = self._session, None
         if session is not None:
             session.close()

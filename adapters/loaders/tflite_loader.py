@@ -30,11 +30,13 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from pyserving.adapters.loaders.platforms import TFLITE_MODEL_FILE  # kTfLiteModelFilename
+from pyserving.adapters.loaders.tensorflow_loader import describe
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.servable import Loader, Servable, Signature, TensorSpec
-from pyserving.engine.signature_checks import check_tensors
+from pyserving.engine.signature_checks import check_dtypes
 
 DEFAULT_SIGNATURE = "serving_default"  # kDefaultServingSignatureDefKey
+SIGNATURE_DEFS_METADATA = "signature_defs_metadata"  # TF Lite's kSignatureDefsMetadataName
 PREDICT_METHOD = "tensorflow/serving/predict"  # kPredictMethodName
 INITIAL_BATCH_SIZE = 500  # tflite_interpreter_pool.h kInitialBatchSize
 
@@ -78,6 +80,40 @@ def _spec(alias: str, details: Mapping[str, Any]) -> TensorSpec:
 def legacy_name(tensor_name: str) -> str:
     """TfToTfLiteLegacyTensorName: the name without its ':0' suffix."""
     return tensor_name.split(":", 1)[0]
+
+
+def metadata_signature_defs(model: bytes) -> dict[str, meta_graph_pb2.SignatureDef]:
+    """TF Lite's GetSignatureDefMap: the TensorFlow SignatureDefs a model carries in its
+    `signature_defs_metadata` buffer (a flexbuffer map, key → serialized SignatureDef), as
+    `signature_def_utils.set_signature_defs` writes them. None there: an empty map."""
+    from flatbuffers import flexbuffers
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    root = schema.Model.GetRootAs(model, 0)
+    for i in range(root.MetadataLength()):
+        metadata = root.Metadata(i)
+        if metadata.Name() != SIGNATURE_DEFS_METADATA.encode():
+            continue
+        data = root.Buffers(metadata.Buffer()).DataAsNumpy()
+        entries = flexbuffers.GetRoot(bytes(data)).AsMap
+        try:
+            return {
+                key.AsKey: meta_graph_pb2.SignatureDef.FromString(value.AsStringBytes)
+                for key, value in zip(entries.Keys, entries.Values, strict=True)
+            }
+        except Exception as exc:  # DecodeError, or a flexbuffer of another shape
+            raise ValueError(f"Invalid SignatureDefs found in TfLite model: {exc}") from None
+    return {}
+
+
+def _fix_tensor_name(names: Mapping[str, int], name: str, alias: str, kind: str) -> str:
+    """FixTfLiteTensorName: the signature's tensor name, or its legacy form without ':0'."""
+    for candidate in (name, legacy_name(name)):
+        if candidate in names:
+            return candidate
+    raise ValueError(
+        f"Signature {kind} {alias} references an unknown tensor: Unknown tensor '{name}'."
+    )
 
 
 def new_interpreter(model: bytes) -> tf.lite.Interpreter:
@@ -170,11 +206,17 @@ class TFLiteServable:
             probe = new_interpreter(model)
         except ValueError as exc:
             raise ValueError(f"{file} is no TensorFlow Lite model: {exc}") from None
-        self._runner_keys = tuple(sorted(probe.get_signature_list()))
         self._defs = get_model_metadata_pb2.SignatureDefMap()
         self._signatures: dict[str, Signature] = {}
-        self._primary: tuple[dict[str, int], dict[str, int]] | None = None
-        if self._runner_keys:
+        # signature → (input alias → tensor index, output alias → tensor index), for the
+        # signatures run on the main subgraph by tensor (not by a TF Lite signature runner)
+        self._primary: dict[str, tuple[dict[str, int], dict[str, int]]] = {}
+        metadata_defs = metadata_signature_defs(model)
+        self._runner_keys: tuple[str, ...] = ()
+        if metadata_defs:  # TF Serving's TfLiteSession serves these when the model has them
+            self._from_signature_defs(probe, metadata_defs)
+        elif probe.get_signature_list():
+            self._runner_keys = tuple(sorted(probe.get_signature_list()))
             for key in self._runner_keys:
                 self._describe_runner(key, probe.get_signature_runner(key))
         else:
@@ -193,13 +235,35 @@ class TFLiteServable:
             key, runner.get_input_details(), runner.get_output_details(), "shape_signature"
         )
 
+    def _from_signature_defs(
+        self,
+        interpreter: tf.lite.Interpreter,
+        signature_defs: Mapping[str, meta_graph_pb2.SignatureDef],
+    ) -> None:
+        """The model's own SignatureDefs, served as written (aliases, dtypes, shapes), each
+        tensor name checked against the main subgraph's and fixed to its legacy form."""
+        inputs = {d["name"]: int(d["index"]) for d in interpreter.get_input_details()}
+        outputs = {d["name"]: int(d["index"]) for d in interpreter.get_output_details()}
+        for key, found in sorted(signature_defs.items()):
+            signature_def = self._defs.signature_def[key]
+            signature_def.CopyFrom(found)
+            feeds, fetches = {}, {}
+            for alias, info in signature_def.inputs.items():
+                info.name = _fix_tensor_name(inputs, info.name, alias, "input")
+                feeds[alias] = inputs[info.name]
+            for alias, info in signature_def.outputs.items():
+                info.name = _fix_tensor_name(outputs, info.name, alias, "output")
+                fetches[alias] = outputs[info.name]
+            self._signatures[key] = describe(key, signature_def)
+            self._primary[key] = (feeds, fetches)
+
     def _synthesise_default(self, interpreter: tf.lite.Interpreter) -> None:
         """No SignatureDef in the model: TF Serving builds `serving_default` from the main
         subgraph's tensors, keyed by their legacy names, shapes as the tensors' dims."""
         inputs = {legacy_name(d["name"]): d for d in interpreter.get_input_details()}
         outputs = {legacy_name(d["name"]): d for d in interpreter.get_output_details()}
         self._add_signature(DEFAULT_SIGNATURE, inputs, outputs, "shape")
-        self._primary = (
+        self._primary[DEFAULT_SIGNATURE] = (
             {a: int(d["index"]) for a, d in inputs.items()},
             {a: int(d["index"]) for a, d in outputs.items()},
         )
@@ -233,7 +297,10 @@ class TFLiteServable:
         self, signature: str, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str] = ()
     ) -> dict[str, np.ndarray]:
         spec = self._signatures[signature]
-        check_tensors(spec, inputs)  # TFLite resizes to any shape: the signature refuses here
+        # Dtypes are checked here (the interpreter would copy the bytes as they are); a
+        # shape other than the tensor's is resized to, as TfLiteSession's
+        # ResizeInputTensor does, and what the model cannot take fails in the interpreter.
+        check_dtypes(spec, inputs)
         feeds = {alias: self._feed(spec.inputs[alias], array) for alias, array in inputs.items()}
         fetches = tuple(output_filter) or tuple(spec.outputs)
         rows = self._split_rows(feeds)
@@ -268,9 +335,10 @@ class TFLiteServable:
             raise ServingError(Code.UNAVAILABLE, "the version is being unloaded")
         slot = pool.take()
         try:
-            if self._primary is None:
+            primary = self._primary.get(signature)
+            if primary is None:
                 return slot.invoke_runner(signature, feeds)
-            indices, outputs = self._primary
+            indices, outputs = primary
             return slot.invoke_primary({indices[a]: v for a, v in feeds.items()}, outputs)
         except (ValueError, RuntimeError) as exc:  # TFLite refuses a value or cannot resize
             raise ServingError(

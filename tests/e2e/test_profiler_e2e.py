@@ -1,7 +1,9 @@
 """TensorFlow's profiler against a running server, as TensorBoard's "Capture profile" does:
-tf.profiler.experimental.client.trace on the gRPC port writes an .xplane.pb naming the
-served graph's ops; a window with no model execution gets TensorFlow's own error; and
---enable_profiler=false takes the service off the port."""
+tf.profiler.experimental.client.trace on the gRPC port (on by default, as in TF Serving)
+writes an .xplane.pb naming the served graph's ops; a window with no model execution gets
+TensorFlow's own error; Terminate ends a session early, a second session meanwhile is
+refused as TensorFlow refuses it, no other port is opened; and --enable_profiler=false
+takes the service off the port."""
 
 from __future__ import annotations
 
@@ -31,8 +33,7 @@ def xplane_files(logdir: Path) -> list[Path]:
 def test_a_capture_during_traffic_writes_a_trace_of_the_models_ops(
     tmp_path: Path, start_server, trained_models: TrainedModels
 ) -> None:
-    # Off by default here (TensorFlow's profiler server opens an extra port): ask for it.
-    server = serve_digits(start_server, trained_models, tmp_path, "--enable_profiler=true")
+    server = serve_digits(start_server, trained_models, tmp_path)  # on by default
     images = trained_models.dataset.test_images[:4].astype(np.float32)
     stop, answered, failures = threading.Event(), [], []
 
@@ -85,3 +86,73 @@ def test_enable_profiler_false_takes_the_service_off_the_port(
         profile(b"", timeout=10)
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert "profiler_service_enabled" not in server.log_text()
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (numbers below 16, payloads below 128 bytes)."""
+    assert number < 16 and len(payload) < 128
+    return bytes([number << 3 | 2, len(payload)]) + payload
+
+
+def profile_request(logdir: Path, session_id: str, duration_ms: int) -> bytes:
+    """tensorflow.ProfileRequest as the client sends it: opts (4), repository_root (5),
+    session_id (6), host_name (7)."""
+    from tensorflow.tsl.profiler.protobuf import profiler_options_pb2
+
+    opts = profiler_options_pb2.ProfileOptions(
+        version=1, host_tracer_level=2, device_tracer_level=1, duration_ms=duration_ms
+    )
+    return (
+        _field(4, opts.SerializeToString())
+        + _field(5, str(logdir).encode())
+        + _field(6, session_id.encode())
+        + _field(7, b"client:1")
+    )
+
+
+def listening_ports(pid: int) -> set[int]:
+    """TCP ports the process listens on (its sockets' inodes in /proc/net/tcp{,6})."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = fd.readlink().as_posix()
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_terminate_ends_a_session_and_a_second_one_meanwhile_is_refused(
+    tmp_path: Path, start_server, trained_models: TrainedModels
+) -> None:
+    server = serve_digits(start_server, trained_models, tmp_path)
+    profile = server.channel.unary_unary("/tensorflow.ProfilerService/Profile")
+    terminate = server.channel.unary_unary("/tensorflow.ProfilerService/Terminate")
+    logdir = tmp_path / "profile"
+    long_one = profile.future(profile_request(logdir, "long", 600_000), timeout=60)
+    for attempt in range(200):  # until the long session is running
+        try:
+            profile(profile_request(logdir, f"short-{attempt}", 0), timeout=30)
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.INTERNAL
+            assert exc.details() == "Another profiling session active."
+            break
+    else:
+        raise AssertionError("a second session was never refused")
+    assert terminate(bytes([1 << 3 | 2, 4]) + b"long", timeout=10) == b""
+    reply = long_one.result(timeout=30)  # ended by Terminate, not after 600 s
+    assert reply in (b"", b"\x38\x01")  # ProfileResponse: empty_trace (7) or nothing
+    assert (logdir / "long" / "client_1.xplane.pb").is_file()  # SaveXSpace's path, ':' -> '_'
+    monitor = server.channel.unary_unary("/tensorflow.ProfilerService/Monitor")
+    with pytest.raises(grpc.RpcError) as caught:
+        monitor(b"", timeout=10)
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    # the service runs in the server's process: only the serving port listens
+    assert listening_ports(server.process.pid) == {server.port}
