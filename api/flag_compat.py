@@ -51,6 +51,15 @@ class FlagError(ValueError):
     """Flags that cannot be used together or parsed; the message names them."""
 
 
+def check_credentials(options: Any) -> None:
+    """TF Serving's server.cc: ALTS and an SSL config exclude each other, checked before
+    either is read."""
+    if options.use_alts_credentials and options.ssl_config_file:
+        raise FlagError(
+            "Either use_alts_credentials must be false or ssl_config_file must be empty."
+        )
+
+
 def tensorflow_threads(options: Any) -> tuple[int, int]:
     """(intra, inter) op threads from TF Serving's three flags, as its server.cc combines them."""
     session = options.tensorflow_session_parallelism

@@ -20,6 +20,7 @@ from pyserving.adapters.batching_config import BatchingConfigError, load_batchin
 from pyserving.adapters.model_config import ConfigError, ServerConfig, read_file, single_model
 from pyserving.api.flag_compat import (
     FlagError,
+    check_credentials,
     grpc_channel_arguments,
     refused_flags,
     tensorflow_threads,
@@ -153,6 +154,7 @@ def check_before_tensorflow(options: Any) -> None:
     try:
         tensorflow_threads(options)
         channel_arguments = dict(grpc_channel_arguments(options.grpc_channel_arguments))
+        check_credentials(options)
         load_ssl_config(options.ssl_config_file)
         parse_restricted_api(options.restricted_api)
         load_monitoring_config(options.monitoring_config_file)

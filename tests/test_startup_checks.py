@@ -61,7 +61,11 @@ def test_no_model_is_reported_before_tensorflow_is_imported() -> None:
         (("--model_config_file=/nonexistent/models.config",), "/nonexistent/models.config"),
         (("--model_base_path=/m", "--batching_parameters_file=/b.txt"), "add --enable_batching"),
         (("--model_base_path=/m", "--rest_api_port=8500"), "--rest_api_port=8500 is also --port"),
-        (("--model_base_path=/m", "--use_alts_credentials"), "--use_alts_credentials=True is not"),
+        (
+            ("--model_base_path=/m", "--use_alts_credentials", "--ssl_config_file=/x.pbtxt"),
+            "Either use_alts_credentials must be false or ssl_config_file must be empty.",
+        ),
+        (("--model_base_path=/m", "--thread_pool_factory_config_file=/t"), "not supported"),
         (("--model_base_path=/m", "--ssl_config_file=/nonexistent.pbtxt"), "/nonexistent.pbtxt"),
         (("--model_base_path=/m", "--request_log_queue_size=0"), "--request_log_queue_size"),
     ],
