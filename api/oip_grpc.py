@@ -28,14 +28,12 @@ from pyserving.api import oip_codec
 from pyserving.api import request_records as records
 from pyserving.api.prediction_service import encode_prediction, rpc_deadline
 from pyserving.api.tensor_budget import off_loop_if_big, request_budget
+from pyserving.engine.data_plane import DataPlane, InferCall
 from pyserving.engine.errors import invalid_argument
 from pyserving.engine.request_core import (
     ModelRequest,
     PlanOptions,
     Prediction,
-    RequestCore,
-    RequestPlan,
-    plan_predict,
 )
 from pyserving.engine.servable import Servable, Signature
 from pyserving.engine.servable_map import ServableMap
@@ -140,17 +138,19 @@ def model_metadata(
     return response
 
 
-def infer_plan(
-    servable: Servable,
-    model: str,
+async def infer_prediction(
+    plane: DataPlane,
+    spec: ModelRequest,
     signature_name: str,
     inputs: Mapping[str, Any],
     wanted: Sequence[str],
-) -> RequestPlan[Prediction]:
-    """Predict's plan for an infer request, after the protocol's datatype and shape checks."""
-    signature = select_signature(servable, signature_name)
-    oip_codec.check_against_signature(model, signature, inputs)
-    return plan_predict(servable, signature.name, inputs, wanted)
+    deadline: float | None,
+) -> Prediction:
+    """An infer request as Predict, after the protocol's datatype and shape checks against
+    the signature (the protocol checks them before the model sees them, as Triton does)."""
+    signature = await plane.signature(spec, signature_name)
+    oip_codec.check_against_signature(spec.name, signature, inputs)
+    return await plane.infer(InferCall(spec, signature.name, inputs, wanted, deadline))
 
 
 def output_order(prediction: Prediction, wanted: Sequence[str]) -> Sequence[str]:
@@ -163,7 +163,8 @@ class InferenceService:
 
     def __init__(
         self,
-        core: RequestCore,
+        plane: DataPlane,
+        servable_map: ServableMap,
         options: PlanOptions,
         ready: Callable[[], bool],
         platform_of: Callable[[str], str],
@@ -171,8 +172,8 @@ class InferenceService:
         request_log: RequestLog = NO_REQUEST_LOG,
     ) -> None:
         self._log = request_log.log  # sampled answers become PredictionLog records (PredictLog)
-        self._core = core
-        self._map = core.servable_map
+        self._plane = plane
+        self._map = servable_map  # readiness and metadata read the lifecycle's view
         self._options = options
         self._ready = ready
         self._platform_of = platform_of
@@ -226,11 +227,9 @@ class InferenceService:
         wanted = [output.name for output in requested]
         raw = not requested or not all(_typed(output) for output in requested)
         model = spec.name
-
-        def planner(servable: Servable) -> RequestPlan[Prediction]:
-            return infer_plan(servable, model, signature_name, inputs, wanted)
-
-        prediction = await self._core.execute(spec, planner, rpc_deadline(context))
+        prediction = await infer_prediction(
+            self._plane, spec, signature_name, inputs, wanted, rpc_deadline(context)
+        )
         response = grpc_service_pb2.ModelInferResponse(
             model_name=model, model_version=str(prediction.version), id=request.id
         )

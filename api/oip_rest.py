@@ -33,7 +33,7 @@ from pyserving.api.oip_grpc import (
     LABEL_PARAMETER,
     SERVER_NAME,
     SIGNATURE_PARAMETER,
-    infer_plan,
+    infer_prediction,
     is_model_ready,
     label_parameter,
     model_metadata,
@@ -49,10 +49,11 @@ from pyserving.api.rest_api import (
     RestOptions,
 )
 from pyserving.api.tensor_budget import off_loop_if_big, request_budget
+from pyserving.engine.data_plane import DataPlane
 from pyserving.engine.errors import ServingError
-from pyserving.engine.request_core import ModelRequest, Prediction, RequestCore, RequestPlan
+from pyserving.engine.request_core import ModelRequest
 from pyserving.engine.request_scope import RequestScope
-from pyserving.engine.servable import Servable
+from pyserving.engine.servable_map import ServableMap
 
 JSON = "application/json"
 BINARY = "application/octet-stream"
@@ -89,7 +90,8 @@ class OipRest:
 
     def __init__(
         self,
-        core: RequestCore,
+        plane: DataPlane,
+        servable_map: ServableMap,
         envelope: Envelope,
         options: RestOptions,
         ready: Callable[[], bool],
@@ -99,8 +101,8 @@ class OipRest:
         request_log: RequestLog = NO_REQUEST_LOG,
     ) -> None:
         self._log = request_log.log  # sampled answers become PredictionLog records (PredictLog)
-        self._core = core
-        self._map = core.servable_map
+        self._plane = plane
+        self._map = servable_map  # readiness and metadata read the lifecycle's view
         self._envelope = envelope
         self._options = options
         self._ready = ready
@@ -217,10 +219,9 @@ class OipRest:
             wanted = infer.wanted
             model = spec.name
 
-            def planner(servable: Servable) -> RequestPlan[Prediction]:
-                return infer_plan(servable, model, signature_name, infer.inputs, wanted)
-
-            prediction = await self._core.execute(spec, planner, deadline)
+            prediction = await infer_prediction(
+                self._plane, spec, signature_name, infer.inputs, wanted, deadline
+            )
             self._log(
                 model,
                 lambda: records.as_predict_log(

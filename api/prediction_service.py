@@ -1,8 +1,9 @@
-"""tensorflow.serving.PredictionService: a gRPC codec around the request core.
+"""tensorflow.serving.PredictionService: a gRPC codec over the data plane.
 
-Each method decodes its request into a plan, `RequestCore` runs it against the version the
-request names, and the answer goes back as TF Serving's reply. The request envelope
-(`add_service`) gives every method its request id, error mapping, metrics and drain.
+Each method decodes its request, makes one call on the `DataPlane` (engine/data_plane.py),
+which runs it against the version the request names, and encodes TF Serving's reply. The
+request envelope (`add_service`) gives every method its request id, error mapping,
+metrics and drain.
 """
 
 from __future__ import annotations
@@ -26,22 +27,16 @@ from pyserving.api import request_records as records
 from pyserving.api import tensor_codec, tensor_content
 from pyserving.api.model_spec import ModelRequest, fill_model_spec, parse_model_spec
 from pyserving.api.tensor_budget import request_budget
+from pyserving.engine.data_plane import DataPlane, InferCall
 from pyserving.engine.errors import invalid_argument
 from pyserving.engine.request_core import (
     PlanOptions,
     Prediction,
-    RequestCore,
     RequestPlan,
     plan_predict,
 )
-from pyserving.engine.request_plans import (
-    multi_inference_model_spec,
-    plan_classify,
-    plan_multi_inference,
-    plan_regress,
-)
+from pyserving.engine.request_plans import multi_inference_model_spec
 from pyserving.engine.servable import Servable
-from pyserving.engine.servable_map import ServableMap
 
 SIGNATURE_DEF_FIELD = "signature_def"
 
@@ -84,8 +79,8 @@ def predict_plan(
     return RequestPlan(plan.calls, finish)
 
 
-def model_metadata(
-    servable_map: ServableMap, spec: ModelRequest, fields: list[str]
+async def model_metadata(
+    plane: DataPlane, spec: ModelRequest, fields: list[str]
 ) -> get_model_metadata_pb2.GetModelMetadataResponse:
     """GetModelMetadata's answer; shared by gRPC and REST (`GET /v1/models/NAME/metadata`)."""
     # TF Serving insists on metadata_field; an empty list asks for the only field there is.
@@ -95,10 +90,9 @@ def model_metadata(
                 f"Metadata field {field} is not supported; the supported field is "
                 f"{SIGNATURE_DEF_FIELD}"
             )
-    with servable_map.acquire(spec.name, spec.version, spec.label) as handle:
-        signature_defs = handle.servable.signature_def_map()
+    version, signature_defs = await plane.signature_defs(spec)
     response = get_model_metadata_pb2.GetModelMetadataResponse()
-    fill_model_spec(response.model_spec, spec.name, handle.version)
+    fill_model_spec(response.model_spec, spec.name, version)
     response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_defs)
     return response
 
@@ -106,12 +100,12 @@ def model_metadata(
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(
         self,
-        core: RequestCore,
+        plane: DataPlane,
         options: PlanOptions,
         request_log: RequestLog = NO_REQUEST_LOG,
         as_tensor_content: bool = False,  # --enable_serialization_as_tensor_content
     ) -> None:
-        self._core = core
+        self._plane = plane
         self._options = options
         self._as_content = as_tensor_content
         self._log = request_log.log  # sampled answers become PredictionLog records
@@ -123,11 +117,14 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         inputs = await tensor_codec.decode_inputs_off_loop(
             request.inputs, request_budget(self._options)
         )
-        response = await self._core.execute(
+        call = InferCall(
             spec,
-            lambda servable: predict_plan(servable, request, inputs, self._as_content),
+            request.model_spec.signature_name,
+            inputs,
+            request.output_filter,
             rpc_deadline(context),
         )
+        response = encode_prediction(spec.name, await self._plane.infer(call), self._as_content)
         self._log(spec.name, lambda: records.logged(records.PREDICT, request, response))
         return response
 
@@ -137,7 +134,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
         spec = parse_model_spec(request.model_spec)
-        return model_metadata(self._core.servable_map, spec, list(request.metadata_field))
+        return await model_metadata(self._plane, spec, list(request.metadata_field))
 
     async def Classify(
         self,
@@ -145,11 +142,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> classification_pb2.ClassificationResponse:
         spec = parse_model_spec(request.model_spec)
-        response = await self._core.execute(
-            spec,
-            lambda servable: plan_classify(servable, request, self._options),
-            rpc_deadline(context),
-        )
+        response = await self._plane.classify(spec, request, rpc_deadline(context))
         self._log(spec.name, lambda: records.logged(records.CLASSIFY, request, response))
         return response
 
@@ -157,11 +150,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self, request: regression_pb2.RegressionRequest, context: grpc.aio.ServicerContext
     ) -> regression_pb2.RegressionResponse:
         spec = parse_model_spec(request.model_spec)
-        response = await self._core.execute(
-            spec,
-            lambda servable: plan_regress(servable, request, self._options),
-            rpc_deadline(context),
-        )
+        response = await self._plane.regress(spec, request, rpc_deadline(context))
         self._log(spec.name, lambda: records.logged(records.REGRESS, request, response))
         return response
 
@@ -171,10 +160,6 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> inference_pb2.MultiInferenceResponse:
         spec = parse_model_spec(multi_inference_model_spec(request))
-        response = await self._core.execute(
-            spec,
-            lambda servable: plan_multi_inference(servable, request, self._options),
-            rpc_deadline(context),
-        )
+        response = await self._plane.multi_inference(spec, request, rpc_deadline(context))
         self._log(spec.name, lambda: records.logged(records.MULTI_INFERENCE, request, response))
         return response

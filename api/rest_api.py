@@ -18,7 +18,6 @@ import asyncio
 import inspect
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -38,19 +37,15 @@ from pyserving.api.model_service import model_status
 from pyserving.api.prediction_service import encode_prediction, model_metadata
 from pyserving.api.request_envelope import HTTP_STATUS, Envelope, http_status
 from pyserving.api.tensor_budget import off_loop_if_big, request_budget
+from pyserving.engine.data_plane import DataPlane, InferCall
 from pyserving.engine.errors import ServingError, invalid_argument
 from pyserving.engine.manager import Manager
 from pyserving.engine.request_core import (
     ModelRequest,
     PlanOptions,
-    RequestCore,
-    RequestPlan,
-    plan_predict,
 )
-from pyserving.engine.request_plans import plan_classify, plan_regress
 from pyserving.engine.request_scope import RequestScope
-from pyserving.engine.servable import Servable
-from pyserving.engine.signature_checks import check_inputs, select_signature
+from pyserving.engine.servable_map import ServableMap
 
 __all__ = ["HTTP_STATUS", "RestApi", "RestOptions", "parse_call"]
 
@@ -105,19 +100,21 @@ class _Call:
 
 
 class RestApi:
-    """The REST codec: a path and JSON body in, the request core's answer out as JSON."""
+    """The REST codec: a path and JSON body in, the data plane's answer out as JSON. Status
+    reads the lifecycle's view (`manager`, `servable_map`) directly."""
 
     def __init__(
         self,
-        core: RequestCore,
+        plane: DataPlane,
         manager: Manager,
+        servable_map: ServableMap,
         envelope: Envelope,
         options: RestOptions,
         request_log: RequestLog = NO_REQUEST_LOG,
     ) -> None:
-        self._core = core
+        self._plane = plane
         self._log = request_log.log  # sampled answers become PredictionLog records
-        self._map = core.servable_map
+        self._map = servable_map
         self._manager = manager
         self._envelope = envelope
         self._options = options
@@ -161,7 +158,7 @@ class RestApi:
             if call.kind == "status":
                 return _proto_json(model_status(self._manager, self._map, spec))
             if call.kind == "metadata":
-                return _metadata_json(model_metadata(self._map, spec, []))
+                return _metadata_json(await model_metadata(self._plane, spec, []))
             doc = await off_loop_if_big(len(body), rest_codec.parse_body, body)
             if call.kind == "predict":
                 return await self._predict(spec, doc, len(body), deadline)
@@ -172,19 +169,12 @@ class RestApi:
     ) -> bytes:
         name = rest_codec.signature_name(doc)
         budget = request_budget(self._options.plan_options)
-        columnar = False
-        inputs: dict[str, Any] = {}
-
-        async def planner(servable: Servable) -> RequestPlan[Any]:
-            nonlocal columnar, inputs
-            signature = select_signature(servable, name)
-            inputs, columnar = await off_loop_if_big(
-                size, rest_codec.decode_predict, doc, signature, budget
-            )
-            check_inputs(signature, inputs)
-            return plan_predict(servable, signature.name, inputs, ())
-
-        prediction = await self._core.execute(spec, planner, deadline)
+        signature = await self._plane.signature(spec, name)  # JSON takes its dtypes
+        inputs, columnar = await off_loop_if_big(
+            size, rest_codec.decode_predict, doc, signature, budget
+        )
+        call = InferCall(spec, signature.name, inputs, (), deadline)
+        prediction = await self._plane.infer(call)
         self._log(
             spec.name,
             lambda: records.as_predict_log(
@@ -199,20 +189,19 @@ class RestApi:
     async def _classify_or_regress(
         self, kind: str, spec: ModelRequest, doc: dict[str, Any], deadline: float | None
     ) -> bytes:
-        request: Message
+        request: Any
+        response: Any
         if kind == "classify":
             request = classification_pb2.ClassificationRequest()
-            planner: Callable[..., RequestPlan[Message]] = plan_classify
         else:
             request = regression_pb2.RegressionRequest()
-            planner = plan_regress
         request.model_spec.name = spec.name
         request.model_spec.signature_name = rest_codec.signature_name(doc)
         request.input.CopyFrom(rest_codec.examples_input(doc, kind))
-        options = self._options.plan_options
-        response = await self._core.execute(
-            spec, lambda servable: planner(servable, request, options), deadline
-        )
+        if kind == "classify":
+            response = await self._plane.classify(spec, request, deadline)
+        else:
+            response = await self._plane.regress(spec, request, deadline)
         field = records.CLASSIFY if kind == "classify" else records.REGRESS
         self._log(spec.name, lambda: records.with_path_version(field, request, response, spec))
         if kind == "classify":

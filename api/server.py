@@ -59,6 +59,7 @@ from pyserving.adapters.tracing import TracingConfigError, tracing_from_environm
 from pyserving.api import model_listing, oip_grpc, oip_repository, oip_rest, profiler_service
 from pyserving.api.flag_compat import (
     FlagError,
+    check_credentials,
     grpc_channel_arguments,
     refused_flags,
 )
@@ -96,6 +97,7 @@ from pyserving.api.tls import TlsConfigError, load_ssl_config
 from pyserving.api.warmup_replay import make_replay
 from pyserving.engine.batching import BatchingRunner
 from pyserving.engine.bus import EventBus
+from pyserving.engine.data_plane import InProcessDataPlane
 from pyserving.engine.events import Event, ServerStarted, ServerStopped, ShutdownRequested
 from pyserving.engine.manager import Manager, RetryPolicy
 from pyserving.engine.per_version_batching import PerVersionBatchingRunner
@@ -362,6 +364,8 @@ class ModelServer:
         # Every protocol's requests pass through this one envelope (drain, ids, metrics, traces).
         self.envelope = Envelope(series=tee_series(*series), tracer=tracer)
         self.core = RequestCore(self.servable_map, core_runner, on_runtime)
+        # Every codec's inference goes through this one interface (engine/data_plane.py).
+        self.data_plane = InProcessDataPlane(self.core, plan_options(self.options))
         if batches(self.runner):
             self.metrics.watch_queue_depths(self.runner.queue_depths)
         self.http_server: HttpServer | None = None
@@ -372,11 +376,8 @@ class ModelServer:
         refused = refused_flags(self.options)
         if refused:
             raise StartupError("; ".join(refused))
-        if self.options.use_alts_credentials and self.options.ssl_config_file:
-            raise StartupError(
-                "Either use_alts_credentials must be false or ssl_config_file must be empty."
-            )
         try:
+            check_credentials(self.options)
             self.channel_arguments = grpc_channel_arguments(self.options.grpc_channel_arguments)
             self.tls = load_ssl_config(self.options.ssl_config_file)
         except (FlagError, TlsConfigError) as exc:
@@ -438,12 +439,18 @@ class ModelServer:
 
     def _rest_api(self) -> RestApi:
         return RestApi(
-            self.core, self.manager, self.envelope, self._rest_options(), self.request_log
+            self.data_plane,
+            self.manager,
+            self.servable_map,
+            self.envelope,
+            self._rest_options(),
+            self.request_log,
         )
 
     def _oip_rest(self, slots: asyncio.Semaphore) -> oip_rest.OipRest:
         return oip_rest.OipRest(
-            self.core,
+            self.data_plane,
+            self.servable_map,
             self.envelope,
             self._rest_options(),
             self._server_ready,
@@ -555,7 +562,7 @@ class ModelServer:
             self.envelope,
             prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"],
             PredictionService(
-                self.core,
+                self.data_plane,
                 plan_options(self.options),
                 self.request_log,
                 as_tensor_content=self.options.enable_serialization_as_tensor_content,
@@ -576,7 +583,8 @@ class ModelServer:
             self.envelope,
             oip_grpc.SERVICE,
             oip_grpc.InferenceService(
-                self.core,
+                self.data_plane,
+                self.servable_map,
                 plan_options(self.options),
                 self._server_ready,
                 self._platform_of,

@@ -82,7 +82,7 @@ def grpc_call(server: Any) -> Any:
     from pyserving.api.request_envelope import grpc_behavior
     from pyserving.api.server import plan_options
 
-    service = PredictionService(server.core, plan_options(server.options), server.request_log)
+    service = PredictionService(server.data_plane, plan_options(server.options), server.request_log)
     behavior = grpc_behavior(server.envelope, "Predict", service.Predict)
     request = one_image_request(_image())
     context = CallContext()

@@ -85,6 +85,7 @@ def handlers(model_dir: Path, endpoint: str) -> tuple[dict[str, Any], list[Any]]
     from pyserving.adapters.loaders.tensorflow_loader import TensorFlowLoader
     from pyserving.api.prediction_service import PredictionService
     from pyserving.api.request_envelope import Envelope, grpc_behavior
+    from pyserving.engine.data_plane import InProcessDataPlane
     from pyserving.engine.request_core import InlineRunner, PlanOptions, RequestCore
     from pyserving.engine.servable_map import ServableHandle, ServableMap
 
@@ -96,7 +97,8 @@ def handlers(model_dir: Path, endpoint: str) -> tuple[dict[str, Any], list[Any]]
         tracing = None if sampler is None else tracing_for(sampler, endpoint)
         core_runner = runner if tracing is None else tracing.runner(runner, batched=False)
         envelope = Envelope(tracer=None if tracing is None else tracing.requests)
-        service = PredictionService(RequestCore(servable_map, core_runner), PlanOptions())
+        plane = InProcessDataPlane(RequestCore(servable_map, core_runner), PlanOptions())
+        service = PredictionService(plane, PlanOptions())
         made[name] = grpc_behavior(envelope, "Predict", service.Predict)
         if tracing is not None:
             tracings.append(tracing)

@@ -20,6 +20,7 @@ from pyserving.api.http_server import HttpServer
 from pyserving.api.prediction_service import PredictionService
 from pyserving.api.request_envelope import HTTP_STATUS, Envelope, add_service
 from pyserving.api.rest_api import RestApi, RestOptions
+from pyserving.engine.data_plane import InProcessDataPlane
 from pyserving.engine.manager import Manager
 from pyserving.engine.request_core import PlanOptions, RequestCore
 from pyserving.engine.request_scope import merge_request_scope
@@ -73,11 +74,12 @@ def both_protocols(body: Callable[[Both], Awaitable[None]]) -> None:
     servable_map = ServableMap()
     servable_map.add(ServableHandle("constant", 1, ConstantServable(1)))  # no signatures
     runner = DirectRunner(2)
-    core = RequestCore(servable_map, runner)
+    plane = InProcessDataPlane(RequestCore(servable_map, runner), PlanOptions())
     envelope = Envelope()
     rest = RestApi(
-        core,
+        plane,
         Manager(lambda event: None, None, servable_map, execute=False),
+        servable_map,
         envelope,
         RestOptions(
             timeout_s=30,
@@ -94,7 +96,7 @@ def both_protocols(body: Callable[[Both], Awaitable[None]]) -> None:
             server,
             envelope,
             prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"],
-            PredictionService(core, PlanOptions()),
+            PredictionService(plane, PlanOptions()),
         )
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()

@@ -26,6 +26,7 @@ from pyserving.adapters.metrics import UNKNOWN_MODEL, ServingMetrics, new_regist
 from pyserving.api import tensor_codec
 from pyserving.api.prediction_service import PredictionService
 from pyserving.api.request_envelope import Envelope, add_service
+from pyserving.engine.data_plane import InProcessDataPlane
 from pyserving.engine.request_core import PlanOptions, RequestCore
 from pyserving.engine.request_scope import merge_request_scope
 from pyserving.engine.runner import DirectRunner
@@ -65,8 +66,9 @@ async def _scenario(metrics: ServingMetrics) -> None:
     servable_map = ServableMap()
     servable_map.add(ServableHandle("mnist", 1, BrokenMetadataServable(1)))
     runner = DirectRunner(2)
+    options = PlanOptions(max_elements=1 << 20)
     service = PredictionService(
-        RequestCore(servable_map, runner), PlanOptions(max_elements=1 << 20)
+        InProcessDataPlane(RequestCore(servable_map, runner), options), options
     )
     server = grpc.aio.server()
     add_service(

@@ -18,6 +18,7 @@ from pyserving.api.request_envelope import Envelope, observer_series
 from pyserving.api.rest_api import HTTP_STATUS, RestApi, RestOptions, parse_call
 from pyserving.engine.batching import BatchingRunner
 from pyserving.engine.batching_params import BatchingOptions
+from pyserving.engine.data_plane import InProcessDataPlane
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.events import BatchRun
 from pyserving.engine.manager import Manager
@@ -83,8 +84,9 @@ def serve(
         **options,
     }
     api = RestApi(
-        RequestCore(servable_map, runner),
+        InProcessDataPlane(RequestCore(servable_map, runner), PlanOptions()),
         Manager(lambda event: None, None, servable_map, execute=False),
+        servable_map,
         Envelope(observer_series(lambda *args: observed.append(args))),
         RestOptions(**settings),  # type: ignore[arg-type]
     )
