@@ -1,0 +1,78 @@
+"""The in-process data plane: one call answers a request, and holds its version meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from pyserving.engine.data_plane import InferCall, InProcessDataPlane
+from pyserving.engine.errors import Code, ServingError
+from pyserving.engine.request_core import ModelRequest, PlanOptions, RequestCore
+from pyserving.engine.runner import DirectRunner
+from pyserving.engine.servable_map import ServableHandle, ServableMap
+from tests.servables import SIG, WAIT_S, RecordingServable
+
+MODEL = ModelRequest("m", None, None)
+
+
+def plane_over(*versions: int) -> tuple[InProcessDataPlane, ServableMap, list[RecordingServable]]:
+    servable_map = ServableMap()
+    servables = []
+    for version in versions:
+        servable = RecordingServable()
+        servable_map.add(ServableHandle("m", version, servable))
+        servables.append(servable)
+    plane = InProcessDataPlane(RequestCore(servable_map, DirectRunner(2)), PlanOptions())
+    return plane, servable_map, servables
+
+
+def test_one_call_answers_with_the_outputs_the_version_and_the_signature() -> None:
+    plane, _, _ = plane_over(1, 2)
+    x = np.array([[1.0, 2.0]], np.float32)
+    answer = asyncio.run(plane.infer(InferCall(MODEL, "", {"x": x}, (), None)))
+    assert answer.version == 2 and answer.signature == SIG
+    np.testing.assert_array_equal(answer.outputs["y"], x * 2)
+    pinned = ModelRequest("m", 1, None)
+    assert asyncio.run(plane.infer(InferCall(pinned, SIG, {"x": x}, ("y",), None))).version == 1
+
+
+def test_refusals_keep_their_codes() -> None:
+    plane, _, _ = plane_over(1)
+    x = {"x": np.zeros((1, 2), np.float32)}
+    cases = [
+        (InferCall(ModelRequest("nope", None, None), "", x, (), None), Code.NOT_FOUND),
+        (InferCall(MODEL, "missing", x, (), None), Code.FAILED_PRECONDITION),
+        (InferCall(MODEL, "", {"z": x["x"]}, (), None), Code.INVALID_ARGUMENT),
+        (InferCall(MODEL, "", x, ("nope",), None), Code.INVALID_ARGUMENT),
+    ]
+    for call, code in cases:
+        with pytest.raises(ServingError) as caught:
+            asyncio.run(plane.infer(call))
+        assert caught.value.code == code, (call, caught.value)
+    with pytest.raises(ServingError) as caught:
+        asyncio.run(plane.signature(MODEL, "missing"))
+    assert caught.value.code == Code.FAILED_PRECONDITION
+    assert asyncio.run(plane.signature(MODEL, "")).name == SIG
+
+
+def test_a_version_is_held_for_the_whole_call() -> None:
+    """The engine counts requests in flight: a version leaving the map while a call runs
+    is retired only after the call finished (a swap loses no request)."""
+    plane, servable_map, (servable,) = plane_over(1)
+    servable.gate.clear()
+
+    async def scenario() -> None:
+        call = asyncio.ensure_future(
+            plane.infer(InferCall(MODEL, "", {"x": np.ones((1, 2), np.float32)}, (), None))
+        )
+        assert await asyncio.to_thread(servable.running.wait, WAIT_S)
+        handle = servable_map.remove("m", 1)
+        assert handle is not None and handle.in_flight > 0
+        assert not await asyncio.to_thread(handle.retire_and_wait, 0.2)  # still running
+        servable.gate.set()
+        assert (await call).version == 1
+        assert await asyncio.to_thread(handle.retire_and_wait, WAIT_S)
+
+    asyncio.run(scenario())
