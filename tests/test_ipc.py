@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +27,9 @@ from pyserving.adapters.ipc.messages import (
     decode_tensors,
     frames_of,
 )
-from pyserving.api.serving_loop import EVENT_LOOPS, run_on_loop
+from pyserving.api.serving_loop import EVENT_LOOPS
 from pyserving.engine.errors import Code, ServingError
-from tests.util.ipc_echo import spawn_echo_engine
+from tests.util.ipc_echo import ipc_address, spawn_echo_engine, with_client
 
 ARRAYS = {
     "f32": np.arange(12, dtype=np.float32).reshape(3, 4),
@@ -96,9 +94,8 @@ def test_objects_other_than_bytes_do_not_cross() -> None:
 
 @pytest.fixture
 def address() -> Iterator[str]:
-    folder = tempfile.mkdtemp(prefix="ipc-", dir="/tmp")  # ipc paths must be short
-    yield f"ipc://{folder}/engine"
-    shutil.rmtree(folder, ignore_errors=True)
+    with ipc_address() as address:
+        yield address
 
 
 @pytest.fixture
@@ -107,23 +104,6 @@ def engine(address: str) -> Iterator[subprocess.Popen[str]]:
     yield process
     process.kill()
     process.wait()
-
-
-def with_client(
-    address: str,
-    body: Callable[[EngineClient], Awaitable[None]],
-    options: ClientOptions | None = None,
-    event_loop: str = "asyncio",
-) -> None:
-    async def run() -> None:
-        client = EngineClient(address, options)
-        await client.connect()
-        try:
-            await body(client)
-        finally:
-            await client.close()
-
-    run_on_loop(run(), event_loop)
 
 
 @pytest.mark.parametrize("event_loop", EVENT_LOOPS)

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Awaitable, Callable, Iterator
 
-from pyserving.adapters.ipc import Answer, Call, EngineEndpoint
+from pyserving.adapters.ipc import Answer, Call, ClientOptions, EngineClient, EngineEndpoint
 from pyserving.api.serving_loop import EVENT_LOOPS, run_on_loop
 from pyserving.engine.errors import Code, ServingError
 
@@ -55,6 +59,35 @@ def spawn_ready(command: list[str]) -> subprocess.Popen[str]:
         process.kill()
         raise RuntimeError(f"{command} did not start: {line!r}, exit {process.wait()}")
     return process
+
+
+@contextlib.contextmanager
+def ipc_address() -> Iterator[str]:
+    """An ipc:// address in a private folder (ipc paths must be short), removed after."""
+    folder = tempfile.mkdtemp(prefix="ipc-", dir="/tmp")
+    try:
+        yield f"ipc://{folder}/engine"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def with_client(
+    address: str,
+    body: Callable[[EngineClient], Awaitable[None]],
+    options: ClientOptions | None = None,
+    event_loop: str = "asyncio",
+) -> None:
+    """Run `body` with a connected front-end client on a fresh loop, closing it after."""
+
+    async def run() -> None:
+        client = EngineClient(address, options)
+        await client.connect()
+        try:
+            await body(client)
+        finally:
+            await client.close()
+
+    run_on_loop(run(), event_loop)
 
 
 def spawn_echo_engine(address: str, event_loop: str = "asyncio") -> subprocess.Popen[str]:
