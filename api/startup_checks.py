@@ -38,6 +38,7 @@ __all__ = [
     "check_model_repository",
     "check_request_log_flags",
     "models_from_flags",
+    "with_idle",
 ]
 
 
@@ -103,7 +104,12 @@ def batching_from_flags(options: Any) -> BatchingOptions | None:
         batching = load_batching_options(options.batching_parameters_file)
     except BatchingConfigError as exc:
         raise StartupError(str(exc)) from None
-    batching = dataclasses.replace(batching, idle_micros=options.batching_idle_micros)
+    return with_idle(batching, options.batching_idle_micros)
+
+
+def with_idle(batching: BatchingOptions, idle_micros: int) -> BatchingOptions:
+    """`batching` with --batching_idle_micros, checked together."""
+    batching = dataclasses.replace(batching, idle_micros=idle_micros)
     try:
         batching.validate()
     except ValueError as exc:

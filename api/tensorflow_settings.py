@@ -39,7 +39,7 @@ from pyserving.adapters.platform_config import (
     read_session_config,
 )
 from pyserving.api.flag_compat import FlagError, tensorflow_threads
-from pyserving.api.startup_checks import StartupError, batching_from_flags
+from pyserving.api.startup_checks import StartupError, batching_from_flags, with_idle
 from pyserving.engine.batching_params import BatchingOptions
 
 # SessionBundleConfig fields applied here; the others stop start-up when set.
@@ -127,14 +127,10 @@ def _batching_from_flags(options: Any) -> BatchingOptions | None:
 
 
 def _with_idle(batching: BatchingOptions, options: Any) -> BatchingOptions:
-    import dataclasses
-
-    batching = dataclasses.replace(batching, idle_micros=options.batching_idle_micros)
     try:
-        batching.validate()
-    except ValueError as exc:
-        raise SettingsError(f"--batching_idle_micros: {exc}") from None
-    return batching
+        return with_idle(batching, options.batching_idle_micros)
+    except StartupError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def _from_platform_config(options: Any) -> TensorFlowSettings:
