@@ -136,8 +136,16 @@ def test_terminate_ends_a_session_and_a_second_one_meanwhile_is_refused(
     profile = server.channel.unary_unary("/tensorflow.ProfilerService/Profile")
     terminate = server.channel.unary_unary("/tensorflow.ProfilerService/Terminate")
     logdir = tmp_path / "profile"
-    long_one = profile.future(profile_request(logdir, "long", 600_000), timeout=60)
+
+    def start_long() -> grpc.Future:
+        return profile.future(profile_request(logdir, "long", 600_000), timeout=60)
+
+    long_one = start_long()
     for attempt in range(200):  # until the long session is running
+        if long_one.done():  # it lost the race for the profiler to a short one: again
+            error = long_one.exception()
+            assert error is not None and error.details() == "Another profiling session active."
+            long_one = start_long()
         try:
             profile(profile_request(logdir, f"short-{attempt}", 0), timeout=30)
         except grpc.RpcError as exc:
