@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import ContentLengthError, HttpProcessingError, TransferEncodingError
 
-from pyserving.engine.errors import Code, ServingError
+from pyserving.engine.errors import Code, ServingError, quoted
 
 # Bodies this big arrive in one read where the client sends them at once.
 _CHUNK = 1 << 16
@@ -76,7 +76,7 @@ async def read_body(
     if encoding not in DECODED_ENCODINGS:
         raise BodyError(
             Code.INVALID_ARGUMENT,
-            f"Content-Encoding {_cut(encoding)!r} is not supported; send the body plain or "
+            f"Content-Encoding {quoted(encoding, 100)!r} is not supported; send the body plain or "
             "as gzip, deflate or br",
             415,
         )
@@ -109,7 +109,7 @@ def _classified(exc: BaseException, encoding: str) -> BodyError:
     return BodyError(
         Code.INVALID_ARGUMENT,
         f"the body could not be decoded as its Content-Encoding {encoding or 'identity'!r} "
-        f"says ({_cut(detail)}); send it plain or encode it so",
+        f"says ({quoted(detail, 100)}); send it plain or encode it so",
         400,
     )
 
@@ -147,10 +147,6 @@ def _raise_stored(content: Any) -> None:
     stored = content.exception()
     if stored is not None:
         raise stored
-
-
-def _cut(text: str, limit: int = 100) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def error_response(exc: ServingError, status: int, body: bytes, **kwargs: Any) -> web.Response:

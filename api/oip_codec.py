@@ -497,10 +497,7 @@ def from_json(
             raise invalid_argument(f"input '{name}': data is ragged (nested lists differ)") from (
                 None
             )
-        if parsed.dtype.kind == "O" or (parsed.dtype.kind == "f" and dtype.kind in "iu"):
-            out_of_range = rest_codec.first_out_of_range(data, dtype)
-            if out_of_range is not None:
-                raise rest_codec.out_of_range_error(out_of_range, datatype, name)
+        rest_codec.refuse_out_of_range(data, parsed, dtype, datatype, name, finite)
         if parsed.size and parsed.dtype.kind not in _JSON_KINDS.get(dtype.kind, ""):
             raise invalid_argument(
                 f"input '{name}' has datatype {datatype} but its data holds "
@@ -513,10 +510,6 @@ def from_json(
             with np.errstate(over="ignore"):  # an overflow is refused just below
                 flat = parsed.astype(dtype)
             if dtype.kind == "f" and parsed.size:
-                if finite and not np.isfinite(parsed).all():
-                    raise rest_codec.out_of_range_error(
-                        rest_codec.OutOfRange("a number literal"), datatype, name
-                    )
                 _check_finite_fits(parsed, flat, datatype, name)
     if flat.size != count:
         raise invalid_argument(

@@ -31,8 +31,8 @@ import orjson
 from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow_serving.apis import classification_pb2, input_pb2, regression_pb2
 
-from pyserving.api.tensor_budget import TensorBudget
-from pyserving.engine.errors import Code, ServingError, invalid_argument
+from pyserving.api.tensor_budget import TensorBudget, shape_text
+from pyserving.engine.errors import Code, ServingError, invalid_argument, quoted
 from pyserving.engine.servable import Signature
 from pyserving.engine.signature_checks import dtype_name
 
@@ -209,7 +209,7 @@ def _rows_to_array(rows: list[Any], dtype: np.dtype, name: str, finite: bool) ->
         if got != expected:
             raise invalid_argument(
                 f"Failed to process element: {i} of 'instances' list. Error: Expecting shape "
-                f"{_shape_text(expected)} but got: {_shape_text(got)} (input '{name}'): every "
+                f"{shape_text(expected)} but got: {shape_text(got)} (input '{name}'): every "
                 "instance must have the same shape"
             ) from None
     raise invalid_argument(  # same outer shapes, ragged deeper down
@@ -256,10 +256,6 @@ def _dense_shape(value: Any) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def _shape_text(shape: tuple[int, ...]) -> str:
-    return "[" + ",".join(map(str, shape)) + "]"
-
-
 class _Ragged(Exception):
     pass
 
@@ -277,15 +273,10 @@ def to_array(value: Any, dtype: np.dtype, name: str, finite: bool = False) -> np
         array = np.asarray(value, dtype=object)
     kind = array.dtype.kind
     want = dtype.kind
-    if kind == "O" or (kind == "f" and want in "iu"):  # off the usual path: look closer
-        out_of_range = first_out_of_range(value, dtype)
-        if out_of_range is not None:
-            raise out_of_range_error(out_of_range, dtype_name(dtype), name)
+    refuse_out_of_range(value, array, dtype, dtype_name(dtype), name, finite)
     if want in "fc":
         if kind not in "iuf":
             raise _type_error(value, dtype, name)
-        if finite and kind == "f" and not np.isfinite(array).all():
-            raise out_of_range_error(OutOfRange("a number literal"), dtype_name(dtype), name)
         _check_float_range(array, dtype, name)
     elif want in "iu":
         if kind not in "iu":
@@ -329,6 +320,23 @@ def _check_float_range(array: np.ndarray, dtype: np.dtype, name: str) -> None:
             raise _lossy(finite[np.abs(finite) > _FLOAT32_MAX][0], target, name)
 
 
+def refuse_out_of_range(
+    value: Any, array: np.ndarray, dtype: np.dtype, type_name: str, name: str, finite: bool
+) -> None:
+    """What numpy's reading of JSON `value` (as `array`) hides from the type checks: a
+    number no double holds, or an integer past `dtype` or 64 bits (numpy made them objects,
+    or floats beside other integers); and, when the body had no NaN/Infinity token
+    (`finite`), a non-finite float, which orjson made of a literal out of range. Shared by
+    TF Serving's REST and the Open Inference Protocol's JSON."""
+    kind = array.dtype.kind
+    if kind == "O" or (kind == "f" and dtype.kind in "iu"):  # off the usual path: look closer
+        found = first_out_of_range(value, dtype)
+        if found is not None:
+            raise out_of_range_error(found, type_name, name)
+    if finite and kind == "f" and dtype.kind in "fc" and not np.isfinite(array).all():
+        raise out_of_range_error(OutOfRange("a number literal"), type_name, name)
+
+
 def first_out_of_range(value: Any, dtype: np.dtype) -> int | OutOfRange | None:
     """The first number in `value` that no double holds, or an integer outside an integer
     `dtype` (or outside 64 bits), if any. Looked for only once numpy found the values
@@ -355,13 +363,8 @@ def out_of_range_error(value: int | OutOfRange, type_name: str, name: str) -> Se
             f"input '{name}' ({type_name}): JSON Value: {value} is too big to be stored in a double"
         )
     return invalid_argument(
-        f"input '{name}': JSON Value: {_short_number(value)} is out of range for {type_name}"
+        f"input '{name}': JSON Value: {quoted(str(value), 40)} is out of range for {type_name}"
     )
-
-
-def _short_number(value: int | OutOfRange) -> str:
-    text = str(value)
-    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} digits)"
 
 
 def _lossy(value: Any, target: np.dtype, name: str) -> ServingError:
@@ -574,7 +577,7 @@ def _add_feature_value(value: Any, name: str, feature: feature_pb2.Feature, fini
         if not -(1 << 63) <= int(value) < (1 << 63):
             what = "uint64" if 0 <= value < (1 << 64) else "out-of-range"
             raise invalid_argument(
-                f"Feature: {name} has {what} element {_short_number(value)}. Only int64 is "
+                f"Feature: {name} has {what} element {quoted(str(value), 40)}. Only int64 is "
                 "supported."
             )
         feature.int64_list.value.append(int(value))
