@@ -55,6 +55,14 @@ class Answer:
 Handler = Callable[[Call], Awaitable[Answer]]
 
 
+def drain(socket: zmq.Socket, handle: Callable[[list[Any]], None]) -> None:
+    """Hand every queued message to `handle`. ZeroMQ's descriptor signals that its state
+    changed, not that a message waits, and any call on the socket (a send too) may take
+    that signal: so both ends drain after every send as well as when the loop wakes them."""
+    while socket.get(zmq.EVENTS) & zmq.POLLIN:  # cheaper than a recv raising zmq.Again
+        handle(socket.recv_multipart(zmq.NOBLOCK, copy=False))
+
+
 def configure(socket: zmq.Socket) -> None:
     """Options both ends share: nothing lingers at close, no high-water mark drops or blocks
     a request, and ZMTP heartbeats notice a peer that stops answering (one that dies is
@@ -100,13 +108,7 @@ class EngineEndpoint:
         self._maps.close()
 
     def _drain(self) -> None:
-        """Take everything queued. ZeroMQ's descriptor signals that its state changed, not
-        that a message waits, and any call on the socket (a send too) may take that signal:
-        so every send is followed by a drain as well."""
-        socket = self._socket
-        while socket.get(zmq.EVENTS) & zmq.POLLIN:  # cheaper than a recv raising zmq.Again
-            frames = socket.recv_multipart(zmq.NOBLOCK, copy=False)
-            self._dispatch(frames)
+        drain(self._socket, self._dispatch)
 
     def _dispatch(self, frames: list[Any]) -> None:
         if len(frames) < 2:

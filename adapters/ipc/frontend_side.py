@@ -20,7 +20,7 @@ import numpy as np
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
-from pyserving.adapters.ipc.engine_side import Answer, configure
+from pyserving.adapters.ipc.engine_side import Answer, configure, drain
 from pyserving.adapters.ipc.messages import (
     ENCODER,
     OK,
@@ -207,13 +207,7 @@ class EngineClient:
                 self._pool.give_back(segment)
 
     def _drain(self) -> None:
-        """Take every queued reply. ZeroMQ's descriptor signals that its state changed, not
-        that a message waits, and any call on the socket (a send too) may take that signal:
-        so every send is followed by a drain as well."""
-        socket = self._socket
-        while socket.get(zmq.EVENTS) & zmq.POLLIN:  # cheaper than a recv raising zmq.Again
-            frames = socket.recv_multipart(zmq.NOBLOCK, copy=False)
-            self._resolve(frames)
+        drain(self._socket, self._resolve)
 
     def _resolve(self, frames: list[Any]) -> None:
         try:
