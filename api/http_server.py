@@ -179,7 +179,6 @@ class HttpServer:
         self._host = host
         self._ssl_context = ssl_context  # HTTPS when set (--ssl_config_file)
         self._requested_port = port
-        self._limits = limits
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.AbstractServer | None = None
         self.port = 0
@@ -202,7 +201,7 @@ class HttpServer:
             access_log=None,
             handle_signals=False,
             lingering_time=0,
-            keepalive_timeout=self._limits.idle_timeout_s,
+            keepalive_timeout=self._connections.limits.idle_timeout_s,
         )
         await runner.setup()
         server = runner.server
