@@ -175,9 +175,11 @@ def h2load(
     log: Path,
     rest: bool = False,
     grpc_path: str = PREDICT_PATH,
+    cpu: str | None = CLIENT_CPU,
 ) -> dict:
-    """One h2load run (gRPC over HTTP/2 to `grpc_path`, or REST over HTTP/1.1 with `rest`);
-    req/s from its summary, p50/p99 from its per-request log."""
+    """One h2load run (gRPC over HTTP/2 to `grpc_path`, or REST over HTTP/1.1 with `rest`),
+    pinned to `cpu` (None: not pinned); req/s from its summary, p50/p99 from its
+    per-request log."""
     protocol = (
         ["--h1", "-H", "content-type: application/json"]
         if rest
@@ -185,8 +187,9 @@ def h2load(
     )
     path = REST_PATH if rest else grpc_path
     log.unlink(missing_ok=True)  # h2load appends to its log file
+    pinned = ["taskset", "-c", cpu] if cpu is not None else []
     command = [
-        "taskset", "-c", CLIENT_CPU, "h2load",
+        *pinned, "h2load",
         f"--duration={max(1, round(seconds))}", "--warm-up-time=1", f"--clients={concurrency}",
         "--max-concurrent-streams=1", f"--data={body}", f"--log-file={log}",
         *protocol, f"http://{address}{path}",
@@ -213,13 +216,14 @@ def cpu_per_request(cpu_s: float, result: dict, seconds: float) -> float:
     return round(cpu_s / answered * 1e6, 1) if answered else 0.0
 
 
-def median_run(results: list[dict]) -> dict:
-    """The run with the median req/s of a target's rounds, and every round's req/s."""
+def median_run(results: list[dict], medians: tuple[str, ...] = ("cpu_us_per_request",)) -> dict:
+    """The run with the median req/s of a target's rounds, every round's req/s, and the
+    median of each key in `medians` over the rounds (the lower one of an even count)."""
     ordered = sorted(results, key=lambda r: r["req_s"])
-    cpu = sorted(r["cpu_us_per_request"] for r in results)
+    middle = (len(results) - 1) // 2
     return {
-        **ordered[(len(ordered) - 1) // 2],
-        "cpu_us_per_request": cpu[(len(cpu) - 1) // 2],
+        **ordered[middle],
+        **{key: sorted(r[key] for r in results)[middle] for key in medians},
         "rounds_req_s": [r["req_s"] for r in results],
     }
 

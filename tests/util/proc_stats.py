@@ -34,3 +34,22 @@ def cpu_seconds(pid: int) -> float:
     """CPU time a process has used so far (all its threads, user + system)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_pids(pid: int, contains: str = "") -> list[int]:
+    """The live children of `pid` whose command line contains `contains`, by pid, read from
+    every /proc/*/stat's parent pid (no CONFIG_PROC_CHILDREN needed)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent != pid:
+                continue
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError, IndexError):
+            continue  # it exited while we looked
+        if contains in command:
+            found.append(int(entry.name))
+    return sorted(found)
