@@ -10,6 +10,9 @@ Prints a table and writes bench/results/bench-<time>.json (and latest.json).
 
 `python -m bench --h2load [...]` measures with h2load instead (bench/h2load.py): the
 floor, unbatched and batched servers pinned to CPU 0, the C load generator on CPU 1.
+
+`python -m bench --cores [...]` is `python -m bench.cores` (bench/cores.py): the cores
+table, `--workers` front-end processes over one engine against workers=0, on all CPUs.
 """
 
 from __future__ import annotations
@@ -174,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.h2load import main as h2load_main
 
         return h2load_main(argv[1:])
+    if argv[:1] == ["--cores"]:  # front-end processes over one engine: the cores table
+        from bench.cores import main as cores_main
+
+        return cores_main(argv[1:])
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.time()

@@ -93,9 +93,16 @@ def implied(engine_us: float, frontend_us: float, cores: int) -> dict[str, Any]:
     }
 
 
+def module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # its package is missing too
+        return False
+
+
 def workers_supported() -> bool:
     """Whether this pyserving has front-end processes (`--workers`, issue 32)."""
-    return importlib.util.find_spec(FRONTEND_MODULE) is not None
+    return module_exists(FRONTEND_MODULE)
 
 
 def workers_flags(workers: int) -> list[str]:
@@ -176,22 +183,27 @@ def start_real(server: Server) -> None:
     server.engine = server.target.process
 
 
-def frontend_command(address: str, index: int, port: int, rest_port: int, model: Path) -> list[str]:
+def frontend_command(
+    module: str, address: str, index: int, port: int, rest_port: int, model: Path
+) -> list[str]:
     """A front-end started by hand against the engine at `address` (the server's flags)."""
     return [
-        sys.executable, "-m", FRONTEND_MODULE, f"--engine_address={address}",
+        sys.executable, "-m", module, f"--engine_address={address}",
         f"--worker_index={index}", f"--port={port}", f"--rest_api_port={rest_port}",
         "--model_name=mnist", f"--model_base_path={model}", REST_SLOTS, "--log_level=warning",
     ]  # fmt: skip
 
 
-def start_echo_floor(address: str, workers: int, model: Path, workdir: Path) -> Server:
-    """bench/echo_engine.py on `address` and `workers` front-ends on one pair of ports."""
+def start_echo_floor(
+    address: str, workers: int, model: Path, workdir: Path, module: str = FRONTEND_MODULE
+) -> Server:
+    """bench/echo_engine.py on `address` and `workers` front-ends (`module`) started by
+    hand on one pair of ports; gRPC only is timed (so `rest_port` is not checked)."""
     port, rest_port = free_port(), free_port()
-    server = Server(f"w{workers}_echo", workers, "echo", port, rest_port)
+    server = Server(f"w{workers}_echo", workers, "echo", port, None)
     server.engine = spawn_ready([sys.executable, "-m", "bench.echo_engine", address])
     for index in range(workers):
-        command = frontend_command(address, index, port, rest_port, model)
+        command = frontend_command(module, address, index, port, rest_port, model)
         log = workdir / f"echo_frontend_{index}.log"
         server.hand_started.append(processes.spawn(command, log))
     return server
@@ -482,6 +494,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         help="front-ends over the echo engine (default: the largest count of --workers-list)",
     )
+    parser.add_argument(
+        "--frontend-module",
+        default=FRONTEND_MODULE,
+        help="the front-end the echo floor starts by hand (default %(default)s; "
+        "tests.util.stand_in_frontend serves gRPC Predict until it exists)",
+    )
     parser.add_argument("--heavy-workers", type=int, default=2, help="--workers of the heavy runs")
     parser.add_argument("--heavy-width", type=int, default=None, help="the heavy MLP's width")
     parser.add_argument(
@@ -520,11 +538,10 @@ def main(argv: list[str] | None = None) -> int:
         if any(args.workers[1:]):
             note(f"only workers=0 is measured: {reason}")
             args.workers = [0]
-        skipped["floor"] = skipped.get("floor", reason)
         if args.heavy_workers:
-            skipped["heavy"] = skipped.get("heavy", reason)
-    if args.workers == [0] and "floor" not in skipped:
-        skipped["floor"] = "no worker count above 0 to compare"
+            skipped.setdefault("heavy", reason)
+    if not module_exists(args.frontend_module):
+        skipped.setdefault("floor", f"no front-end module {args.frontend_module}")
     for section in SECTIONS:
         if section not in args.sections:
             skipped.setdefault(section, "not asked for (--sections)")
@@ -582,7 +599,9 @@ def main(argv: list[str] | None = None) -> int:
                 for server in servers:
                     start_real(server)
                 if "floor" in run:
-                    echo = start_echo_floor(echo_address, args.floor_workers, model, workdir)
+                    echo = start_echo_floor(
+                        echo_address, args.floor_workers, model, workdir, args.frontend_module
+                    )
                 for server in [*servers, *([echo] if echo else [])]:
                     wait_and_check(server, request, rest_body.read_bytes())
                 note(f"all servers answer right after {time.time() - started:.0f} s")
@@ -591,8 +610,13 @@ def main(argv: list[str] | None = None) -> int:
                 jobs = []
                 for config in configs:
                     for protocol, payload in (("grpc", body), ("rest", rest_body)):
-                        if "throughput" in run:
-                            jobs += [(s, protocol, payload) for s in servers if s.config == config]
+                        for s in servers:
+                            floor_peer = echo is not None and s.workers == args.floor_workers
+                            if s.config == config and (
+                                "throughput" in run
+                                or (floor_peer and (config, protocol) == ("batched", "grpc"))
+                            ):
+                                jobs.append((s, protocol, payload))
                         if echo is not None and (config, protocol) == ("batched", "grpc"):
                             jobs.append((echo, "grpc", body))
                 results = interleaved(jobs, args.rounds, args.seconds, workdir)
@@ -608,9 +632,18 @@ def main(argv: list[str] | None = None) -> int:
                 for name, ratio in scaling.items():
                     print(f"{name} / w0: {ratio:.2f} (target for w2 >= {goal:g})")
             if echo is not None:
-                floor = floor_ratio(rows, results.get((echo.name, "grpc")), args.floor_workers)
-                report["floor"] = {"echo": results.get((echo.name, "grpc")), "ratio": floor}
-                if floor is not None:
+                echoed = results[echo.name, "grpc"]
+                floor = floor_ratio(rows, echoed, args.floor_workers)
+                report["floor"] = {"echo": echoed, "ratio": floor}
+                print(
+                    f"\necho engine, gRPC c={GRPC_C}, {args.floor_workers} front-ends "
+                    f"({args.frontend_module}): {echoed['req_s']:.0f} req/s, engine "
+                    f"{echoed['engine_us']:.0f} µs/req, front-ends {echoed['frontend_us']:.0f} "
+                    f"µs/req (each: {' '.join(f'{u:.0f}' for u in echoed['per_frontend_us'])})"
+                )
+                if floor is None:
+                    print(f"no w{args.floor_workers}_batched server to set against the floor")
+                else:
                     print(
                         f"\nengine floor, gRPC c={GRPC_C}, {args.floor_workers} front-ends: echo "
                         f"engine {floor['echo_engine_us']:.0f} µs/req ({floor['echo_req_s']:.0f} "

@@ -189,3 +189,158 @@ def test_rows_print_as_a_table_and_results_as_json(
     lines = capsys.readouterr().out.splitlines()
     assert lines[:3] == ["  engine  req/s", "    bare  17168", "endpoint    812"]
     assert json.loads(out.read_text()) == {"rows": rows}
+
+
+def test_implied_throughput_is_the_lower_bound_and_names_its_side() -> None:
+    from bench.cores import CORES, implied
+
+    # One engine at 100 µs a request carries 10k req/s on any machine; front-ends at 1000 µs
+    # a request carry 1k req/s per core left to them.
+    assert [implied(100, 1000, n) for n in CORES] == [
+        {"cores": 4, "req_s": 3000.0, "bound": "front-ends"},
+        {"cores": 8, "req_s": 7000.0, "bound": "front-ends"},
+        {"cores": 16, "req_s": 10000.0, "bound": "engine"},
+        {"cores": 32, "req_s": 10000.0, "bound": "engine"},
+    ]
+    # workers=0: no front-ends, one process bounds it.
+    assert implied(400, 0, 32) == {"cores": 32, "req_s": 2500.0, "bound": "engine"}
+
+
+BURN_THREAD = """
+import sys, threading, time
+def burn():
+    while time.thread_time() < 0.3:
+        pass
+    print(time.thread_time(), flush=True)
+thread = threading.Thread(target=burn)
+thread.start()
+thread.join()
+sys.stdin.read()
+"""
+
+
+def test_cpu_seconds_counts_every_thread_of_a_live_process() -> None:
+    """What bench.cores reads for an engine or a front-end: CPU spent in a thread other
+    than the main one counts (the process's own stat sums its threads)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.util.proc_stats import cpu_seconds
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", BURN_THREAD],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        burned = float(child.stdout.readline())  # the thread has burned it and ended
+        tick = 1 / os.sysconf("SC_CLK_TCK")
+        assert burned >= 0.3
+        assert cpu_seconds(child.pid) >= burned - 2 * tick
+        # The main thread's own figure does not hold the burn: only the sum does.
+        main_thread = Path(f"/proc/{child.pid}/task/{child.pid}/stat").read_text()
+        fields = main_thread.rsplit(")", 1)[1].split()
+        assert (int(fields[11]) + int(fields[12])) * tick < burned / 2
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_child_pids_finds_a_processs_front_ends_by_command_line() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.util.proc_stats import child_pids
+
+    marker = f"bench-frontend-marker-{os.getpid()}"
+    wait = [sys.executable, "-c", "import sys; sys.stdin.read()"]
+    children = [
+        subprocess.Popen([*wait, marker], stdin=subprocess.PIPE),
+        subprocess.Popen([*wait, marker], stdin=subprocess.PIPE),
+        subprocess.Popen([*wait, "other"], stdin=subprocess.PIPE),
+    ]
+    try:
+        assert child_pids(os.getpid(), marker) == sorted(c.pid for c in children[:2])
+        assert child_pids(children[0].pid, marker) == []  # children of that pid only
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+    assert child_pids(os.getpid(), marker) == []
+
+
+def test_echo_engine_answers_a_real_engine_client_with_the_digits_models_shapes() -> None:
+    from pyserving.adapters.ipc.data_plane import RemoteDataPlane
+    from pyserving.engine.data_plane import InferCall
+    from pyserving.engine.request_core import ModelRequest
+    from tests.util.ipc_echo import ipc_address, spawn_ready, with_client
+
+    answers = {}
+
+    async def calls(client) -> None:
+        plane = RemoteDataPlane(client)
+        model = ModelRequest("mnist", None, None)
+        answers["signature"] = await plane.signature(model, "predict_images")
+        images = np.zeros((3, 64), np.float32)
+        call = InferCall(model, "predict_images", {"images": images}, [], None)
+        answers["infer"] = await plane.infer(call)
+        answers["health"] = await client.call("health", {"service": ""})
+        observations = {"observations": [["mnist", "predict", "OK", 0.001]]}
+        answers["observe"] = await client.call("observe", observations)
+
+    import sys
+
+    with ipc_address() as address:
+        engine = spawn_ready([sys.executable, "-m", "bench.echo_engine", address])
+        try:
+            with_client(address, calls)
+            maps = Path(f"/proc/{engine.pid}/maps").read_text()
+        finally:
+            engine.kill()
+            engine.wait()
+    signature = answers["signature"]
+    assert signature.name == "predict_images"
+    assert {a: (s.dtype, s.shape) for a, s in signature.inputs.items()} == {
+        "images": (np.dtype(np.float32), (None, 64))
+    }
+    assert {a: (s.dtype, s.shape) for a, s in signature.outputs.items()} == {
+        "scores": (np.dtype(np.float32), (None, 10))
+    }
+    prediction = answers["infer"]
+    assert (prediction.version, prediction.signature) == (1, "predict_images")
+    assert prediction.outputs["scores"].shape == (3, 10)
+    np.testing.assert_allclose(prediction.outputs["scores"].sum(axis=1), 1.0, rtol=1e-6)
+    assert answers["health"].params == {"status": 1}  # SERVING
+    assert (answers["observe"].params, dict(answers["observe"].tensors)) == ({}, {})
+    assert "tensorflow_framework" not in maps  # no TensorFlow runtime in the floor
+
+
+def test_echo_floor_times_hand_started_front_ends_on_one_port(tmp_path: Path) -> None:
+    """The floor section's path: the echo engine, two front-ends started by hand on one
+    port (the stand-in until pyserving.api.frontend exists), their answers checked, then
+    one h2load run read as each process's CPU per request."""
+    from bench import cores
+    from bench.h2load import grpc_frame, one_image_request
+    from tests.util.ipc_echo import ipc_address
+
+    request = one_image_request(np.zeros(64, np.float32))
+    body = tmp_path / "predict.grpc"
+    body.write_bytes(grpc_frame(request.SerializeToString()))
+    with ipc_address() as address:
+        server = cores.start_echo_floor(
+            address, 2, tmp_path, tmp_path, "tests.util.stand_in_frontend"
+        )
+        try:
+            cores.wait_and_check(server, request, None)
+            result = cores.timed(server, "grpc", body, 1.0, tmp_path)
+        finally:
+            server.stop()
+    assert result["http_2xx"] > 0 and result["req_s"] > 0
+    assert result["engine_us"] > 0
+    assert len(result["per_frontend_us"]) == 2
+    assert result["frontend_us"] == pytest.approx(sum(result["per_frontend_us"]), abs=0.2)
+    assert not result["frontends_replaced"]
