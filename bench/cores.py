@@ -33,6 +33,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -152,13 +153,23 @@ class Server:
             time.sleep(0.1)
 
     def stop(self) -> None:
+        """Front-ends started by hand first; then the engine (SIGTERM: it stops its own
+        front-ends), and any of its front-ends still alive after it is killed."""
         for process in self.hand_started:
             processes.stop(process, timeout_s=10)
+        children = self.frontends() if self.engine is not None else []
         if self.target is not None:
             self.target.stop()
         elif self.engine is not None and self.engine.poll() is None:
             self.engine.kill()
             self.engine.wait()
+        for pid in children:
+            try:
+                if FRONTEND_MODULE.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, signal.SIGKILL)
+                    note(f"{self.name}: front-end {pid} outlived its engine; killed")
+            except OSError:
+                pass  # gone, as it should be
 
 
 def real_server(workers: int, config: str, model: Path, workdir: Path, flags: list[str]) -> Server:
@@ -503,7 +514,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--heavy-workers", type=int, default=2, help="--workers of the heavy runs")
     parser.add_argument("--heavy-width", type=int, default=None, help="the heavy MLP's width")
     parser.add_argument(
-        "--tf_default_threads",
+        "--tf-default-threads",
         action="store_true",
         help="TensorFlow's default thread pools, not ops in the calling thread",
     )
@@ -529,6 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.time()
     skipped: dict[str, str] = {}
+    asked = list(args.workers)
     has_h2load = shutil.which("h2load") is not None
     if not has_h2load:
         for section in ("throughput", "floor", "heavy"):
@@ -573,6 +585,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpus": os.cpu_count()},
         "settings": {
             "workers": args.workers,
+            "workers_asked": asked,
             "rounds": args.rounds,
             "seconds": args.seconds,
             "grpc_concurrency": GRPC_C,
