@@ -344,3 +344,37 @@ def test_echo_floor_times_hand_started_front_ends_on_one_port(tmp_path: Path) ->
     assert len(result["per_frontend_us"]) == 2
     assert result["frontend_us"] == pytest.approx(sum(result["per_frontend_us"]), abs=0.2)
     assert not result["frontends_replaced"]
+
+
+def test_cores_rows_set_each_worker_count_against_w0_and_the_engine_against_its_floor() -> None:
+    from bench.cores import Server, floor_ratio, throughput_rows
+
+    def run(req_s: float, engine_us: float, frontend_us: float) -> dict:
+        return {"req_s": req_s, "engine_us": engine_us, "frontend_us": frontend_us}
+
+    servers = [Server(f"w{w}_batched", w, "batched", 1, 2) for w in (0, 2)]
+    results = {
+        ("w0_batched", "grpc"): run(2000, 500, 0),
+        ("w2_batched", "grpc"): run(3400, 150, 700),
+        ("w2_batched", "rest"): run(5000, 100, 300),  # no w0 REST run: no ratio
+    }
+    rows = throughput_rows(servers, results)
+    assert [(r["server"], r["protocol"], r["concurrency"], r["vs_w0"]) for r in rows] == [
+        ("w0_batched", "grpc", 64, 1.0),
+        ("w2_batched", "grpc", 64, 1.7),
+        ("w2_batched", "rest", 32, None),
+    ]
+    on_16 = rows[1]["implied"][2]
+    assert on_16["cores"] == 16 and on_16["bound"] == "engine"
+    assert on_16["req_s"] == pytest.approx(1e6 / 150)
+    echo = run(9000, 60, 600)
+    assert floor_ratio(rows, echo, 2) == {
+        "workers": 2,
+        "engine_us": 150,
+        "echo_engine_us": 60,
+        "echo_frontend_us": 600,
+        "echo_req_s": 9000,
+        "ratio": 2.5,
+    }
+    assert floor_ratio(rows, echo, 4) is None  # no w4_batched run to set against it
+    assert floor_ratio(rows, None, 2) is None
