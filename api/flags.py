@@ -307,6 +307,17 @@ FLAGS: tuple[Flag, ...] = (
         choices=EVENT_LOOPS,
     ),
     Flag(
+        "workers",
+        int,
+        0,
+        LIFE,
+        "front-end processes that serve gRPC and REST on the same ports and hand each "
+        "request to this (engine) process: the protocol work then uses as many cores; "
+        "0 = one process does everything, best on one or two CPUs (docs/processes.md "
+        "says how to choose) (default: %(default)s)",
+        metavar="N",
+    ),
+    Flag(
         "shutdown_grace_seconds",
         float,
         30.0,

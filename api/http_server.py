@@ -6,7 +6,7 @@ routes (`web.RouteDef`s); the composition root adds them before `start`:
 
     http = HttpServer(port)
     http.add_routes(probe_routes(health.status))
-    http.add_routes(metrics_routes(registry, "/monitoring/prometheus/metrics"))
+    http.add_routes(metrics_routes(local_exposition(registry), "/monitoring/prometheus/metrics"))
     http.add_routes(rest_api_routes(...))   # e.g. /v1/models/{name}:predict
     await http.start()
 """
@@ -173,8 +173,10 @@ class HttpServer:
         host: str = "0.0.0.0",
         ssl_context: ssl.SSLContext | None = None,
         limits: ConnectionLimits = ConnectionLimits(),
+        reuse_port: bool = False,
     ) -> None:
         self._connections = _Connections(limits)
+        self._reuse_port = reuse_port  # front-end processes share the port (--workers)
         self.app = web.Application(middlewares=[self._connections.middleware])
         self._host = host
         self._ssl_context = ssl_context  # HTTPS when set (--ssl_config_file)
@@ -213,6 +215,7 @@ class HttpServer:
                 self._host,
                 self._requested_port,
                 reuse_address=True,
+                reuse_port=self._reuse_port or None,
                 ssl=self._ssl_context,
             )
         except OSError as exc:
@@ -239,17 +242,30 @@ class HttpServer:
             self._listener = None
 
 
-def metrics_routes(
-    registry: CollectorRegistry | None, path: str, extra: Callable[[], str] | None = None
-) -> list[web.RouteDef]:
-    """Prometheus text exposition of `registry` at `path` (TF Serving's path by default),
-    followed by `extra`'s text (TF Serving's own series, rendered as its exporter does)."""
+Exposition = Callable[[], Awaitable[bytes]]
 
-    async def metrics(request: web.Request) -> web.Response:
+
+def local_exposition(
+    registry: CollectorRegistry | None, extra: Callable[[], str] | None = None
+) -> Exposition:
+    """Prometheus text of `registry`, followed by `extra`'s text (TF Serving's own series,
+    rendered as its exporter does): the engine's whole exposition."""
+
+    async def exposition() -> bytes:
         body = generate_latest(registry) if registry is not None else b""
         if extra is not None:
             body += extra().encode()
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return body
+
+    return exposition
+
+
+def metrics_routes(exposition: Exposition, path: str) -> list[web.RouteDef]:
+    """The exposition at `path` (TF Serving's path by default): this process's registry,
+    or in a front-end the engine's, which counts every process's requests."""
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=await exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     return [web.get(path, metrics)]
 

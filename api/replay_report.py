@@ -184,6 +184,7 @@ def render_table(result: ReplayResult, source: ReplaySource, filters: Filters) -
             out.append(f"  the manager refused a fact (as it did live): {error}")
         if run.config_reloads:
             out.append(f"  config reloads at seq {', '.join(map(str, run.config_reloads))}")
+        out.extend(f"  {fact}" for fact in run.frontends)
     for life in timeline.left_unsettled():
         out.append(
             f"{life.model} v{life.version} was left in {life.state} when run {life.run} ended "

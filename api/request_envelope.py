@@ -104,14 +104,32 @@ def observer_series(observe: RequestObserver) -> SeriesFactory:
     return lambda model, api: _Forwarded(observe, model, api)
 
 
+class SeriesCache:
+    """Each (model, api)'s series, made once (unless it says not to cache it): what the
+    envelope counts every request with, and what the engine counts its front-ends'
+    requests with (the `observe` they send)."""
+
+    def __init__(self, series_for: SeriesFactory) -> None:
+        self._series_for = series_for
+        self._series: dict[tuple[str, str], RequestSeries] = {}
+
+    def observe(self, model: str, api: str, code: str, seconds: float) -> None:
+        key = (model, api)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series_for(model, api)
+            if series.cacheable:
+                self._series[key] = series
+        series.observe(code, seconds)
+
+
 class Envelope:
     """One per server, shared by every protocol; see the module docstring."""
 
     def __init__(self, series: SeriesFactory | None = None, tracer: Tracer | None = None) -> None:
         self.draining = False
-        self._series_for = series
+        self._series = None if series is None else SeriesCache(series)
         self.tracer = tracer  # None: traces are off (one check per request)
-        self._series: dict[tuple[str, str], RequestSeries] = {}
         self._active = 0
         self._last_arrival = 0.0
 
@@ -209,16 +227,10 @@ class Envelope:
             log.exception("request_trace_failed")
 
     def _observe(self, scope: RequestScope, code: str, seconds: float) -> None:
-        if self._series_for is None:
+        if self._series is None:
             return
         try:
-            key = (scope.model, scope.api)
-            series = self._series.get(key)
-            if series is None:
-                series = self._series_for(*key)
-                if series.cacheable:
-                    self._series[key] = series
-            series.observe(code, seconds)
+            self._series.observe(scope.model, scope.api, code, seconds)
         except Exception:  # metrics must never fail a request
             log.exception("request_observer_failed")
 

@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import gc
 import hashlib
+import os
 import shutil
 import signal
 import tempfile
@@ -16,17 +17,19 @@ import time
 from collections.abc import Callable, Collection
 from typing import Any
 
-import grpc
 import structlog
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
-from tensorflow_serving.apis import (
-    model_service_pb2,
-    prediction_service_pb2,
-)
 
 import pyserving
 from pyserving.adapters.event_log import EventLogWriter, last_sequence
+from pyserving.adapters.frontend_supervisor import FrontendStartError, FrontendSupervisor
+from pyserving.adapters.ipc import EngineEndpoint
+from pyserving.adapters.ipc.data_plane import data_plane_handler
+from pyserving.adapters.ipc.engine_services import (
+    ConfigGeneration,
+    engine_services,
+    stamped,
+    with_methods,
+)
 from pyserving.adapters.lifecycle_log import log_event
 from pyserving.adapters.live_config import LiveConfig
 from pyserving.adapters.loaders.model_loaders import ModelLoaders, WarmupOptions
@@ -38,9 +41,6 @@ from pyserving.adapters.model_config import (
     ServerConfig,
 )
 from pyserving.adapters.model_repository import ModelRepository, RepositoryControl
-from pyserving.adapters.protos import grpc_service_pb2
-from pyserving.adapters.request_log.logger import RequestLogger
-from pyserving.adapters.request_log.writer import RecordWriter, WriterOptions
 from pyserving.adapters.sources.object_store import (
     CacheEvictor,
     ObjectStore,
@@ -56,7 +56,6 @@ from pyserving.adapters.tfserving_metrics import (
     tee_series,
 )
 from pyserving.adapters.tracing import TracingConfigError, tracing_from_environment
-from pyserving.api import model_listing, oip_grpc, oip_repository, oip_rest, profiler_service
 from pyserving.api.flag_compat import (
     FlagError,
     check_credentials,
@@ -64,16 +63,15 @@ from pyserving.api.flag_compat import (
     refused_flags,
 )
 from pyserving.api.flags import ServerOptions
+from pyserving.api.frontend import frontend_args
 from pyserving.api.health import HealthService
-from pyserving.api.http_server import ConnectionLimits, HttpServer, metrics_routes, probe_routes
-from pyserving.api.model_service import ModelService
+from pyserving.api.http_server import (
+    local_exposition,
+)
 from pyserving.api.monitoring_config import MonitoringConfigError, load_monitoring_config
-from pyserving.api.prediction_service import PredictionService
-from pyserving.api.request_envelope import Envelope, add_service
-from pyserving.api.rest_api import RestApi, RestOptions
+from pyserving.api.protocol_servers import ProtocolServers, plan_options, request_log_from_flags
+from pyserving.api.request_envelope import Envelope, SeriesCache
 from pyserving.api.restricted_api import (
-    MODEL_CONFIG,
-    MODEL_REPOSITORY,
     RestrictionError,
     Restrictions,
     parse_restricted_api,
@@ -82,10 +80,8 @@ from pyserving.api.startup_checks import (
     StartupError,
     check_distinct_ports,
     check_model_repository,
-    check_request_log_flags,
     models_from_flags,
 )
-from pyserving.api.tensor_codec import elements_within, tensor_bytes_within
 from pyserving.api.tensorflow_settings import (
     SettingsError,
     TensorFlowSettings,
@@ -102,13 +98,17 @@ from pyserving.engine.events import Event, ServerStarted, ServerStopped, Shutdow
 from pyserving.engine.manager import Manager, RetryPolicy
 from pyserving.engine.per_version_batching import PerVersionBatchingRunner
 from pyserving.engine.policy import POLICIES
-from pyserving.engine.request_core import PlanOptions, RequestCore
+from pyserving.engine.request_core import RequestCore
 from pyserving.engine.runner import DirectRunner, Runner
 from pyserving.engine.servable_map import ServableMap
 
 __all__ = ["ModelConfig", "ModelServer", "StartupError", "models_from_flags", "serve"]
 
 log = structlog.get_logger("pyserving.server")
+
+# How long front-ends may take to listen (each imports in about 0.4 s; a busy machine
+# loading models at the same time is slower).
+FRONTEND_START_TIMEOUT_S = 60.0
 
 # Prometheus' default scrape path, served beside TF Serving's (--monitoring_config_file's),
 # so a scrape config that names no metrics_path finds the same exposition.
@@ -148,15 +148,6 @@ def event_log_from_flags(options: ServerOptions) -> EventLogWriter | None:
         max_bytes=options.event_log_max_bytes,
         backups=options.event_log_backups,
         fsync_interval_s=options.event_log_fsync_interval_seconds,
-    )
-
-
-def plan_options(options: ServerOptions) -> PlanOptions:
-    return PlanOptions(
-        method_name_check=options.enable_signature_method_name_check,
-        max_elements=elements_within(options.grpc_max_message_bytes),
-        max_tensor_bytes=options.max_request_tensor_bytes
-        or tensor_bytes_within(options.grpc_max_message_bytes),
     )
 
 
@@ -206,23 +197,6 @@ def tfserving_metrics_from_flags(
     if batches(runner) and options.batching_parameters_file:
         pool = runner.options.thread_pool_name
     return TFServingMetrics(known_models, thread_pool_name=pool)
-
-
-def request_logger_from_flags(
-    options: ServerOptions, configs: Callable[[], ServerConfig], metrics: ServingMetrics
-) -> RequestLogger:
-    """The request log of every model's logging_config, files bounded by the flags."""
-    check_request_log_flags(options)
-    writer = RecordWriter(
-        WriterOptions(
-            max_bytes=options.request_log_max_bytes,
-            max_files=options.request_log_max_files,
-            queue_size=options.request_log_queue_size,
-        ),
-        on_drop=metrics.request_log_drop,
-        on_written=metrics.request_log_written,
-    )
-    return RequestLogger(configs, writer, on_drop=metrics.request_log_drop)
 
 
 def runner_from_flags(
@@ -321,8 +295,6 @@ class ModelServer:
         self.restrictions = restrictions_from_flags(options)
         self.repository = repository_from_flags(options, self.live_config, self.manager)
         self.health = HealthService(self.servable_map, self.live_config.model_names)
-        self.grpc_server: grpc.aio.Server | None = None
-        self.profiler: profiler_service.ProfilerService | None = None
         self.port = 0
         self._init_observability()
 
@@ -347,8 +319,11 @@ class ModelServer:
         )
         self.bus.subscribe(self.metrics.handle)
         # Sampled requests of models with a logging_config, in the config in force.
-        self.request_log = request_logger_from_flags(
-            self.options, lambda: self.live_config.current, self.metrics
+        self.request_log = request_log_from_flags(
+            self.options,
+            lambda: self.live_config.current,
+            self.metrics.request_log_drop,
+            self.metrics.request_log_written,
         )
         series = [self.metrics.request_series]
         core_runner: Runner = self.runner
@@ -362,13 +337,20 @@ class ModelServer:
             tracer = self.tracing.requests
             core_runner = self.tracing.runner(core_runner, batches(self.runner))
         # Every protocol's requests pass through this one envelope (drain, ids, metrics, traces).
-        self.envelope = Envelope(series=tee_series(*series), tracer=tracer)
+        self.series = tee_series(*series)  # front-ends' requests are counted here too
+        self.envelope = Envelope(series=self.series, tracer=tracer)
         self.core = RequestCore(self.servable_map, core_runner, on_runtime)
         # Every codec's inference goes through this one interface (engine/data_plane.py).
         self.data_plane = InProcessDataPlane(self.core, plan_options(self.options))
         if batches(self.runner):
             self.metrics.watch_queue_depths(self.runner.queue_depths)
-        self.http_server: HttpServer | None = None
+        exported = None if self.options.metrics_names == "tfserving" else self.metrics_registry
+        extra = self.tf_metrics.exposition if self.tf_metrics is not None else None
+        self.exposition = local_exposition(exported, extra)  # every process's requests
+        self.protocols: ProtocolServers | None = None  # --workers=0: this process serves
+        self.frontends: FrontendSupervisor | None = None  # --workers=N: N processes do
+        self.endpoint: EngineEndpoint | None = None
+        self.endpoint_dir = ""
         self.http_port = 0
 
     def _init_transport(self) -> None:
@@ -391,134 +373,11 @@ class ModelServer:
             xla_compilation="allowed" if apply_xla_flags(self.options) else "disabled",
         )
 
-    def _add_grpc_ports(self, server: grpc.aio.Server) -> None:
-        """The TCP port, and the Unix socket when asked, with TLS when configured, or ALTS
-        with --use_alts_credentials (server.cc's BuildServerCredentials: ALTS first)."""
-        credentials = self.tls.grpc_credentials() if self.tls is not None else None
-        if self.options.use_alts_credentials:  # the handshake needs Google Cloud's service
-            credentials = grpc.alts_server_credentials()
-        addresses = [f"0.0.0.0:{self.options.port}"]
-        if self.options.grpc_socket_path:
-            addresses.append(f"unix:{self.options.grpc_socket_path}")
-        for address in addresses:
-            try:
-                if credentials is None:
-                    bound = server.add_insecure_port(address)
-                else:
-                    bound = server.add_secure_port(address, credentials)
-            except RuntimeError as exc:
-                if self.options.use_alts_credentials:
-                    hint = (
-                        "gRPC makes ALTS server credentials only on Google Cloud (it checks "
-                        "for GCP first, as TF Serving's does); off it, drop "
-                        "--use_alts_credentials"
-                    )
-                elif address.startswith("unix:"):
-                    hint = "does its folder exist, and is the path free? Fix --grpc_socket_path"
-                else:
-                    hint = (
-                        f"is another server using --port={self.options.port}? Stop it or "
-                        "choose another port"
-                    )
-                raise StartupError(f"cannot listen on {address} ({exc}): {hint}") from None
-            if not address.startswith("unix:"):
-                self.port = bound
-        kind = "alts" if self.options.use_alts_credentials else "tls" if self.tls else "insecure"
-        log.info("grpc_listening", addresses=addresses, credentials=kind)
-
-    def _rest_options(self) -> RestOptions:
-        options = self.options
-        return RestOptions(
-            timeout_s=options.rest_api_timeout_in_ms / 1000,
-            max_body_bytes=options.grpc_max_message_bytes,
-            max_concurrent=options.rest_api_num_threads,
-            cors=options.rest_api_enable_cors_support,
-            plan_options=plan_options(options),
-            body_timeout_s=options.rest_body_timeout_seconds,
-        )
-
-    def _rest_api(self) -> RestApi:
-        return RestApi(
-            self.data_plane,
-            self.manager,
-            self.servable_map,
-            self.envelope,
-            self._rest_options(),
-            self.request_log,
-        )
-
-    def _oip_rest(self, slots: asyncio.Semaphore) -> oip_rest.OipRest:
-        return oip_rest.OipRest(
-            self.data_plane,
-            self.servable_map,
-            self.envelope,
-            self._rest_options(),
-            self._server_ready,
-            self._platform_of,
-            self._oip_extensions(),
-            slots,
-            self.request_log,
-        )
-
-    def _oip_extensions(self) -> tuple[str, ...]:
-        """The protocol extensions ServerMetadata names: the repository's only when on."""
-        repository = ("model_repository",) if self.repository is not None else ()
-        return ("binary_tensor_data", *repository)
-
-    def _server_ready(self) -> bool:
-        """The Open Inference Protocol's readiness: the health service's SERVING."""
-        return self.health.status("") == health_pb2.HealthCheckResponse.SERVING
-
     def _platform_of(self, model: str) -> str:
         try:
             return self.live_config.platform_of(model)
         except LookupError:  # being removed from the config, still serving its last requests
             return ""
-
-    def _repository_routes(self) -> list[Any]:
-        if self.repository is None:
-            return []  # off: its paths answer 404
-        timeout_ms = self.options.rest_api_timeout_in_ms
-        return oip_repository.RepositoryRoutes(
-            self.repository,
-            self.envelope,
-            self.restrictions,
-            timeout_s=timeout_ms / 1000 if timeout_ms > 0 else None,
-            max_body_bytes=self.options.grpc_max_message_bytes,
-            body_timeout_s=self.options.rest_body_timeout_seconds,
-        ).routes()
-
-    async def _start_http(self) -> None:
-        if not self.options.rest_api_port:
-            return
-        try:
-            ssl_context = self.tls.ssl_context() if self.tls is not None else None
-        except TlsConfigError as exc:
-            raise StartupError(str(exc)) from None
-        http = HttpServer(
-            self.options.rest_api_port,
-            ssl_context=ssl_context,
-            limits=ConnectionLimits(
-                header_timeout_s=self.options.rest_header_timeout_seconds,
-                idle_timeout_s=self.options.rest_idle_timeout_seconds,
-                max_connections=self.options.rest_max_connections,
-            ),
-        )
-        http.add_routes(probe_routes(self.health.status))
-        if self.prometheus.enabled:
-            exported = None if self.options.metrics_names == "tfserving" else self.metrics_registry
-            extra = self.tf_metrics.exposition if self.tf_metrics is not None else None
-            for path in dict.fromkeys((self.prometheus.path, PROMETHEUS_DEFAULT_PATH)):
-                http.add_routes(metrics_routes(exported, path, extra))
-        http.add_routes(self._repository_routes())
-        rest_api = self._rest_api()
-        http.add_routes(rest_api.routes())
-        http.add_routes(self._oip_rest(rest_api.slots).routes())
-        try:
-            self.http_port = await http.start()
-        except (OSError, ValueError) as exc:
-            raise StartupError(str(exc)) from None
-        self.http_server = http
 
     def _storage(self, model: ModelConfig) -> VersionStorage:
         """Where a model's versions are: local folders, or an object store (s3://, gs://, ...)."""
@@ -548,102 +407,19 @@ class ModelServer:
                 config_digest=config_digest(self.config),
             )
         )
-        max_bytes = self.options.grpc_max_message_bytes
-        server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", max_bytes),
-                ("grpc.max_send_message_length", max_bytes),
-                *self.channel_arguments,  # --grpc_channel_arguments, last so they win
-            ],
-            maximum_concurrent_rpcs=self.options.grpc_max_threads or None,
-        )
-        add_service(
-            server,
-            self.envelope,
-            prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"],
-            PredictionService(
+        if self.options.workers > 0:
+            self._start_engine()
+        else:
+            self.protocols = ProtocolServers(
+                self.options,
                 self.data_plane,
-                plan_options(self.options),
-                self.request_log,
-                as_tensor_content=self.options.enable_serialization_as_tensor_content,
-            ),
-        )
-        add_service(
-            server,
-            self.envelope,
-            model_service_pb2.DESCRIPTOR.services_by_name["ModelService"],
-            self.restrictions.guard(
-                ModelService(self.manager, self.servable_map, reload=self.live_config.reload),
-                MODEL_CONFIG,
-                {"HandleReloadConfigRequest"},
-            ),
-        )
-        add_service(  # the Open Inference Protocol's inference RPCs (not its repository's)
-            server,
-            self.envelope,
-            oip_grpc.SERVICE,
-            oip_grpc.InferenceService(
-                self.data_plane,
-                self.servable_map,
-                plan_options(self.options),
-                self._server_ready,
-                self._platform_of,
-                self._oip_extensions(),
-                self.request_log,
-            ),
-            methods=oip_grpc.METHODS,
-        )
-        if self.repository is not None:  # the repository API is off without the flag
-            add_service(
-                server,
                 self.envelope,
-                grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"],
-                self.restrictions.guard(
-                    oip_repository.RepositoryService(self.repository),
-                    MODEL_REPOSITORY,
-                    oip_repository.METHODS,
-                ),
-                methods=oip_repository.METHODS,
+                self.request_log,
+                self.exposition,
+                profiler=True,
             )
-        model_listing.add_to_server(
-            model_listing.ModelListingService(
-                self.manager,
-                self.servable_map,
-                lambda: self.live_config.current,
-                self.manager.serving.desired,
-            ),
-            server,
-            self.envelope,
-        )
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        if self.options.enable_profiler:  # on by default, as TF Serving's
-            self.profiler = profiler_service.add_to_server(server)
-            log.info("profiler_service_enabled", service=profiler_service.SERVICE_NAME)
-        reflection.enable_server_reflection(
-            (
-                prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
-                model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                oip_grpc.SERVICE.full_name,
-                model_listing.SERVICE_NAME,
-                reflection.SERVICE_NAME,
-            ),
-            server,
-        )
-        self._add_grpc_ports(server)
-        await server.start()
-        self.grpc_server = server
-        log.info(
-            "grpc_server_listening",
-            address=f"0.0.0.0:{self.port}",
-            unix_socket=self.options.grpc_socket_path or None,
-            tls=self.tls is not None,
-        )
-        try:
-            await self._start_http()
-        except StartupError:
-            await server.stop(None)
-            raise
+            await self.protocols.start()
+            self.port, self.http_port = self.protocols.port, self.protocols.http_port
         # What start-up made (TensorFlow's modules: ~330k tracked objects) lives as long as
         # the process: out of the cyclic collector's sight, a full collection no longer
         # scans it all (tens of ms on the loop, every ~80k objects that outlived a young
@@ -651,6 +427,11 @@ class ModelServer:
         # so an unloaded version's graph objects stay collectable.
         gc.freeze()
         self.live_config.start()
+        if self.frontends is not None:  # they start while the models load
+            try:
+                await self.frontends.start(timeout_s=FRONTEND_START_TIMEOUT_S)
+            except FrontendStartError as exc:
+                raise StartupError(str(exc)) from None
         if self.repository is not None and self.options.model_repository_load_all:
             loaded = await asyncio.to_thread(self.repository.load_all)
             log.info("model_repository_loaded_all", models=loaded)
@@ -658,17 +439,16 @@ class ModelServer:
     async def stop(self, reason: str) -> None:
         """Graceful stop: refuse new work, finish what is in flight, unload, flush the log."""
         log.info("server_stopping", reason=reason)
-        self.health.shutting_down = True
+        self.data_plane.server_health.shutting_down = True  # every process's readiness
         self.live_config.stop()
-        if self.grpc_server is not None:
-            grace = self.options.shutdown_grace_seconds
-            started = time.monotonic()
-            self.envelope.start_draining()
-            if not await self.envelope.wait_quiet(grace):
-                log.error("shutdown_grace_expired", active_requests=self.envelope.active)
-            await self.grpc_server.stop(grace=max(0.0, grace - (time.monotonic() - started)))
-        if self.profiler is not None:
-            await self.profiler.close()
+        grace = self.options.shutdown_grace_seconds
+        if self.protocols is not None:
+            await self.protocols.drain(grace)
+        if self.frontends is not None:  # each drains; the engine answers until they exit
+            await self.frontends.stop(grace)
+        if self.endpoint is not None:
+            await self.endpoint.close()
+            shutil.rmtree(self.endpoint_dir, ignore_errors=True)
         await asyncio.to_thread(self.request_log.close)  # what the answered requests queued
         self.bus.publish(ShutdownRequested(reason=reason))
         await asyncio.to_thread(self._wait_unloaded, self.options.shutdown_grace_seconds + 30)
@@ -683,9 +463,40 @@ class ModelServer:
             self.tracing.shutdown()  # exports the spans still buffered (the last unloads)
         if self.cache is not None and not self.options.model_cache_dir:
             shutil.rmtree(self.cache.root, ignore_errors=True)  # our own temporary folder
-        if self.http_server is not None:
-            await self.http_server.stop()
+        if self.protocols is not None:
+            await self.protocols.close()
         log.info("server_stopped")
+
+    def _start_engine(self) -> None:
+        """`--workers=N`: serve the data plane to N front-end processes, and start them."""
+        self.endpoint_dir = tempfile.mkdtemp(prefix="pyserving-engine-")
+        address = f"ipc://{self.endpoint_dir}/data-plane"
+        generation = ConfigGeneration(lambda: self.live_config.current)
+        self.frontends = FrontendSupervisor(
+            self.options.workers,
+            lambda worker: frontend_args(self.options, address, worker, os.getpid()),
+            self.bus.publish,
+        )
+        services = engine_services(
+            SeriesCache(self.series).observe,
+            self.exposition,
+            self._request_logs,
+            generation,
+            self.frontends.ready,
+        )
+        handler = with_methods(data_plane_handler(self.data_plane), services)
+        self.endpoint = EngineEndpoint(address, stamped(handler, generation))
+        self.endpoint.start()
+        self.port, self.http_port = self.options.port, self.options.rest_api_port
+        log.info("engine_serving", address=address, workers=self.options.workers)
+
+    def _request_logs(self) -> list[tuple[str, float, str]]:
+        """Each logged model's sampling rate and file prefix, in the config in force."""
+        return [
+            (m.name, m.request_log.sampling_rate, m.request_log.filename_prefix)
+            for m in self.live_config.current.models
+            if m.request_log is not None
+        ]
 
     def _wait_unloaded(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

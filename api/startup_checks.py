@@ -125,6 +125,17 @@ def check_distinct_ports(options: Any) -> None:
         )
 
 
+def check_workers(options: Any) -> None:
+    """Front-end processes share the server's ports, so each port must be a fixed one."""
+    if options.workers < 0:
+        raise StartupError(f"--workers={options.workers}: give 0 (one process) or more")
+    if options.workers and options.port == 0:
+        raise StartupError(
+            "--workers needs a fixed --port: every front-end listens on the same one "
+            "(a port the kernel picks would differ in each); give --port=PORT"
+        )
+
+
 def check_port_free(port: int, flag: str, reuse_port: bool = False) -> None:
     """A listening socket already on `port` stops start-up now, in pyserving's words, rather
     than after TensorFlow's import with grpc's raw add_port line. A port 0 (the kernel
@@ -171,5 +182,6 @@ def check_before_tensorflow(options: Any) -> None:
     batching_from_flags(options)
     check_request_log_flags(options)
     check_distinct_ports(options)
+    check_workers(options)
     check_port_free(options.port, "port", bool(channel_arguments.get("grpc.so_reuseport", 0)))
     check_port_free(options.rest_api_port, "rest_api_port")

@@ -245,6 +245,30 @@ class BatchRun(Event):
     inputs: int = 0
 
 
+@dataclass(frozen=True)
+class FrontendStarted(Event):
+    """A front-end process (`--workers`) started: its worker slot, its pid, and how many
+    times that slot was started before (0 for the first)."""
+
+    kind: ClassVar[str] = "frontend_started"
+    worker: int
+    pid: int
+    restarts: int = 0
+
+
+@dataclass(frozen=True)
+class FrontendExited(Event):
+    """A front-end process ended: its exit code, or the signal that killed it, and whether
+    the engine starts its slot again (not while the server stops)."""
+
+    kind: ClassVar[str] = "frontend_exited"
+    worker: int
+    pid: int
+    exit_code: int | None
+    signal: str = ""
+    restarting: bool = False
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
@@ -263,6 +287,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         LabelMoved,
         Transition,
         BatchRun,
+        FrontendStarted,
+        FrontendExited,
     )
 }
 

@@ -35,6 +35,8 @@ import structlog
 
 from pyserving.engine.events import (
     Event,
+    FrontendExited,
+    FrontendStarted,
     Head,
     LabelMoved,
     ServerStarted,
@@ -52,7 +54,10 @@ log = structlog.get_logger("pyserving.replay")
 
 LEGAL_MOVES = frozenset((t["source"], t["trigger"], t["dest"]) for t in TRANSITIONS)
 # Facts of these kinds do not reach the manager's decisions: skipping them is only speed.
-NOT_FOR_THE_MANAGER = frozenset({"transition", "server_started", "batch_run", "label_moved"})
+NOT_FOR_THE_MANAGER = frozenset(
+    {"transition", "server_started", "batch_run", "label_moved"}
+    | {"frontend_started", "frontend_exited"}  # processes, beside the lifecycle
+)
 # Kinds replay needs only the place of (seq, time): read them as `Skimmed`, not decoded.
 SKIMMED = frozenset({"batch_run"})
 CONFIG_RELOADED = "config_reloaded"
@@ -151,6 +156,7 @@ class Run:
     unrecorded_label_moves: list[LabelDecision] = field(default_factory=list)
     manager_errors: list[str] = field(default_factory=list)
     config_reloads: list[int] = field(default_factory=list)
+    frontends: list[str] = field(default_factory=list)  # front-end starts and exits, in order
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -169,11 +175,21 @@ class Run:
             ],
             "manager_errors": self.manager_errors,
             "config_reloads": self.config_reloads,
+            "frontends": self.frontends,
         }
 
 
 def describe_transition(t: Transition) -> str:
     return f"{t.model} v{t.version}: {t.src} -> {t.dst} ({t.trigger})"
+
+
+def describe_frontend(e: FrontendStarted | FrontendExited) -> str:
+    """One front-end process fact as replay prints it."""
+    who = f"seq {e.seq}: front-end {e.worker} (pid {e.pid})"
+    if isinstance(e, FrontendStarted):
+        return f"{who} started" + (f", restart {e.restarts}" if e.restarts else "")
+    how = f"killed by {e.signal}" if e.signal else f"exited with code {e.exit_code}"
+    return f"{who} {how}" + ("; the engine starts it again" if e.restarting else "")
 
 
 def describe_decision(d: Decision) -> str:
@@ -273,6 +289,8 @@ class Verifier:
             return
         if isinstance(event, Transition):
             self._check_transition(event, run)
+        elif isinstance(event, FrontendStarted | FrontendExited):
+            run.frontends.append(describe_frontend(event))
         elif isinstance(event, LabelMoved):
             self._check_label_moved(event, run)
         elif event.kind not in NOT_FOR_THE_MANAGER:

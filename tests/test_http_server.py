@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from pyserving.api.health import HealthCheckResponse, HealthService
-from pyserving.api.http_server import HttpServer, metrics_routes, probe_routes
+from pyserving.api.http_server import HttpServer, local_exposition, metrics_routes, probe_routes
 from pyserving.api.monitoring_config import DEFAULT_PATH
 from pyserving.engine.servable_map import ServableHandle, ServableMap
 from tests.servables import ConstantServable
@@ -85,7 +85,7 @@ def test_metrics_are_served_at_the_configured_path_only(path: str) -> None:
     registry = CollectorRegistry()
     counter = Counter("pyserving_test_things", "Things.", registry=registry)
     server = HttpServer(0, host="127.0.0.1")
-    server.add_routes(metrics_routes(registry, path))
+    server.add_routes(metrics_routes(local_exposition(registry), path))
 
     async def body(port: int) -> None:
         counter.inc(3)

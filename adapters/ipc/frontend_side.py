@@ -79,6 +79,7 @@ class EngineClient:
         self._pending: dict[int, tuple[asyncio.Future[Answer], list[SharedMemory]]] = {}
         self._lent: dict[int, list[SharedMemory]] = {}  # given up on, the engine may still read
         self._connected = asyncio.Event()
+        self.disconnected = asyncio.Event()  # set while a connection once made is lost
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -241,8 +242,10 @@ class EngineClient:
                 return
             if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self._connected.set()
+                self.disconnected.clear()
             elif event["event"] == zmq.EVENT_DISCONNECTED:
                 self._connected.clear()
+                self.disconnected.set()
                 self.counts.disconnects += 1
                 self._fail_all(
                     ServingError(Code.UNAVAILABLE, f"the engine at {self.address} went away")

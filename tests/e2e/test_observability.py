@@ -29,7 +29,7 @@ import pytest
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
 from pyserving.adapters.metrics import ServingMetrics, new_registry
-from pyserving.api.http_server import HttpServer, metrics_routes
+from pyserving.api.http_server import HttpServer, local_exposition, metrics_routes
 from pyserving.engine.events import BatchRun
 from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
 from tests.e2e.prometheus import (
@@ -335,7 +335,7 @@ def test_batching_panel_queries_against_batch_run_events(tmp_path: Path) -> None
     metrics = ServingMetrics(registry, known_models=lambda: {"mnist"})
     metrics.watch_queue_depths(lambda: {("mnist", 2, "predict_images"): 3})
     http = HttpServer(0, host="127.0.0.1")
-    http.add_routes(metrics_routes(registry, "/monitoring/prometheus/metrics"))
+    http.add_routes(metrics_routes(local_exposition(registry), "/monitoring/prometheus/metrics"))
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()

@@ -53,3 +53,8 @@ def child_pids(pid: int, contains: str = "") -> list[int]:
         if contains in command:
             found.append(int(entry.name))
     return sorted(found)
+
+
+def frontend_pids(engine_pid: int) -> list[int]:
+    """The front-end processes (`--workers`) an engine runs now."""
+    return child_pids(engine_pid, "pyserving.api.frontend")

@@ -1,0 +1,234 @@
+"""`--workers=2`: front-end processes over one engine, with real processes and signals.
+
+A front-end killed under load comes back while the other keeps serving (only the killed
+one's clients see UNAVAILABLE); a killed engine takes its front-ends with it; a scrape of
+any front-end counts every process's requests once, and keeps a restarted one's; the
+event log records the front-ends' lives and `pyserving replay` verifies it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from pyserving.adapters.event_log import read_events
+from pyserving.engine.events import FrontendExited, FrontendStarted
+from tests.reliability.conftest import report
+from tests.reliability.models import write_version
+from tests.util.metrics import sample_value
+from tests.util.processes import QUIET_ENV, ServerProcess, free_port
+from tests.util.proc_stats import frontend_pids
+
+WORKERS = 2
+CHANNELS = 16  # each its own connection: the kernel spreads them over the front-ends
+
+
+def start(tmp_path: Path, *flags: str) -> ServerProcess:
+    write_version(tmp_path / "m", 1, factor=2.0)
+    server = ServerProcess(
+        [
+            "--model_name=m",
+            f"--model_base_path={tmp_path / 'm'}",
+            "--model_platform=python",
+            f"--workers={WORKERS}",
+            f"--rest_api_port={free_port()}",
+            f"--event_log={tmp_path / 'events.jsonl'}",
+            *flags,
+        ],
+        tmp_path / "server.log",
+    )
+    server.wait_serving(timeout=120)
+    return server
+
+
+def request() -> predict_pb2.PredictRequest:
+    message = predict_pb2.PredictRequest()
+    message.model_spec.name = "m"
+    message.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([1.5], np.float32)))
+    return message
+
+
+def own_channel(port: int) -> grpc.Channel:
+    """A channel with a connection of its own (grpc shares them between equal channels)."""
+    return grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
+
+
+class Traffic:
+    """CHANNELS threads, each on its own connection, sending Predict back to back."""
+
+    def __init__(self, port: int) -> None:
+        self.outcomes: list[tuple[int, float, str]] = []  # (channel, time, code name)
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, args=(port, index)) for index in range(CHANNELS)
+        ]
+
+    def _run(self, port: int, index: int) -> None:
+        with own_channel(port) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            message = request()
+            while not self._stop.is_set():
+                try:
+                    reply = stub.Predict(message, timeout=10)
+                    assert list(reply.outputs["y"].float_val) == [3.0], reply
+                    code = "OK"
+                except grpc.RpcError as exc:
+                    code = exc.code().name
+                    time.sleep(0.01)  # a gone front-end: try again, as clients do
+                self.outcomes.append((index, time.monotonic(), code))
+
+    def ok_since(self, since: float) -> set[int]:
+        return {c for c, t, code in list(self.outcomes) if t > since and code == "OK"}
+
+    def __enter__(self) -> Traffic:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
+
+
+def wait_until(predicate, timeout_s: float, what: str, server: ServerProcess) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what}:\n{server.log_text()[-3000:]}"
+        time.sleep(0.02)
+
+
+def test_a_killed_frontend_comes_back_while_the_other_serves(tmp_path: Path) -> None:
+    server = start(tmp_path)
+    try:
+        first = frontend_pids(server.process.pid)
+        assert len(first) == WORKERS, first
+        with Traffic(server.port) as traffic:
+            wait_until(
+                lambda: len(traffic.ok_since(0)) == CHANNELS, 60, "every channel answered", server
+            )
+            killed_at = time.monotonic()
+            os.kill(first[0], signal.SIGKILL)
+            wait_until(
+                lambda: len(set(frontend_pids(server.process.pid)) - set(first)) == 1,
+                30,
+                "the killed front-end was not started again",
+                server,
+            )
+            back_at = time.monotonic()
+            # Every channel, the killed one's reconnected, is answered again.
+            wait_until(
+                lambda: len(traffic.ok_since(back_at)) == CHANNELS,
+                60,
+                "a channel was not answered again",
+                server,
+            )
+        outcomes = list(traffic.outcomes)
+        during = {c for c, t, code in outcomes if killed_at < t < back_at and code == "OK"}
+        failed = [code for _, _, code in outcomes if code != "OK"]
+        report(
+            "workers",
+            restart_s=round(back_at - killed_at, 3),
+            requests=len(outcomes),
+            failed=len(failed),
+            channels_served_meanwhile=len(during),
+        )
+        assert set(failed) <= {"UNAVAILABLE"}, sorted(set(failed))
+        assert during, "no client was answered while the killed front-end was away"
+        failing_channels = {c for c, _, code in outcomes if code != "OK"}
+        assert failing_channels != set(range(CHANNELS)), "every client saw the kill"
+        assert os.path.exists(f"/proc/{first[1]}"), "the other front-end went too"
+    finally:
+        assert server.stop() == 0
+    events = [e for e, _ in read_events(tmp_path / "events.jsonl")]
+    exits = [e for e in events if isinstance(e, FrontendExited)]
+    killed = [e for e in exits if e.pid == first[0]]
+    assert killed and killed[0].signal == "SIGKILL" and killed[0].restarting, exits
+    restarted = [e for e in events if isinstance(e, FrontendStarted) and e.restarts == 1]
+    assert [e.worker for e in restarted] == [killed[0].worker], restarted
+    # The stop's exits: drained, exit 0, not started again.
+    assert sorted((e.exit_code, e.restarting) for e in exits if e is not killed[0]) == [
+        (0, False)
+    ] * WORKERS
+    replay = subprocess.run(
+        [sys.executable, "-m", "pyserving", "replay", str(tmp_path / "events.jsonl")],
+        capture_output=True,
+        text=True,
+        env=QUIET_ENV,
+        timeout=120,
+    )
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert "VERIFIED" in replay.stdout
+    assert f"(pid {first[0]}) killed by SIGKILL; the engine starts it again" in replay.stdout
+
+
+def test_the_frontends_exit_when_the_engine_is_killed(tmp_path: Path) -> None:
+    server = start(tmp_path)
+    pids = frontend_pids(server.process.pid)
+    assert len(pids) == WORKERS
+    server.process.send_signal(signal.SIGKILL)
+    server.process.wait(30)
+    server.stop()
+    deadline = time.monotonic() + 10
+    while any(os.path.exists(f"/proc/{pid}") for pid in pids):
+        assert time.monotonic() < deadline, "a front-end outlived its engine"
+        time.sleep(0.02)
+
+
+def test_one_scrape_counts_every_process_once_and_keeps_a_restarted_ones(
+    tmp_path: Path,
+) -> None:
+    import urllib.request
+
+    server = start(tmp_path)
+    rest_port = int(
+        next(a for a in server.process.args if a.startswith("--rest_api_port=")).split("=")[1]
+    )
+
+    def count() -> float:
+        url = f"http://127.0.0.1:{rest_port}/monitoring/prometheus/metrics"
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            text = reply.read().decode()
+        tf_name = sample_value(
+            text, ":tensorflow:serving:request_count", {"model_name": "m", "status": "OK"}
+        )
+        ours = sample_value(
+            text,
+            "pyserving_requests_total",
+            {"model": "m", "api": "Predict", "code": "OK"},
+        )
+        assert tf_name == ours, (tf_name, ours)  # both names, the same requests
+        return tf_name or 0.0
+
+    try:
+        sent = 0
+        channels = [own_channel(server.port) for _ in range(CHANNELS)]
+        for channel in channels:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            for _ in range(5):
+                stub.Predict(request(), timeout=10)
+                sent += 1
+        wait_until(lambda: count() == sent, 10, f"the scrape never counted {sent}", server)
+        pids = frontend_pids(server.process.pid)
+        os.kill(pids[0], signal.SIGKILL)
+        wait_until(
+            lambda: len(set(frontend_pids(server.process.pid)) - set(pids)) == 1,
+            30,
+            "the killed front-end was not started again",
+            server,
+        )
+        assert count() == sent  # the killed front-end's requests stay counted
+        for channel in channels:
+            channel.close()
+    finally:
+        assert server.stop() == 0
