@@ -94,6 +94,7 @@ from pyserving.api.tensorflow_settings import (
     settings_from_flags,
 )
 from pyserving.api.tls import TlsConfigError, load_ssl_config
+from pyserving.api.view_messages import engine_lifecycle
 from pyserving.api.warmup_replay import make_replay
 from pyserving.engine.batching import BatchingRunner
 from pyserving.engine.bus import EventBus
@@ -320,7 +321,6 @@ class ModelServer:
         )
         self.restrictions = restrictions_from_flags(options)
         self.repository = repository_from_flags(options, self.live_config, self.manager)
-        self.health = HealthService(self.servable_map, self.live_config.model_names)
         self.grpc_server: grpc.aio.Server | None = None
         self.profiler: profiler_service.ProfilerService | None = None
         self.port = 0
@@ -365,7 +365,10 @@ class ModelServer:
         self.envelope = Envelope(series=tee_series(*series), tracer=tracer)
         self.core = RequestCore(self.servable_map, core_runner, on_runtime)
         # Every codec's inference goes through this one interface (engine/data_plane.py).
-        self.data_plane = InProcessDataPlane(self.core, plan_options(self.options))
+        # Views and admin calls too: codecs never read the manager or the config themselves.
+        lifecycle = engine_lifecycle(self.manager, self.live_config, self.repository)
+        self.data_plane = InProcessDataPlane(self.core, plan_options(self.options), lifecycle)
+        self.health = HealthService(self.data_plane)
         if batches(self.runner):
             self.metrics.watch_queue_depths(self.runner.queue_depths)
         self.http_server: HttpServer | None = None
@@ -440,8 +443,6 @@ class ModelServer:
     def _rest_api(self) -> RestApi:
         return RestApi(
             self.data_plane,
-            self.manager,
-            self.servable_map,
             self.envelope,
             self._rest_options(),
             self.request_log,
@@ -450,11 +451,8 @@ class ModelServer:
     def _oip_rest(self, slots: asyncio.Semaphore) -> oip_rest.OipRest:
         return oip_rest.OipRest(
             self.data_plane,
-            self.servable_map,
             self.envelope,
             self._rest_options(),
-            self._server_ready,
-            self._platform_of,
             self._oip_extensions(),
             slots,
             self.request_log,
@@ -465,22 +463,12 @@ class ModelServer:
         repository = ("model_repository",) if self.repository is not None else ()
         return ("binary_tensor_data", *repository)
 
-    def _server_ready(self) -> bool:
-        """The Open Inference Protocol's readiness: the health service's SERVING."""
-        return self.health.status("") == health_pb2.HealthCheckResponse.SERVING
-
-    def _platform_of(self, model: str) -> str:
-        try:
-            return self.live_config.platform_of(model)
-        except LookupError:  # being removed from the config, still serving its last requests
-            return ""
-
     def _repository_routes(self) -> list[Any]:
         if self.repository is None:
             return []  # off: its paths answer 404
         timeout_ms = self.options.rest_api_timeout_in_ms
         return oip_repository.RepositoryRoutes(
-            self.repository,
+            self.data_plane,
             self.envelope,
             self.restrictions,
             timeout_s=timeout_ms / 1000 if timeout_ms > 0 else None,
@@ -573,7 +561,7 @@ class ModelServer:
             self.envelope,
             model_service_pb2.DESCRIPTOR.services_by_name["ModelService"],
             self.restrictions.guard(
-                ModelService(self.manager, self.servable_map, reload=self.live_config.reload),
+                ModelService(self.data_plane),
                 MODEL_CONFIG,
                 {"HandleReloadConfigRequest"},
             ),
@@ -584,10 +572,7 @@ class ModelServer:
             oip_grpc.SERVICE,
             oip_grpc.InferenceService(
                 self.data_plane,
-                self.servable_map,
                 plan_options(self.options),
-                self._server_ready,
-                self._platform_of,
                 self._oip_extensions(),
                 self.request_log,
             ),
@@ -599,19 +584,14 @@ class ModelServer:
                 self.envelope,
                 grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"],
                 self.restrictions.guard(
-                    oip_repository.RepositoryService(self.repository),
+                    oip_repository.RepositoryService(self.data_plane),
                     MODEL_REPOSITORY,
                     oip_repository.METHODS,
                 ),
                 methods=oip_repository.METHODS,
             )
         model_listing.add_to_server(
-            model_listing.ModelListingService(
-                self.manager,
-                self.servable_map,
-                lambda: self.live_config.current,
-                self.manager.serving.desired,
-            ),
+            model_listing.ModelListingService(self.data_plane),
             server,
             self.envelope,
         )
@@ -658,7 +638,8 @@ class ModelServer:
     async def stop(self, reason: str) -> None:
         """Graceful stop: refuse new work, finish what is in flight, unload, flush the log."""
         log.info("server_stopping", reason=reason)
-        self.health.shutting_down = True
+        self.health.shutting_down = True  # this process drains, and its engine stops
+        self.data_plane.server_health.shutting_down = True
         self.live_config.stop()
         if self.grpc_server is not None:
             grace = self.options.shutdown_grace_seconds
