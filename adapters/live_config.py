@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 
 import structlog
+from google.protobuf.message import Message
 
 from pyserving.adapters.model_config import (
     ConfigDiff,
@@ -32,10 +33,12 @@ from pyserving.adapters.model_config import (
     ModelConfig,
     ServerConfig,
     diff,
+    from_proto,
     parse_text,
 )
 from pyserving.adapters.sources.model_sources import ModelSources
 from pyserving.adapters.sources.storage_path import VersionStorage
+from pyserving.engine.errors import invalid_argument
 from pyserving.engine.events import ConfigReloaded, Event, VersionLabelsSet
 from pyserving.engine.manager import Manager
 from pyserving.statemachines.servable_version import State
@@ -209,6 +212,15 @@ class LiveConfig:
         included); the load errors, if any. The caller's deadline bounds the wait."""
         changes = await asyncio.to_thread(self.apply_superseding_file, new, origin)
         return await self.settle([*new.names, *changes.removed])
+
+    async def reload_message(self, message: Message) -> list[str]:
+        """HandleReloadConfigRequest's ModelServerConfig: parsed (INVALID_ARGUMENT when it
+        does not), then `reload`; the engine's `model_admin.Reload`."""
+        try:
+            new = from_proto(message, origin="ReloadConfigRequest.config")
+        except ConfigError as exc:
+            raise invalid_argument(str(exc)) from None
+        return await self.reload(new, "HandleReloadConfigRequest")
 
     async def change(self, changes: Mapping[str, ModelConfig | None], origin: str) -> list[str]:
         """`change_models`, then wait until those models settle; the load errors."""

@@ -25,6 +25,7 @@ from pyserving.adapters.sources.storage_path import parse_version
 from pyserving.adapters.sources.version_policy import LatestVersions
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.manager import VersionStatus
+from pyserving.engine.model_admin import IndexEntry
 from pyserving.statemachines.servable_version import State
 
 log = structlog.get_logger("pyserving.repository")
@@ -63,16 +64,6 @@ class RepositoryModel:
             platform=self.platform,
             version_policy=LatestVersions(1),
         )
-
-
-@dataclass(frozen=True)
-class IndexEntry:
-    """A RepositoryIndex row; a model never loaded has its name only (version "")."""
-
-    name: str
-    version: str = ""
-    state: str = ""
-    reason: str = ""
 
 
 def detect_platform(version_paths: Sequence[str]) -> str | None:
@@ -159,7 +150,8 @@ def _unknown_model(name: str) -> ServingError:
 
 
 class RepositoryControl:
-    """The repository API's three operations over the live config."""
+    """The repository API's three operations over the live config (the engine's
+    `model_admin.Repository`)."""
 
     def __init__(
         self,

@@ -1,67 +1,46 @@
-"""grpc.health.v1.Health: SERVING once every configured model has an available version.
+"""grpc.health.v1.Health: the engine's answer (engine/server_health.py), ANDed with this
+process's own drain.
 
-Status is computed from the serving map when asked, so it can never lag behind it.
-The empty service name means the whole server, as the health-checking spec says; a model
-name may be asked for too.
-
-Once the server has been ready, a model added later (a config reload, a repository load)
-counts towards the whole server's readiness only from its first available version on: a
-Kubernetes readiness probe must not take a serving replica out of its Service while it
-loads one more model (nor keep it out when that load fails). A counted model that loses
-every version makes the server NOT_SERVING again, as before.
+The engine says whether every configured model has an available version; a process that
+stops accepting requests (`shutting_down`) answers NOT_SERVING whatever the engine says,
+so a load balancer stops sending to it before it goes. An engine that cannot answer
+(gone: UNAVAILABLE) is NOT_SERVING too, not an error: a probe must simply fail.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from pyserving.engine.servable_map import ServableMap
+from pyserving.engine.data_plane import DataPlane
+from pyserving.engine.errors import ServingError
 
 HealthCheckResponse = health_pb2.HealthCheckResponse
 
 
 class HealthService(health_pb2_grpc.HealthServicer):
-    def __init__(
-        self,
-        servable_map: ServableMap,
-        models: Callable[[], Sequence[str]],
-        watch_interval_s: float = 0.25,
-    ) -> None:
-        self._map = servable_map
-        self._models = models
+    def __init__(self, plane: DataPlane, watch_interval_s: float = 0.25) -> None:
+        self._plane = plane
         self._watch_interval_s = watch_interval_s
         self.shutting_down = False
-        self._counted: set[str] | None = None  # None until the server has been ready
 
-    def _server_ready(self, available: Mapping[str, object]) -> bool:
-        models = set(self._models())
-        if self._counted is None:
-            if not models.issubset(available):
-                return False
-            self._counted = models
-        counted = (self._counted & models) | (models & available.keys())
-        self._counted = counted
-        return counted.issubset(available)
-
-    def status(self, service: str) -> int | None:
+    async def status(self, service: str) -> int | None:
         """The status of `service` (a model name or ""), or None if it is unknown."""
-        available = self._map.snapshot
-        if service == "":
-            ready = not self.shutting_down and self._server_ready(available)
-        elif service in self._models():
-            ready = not self.shutting_down and service in available
-        else:
-            return None
-        return HealthCheckResponse.SERVING if ready else HealthCheckResponse.NOT_SERVING
+        try:
+            status = await self._plane.health(service)
+        except ServingError:
+            return HealthCheckResponse.NOT_SERVING
+        if status is not None and self.shutting_down:
+            return HealthCheckResponse.NOT_SERVING
+        return status
 
     async def Check(
         self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext
     ) -> health_pb2.HealthCheckResponse:
-        status = self.status(request.service)
+        status = await self.status(request.service)
         if status is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
         return HealthCheckResponse(status=status)
@@ -71,7 +50,7 @@ class HealthService(health_pb2_grpc.HealthServicer):
     ) -> AsyncIterator[health_pb2.HealthCheckResponse]:
         last = None
         while True:
-            status = self.status(request.service)
+            status = await self.status(request.service)
             if status is None:
                 status = HealthCheckResponse.SERVICE_UNKNOWN
             if status != last:

@@ -270,15 +270,16 @@ def metrics_routes(exposition: Exposition, path: str) -> list[web.RouteDef]:
     return [web.get(path, metrics)]
 
 
-def probe_routes(health_status: Callable[[str], int | None]) -> list[web.RouteDef]:
-    """Kubernetes probes. `health_status` is the gRPC health service's `status`, so the
-    two never disagree: ready means every configured model has an available version."""
+def probe_routes(health_status: Callable[[str], Awaitable[int | None]]) -> list[web.RouteDef]:
+    """Kubernetes probes. `health_status` is the gRPC health service's `status` (the
+    engine's answer and this process's drain), so the two never disagree: ready means
+    every configured model has an available version."""
 
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
     async def readyz(request: web.Request) -> web.Response:
-        if health_status("") == health_pb2.HealthCheckResponse.SERVING:
+        if await health_status("") == health_pb2.HealthCheckResponse.SERVING:
             return web.Response(text="ready\n")
         return web.Response(
             status=503,

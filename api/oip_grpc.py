@@ -16,10 +16,11 @@ own methods of the same service (`add_service(..., methods=...)`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2
 
 import pyserving
 from pyserving.adapters.protos import grpc_service_pb2
@@ -35,9 +36,7 @@ from pyserving.engine.request_core import (
     PlanOptions,
     Prediction,
 )
-from pyserving.engine.servable import Servable, Signature
-from pyserving.engine.servable_map import ServableMap
-from pyserving.engine.signature_checks import DEFAULT_SIGNATURE, select_signature
+from pyserving.engine.signature_checks import DEFAULT_SIGNATURE
 
 SERVICE = grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 METHODS = (
@@ -53,9 +52,6 @@ SERVER_NAME = "pyserving"
 SIGNATURE_PARAMETER = "signature_name"
 LABEL_PARAMETER = "version_label"
 BINARY_PARAMETER = "binary_data"  # per requested output: false asks for typed contents
-# Triton's platform strings for pyserving's platforms (Triton's tensorflow backend names a
-# SavedModel `tensorflow_savedmodel`; a python model is named by its backend, as Triton's).
-TRITON_PLATFORMS = {"tensorflow": "tensorflow_savedmodel", "python": "python"}
 
 
 # ------------------------------------------------------------------ shared with REST
@@ -95,49 +91,6 @@ def signature_parameter(value: Any) -> str:
     return value or DEFAULT_SIGNATURE
 
 
-def is_model_ready(servable_map: ServableMap, spec: ModelRequest) -> bool:
-    """Whether the version `spec` names serves now (an unknown model is not ready)."""
-    entry = servable_map.snapshot.get(spec.name)
-    if entry is None:
-        return False
-    if spec.version is not None:
-        return spec.version in entry.versions
-    if spec.label is not None:
-        return entry.labels.get(spec.label) in entry.versions
-    return True
-
-
-def metadata_signature(servable: Servable) -> Signature:
-    """The signature ModelMetadata describes: `serving_default`, or the only one there is."""
-    signatures = servable.signatures
-    if DEFAULT_SIGNATURE in signatures or len(signatures) != 1:
-        return select_signature(servable, DEFAULT_SIGNATURE)
-    return next(iter(signatures.values()))
-
-
-def model_metadata(
-    servable_map: ServableMap, spec: ModelRequest, platform: str
-) -> grpc_service_pb2.ModelMetadataResponse:
-    """ModelMetadata: the versions serving, the platform, the signature's tensors."""
-    with servable_map.acquire(spec.name, spec.version, spec.label) as handle:
-        signature = metadata_signature(handle.servable)
-    entry = servable_map.snapshot.get(spec.name)
-    versions = sorted(entry.versions) if entry is not None else [handle.version]
-    response = grpc_service_pb2.ModelMetadataResponse(
-        name=spec.name,
-        versions=[str(v) for v in versions],
-        platform=TRITON_PLATFORMS.get(platform, platform),
-    )
-    for specs, out in ((signature.inputs, response.inputs), (signature.outputs, response.outputs)):
-        for alias, tensor in specs.items():
-            out.add(
-                name=alias,
-                datatype=oip_codec.datatype_of(tensor.dtype),
-                shape=oip_codec.metadata_shape(tensor),
-            )
-    return response
-
-
 async def infer_prediction(
     plane: DataPlane,
     spec: ModelRequest,
@@ -153,6 +106,11 @@ async def infer_prediction(
     return await plane.infer(InferCall(spec, signature.name, inputs, wanted, deadline))
 
 
+async def server_ready(plane: DataPlane) -> bool:
+    """ServerReady: the engine's health of the whole server is SERVING."""
+    return await plane.health("") == health_pb2.HealthCheckResponse.SERVING
+
+
 def output_order(prediction: Prediction, wanted: Sequence[str]) -> Sequence[str]:
     return wanted or sorted(prediction.outputs)
 
@@ -164,19 +122,13 @@ class InferenceService:
     def __init__(
         self,
         plane: DataPlane,
-        servable_map: ServableMap,
         options: PlanOptions,
-        ready: Callable[[], bool],
-        platform_of: Callable[[str], str],
         extensions: Sequence[str] = ("binary_tensor_data",),
         request_log: RequestLog = NO_REQUEST_LOG,
     ) -> None:
         self._log = request_log.log  # sampled answers become PredictionLog records (PredictLog)
         self._plane = plane
-        self._map = servable_map  # readiness and metadata read the lifecycle's view
         self._options = options
-        self._ready = ready
-        self._platform_of = platform_of
         self._extensions = list(extensions)
 
     async def ServerLive(
@@ -187,13 +139,13 @@ class InferenceService:
     async def ServerReady(
         self, request: grpc_service_pb2.ServerReadyRequest, context: grpc.aio.ServicerContext
     ) -> grpc_service_pb2.ServerReadyResponse:
-        return grpc_service_pb2.ServerReadyResponse(ready=self._ready())
+        return grpc_service_pb2.ServerReadyResponse(ready=await server_ready(self._plane))
 
     async def ModelReady(
         self, request: grpc_service_pb2.ModelReadyRequest, context: grpc.aio.ServicerContext
     ) -> grpc_service_pb2.ModelReadyResponse:
         spec = model_request(request.name, request.version)
-        return grpc_service_pb2.ModelReadyResponse(ready=is_model_ready(self._map, spec))
+        return grpc_service_pb2.ModelReadyResponse(ready=await self._plane.model_ready(spec))
 
     async def ServerMetadata(
         self, request: grpc_service_pb2.ServerMetadataRequest, context: grpc.aio.ServicerContext
@@ -206,7 +158,7 @@ class InferenceService:
         self, request: grpc_service_pb2.ModelMetadataRequest, context: grpc.aio.ServicerContext
     ) -> grpc_service_pb2.ModelMetadataResponse:
         spec = model_request(request.name, request.version)
-        return model_metadata(self._map, spec, self._platform_of(spec.name))
+        return await self._plane.model_metadata(spec)
 
     async def ModelInfer(
         self, request: grpc_service_pb2.ModelInferRequest, context: grpc.aio.ServicerContext

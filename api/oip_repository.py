@@ -2,8 +2,8 @@
 docs/protocol/extension_model_repository.md) on both protocols: the gRPC methods
 RepositoryIndex, RepositoryModelLoad and RepositoryModelUnload of
 inference.GRPCInferenceService, and REST POST /v2/repository/index and
-/v2/repository/models/{m}/load|unload. Codecs only: the operations are
-adapters/model_repository.RepositoryControl's, inside the one request envelope.
+/v2/repository/models/{m}/load|unload. Codecs only: the operations are the data plane's
+(the engine's adapters/model_repository.RepositoryControl), inside the one request envelope.
 
 Served only with --model_repository (without it the methods answer UNIMPLEMENTED and the
 paths 404: the feature is not there, where Triton without explicit model control
@@ -24,12 +24,13 @@ import grpc
 import orjson
 from aiohttp import web
 
-from pyserving.adapters.model_repository import IndexEntry, RepositoryControl
 from pyserving.adapters.protos import grpc_service_pb2
 from pyserving.api.http_body import DEFAULT_BODY_TIMEOUT_S, error_response, read_body
 from pyserving.api.request_envelope import Envelope, http_status
 from pyserving.api.restricted_api import MODEL_REPOSITORY, Restrictions
+from pyserving.engine.data_plane import DataPlane
 from pyserving.engine.errors import ServingError, invalid_argument
+from pyserving.engine.model_admin import IndexEntry
 from pyserving.engine.request_scope import RequestScope
 
 METHODS = ("RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload")
@@ -61,14 +62,14 @@ def _refuse_unload_parameters(names: list[str]) -> None:
 class RepositoryService:
     """The three gRPC methods (add_service serves them by name, behind the envelope)."""
 
-    def __init__(self, control: RepositoryControl) -> None:
-        self._control = control
+    def __init__(self, plane: DataPlane) -> None:
+        self._plane = plane
 
     async def RepositoryIndex(
         self, request: grpc_service_pb2.RepositoryIndexRequest, context: grpc.aio.ServicerContext
     ) -> grpc_service_pb2.RepositoryIndexResponse:
         response = grpc_service_pb2.RepositoryIndexResponse()
-        for entry in self._control.index(request.ready):
+        for entry in await self._plane.repository_index(request.ready):
             response.models.add(
                 name=entry.name, version=entry.version, state=entry.state, reason=entry.reason
             )
@@ -80,7 +81,7 @@ class RepositoryService:
         context: grpc.aio.ServicerContext,
     ) -> grpc_service_pb2.RepositoryModelLoadResponse:
         _refuse_load_parameters(list(request.parameters))
-        await self._control.load(request.model_name)
+        await self._plane.repository_load(request.model_name)
         return grpc_service_pb2.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(
@@ -89,7 +90,7 @@ class RepositoryService:
         context: grpc.aio.ServicerContext,
     ) -> grpc_service_pb2.RepositoryModelUnloadResponse:
         _refuse_unload_parameters(list(request.parameters))
-        await self._control.unload(request.model_name)
+        await self._plane.repository_unload(request.model_name)
         return grpc_service_pb2.RepositoryModelUnloadResponse()
 
 
@@ -131,14 +132,14 @@ class RepositoryRoutes:
 
     def __init__(
         self,
-        control: RepositoryControl,
+        plane: DataPlane,
         envelope: Envelope,
         restrictions: Restrictions,
         timeout_s: float | None,
         max_body_bytes: int,
         body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
     ) -> None:
-        self._control = control
+        self._plane = plane
         self._envelope = envelope
         self._restrictions = restrictions
         self._timeout_s = timeout_s
@@ -157,7 +158,7 @@ class RepositoryRoutes:
             ready = doc.get("ready", False)
             if not isinstance(ready, bool):
                 raise invalid_argument('"ready" must be true or false')
-            return index_json(self._control.index(ready))
+            return index_json(await self._plane.repository_index(ready))
 
         return await self._serve(request, "index", "", work)
 
@@ -170,9 +171,9 @@ class RepositoryRoutes:
     async def _change(self, request: web.Request, kind: str) -> web.Response:
         model = request.match_info["model"]
         if kind == "load":
-            refuse, operation = _refuse_load_parameters, self._control.load
+            refuse, operation = _refuse_load_parameters, self._plane.repository_load
         else:
-            refuse, operation = _refuse_unload_parameters, self._control.unload
+            refuse, operation = _refuse_unload_parameters, self._plane.repository_unload
 
         async def work(doc: dict[str, Any]) -> bytes:
             refuse(_parameter_names(doc))

@@ -34,11 +34,10 @@ from pyserving.api.oip_grpc import (
     SERVER_NAME,
     SIGNATURE_PARAMETER,
     infer_prediction,
-    is_model_ready,
     label_parameter,
-    model_metadata,
     model_request,
     output_order,
+    server_ready,
     signature_parameter,
 )
 from pyserving.api.prediction_service import encode_prediction
@@ -53,7 +52,6 @@ from pyserving.engine.data_plane import DataPlane
 from pyserving.engine.errors import ServingError
 from pyserving.engine.request_core import ModelRequest
 from pyserving.engine.request_scope import RequestScope
-from pyserving.engine.servable_map import ServableMap
 
 JSON = "application/json"
 BINARY = "application/octet-stream"
@@ -91,22 +89,16 @@ class OipRest:
     def __init__(
         self,
         plane: DataPlane,
-        servable_map: ServableMap,
         envelope: Envelope,
         options: RestOptions,
-        ready: Callable[[], bool],
-        platform_of: Callable[[str], str],
         extensions: tuple[str, ...] = ("binary_tensor_data",),
         slots: asyncio.Semaphore | None = None,
         request_log: RequestLog = NO_REQUEST_LOG,
     ) -> None:
         self._log = request_log.log  # sampled answers become PredictionLog records (PredictLog)
         self._plane = plane
-        self._map = servable_map  # readiness and metadata read the lifecycle's view
         self._envelope = envelope
         self._options = options
-        self._ready = ready
-        self._platform_of = platform_of
         self._extensions = list(extensions)
         self._timeout_s = options.timeout_s if options.timeout_s > 0 else None
         # Requests processed at once (--rest_api_num_threads), shared with /v1 when given.
@@ -172,7 +164,7 @@ class OipRest:
         return _Reply()
 
     async def _server_ready(self, request: web.Request) -> _Reply:
-        return _Reply() if self._ready() else _Reply(status=400)
+        return _Reply() if await server_ready(self._plane) else _Reply(status=400)
 
     async def _server_metadata(self, request: web.Request) -> _Reply:
         return _Reply(
@@ -190,12 +182,11 @@ class OipRest:
         return model_request(info["model"], info.get("version", ""), label)
 
     async def _model_ready(self, request: web.Request) -> _Reply:
-        ready = is_model_ready(self._map, self._spec(request))
+        ready = await self._plane.model_ready(self._spec(request))
         return _Reply() if ready else _Reply(status=400)
 
     async def _model_metadata(self, request: web.Request) -> _Reply:
-        spec = self._spec(request)
-        response = model_metadata(self._map, spec, self._platform_of(spec.name))
+        response = await self._plane.model_metadata(self._spec(request))
         doc = json_format.MessageToDict(response, preserving_proto_field_name=True)
         for tensor in (*doc.get("inputs", ()), *doc.get("outputs", ())):
             tensor["shape"] = [int(d) for d in tensor.get("shape", ())]  # int64 → JSON numbers

@@ -33,19 +33,16 @@ from pyserving.adapters.request_log.logger import NO_REQUEST_LOG, RequestLog
 from pyserving.api import request_records as records
 from pyserving.api import rest_codec
 from pyserving.api.http_body import DEFAULT_BODY_TIMEOUT_S, error_response, read_body
-from pyserving.api.model_service import model_status
 from pyserving.api.prediction_service import encode_prediction, model_metadata
 from pyserving.api.request_envelope import HTTP_STATUS, Envelope, http_status
 from pyserving.api.tensor_budget import off_loop_if_big, request_budget
 from pyserving.engine.data_plane import DataPlane, InferCall
 from pyserving.engine.errors import ServingError, invalid_argument
-from pyserving.engine.manager import Manager
 from pyserving.engine.request_core import (
     ModelRequest,
     PlanOptions,
 )
 from pyserving.engine.request_scope import RequestScope
-from pyserving.engine.servable_map import ServableMap
 
 __all__ = ["HTTP_STATUS", "RestApi", "RestOptions", "parse_call"]
 
@@ -100,22 +97,17 @@ class _Call:
 
 
 class RestApi:
-    """The REST codec: a path and JSON body in, the data plane's answer out as JSON. Status
-    reads the lifecycle's view (`manager`, `servable_map`) directly."""
+    """The REST codec: a path and JSON body in, the data plane's answer out as JSON."""
 
     def __init__(
         self,
         plane: DataPlane,
-        manager: Manager,
-        servable_map: ServableMap,
         envelope: Envelope,
         options: RestOptions,
         request_log: RequestLog = NO_REQUEST_LOG,
     ) -> None:
         self._plane = plane
         self._log = request_log.log  # sampled answers become PredictionLog records
-        self._map = servable_map
-        self._manager = manager
         self._envelope = envelope
         self._options = options
         self._timeout_s = options.timeout_s if options.timeout_s > 0 else None
@@ -156,7 +148,7 @@ class RestApi:
         async with self.slots:
             spec = call.spec
             if call.kind == "status":
-                return _proto_json(model_status(self._manager, self._map, spec))
+                return _proto_json(await self._plane.model_status(spec))
             if call.kind == "metadata":
                 return _metadata_json(await model_metadata(self._plane, spec, []))
             doc = await off_loop_if_big(len(body), rest_codec.parse_body, body)

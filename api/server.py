@@ -64,7 +64,6 @@ from pyserving.api.flag_compat import (
 )
 from pyserving.api.flags import ServerOptions
 from pyserving.api.frontend import frontend_args
-from pyserving.api.health import HealthService
 from pyserving.api.http_server import (
     local_exposition,
 )
@@ -90,6 +89,7 @@ from pyserving.api.tensorflow_settings import (
     settings_from_flags,
 )
 from pyserving.api.tls import TlsConfigError, load_ssl_config
+from pyserving.api.view_messages import engine_lifecycle
 from pyserving.api.warmup_replay import make_replay
 from pyserving.engine.batching import BatchingRunner
 from pyserving.engine.bus import EventBus
@@ -294,7 +294,6 @@ class ModelServer:
         )
         self.restrictions = restrictions_from_flags(options)
         self.repository = repository_from_flags(options, self.live_config, self.manager)
-        self.health = HealthService(self.servable_map, self.live_config.model_names)
         self.port = 0
         self._init_observability()
 
@@ -341,7 +340,9 @@ class ModelServer:
         self.envelope = Envelope(series=self.series, tracer=tracer)
         self.core = RequestCore(self.servable_map, core_runner, on_runtime)
         # Every codec's inference goes through this one interface (engine/data_plane.py).
-        self.data_plane = InProcessDataPlane(self.core, plan_options(self.options))
+        # Views and admin calls too: codecs never read the manager or the config themselves.
+        lifecycle = engine_lifecycle(self.manager, self.live_config, self.repository)
+        self.data_plane = InProcessDataPlane(self.core, plan_options(self.options), lifecycle)
         if batches(self.runner):
             self.metrics.watch_queue_depths(self.runner.queue_depths)
         exported = None if self.options.metrics_names == "tfserving" else self.metrics_registry
@@ -372,12 +373,6 @@ class ModelServer:
             session_config=session_config_text(self.tf_settings.session_config),
             xla_compilation="allowed" if apply_xla_flags(self.options) else "disabled",
         )
-
-    def _platform_of(self, model: str) -> str:
-        try:
-            return self.live_config.platform_of(model)
-        except LookupError:  # being removed from the config, still serving its last requests
-            return ""
 
     def _storage(self, model: ModelConfig) -> VersionStorage:
         """Where a model's versions are: local folders, or an object store (s3://, gs://, ...)."""

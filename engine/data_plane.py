@@ -13,17 +13,40 @@ whole call, so a version still quiesces before it unloads whichever process aske
 Classify, Regress and MultiInference carry their request message whole (with the model
 the codec read from it): their inputs are serialized tf.Examples that only the model's
 graph parses.
+
+The views (model status, readiness, metadata, ListModels, health) and the admin calls
+(config reload, the model repository) are on the same interface, so a front-end process
+with no manager answers them too: the in-process plane reads the lifecycle through its
+`Lifecycle` (engine/model_views.py, model_admin.py, server_health.py hold the logic).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import NamedTuple, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
 from google.protobuf.message import Message
-from tensorflow_serving.apis import classification_pb2, inference_pb2, regression_pb2
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_status_pb2,
+    inference_pb2,
+    model_management_pb2,
+    regression_pb2,
+)
 
+from pyserving.engine import model_views
+from pyserving.engine.errors import Code, ServingError
+from pyserving.engine.manager import Manager
+from pyserving.engine.model_admin import (
+    IndexEntry,
+    Reload,
+    Repository,
+    no_repository,
+    reload_config,
+)
+from pyserving.engine.model_views import ModelsConfig, ViewEncoder
 from pyserving.engine.request_core import (
     ModelRequest,
     PlanOptions,
@@ -37,7 +60,12 @@ from pyserving.engine.request_plans import (
     plan_regress,
 )
 from pyserving.engine.servable import Signature
+from pyserving.engine.server_health import ServerHealth
 from pyserving.engine.signature_checks import select_signature
+
+if TYPE_CHECKING:  # generated messages, for annotations only: engine/ imports no adapters/
+    from pyserving.adapters.protos import grpc_service_pb2
+    from pyserving.adapters.protos.model_registry_pb2 import ListModelsRequest, ListModelsResponse
 
 
 class InferCall(NamedTuple):
@@ -83,13 +111,73 @@ class DataPlane(Protocol):
         deadline: float | None,
     ) -> inference_pb2.MultiInferenceResponse: ...
 
+    async def model_status(
+        self, model: ModelRequest
+    ) -> get_model_status_pb2.GetModelStatusResponse:
+        """GetModelStatus (gRPC, and REST's `GET /v1/models/NAME`)."""
+        ...
+
+    async def model_ready(self, model: ModelRequest) -> bool:
+        """The Open Inference Protocol's ModelReady: whether that version serves now."""
+        ...
+
+    async def model_metadata(self, model: ModelRequest) -> grpc_service_pb2.ModelMetadataResponse:
+        """The Open Inference Protocol's ModelMetadata (the platform by Triton's name)."""
+        ...
+
+    async def list_models(self, request: ListModelsRequest) -> ListModelsResponse:
+        """pyserving.ModelRegistry/ListModels."""
+        ...
+
+    async def health(self, service: str) -> int | None:
+        """grpc.health.v1's ServingStatus of the server ("") or of a model; None when
+        `service` is neither."""
+        ...
+
+    async def reload_config(
+        self, request: model_management_pb2.ReloadConfigRequest
+    ) -> model_management_pb2.ReloadConfigResponse:
+        """HandleReloadConfigRequest: answers once the new config's models settle."""
+        ...
+
+    async def repository_index(self, ready_only: bool) -> list[IndexEntry]:
+        """The repository API (UNIMPLEMENTED without --model_repository)."""
+        ...
+
+    async def repository_load(self, name: str) -> None: ...
+
+    async def repository_unload(self, name: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """What the in-process plane's views and admin calls read, from the composition root."""
+
+    manager: Manager
+    config: Callable[[], ModelsConfig]  # the config in force
+    platform_of: Callable[[str], str]  # "" for a model no longer configured
+    encoder: ViewEncoder
+    reload: Reload | None = None  # None: config reloads are refused (UNIMPLEMENTED)
+    repository: Repository | None = None  # None: no --model_repository
+
 
 class InProcessDataPlane:
-    """The engine in this process: each call is one `RequestCore.execute` with its plan."""
+    """The engine in this process: each call is one `RequestCore.execute` with its plan;
+    the views read `lifecycle` (without one, as in inference-only tests, they answer
+    UNIMPLEMENTED)."""
 
-    def __init__(self, core: RequestCore, options: PlanOptions) -> None:
+    def __init__(
+        self, core: RequestCore, options: PlanOptions, lifecycle: Lifecycle | None = None
+    ) -> None:
         self.core = core
         self.options = options
+        self._lifecycle = lifecycle
+        self.server_health = ServerHealth(core.servable_map, lambda: self._life().config().names)
+
+    def _life(self) -> Lifecycle:
+        if self._lifecycle is None:
+            raise ServingError(Code.UNIMPLEMENTED, "this engine serves inference only")
+        return self._lifecycle
 
     async def infer(self, call: InferCall) -> Prediction:
         signature, inputs, wanted = call.signature, call.inputs, call.output_filter
@@ -142,3 +230,46 @@ class InProcessDataPlane:
             lambda servable: plan_multi_inference(servable, request, options),
             deadline,
         )
+
+    async def model_status(
+        self, model: ModelRequest
+    ) -> get_model_status_pb2.GetModelStatusResponse:
+        return model_views.model_status(self._life().manager, self.core.servable_map, model)
+
+    async def model_ready(self, model: ModelRequest) -> bool:
+        return model_views.is_model_ready(self.core.servable_map, model)
+
+    async def model_metadata(self, model: ModelRequest) -> grpc_service_pb2.ModelMetadataResponse:
+        life = self._life()
+        metadata = model_views.model_metadata(self.core.servable_map, model, life.platform_of)
+        return life.encoder.metadata(metadata)
+
+    async def list_models(self, request: ListModelsRequest) -> ListModelsResponse:
+        life = self._life()
+        listed = model_views.list_models(
+            life.manager, self.core.servable_map, life.config(), request.model_name
+        )
+        return life.encoder.listing(listed)
+
+    async def health(self, service: str) -> int | None:
+        return self.server_health.status(service)
+
+    async def reload_config(
+        self, request: model_management_pb2.ReloadConfigRequest
+    ) -> model_management_pb2.ReloadConfigResponse:
+        return await reload_config(self._life().reload, request)
+
+    def _repository(self) -> Repository:
+        repository = self._life().repository
+        if repository is None:
+            raise no_repository()
+        return repository
+
+    async def repository_index(self, ready_only: bool) -> list[IndexEntry]:
+        return self._repository().index(ready_only)
+
+    async def repository_load(self, name: str) -> None:
+        await self._repository().load(name)
+
+    async def repository_unload(self, name: str) -> None:
+        await self._repository().unload(name)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +14,15 @@ from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.request_core import ModelRequest, PlanOptions, RequestCore
 from pyserving.engine.runner import DirectRunner
 from pyserving.engine.servable_map import ServableHandle, ServableMap
+from pyserving.engine.server_health import NOT_SERVING
 from tests.servables import SIG, WAIT_S, RecordingServable
+from tests.util.views import (
+    ViewsEngine,
+    check_no_repository,
+    check_reload,
+    check_repository,
+    check_views,
+)
 
 MODEL = ModelRequest("m", None, None)
 
@@ -76,3 +86,46 @@ def test_a_version_is_held_for_the_whole_call() -> None:
         assert await asyncio.to_thread(handle.retire_and_wait, WAIT_S)
 
     asyncio.run(scenario())
+
+
+# ---------------------------------------------------------------- the views and admin calls
+@pytest.fixture
+def views(tmp_path: Path) -> Iterator[ViewsEngine]:
+    engine = ViewsEngine(tmp_path)
+    yield engine
+    engine.close()
+
+
+def test_views_read_the_lifecycle(views: ViewsEngine, tmp_path: Path) -> None:
+    asyncio.run(check_views(views.plane, tmp_path))
+
+
+def test_the_repository_api_goes_through_the_live_config(views: ViewsEngine) -> None:
+    asyncio.run(check_repository(views.plane))
+
+
+def test_a_config_reload_answers_as_tf_serving(views: ViewsEngine, tmp_path: Path) -> None:
+    asyncio.run(check_reload(views.plane, tmp_path))
+
+
+def test_without_a_repository_its_calls_are_unimplemented(tmp_path: Path) -> None:
+    engine = ViewsEngine(tmp_path, repository=False)
+    try:
+        asyncio.run(check_no_repository(engine.plane))
+    finally:
+        engine.close()
+
+
+def test_the_engine_stopping_is_not_serving(views: ViewsEngine) -> None:
+    views.plane.server_health.shutting_down = True
+    assert asyncio.run(views.plane.health("")) == NOT_SERVING
+    assert asyncio.run(views.plane.health("m")) == NOT_SERVING
+    assert asyncio.run(views.plane.health("nope")) is None
+
+
+def test_a_plane_without_a_lifecycle_serves_inference_only() -> None:
+    plane, _, _ = plane_over(1)
+    for call in (plane.model_status(MODEL), plane.health(""), plane.repository_index(False)):
+        with pytest.raises(ServingError) as caught:
+            asyncio.run(call)
+        assert caught.value.code == Code.UNIMPLEMENTED

@@ -12,7 +12,9 @@ from prometheus_client import CollectorRegistry, Counter
 from pyserving.api.health import HealthCheckResponse, HealthService
 from pyserving.api.http_server import HttpServer, local_exposition, metrics_routes, probe_routes
 from pyserving.api.monitoring_config import DEFAULT_PATH
+from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.servable_map import ServableHandle, ServableMap
+from pyserving.engine.server_health import ServerHealth
 from tests.servables import ConstantServable
 
 
@@ -22,6 +24,20 @@ async def _get(port: int, path: str) -> tuple[int, str, str]:
         session.get(f"http://127.0.0.1:{port}{path}") as reply,
     ):
         return reply.status, reply.headers.get("Content-Type", ""), await reply.text()
+
+
+class EngineHealth:
+    """The data plane's `health` alone, answered by the engine's ServerHealth (or, once
+    `gone`, refused as a front-end's plane refuses when the engine's socket is gone)."""
+
+    def __init__(self, health: ServerHealth) -> None:
+        self.engine = health
+        self.gone = False
+
+    async def health(self, service: str) -> int | None:
+        if self.gone:
+            raise ServingError(Code.UNAVAILABLE, "the engine is gone")
+        return self.engine.status(service)
 
 
 def run_with_server(
@@ -39,7 +55,8 @@ def run_with_server(
 
 def test_readyz_follows_the_serving_map_and_shutdown() -> None:
     servable_map = ServableMap()
-    health = HealthService(servable_map, lambda: ["mnist", "other"])
+    plane = EngineHealth(ServerHealth(servable_map, lambda: ["mnist", "other"]))
+    health = HealthService(plane)  # type: ignore[arg-type]
     server = HttpServer(0, host="127.0.0.1")
     server.add_routes(probe_routes(health.status))
 
@@ -51,9 +68,18 @@ def test_readyz_follows_the_serving_map_and_shutdown() -> None:
         assert (await _get(port, "/readyz"))[0] == 503  # "other" has no version yet
         servable_map.add(ServableHandle("other", 4, ConstantServable(4)))
         assert (await _get(port, "/readyz"))[0] == 200
-        health.shutting_down = True
+        health.shutting_down = True  # this process drains, whatever the engine says
         assert (await _get(port, "/readyz"))[0] == 503
+        assert await health.status("mnist") == HealthCheckResponse.NOT_SERVING
+        assert await health.status("nope") is None
         assert (await _get(port, "/healthz"))[0] == 200
+        health.shutting_down = False
+        plane.engine.shutting_down = True  # the engine stops
+        assert (await _get(port, "/readyz"))[0] == 503
+        plane.engine.shutting_down = False
+        assert (await _get(port, "/readyz"))[0] == 200
+        plane.gone = True  # an engine that cannot answer is not serving, not an error
+        assert (await _get(port, "/readyz"))[0] == 503
 
     run_with_server(server, body)
 
@@ -62,7 +88,7 @@ def test_a_model_added_after_start_counts_once_it_has_served() -> None:
     """A replica that is ready stays ready while one more model loads (or fails to)."""
     servable_map = ServableMap()
     models = ["mnist"]
-    health = HealthService(servable_map, lambda: models)
+    health = ServerHealth(servable_map, lambda: models)
     serving, not_serving = HealthCheckResponse.SERVING, HealthCheckResponse.NOT_SERVING
     assert health.status("") == not_serving  # start-up: every model must be available
     servable_map.add(ServableHandle("mnist", 1, ConstantServable(1)))

@@ -4,7 +4,8 @@ process answers as the in-process plane does, and keeps the engine's error codes
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,20 +13,26 @@ from tensorflow_serving.apis.classification_pb2 import ClassificationRequest
 
 from pyserving.adapters.ipc import EngineClient
 from pyserving.adapters.ipc.data_plane import RemoteDataPlane, signature_from, signature_params
-from pyserving.engine.data_plane import InferCall
+from pyserving.engine.data_plane import DataPlane, InferCall
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.request_core import ModelRequest
 from tests.servables import SIG, RecordingServable
 from tests.util.ipc_data_plane_engine import spawn_data_plane_engine
 from tests.util.ipc_echo import ipc_address, with_client
+from tests.util.views import check_no_repository, check_reload, check_repository, check_views
 
 LATEST = ModelRequest("m", None, None)
 
 
 @pytest.fixture(scope="module")
-def address() -> Iterator[str]:
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("engine")
+
+
+@pytest.fixture(scope="module")
+def address(root: Path) -> Iterator[str]:
     with ipc_address() as address:
-        engine = spawn_data_plane_engine(address)
+        engine = spawn_data_plane_engine(address, root)
         yield address
         engine.kill()
         engine.wait()
@@ -82,5 +89,45 @@ def test_refusals_cross_with_their_codes(address: str) -> None:
             with pytest.raises(ServingError) as caught:
                 await awaitable
             assert caught.value.code == code and word in caught.value.message, caught.value
+
+    with_client(address, body)
+
+
+# ---------------------------------------------------------------- the views and admin calls
+def on_remote(address: str, check: Callable[[DataPlane], Awaitable[None]]) -> None:
+    async def body(client: EngineClient) -> None:
+        await check(RemoteDataPlane(client))
+
+    with_client(address, body)
+
+
+def test_views_cross_as_the_engine_answers_them(address: str, root: Path) -> None:
+    on_remote(address, lambda plane: check_views(plane, root))
+
+
+def test_the_repository_api_crosses(address: str) -> None:
+    on_remote(address, check_repository)
+
+
+def test_a_config_reload_crosses(address: str, root: Path) -> None:
+    on_remote(address, lambda plane: check_reload(plane, root))
+
+
+def test_without_a_repository_unimplemented_crosses(tmp_path: Path) -> None:
+    with ipc_address() as address:
+        engine = spawn_data_plane_engine(address, tmp_path, repository=False)
+        try:
+            on_remote(address, check_no_repository)
+        finally:
+            engine.kill()
+            engine.wait()
+
+
+def test_an_undecodable_view_request_is_invalid_argument(address: str) -> None:
+    async def body(client: EngineClient) -> None:
+        for method in ("list_models", "reload_config"):
+            with pytest.raises(ServingError) as caught:
+                await client.call(method, {"message": b"\xff\xff"})
+            assert caught.value.code == Code.INVALID_ARGUMENT, method
 
     with_client(address, body)

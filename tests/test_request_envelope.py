@@ -21,7 +21,6 @@ from pyserving.api.prediction_service import PredictionService
 from pyserving.api.request_envelope import HTTP_STATUS, Envelope, add_service
 from pyserving.api.rest_api import RestApi, RestOptions
 from pyserving.engine.data_plane import InProcessDataPlane
-from pyserving.engine.manager import Manager
 from pyserving.engine.request_core import PlanOptions, RequestCore
 from pyserving.engine.request_scope import merge_request_scope
 from pyserving.engine.runner import DirectRunner
@@ -78,8 +77,6 @@ def both_protocols(body: Callable[[Both], Awaitable[None]]) -> None:
     envelope = Envelope()
     rest = RestApi(
         plane,
-        Manager(lambda event: None, None, servable_map, execute=False),
-        servable_map,
         envelope,
         RestOptions(
             timeout_s=30,

@@ -21,7 +21,6 @@ from pyserving.engine.batching_params import BatchingOptions
 from pyserving.engine.data_plane import InProcessDataPlane
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.events import BatchRun
-from pyserving.engine.manager import Manager
 from pyserving.engine.request_core import PlanOptions, RequestCore
 from pyserving.engine.runner import DirectRunner, Runner
 from pyserving.engine.servable import Signature, TensorSpec
@@ -85,8 +84,6 @@ def serve(
     }
     api = RestApi(
         InProcessDataPlane(RequestCore(servable_map, runner), PlanOptions()),
-        Manager(lambda event: None, None, servable_map, execute=False),
-        servable_map,
         Envelope(observer_series(lambda *args: observed.append(args))),
         RestOptions(**settings),  # type: ignore[arg-type]
     )

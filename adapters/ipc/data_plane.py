@@ -5,7 +5,9 @@ params, its input tensors as raw frames; the answer's version and signature as p
 outputs as frames. Classify, Regress and MultiInference cross as their serialized request
 and response messages, GetModelMetadata's SignatureDefMap as its bytes. A codec holding a
 `RemoteDataPlane` cannot tell it from the in-process one: both return the same values and
-raise `ServingError` with the engine's code.
+raise `ServingError` with the engine's code. The views and admin calls are one message
+each too: their proto requests and answers cross as serialized bytes (`VIEW_MESSAGES`),
+plain values (readiness, health, the repository's rows and names) as msgpack params.
 
 `data_plane_handler(plane)` is the engine's side: the `EngineEndpoint` handler that runs
 each message on the in-process plane, so the engine alone resolves versions, counts
@@ -23,14 +25,19 @@ from google.protobuf.message import Message
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
+    get_model_status_pb2,
     inference_pb2,
+    model_management_pb2,
     regression_pb2,
 )
 
 from pyserving.adapters.ipc.engine_side import Answer, Call, Handler
 from pyserving.adapters.ipc.frontend_side import EngineClient
+from pyserving.adapters.protos import grpc_service_pb2
+from pyserving.adapters.protos.model_registry_pb2 import ListModelsRequest, ListModelsResponse
 from pyserving.engine.data_plane import DataPlane, InferCall
 from pyserving.engine.errors import Code, ServingError
+from pyserving.engine.model_admin import IndexEntry
 from pyserving.engine.request_core import ModelRequest, Prediction
 from pyserving.engine.servable import Signature, TensorSpec
 
@@ -45,6 +52,19 @@ MESSAGES: dict[str, tuple[type[Message], type[Message]]] = {
         inference_pb2.MultiInferenceRequest,
         inference_pb2.MultiInferenceResponse,
     ),
+}
+
+# The answer classes of the views that cross as one message (their request is the model,
+# or, for these two, a message of its own: `VIEW_REQUESTS`).
+VIEW_MESSAGES: dict[str, type[Message]] = {
+    "model_status": get_model_status_pb2.GetModelStatusResponse,
+    "model_metadata": grpc_service_pb2.ModelMetadataResponse,
+    "list_models": ListModelsResponse,
+    "reload_config": model_management_pb2.ReloadConfigResponse,
+}
+VIEW_REQUESTS: dict[str, type[Message]] = {
+    "list_models": ListModelsRequest,
+    "reload_config": model_management_pb2.ReloadConfigRequest,
 }
 
 
@@ -150,6 +170,53 @@ class RemoteDataPlane:
     ) -> inference_pb2.MultiInferenceResponse:
         return await self._message("multi_inference", model, request, deadline)  # type: ignore[no-any-return]
 
+    async def _view(self, method: str, params: Mapping[str, Any]) -> Any:
+        answer = await self._client.call(method, params)
+        return VIEW_MESSAGES[method].FromString(answer.params["message"])
+
+    async def model_status(
+        self, model: ModelRequest
+    ) -> get_model_status_pb2.GetModelStatusResponse:
+        return await self._view("model_status", _model_params(model))  # type: ignore[no-any-return]
+
+    async def model_ready(self, model: ModelRequest) -> bool:
+        answer = await self._client.call("model_ready", _model_params(model))
+        return bool(answer.params["ready"])
+
+    async def model_metadata(self, model: ModelRequest) -> grpc_service_pb2.ModelMetadataResponse:
+        return await self._view("model_metadata", _model_params(model))  # type: ignore[no-any-return]
+
+    async def list_models(self, request: ListModelsRequest) -> ListModelsResponse:
+        params = {"message": request.SerializeToString()}
+        return await self._view("list_models", params)  # type: ignore[no-any-return]
+
+    async def health(self, service: str) -> int | None:
+        answer = await self._client.call("health", {"service": service})
+        return answer.params["status"]  # type: ignore[no-any-return]
+
+    async def reload_config(
+        self, request: model_management_pb2.ReloadConfigRequest
+    ) -> model_management_pb2.ReloadConfigResponse:
+        params = {"message": request.SerializeToString()}
+        return await self._view("reload_config", params)  # type: ignore[no-any-return]
+
+    async def repository_index(self, ready_only: bool) -> list[IndexEntry]:
+        answer = await self._client.call("repository_index", {"ready_only": ready_only})
+        return [IndexEntry(*row) for row in answer.params["entries"]]
+
+    async def repository_load(self, name: str) -> None:
+        await self._client.call("repository_load", {"name": name})
+
+    async def repository_unload(self, name: str) -> None:
+        await self._client.call("repository_unload", {"name": name})
+
+
+def _decoded(request_class: type[Message], data: bytes, method: str) -> Any:
+    try:
+        return request_class.FromString(data)
+    except Exception:  # protobuf's DecodeError: a front-end sent what it never makes
+        raise ServingError(Code.INVALID_ARGUMENT, f"{method}: undecodable request") from None
+
 
 def data_plane_handler(plane: DataPlane) -> Handler:
     """The engine's side: each message run on `plane` (the in-process one)."""
@@ -177,22 +244,55 @@ def data_plane_handler(plane: DataPlane) -> Handler:
         run = getattr(plane, method)
 
         async def handle(call: Call) -> Answer:
-            try:
-                request = request_class.FromString(call.params["message"])
-            except Exception:  # protobuf's DecodeError: a front-end sent what it never makes
-                raise ServingError(
-                    Code.INVALID_ARGUMENT, f"{method}: undecodable request"
-                ) from None
+            request = _decoded(request_class, call.params["message"], method)
             response = await run(_model(call.params), request, _deadline(call.timeout_s))
             return Answer({"message": response.SerializeToString()})
 
         return handle
+
+    def view(method: str) -> Callable[[Call], Awaitable[Answer]]:
+        run = getattr(plane, method)
+        request_class = VIEW_REQUESTS.get(method)
+
+        async def handle(call: Call) -> Answer:
+            if request_class is None:
+                response = await run(_model(call.params))
+            else:
+                response = await run(_decoded(request_class, call.params["message"], method))
+            return Answer({"message": response.SerializeToString()})
+
+        return handle
+
+    async def model_ready(call: Call) -> Answer:
+        return Answer({"ready": await plane.model_ready(_model(call.params))})
+
+    async def health(call: Call) -> Answer:
+        return Answer({"status": await plane.health(call.params["service"])})
+
+    async def repository_index(call: Call) -> Answer:
+        entries = await plane.repository_index(bool(call.params["ready_only"]))
+        rows = [[e.name, e.version, e.state, e.reason] for e in entries]
+        return Answer({"entries": rows})
+
+    async def repository_load(call: Call) -> Answer:
+        await plane.repository_load(call.params["name"])
+        return Answer()
+
+    async def repository_unload(call: Call) -> Answer:
+        await plane.repository_unload(call.params["name"])
+        return Answer()
 
     methods: dict[str, Callable[[Call], Awaitable[Answer]]] = {
         "infer": infer,
         "signature": signature,
         "signature_defs": signature_defs,
         **{name: message(name) for name in MESSAGES},
+        **{name: view(name) for name in VIEW_MESSAGES},
+        "model_ready": model_ready,
+        "health": health,
+        "repository_index": repository_index,
+        "repository_load": repository_load,
+        "repository_unload": repository_unload,
     }
 
     async def handle(call: Call) -> Answer:

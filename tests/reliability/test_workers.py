@@ -26,8 +26,8 @@ from pyserving.engine.events import FrontendExited, FrontendStarted
 from tests.reliability.conftest import report
 from tests.reliability.models import write_version
 from tests.util.metrics import sample_value
-from tests.util.processes import QUIET_ENV, ServerProcess, free_port
 from tests.util.proc_stats import frontend_pids
+from tests.util.processes import QUIET_ENV, ServerProcess, free_port
 
 WORKERS = 2
 CHANNELS = 16  # each its own connection: the kernel spreads them over the front-ends
@@ -60,7 +60,9 @@ def request() -> predict_pb2.PredictRequest:
 
 def own_channel(port: int) -> grpc.Channel:
     """A channel with a connection of its own (grpc shares them between equal channels)."""
-    return grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
+    return grpc.insecure_channel(
+        f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]
+    )
 
 
 class Traffic:
@@ -157,9 +159,10 @@ def test_a_killed_frontend_comes_back_while_the_other_serves(tmp_path: Path) -> 
     restarted = [e for e in events if isinstance(e, FrontendStarted) and e.restarts == 1]
     assert [e.worker for e in restarted] == [killed[0].worker], restarted
     # The stop's exits: drained, exit 0, not started again.
-    assert sorted((e.exit_code, e.restarting) for e in exits if e is not killed[0]) == [
-        (0, False)
-    ] * WORKERS
+    assert (
+        sorted((e.exit_code, e.restarting) for e in exits if e is not killed[0])
+        == [(0, False)] * WORKERS
+    )
     replay = subprocess.run(
         [sys.executable, "-m", "pyserving", "replay", str(tmp_path / "events.jsonl")],
         capture_output=True,
