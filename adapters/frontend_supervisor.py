@@ -79,9 +79,10 @@ class FrontendSupervisor:
         """A front-end says it listens (its `frontend_ready` call)."""
         if 0 <= worker < len(self._slots):
             slot = self._slots[worker]
-            if slot.process is not None and slot.process.pid == pid:
+            if slot.process is not None and slot.process.pid == pid and not slot.ready.is_set():
                 slot.ready.set()
-                log.info("frontend_ready", worker=worker, pid=pid)
+                self._publish(FrontendStarted(worker, pid, slot.starts - 1))
+                log.info("frontend_ready", worker=worker, pid=pid, restarts=slot.starts - 1)
 
     async def start(self, timeout_s: float) -> None:
         """Start every front-end and wait until each listens; FrontendStartError if one
@@ -126,7 +127,6 @@ class FrontendSupervisor:
             sys.executable, "-m", "pyserving.api.frontend", *self._command(slot.worker)
         )
         slot.started_at = time.monotonic()
-        self._publish(FrontendStarted(slot.worker, slot.process.pid, slot.starts))
         slot.starts += 1
         if self._stopping:  # stop() began while this one started: it stops too
             slot.process.send_signal(signal.SIGTERM)

@@ -247,7 +247,7 @@ class BatchRun(Event):
 
 @dataclass(frozen=True)
 class FrontendStarted(Event):
-    """A front-end process (`--workers`) started: its worker slot, its pid, and how many
+    """A front-end process (`--workers`) listens: its worker slot, its pid, and how many
     times that slot was started before (0 for the first)."""
 
     kind: ClassVar[str] = "frontend_started"
