@@ -23,12 +23,10 @@ import pyserving
 from pyserving.adapters.event_log import EventLogWriter, last_sequence
 from pyserving.adapters.frontend_supervisor import FrontendStartError, FrontendSupervisor
 from pyserving.adapters.ipc import EngineEndpoint
-from pyserving.adapters.ipc.data_plane import data_plane_handler
 from pyserving.adapters.ipc.engine_services import (
-    ConfigGeneration,
+    Generation,
+    engine_handler,
     engine_services,
-    stamped,
-    with_methods,
 )
 from pyserving.adapters.lifecycle_log import log_event
 from pyserving.adapters.live_config import LiveConfig
@@ -466,7 +464,7 @@ class ModelServer:
         """`--workers=N`: serve the data plane to N front-end processes, and start them."""
         self.endpoint_dir = tempfile.mkdtemp(prefix="pyserving-engine-")
         address = f"ipc://{self.endpoint_dir}/data-plane"
-        generation = ConfigGeneration(lambda: self.live_config.current)
+        generation = Generation(lambda: self.live_config.current)
         self.frontends = FrontendSupervisor(
             self.options.workers,
             lambda worker: frontend_args(self.options, address, worker, os.getpid()),
@@ -479,8 +477,9 @@ class ModelServer:
             generation,
             self.frontends.ready,
         )
-        handler = with_methods(data_plane_handler(self.data_plane), services)
-        self.endpoint = EngineEndpoint(address, stamped(handler, generation))
+        serving = Generation(lambda: self.servable_map.snapshot)
+        handler = engine_handler(self.data_plane, services, generation, serving)
+        self.endpoint = EngineEndpoint(address, handler)
         self.endpoint.start()
         self.port, self.http_port = self.options.port, self.options.rest_api_port
         log.info("engine_serving", address=address, workers=self.options.workers)

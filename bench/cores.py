@@ -508,8 +508,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--frontend-module",
         default=FRONTEND_MODULE,
-        help="the front-end the echo floor starts by hand (default %(default)s; "
-        "tests.util.stand_in_frontend serves gRPC Predict until it exists)",
+        help="the front-end the echo floor starts by hand (default %(default)s)",
     )
     parser.add_argument("--heavy-workers", type=int, default=2, help="--workers of the heavy runs")
     parser.add_argument("--heavy-width", type=int, default=None, help="the heavy MLP's width")

@@ -320,9 +320,9 @@ def test_echo_engine_answers_a_real_engine_client_with_the_digits_models_shapes(
 
 
 def test_echo_floor_times_hand_started_front_ends_on_one_port(tmp_path: Path) -> None:
-    """The floor section's path: the echo engine, two front-ends started by hand on one
-    port (the stand-in until pyserving.api.frontend exists), their answers checked, then
-    one h2load run read as each process's CPU per request."""
+    """The floor section's path: the echo engine, two real front-ends started by hand on
+    one port, their answers checked, then one h2load run read as each process's CPU per
+    request."""
     from bench import cores
     from bench.h2load import grpc_frame, one_image_request
     from tests.util.ipc_echo import ipc_address
@@ -331,9 +331,7 @@ def test_echo_floor_times_hand_started_front_ends_on_one_port(tmp_path: Path) ->
     body = tmp_path / "predict.grpc"
     body.write_bytes(grpc_frame(request.SerializeToString()))
     with ipc_address() as address:
-        server = cores.start_echo_floor(
-            address, 2, tmp_path, tmp_path, "tests.util.stand_in_frontend"
-        )
+        server = cores.start_echo_floor(address, 2, tmp_path, tmp_path, cores.FRONTEND_MODULE)
         try:
             cores.wait_and_check(server, request, None)
             result = cores.timed(server, "grpc", body, 1.0, tmp_path)

@@ -131,3 +131,36 @@ def test_an_undecodable_view_request_is_invalid_argument(address: str) -> None:
             assert caught.value.code == Code.INVALID_ARGUMENT, method
 
     with_client(address, body)
+
+
+def test_a_signature_crosses_once_while_the_serving_map_stays(tmp_path: Path) -> None:
+    """REST and the Open Inference Protocol ask for the signature before they decode: the
+    front-end keeps it while the engine's answers say the serving map is the same one, so
+    such a request crosses once; a map changed (a model loaded) makes it ask again."""
+
+    async def body(client: EngineClient) -> None:
+        plane = RemoteDataPlane(client)
+        first = await plane.signature(LATEST, "")
+        sent = client.counts.sent
+        x = np.ones((1, 2), np.float32)
+        await plane.infer(InferCall(LATEST, "", {"x": x}, (), None))
+        assert await plane.signature(LATEST, "") == first
+        assert await plane.signature(LATEST, "") == first
+        assert client.counts.sent == sent + 1, "a kept signature crossed again"
+        await plane.repository_load("r")  # its answer is made under the new map
+        sent = client.counts.sent
+        assert await plane.signature(LATEST, "") == first
+        assert client.counts.sent == sent + 1, "a signature of an older map was kept"
+        with pytest.raises(ServingError):
+            await plane.signature(ModelRequest("m", 9, None), "")  # refused: forgets them
+        sent = client.counts.sent
+        await plane.signature(LATEST, "")
+        assert client.counts.sent == sent + 1
+
+    with ipc_address() as address:
+        engine = spawn_data_plane_engine(address, tmp_path)
+        try:
+            with_client(address, body)
+        finally:
+            engine.kill()
+            engine.wait()

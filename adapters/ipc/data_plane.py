@@ -117,11 +117,44 @@ def signature_from(params: Mapping[str, Any]) -> Signature:
     )
 
 
+# Signatures a front-end remembers at most (a request naming many versions or labels).
+SIGNATURE_CACHE_SIZE = 1024
+# What a request decoded with a signature that changed meanwhile is refused with.
+STALE_SIGNATURE_CODES = frozenset({Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.FAILED_PRECONDITION})
+
+
 class RemoteDataPlane:
-    """A front-end's data plane: every call is one message to the engine."""
+    """A front-end's data plane: every call is one message to the engine.
+
+    The signature a REST or Open Inference Protocol request needs to decode is remembered
+    while the engine's serving map stays the same (every answer says which map it was made
+    under: a version added or gone, a label moved, starts a new one), so such a request
+    crosses once, as a gRPC Predict does, rather than twice. A refused call forgets them
+    too: a signature that changed meanwhile costs at most that one request."""
 
     def __init__(self, client: EngineClient) -> None:
         self._client = client
+        self._serving: Any = None  # the engine's serving map the last answer was made under
+        self._signatures: dict[tuple[Any, ...], Signature] = {}
+
+    async def _call(
+        self,
+        method: str,
+        params: Mapping[str, Any],
+        tensors: Mapping[str, np.ndarray] | None = None,
+        timeout_s: float | None = None,
+    ) -> Answer:
+        try:
+            answer = await self._client.call(method, params, tensors, timeout_s)
+        except ServingError as error:
+            if error.code in STALE_SIGNATURE_CODES:
+                self._signatures.clear()
+            raise
+        serving = answer.params.get("serving")
+        if serving != self._serving:
+            self._serving = serving
+            self._signatures.clear()
+        return answer
 
     async def infer(self, call: InferCall) -> Prediction:
         params = {
@@ -129,16 +162,24 @@ class RemoteDataPlane:
             "signature": call.signature,
             "output_filter": list(call.output_filter),
         }
-        answer = await self._client.call("infer", params, call.inputs, _remaining(call.deadline))
+        answer = await self._call("infer", params, call.inputs, _remaining(call.deadline))
         return Prediction(dict(answer.tensors), answer.params["version"], answer.params["name"])
 
     async def signature(self, model: ModelRequest, name: str) -> Signature:
-        params = {**_model_params(model), "signature": name}
-        answer = await self._client.call("signature", params)
-        return signature_from(answer.params)
+        key = (model.name, model.version, model.label, name)
+        found = self._signatures.get(key)
+        if found is not None:
+            return found
+        answer = await self._call("signature", {**_model_params(model), "signature": name})
+        found = signature_from(answer.params)
+        if self._serving is not None:  # an engine that says which map it read
+            if len(self._signatures) >= SIGNATURE_CACHE_SIZE:
+                self._signatures.clear()
+            self._signatures[key] = found
+        return found
 
     async def signature_defs(self, model: ModelRequest) -> tuple[int, Message]:
-        answer = await self._client.call("signature_defs", _model_params(model))
+        answer = await self._call("signature_defs", _model_params(model))
         defs = get_model_metadata_pb2.SignatureDefMap.FromString(answer.params["message"])
         return answer.params["version"], defs
 
@@ -146,7 +187,7 @@ class RemoteDataPlane:
         self, method: str, model: ModelRequest, request: Message, deadline: float | None
     ) -> Any:
         params = {**_model_params(model), "message": request.SerializeToString()}
-        answer = await self._client.call(method, params, None, _remaining(deadline))
+        answer = await self._call(method, params, None, _remaining(deadline))
         return MESSAGES[method][1].FromString(answer.params["message"])
 
     async def classify(
@@ -171,7 +212,7 @@ class RemoteDataPlane:
         return await self._message("multi_inference", model, request, deadline)  # type: ignore[no-any-return]
 
     async def _view(self, method: str, params: Mapping[str, Any]) -> Any:
-        answer = await self._client.call(method, params)
+        answer = await self._call(method, params)
         return VIEW_MESSAGES[method].FromString(answer.params["message"])
 
     async def model_status(
@@ -180,7 +221,7 @@ class RemoteDataPlane:
         return await self._view("model_status", _model_params(model))  # type: ignore[no-any-return]
 
     async def model_ready(self, model: ModelRequest) -> bool:
-        answer = await self._client.call("model_ready", _model_params(model))
+        answer = await self._call("model_ready", _model_params(model))
         return bool(answer.params["ready"])
 
     async def model_metadata(self, model: ModelRequest) -> grpc_service_pb2.ModelMetadataResponse:
@@ -191,7 +232,7 @@ class RemoteDataPlane:
         return await self._view("list_models", params)  # type: ignore[no-any-return]
 
     async def health(self, service: str) -> int | None:
-        answer = await self._client.call("health", {"service": service})
+        answer = await self._call("health", {"service": service})
         return answer.params["status"]  # type: ignore[no-any-return]
 
     async def reload_config(
@@ -201,14 +242,14 @@ class RemoteDataPlane:
         return await self._view("reload_config", params)  # type: ignore[no-any-return]
 
     async def repository_index(self, ready_only: bool) -> list[IndexEntry]:
-        answer = await self._client.call("repository_index", {"ready_only": ready_only})
+        answer = await self._call("repository_index", {"ready_only": ready_only})
         return [IndexEntry(*row) for row in answer.params["entries"]]
 
     async def repository_load(self, name: str) -> None:
-        await self._client.call("repository_load", {"name": name})
+        await self._call("repository_load", {"name": name})
 
     async def repository_unload(self, name: str) -> None:
-        await self._client.call("repository_unload", {"name": name})
+        await self._call("repository_unload", {"name": name})
 
 
 def _decoded(request_class: type[Message], data: bytes, method: str) -> Any:

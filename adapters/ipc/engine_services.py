@@ -18,7 +18,9 @@ from typing import Any
 
 import structlog
 
+from pyserving.adapters.ipc.data_plane import data_plane_handler
 from pyserving.adapters.ipc.engine_side import Answer, Call, Handler
+from pyserving.engine.data_plane import DataPlane
 from pyserving.engine.errors import Code, ServingError
 
 log = structlog.get_logger("pyserving.engine")
@@ -28,6 +30,17 @@ Method = Callable[[Call], Awaitable[Answer]]
 Observe = Callable[[str, str, str, float], None]
 # (model name, sampling rate, filename prefix) of each model whose requests are logged.
 RequestLogs = Callable[[], list[tuple[str, float, str]]]
+
+
+def engine_handler(
+    plane: DataPlane,
+    services: Mapping[str, Method],
+    config: Generation,
+    serving: Generation,
+) -> Handler:
+    """The engine's one handler: the data plane's methods and `services`, every answer
+    stamped with the config's and the serving map's generations."""
+    return stamped(with_methods(data_plane_handler(plane), services), config, serving)
 
 
 def with_methods(handler: Handler, methods: Mapping[str, Method]) -> Handler:
@@ -79,19 +92,22 @@ def engine_services(
     }
 
 
-def stamped(handler: Handler, generation: Callable[[], int]) -> Handler:
-    """`handler` whose every answer carries the config's generation, so a front-end learns
-    of a new config (its request logs) before it logs the request that answer is for."""
+def stamped(handler: Handler, config: Callable[[], int], serving: Callable[[], int]) -> Handler:
+    """`handler` whose every answer carries the generations of the config and of the serving
+    map it was made under: a front-end learns of a new config (its request logs) before it
+    logs the request that answer is for, and keeps a signature only while the map stays."""
 
     async def handle(call: Call) -> Answer:
         answer = await handler(call)
-        return Answer({**answer.params, "generation": generation()}, answer.tensors)
+        params = {**answer.params, "generation": config(), "serving": serving()}
+        return Answer(params, answer.tensors)
 
     return handle
 
 
-class ConfigGeneration:
-    """A number that grows each time the config in force is another object (a reload)."""
+class Generation:
+    """A number that grows each time `current()` is another object: the config in force
+    (a reload makes a new one), the serving map (copied on every change)."""
 
     def __init__(self, current: Callable[[], Any]) -> None:
         self._current = current
@@ -99,8 +115,8 @@ class ConfigGeneration:
         self._generation = 0
 
     def __call__(self) -> int:
-        config = self._current()
-        if config is not self._seen:
-            self._seen = config
+        current = self._current()
+        if current is not self._seen:
+            self._seen = current
             self._generation += 1
         return self._generation

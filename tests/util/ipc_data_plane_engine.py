@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from pyserving.adapters.ipc import EngineEndpoint
-from pyserving.adapters.ipc.data_plane import data_plane_handler
+from pyserving.adapters.ipc.engine_services import Generation, engine_handler
 from pyserving.adapters.logging_setup import configure_logging
 from tests.util.ipc_echo import spawn_ready
 from tests.util.views import ViewsEngine
@@ -26,7 +26,13 @@ NO_REPOSITORY = "--no-repository"
 async def serve(address: str, root: Path, repository: bool) -> None:
     configure_logging("console", "warning")  # stdout is for "ready" alone
     engine = ViewsEngine(root, repository)
-    endpoint = EngineEndpoint(address, data_plane_handler(engine.plane))
+    handler = engine_handler(  # as the server's engine composes it, with no services
+        engine.plane,
+        {},
+        Generation(lambda: engine.live.current),
+        Generation(lambda: engine.lifecycle.map.snapshot),
+    )
+    endpoint = EngineEndpoint(address, handler)
     endpoint.start()
     print("ready", flush=True)
     await asyncio.Event().wait()
