@@ -25,7 +25,7 @@ from pyserving.adapters.protos import grpc_service_pb2
 from pyserving.adapters.request_log.logger import RequestLogger
 from pyserving.adapters.request_log.writer import RecordWriter, WriterOptions
 from pyserving.api import model_listing, oip_grpc, oip_repository, oip_rest, profiler_service
-from pyserving.api.flag_compat import check_credentials, grpc_channel_arguments
+from pyserving.api.flag_compat import FlagError, check_credentials, grpc_channel_arguments
 from pyserving.api.health import HealthService
 from pyserving.api.http_server import (
     ConnectionLimits,
@@ -35,13 +35,14 @@ from pyserving.api.http_server import (
     probe_routes,
 )
 from pyserving.api.model_service import ModelService
-from pyserving.api.monitoring_config import load_monitoring_config
+from pyserving.api.monitoring_config import MonitoringConfigError, load_monitoring_config
 from pyserving.api.prediction_service import PredictionService
 from pyserving.api.request_envelope import Envelope, add_service
 from pyserving.api.rest_api import RestApi, RestOptions
 from pyserving.api.restricted_api import (
     MODEL_CONFIG,
     MODEL_REPOSITORY,
+    RestrictionError,
     Restrictions,
     parse_restricted_api,
 )
@@ -116,9 +117,9 @@ class ProtocolServers:
             self.channel_arguments = grpc_channel_arguments(options.grpc_channel_arguments)
             self.tls = load_ssl_config(options.ssl_config_file)
             self.restrictions = Restrictions(parse_restricted_api(options.restricted_api))
-        except Exception as exc:  # every one names the flag and what to change
-            raise StartupError(str(exc)) from None
-        self.prometheus = load_monitoring_config(options.monitoring_config_file)
+            self.prometheus = load_monitoring_config(options.monitoring_config_file)
+        except (FlagError, TlsConfigError, RestrictionError, MonitoringConfigError) as exc:
+            raise StartupError(str(exc)) from None  # each names the flag and what to change
         self.health = HealthService(plane)
         self.grpc_server: grpc.aio.Server | None = None
         self.http_server: HttpServer | None = None

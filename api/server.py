@@ -55,9 +55,6 @@ from pyserving.adapters.tfserving_metrics import (
 )
 from pyserving.adapters.tracing import TracingConfigError, tracing_from_environment
 from pyserving.api.flag_compat import (
-    FlagError,
-    check_credentials,
-    grpc_channel_arguments,
     refused_flags,
 )
 from pyserving.api.flags import ServerOptions
@@ -86,7 +83,6 @@ from pyserving.api.tensorflow_settings import (
     session_config_text,
     settings_from_flags,
 )
-from pyserving.api.tls import TlsConfigError, load_ssl_config
 from pyserving.api.view_messages import engine_lifecycle
 from pyserving.api.warmup_replay import make_replay
 from pyserving.engine.batching import BatchingRunner
@@ -107,10 +103,6 @@ log = structlog.get_logger("pyserving.server")
 # How long front-ends may take to listen (each imports in about 0.4 s; a busy machine
 # loading models at the same time is slower).
 FRONTEND_START_TIMEOUT_S = 60.0
-
-# Prometheus' default scrape path, served beside TF Serving's (--monitoring_config_file's),
-# so a scrape config that names no metrics_path finds the same exposition.
-PROMETHEUS_DEFAULT_PATH = "/metrics"
 
 
 def restrictions_from_flags(options: ServerOptions) -> Restrictions:
@@ -290,7 +282,7 @@ class ModelServer:
             config_poll_wait_s=options.model_config_file_poll_wait_seconds,
             storage_for=self._storage,
         )
-        self.restrictions = restrictions_from_flags(options)
+        restrictions_from_flags(options)  # refused now, before anything loads
         self.repository = repository_from_flags(options, self.live_config, self.manager)
         self.port = 0
         self._init_observability()
@@ -353,16 +345,11 @@ class ModelServer:
         self.http_port = 0
 
     def _init_transport(self) -> None:
-        """Refused TF Serving flags, TensorFlow threads, TLS and gRPC options (flag_compat)."""
+        """Refused TF Serving flags and TensorFlow's settings (threads, Sessions); TLS and
+        gRPC's options are the protocol servers' (ProtocolServers checks them)."""
         refused = refused_flags(self.options)
         if refused:
             raise StartupError("; ".join(refused))
-        try:
-            check_credentials(self.options)
-            self.channel_arguments = grpc_channel_arguments(self.options.grpc_channel_arguments)
-            self.tls = load_ssl_config(self.options.ssl_config_file)
-        except (FlagError, TlsConfigError) as exc:
-            raise StartupError(str(exc)) from None
         # The Session ConfigProto, batching, tags, warm-up: flags or --platform_config_file
         self.tf_settings = tensorflow_settings(self.options)
         log.info(

@@ -68,6 +68,8 @@ def test_no_model_is_reported_before_tensorflow_is_imported() -> None:
         (("--model_base_path=/m", "--thread_pool_factory_config_file=/t"), "not supported"),
         (("--model_base_path=/m", "--ssl_config_file=/nonexistent.pbtxt"), "/nonexistent.pbtxt"),
         (("--model_base_path=/m", "--request_log_queue_size=0"), "--request_log_queue_size"),
+        (("--model_base_path=/m", "--workers=-1"), "--workers=-1: give 0"),
+        (("--model_base_path=/m", "--workers=2", "--port=0"), "--workers needs a fixed --port"),
     ],
 )
 def test_bad_flags_and_config_files_are_reported_before_tensorflow(
