@@ -26,7 +26,7 @@ from pyserving.engine.events import FrontendExited, FrontendStarted
 from tests.reliability.conftest import report
 from tests.reliability.models import write_version
 from tests.util.metrics import sample_value
-from tests.util.proc_stats import frontend_pids
+from tests.util.proc_stats import frontend_pids, process_figures
 from tests.util.processes import QUIET_ENV, ServerProcess, free_port
 
 WORKERS = 2
@@ -228,6 +228,10 @@ def test_one_scrape_counts_every_process_once_and_keeps_a_restarted_ones(
                 sent += 1
         wait_until(lambda: count() == sent, 10, f"the scrape never counted {sent}", server)
         pids = frontend_pids(server.process.pid)
+        for pid in pids:  # after serving: still no TensorFlow runtime, and a small process
+            maps = Path(f"/proc/{pid}/maps").read_text()
+            assert "libtensorflow" not in maps and "_pywrap_tensorflow" not in maps
+            assert process_figures(pid).rss_mib < 150, process_figures(pid)
         os.kill(pids[0], signal.SIGKILL)
         wait_until(
             lambda: len(set(frontend_pids(server.process.pid)) - set(pids)) == 1,
