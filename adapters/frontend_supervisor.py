@@ -16,7 +16,6 @@ SIGTERM and drains its requests in flight (the engine still answers them), then 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 import time
@@ -31,13 +30,6 @@ log = structlog.get_logger("pyserving.frontends")
 
 MAX_BACKOFF_S = 5.0
 QUICK_EXIT_S = 1.0  # an exit this soon after a start counts as a failing start
-
-
-def frontend_environment() -> dict[str, str]:
-    """The engine's environment, with glibc's malloc held to two arenas unless the operator
-    chose: a front-end's gRPC, ZeroMQ and executor threads each grew an arena of their own
-    (measured: 175-180 MiB RSS after a minute of load against 86 MiB)."""
-    return {"MALLOC_ARENA_MAX": "2", **os.environ}
 
 
 class FrontendStartError(RuntimeError):
@@ -136,7 +128,6 @@ class FrontendSupervisor:
             "-m",
             "pyserving.api.frontend",
             *self._command(slot.worker),
-            env=frontend_environment(),
         )
         slot.started_at = time.monotonic()
         slot.starts += 1
