@@ -28,6 +28,7 @@ import pyserving
 from pyserving.adapters.request_log.logger import NO_REQUEST_LOG, RequestLog
 from pyserving.api import oip_codec, rest_codec
 from pyserving.api import request_records as records
+from pyserving.api.answer_provenance import FINGERPRINT_PARAMETER, answer_metadata
 from pyserving.api.http_body import error_response, read_body
 from pyserving.api.oip_grpc import (
     LABEL_PARAMETER,
@@ -221,6 +222,7 @@ class OipRest:
                     infer.inputs,
                     encode_prediction(model, prediction),
                     wanted,
+                    prediction.fingerprint,
                 ),
             )
             order = output_order(prediction, wanted)
@@ -233,8 +235,11 @@ class OipRest:
                 prediction.outputs,
                 order,
                 infer.binary_outputs(order),
+                {FINGERPRINT_PARAMETER: prediction.fingerprint} if prediction.fingerprint else None,
             )
         reply, header_length = answer
+        headers = dict(answer_metadata(prediction))
         if header_length is None:
-            return _Reply(reply)
-        return _Reply(reply, content_type=BINARY, headers={HEADER_LENGTH: str(header_length)})
+            return _Reply(reply, headers=headers)
+        headers[HEADER_LENGTH] = str(header_length)
+        return _Reply(reply, content_type=BINARY, headers=headers)

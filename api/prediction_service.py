@@ -25,6 +25,7 @@ from tensorflow_serving.apis import (
 from pyserving.adapters.request_log.logger import NO_REQUEST_LOG, RequestLog
 from pyserving.api import request_records as records
 from pyserving.api import tensor_codec, tensor_content
+from pyserving.api.answer_provenance import answer_metadata
 from pyserving.api.model_spec import ModelRequest, fill_model_spec, parse_model_spec
 from pyserving.api.tensor_budget import request_budget
 from pyserving.engine.data_plane import DataPlane, InferCall
@@ -37,6 +38,7 @@ from pyserving.engine.request_core import (
 )
 from pyserving.engine.request_plans import multi_inference_model_spec
 from pyserving.engine.servable import Servable
+from pyserving.engine.servable_map import ServableHandle
 
 SIGNATURE_DEF_FIELD = "signature_def"
 
@@ -72,8 +74,8 @@ def predict_plan(
     plan = plan_predict(servable, request.model_spec.signature_name, inputs, request.output_filter)
     model = request.model_spec.name
 
-    def finish(results: object, version: int) -> predict_pb2.PredictResponse:
-        prediction = plan.finish(results, version)  # type: ignore[arg-type]
+    def finish(results: object, served: ServableHandle) -> predict_pb2.PredictResponse:
+        prediction = plan.finish(results, served)  # type: ignore[arg-type]
         return encode_prediction(model, prediction, as_content)
 
     return RequestPlan(plan.calls, finish)
@@ -124,8 +126,13 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             request.output_filter,
             rpc_deadline(context),
         )
-        response = encode_prediction(spec.name, await self._plane.infer(call), self._as_content)
-        self._log(spec.name, lambda: records.logged(records.PREDICT, request, response))
+        prediction = await self._plane.infer(call)
+        response = encode_prediction(spec.name, prediction, self._as_content)
+        context.set_trailing_metadata(answer_metadata(prediction))
+        fingerprint = prediction.fingerprint
+        self._log(
+            spec.name, lambda: records.logged(records.PREDICT, request, response, fingerprint)
+        )
         return response
 
     async def GetModelMetadata(

@@ -1,9 +1,9 @@
 """The data plane across processes: a front-end's `RemoteDataPlane` and the engine's handler.
 
 Each `DataPlane` method is one message (docs/processes.md): the call's fields as msgpack
-params, its input tensors as raw frames; the answer's version and signature as params, its
-outputs as frames. Classify, Regress and MultiInference cross as their serialized request
-and response messages, GetModelMetadata's SignatureDefMap as its bytes. A codec holding a
+params, its input tensors as raw frames; the answer's version, signature and fingerprint as
+params, its outputs as frames. Classify, Regress and MultiInference cross as their serialized
+request and response messages, GetModelMetadata's SignatureDefMap as its bytes. A codec holding a
 `RemoteDataPlane` cannot tell it from the in-process one: both return the same values and
 raise `ServingError` with the engine's code. The views and admin calls are one message
 each too: their proto requests and answers cross as serialized bytes (`VIEW_MESSAGES`),
@@ -163,7 +163,8 @@ class RemoteDataPlane:
             "output_filter": list(call.output_filter),
         }
         answer = await self._call("infer", params, call.inputs, _remaining(call.deadline))
-        return Prediction(dict(answer.tensors), answer.params["version"], answer.params["name"])
+        p = answer.params
+        return Prediction(dict(answer.tensors), p["version"], p["name"], p.get("fingerprint", ""))
 
     async def signature(self, model: ModelRequest, name: str) -> Signature:
         key = (model.name, model.version, model.label, name)
@@ -268,9 +269,12 @@ def data_plane_handler(plane: DataPlane) -> Handler:
             _model(p), p["signature"], call.tensors, p["output_filter"], _deadline(call.timeout_s)
         )
         prediction = await plane.infer(request)
-        return Answer(
-            {"version": prediction.version, "name": prediction.signature}, prediction.outputs
-        )
+        params = {
+            "version": prediction.version,
+            "name": prediction.signature,
+            "fingerprint": prediction.fingerprint,
+        }
+        return Answer(params, prediction.outputs)
 
     async def signature(call: Call) -> Answer:
         found = await plane.signature(_model(call.params), call.params["signature"])
