@@ -8,19 +8,14 @@ The fingerprint's two forms are adapters/loaders/provenance.py's.
 
 from __future__ import annotations
 
-from pyserving.engine.request_core import Prediction
-
 FINGERPRINT_KEY = "x-model-fingerprint"  # gRPC trailing metadata and HTTP header
 VERSION_KEY = "x-model-version"
 FINGERPRINT_PARAMETER = "model_fingerprint"  # the Open Inference Protocol's parameters
 
 
-def answer_metadata(prediction: Prediction) -> tuple[tuple[str, str], ...]:
+def answer_metadata(version: int, fingerprint: str) -> tuple[tuple[str, str], ...]:
     """The gRPC trailing metadata (and HTTP headers) of an answer: the version that
     answered and its fingerprint (none when the version has none)."""
-    if not prediction.fingerprint:
-        return ((VERSION_KEY, str(prediction.version)),)
-    return (
-        (VERSION_KEY, str(prediction.version)),
-        (FINGERPRINT_KEY, prediction.fingerprint),
-    )
+    if not fingerprint:
+        return ((VERSION_KEY, str(version)),)
+    return ((VERSION_KEY, str(version)), (FINGERPRINT_KEY, fingerprint))

@@ -191,7 +191,7 @@ class InferenceService:
         )
         if prediction.fingerprint:
             response.parameters[FINGERPRINT_PARAMETER].string_param = prediction.fingerprint
-        context.set_trailing_metadata(answer_metadata(prediction))
+        context.set_trailing_metadata(answer_metadata(prediction.version, prediction.fingerprint))
         self._log(
             model,
             lambda: records.as_predict_log(

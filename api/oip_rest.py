@@ -238,7 +238,7 @@ class OipRest:
                 {FINGERPRINT_PARAMETER: prediction.fingerprint} if prediction.fingerprint else None,
             )
         reply, header_length = answer
-        headers = dict(answer_metadata(prediction))
+        headers = dict(answer_metadata(prediction.version, prediction.fingerprint))
         if header_length is None:
             return _Reply(reply, headers=headers)
         headers[HEADER_LENGTH] = str(header_length)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import TypeVar
 
 import grpc
 import numpy as np
+from google.protobuf.message import Message
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -34,6 +36,7 @@ from pyserving.engine.request_core import (
     PlanOptions,
     Prediction,
     RequestPlan,
+    Served,
     plan_predict,
 )
 from pyserving.engine.request_plans import multi_inference_model_spec
@@ -41,6 +44,7 @@ from pyserving.engine.servable import Servable
 from pyserving.engine.servable_map import ServableHandle
 
 SIGNATURE_DEF_FIELD = "signature_def"
+M = TypeVar("M")
 
 
 def rpc_deadline(context: grpc.aio.ServicerContext) -> float | None:
@@ -128,7 +132,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         )
         prediction = await self._plane.infer(call)
         response = encode_prediction(spec.name, prediction, self._as_content)
-        context.set_trailing_metadata(answer_metadata(prediction))
+        context.set_trailing_metadata(answer_metadata(prediction.version, prediction.fingerprint))
         fingerprint = prediction.fingerprint
         self._log(
             spec.name, lambda: records.logged(records.PREDICT, request, response, fingerprint)
@@ -149,17 +153,15 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> classification_pb2.ClassificationResponse:
         spec = parse_model_spec(request.model_spec)
-        response = await self._plane.classify(spec, request, rpc_deadline(context))
-        self._log(spec.name, lambda: records.logged(records.CLASSIFY, request, response))
-        return response
+        served = await self._plane.classify(spec, request, rpc_deadline(context))
+        return self._answer(records.CLASSIFY, spec.name, request, served, context)
 
     async def Regress(
         self, request: regression_pb2.RegressionRequest, context: grpc.aio.ServicerContext
     ) -> regression_pb2.RegressionResponse:
         spec = parse_model_spec(request.model_spec)
-        response = await self._plane.regress(spec, request, rpc_deadline(context))
-        self._log(spec.name, lambda: records.logged(records.REGRESS, request, response))
-        return response
+        served = await self._plane.regress(spec, request, rpc_deadline(context))
+        return self._answer(records.REGRESS, spec.name, request, served, context)
 
     async def MultiInference(
         self,
@@ -167,6 +169,21 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> inference_pb2.MultiInferenceResponse:
         spec = parse_model_spec(multi_inference_model_spec(request))
-        response = await self._plane.multi_inference(spec, request, rpc_deadline(context))
-        self._log(spec.name, lambda: records.logged(records.MULTI_INFERENCE, request, response))
+        served = await self._plane.multi_inference(spec, request, rpc_deadline(context))
+        return self._answer(records.MULTI_INFERENCE, spec.name, request, served, context)
+
+    def _answer(
+        self,
+        field: str,
+        model: str,
+        request: Message,
+        served: Served[M],
+        context: grpc.aio.ServicerContext,
+    ) -> M:
+        """Classify's, Regress's or MultiInference's reply, with its provenance trailers,
+        logged when sampled."""
+        response, fingerprint = served
+        version = records.answered_spec(response).version.value  # type: ignore[arg-type]
+        context.set_trailing_metadata(answer_metadata(version, fingerprint))
+        self._log(model, lambda: records.logged(field, request, response, fingerprint))  # type: ignore[arg-type]
         return response

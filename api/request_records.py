@@ -38,7 +38,7 @@ def logged(field: str, request: Message, response: Message, fingerprint: str = "
     entry = getattr(record, field)
     entry.request.CopyFrom(request)
     entry.response.CopyFrom(response)
-    record.log_metadata.model_spec.CopyFrom(_answered_spec(response))
+    record.log_metadata.model_spec.CopyFrom(answered_spec(response))
     _add_fingerprint(record, fingerprint)
     return record
 
@@ -56,10 +56,10 @@ def _add_fingerprint(record: PredictionLog, fingerprint: str) -> None:
 
 
 def with_path_version(
-    field: str, request: Message, response: Message, spec: ModelRequest
+    field: str, request: Message, response: Message, spec: ModelRequest, fingerprint: str = ""
 ) -> PredictionLog:
     """A REST request (proto-built) with the version or label its URL named."""
-    record = logged(field, request, response)
+    record = logged(field, request, response, fingerprint)
     _name_version(getattr(record, field).request.model_spec, spec)
     return record
 
@@ -96,7 +96,8 @@ def _name_version(out: model_pb2.ModelSpec, spec: ModelRequest) -> None:
         out.version_label = spec.label
 
 
-def _answered_spec(response: Message) -> model_pb2.ModelSpec:
+def answered_spec(response: Message) -> model_pb2.ModelSpec:
+    """The model, version (and signature) a Classify, Regress or MultiInference reply names."""
     if hasattr(response, "model_spec"):  # Predict, Classification, Regression responses
         return response.model_spec  # type: ignore[no-any-return]
     results = getattr(response, "results", ())  # MultiInferenceResponse: one per task

@@ -161,7 +161,7 @@ class RestApi:
             doc = await off_loop_if_big(len(body), rest_codec.parse_body, body)
             if call.kind == "predict":
                 return await self._predict(spec, doc, len(body), deadline)
-            return await self._classify_or_regress(call.kind, spec, doc, deadline), NO_HEADERS
+            return await self._classify_or_regress(call.kind, spec, doc, deadline)
 
     async def _predict(
         self, spec: ModelRequest, doc: dict[str, Any], size: int, deadline: float | None
@@ -188,11 +188,11 @@ class RestApi:
         body = await off_loop_if_big(
             sum(a.nbytes for a in outputs.values()), rest_codec.encode_predict, outputs, columnar
         )
-        return body, dict(answer_metadata(prediction))
+        return body, dict(answer_metadata(prediction.version, prediction.fingerprint))
 
     async def _classify_or_regress(
         self, kind: str, spec: ModelRequest, doc: dict[str, Any], deadline: float | None
-    ) -> bytes:
+    ) -> tuple[bytes, Mapping[str, str]]:
         request: Any
         response: Any
         if kind == "classify":
@@ -203,14 +203,18 @@ class RestApi:
         request.model_spec.signature_name = rest_codec.signature_name(doc)
         request.input.CopyFrom(rest_codec.examples_input(doc, kind))
         if kind == "classify":
-            response = await self._plane.classify(spec, request, deadline)
+            response, fingerprint = await self._plane.classify(spec, request, deadline)
         else:
-            response = await self._plane.regress(spec, request, deadline)
+            response, fingerprint = await self._plane.regress(spec, request, deadline)
         field = records.CLASSIFY if kind == "classify" else records.REGRESS
-        self._log(spec.name, lambda: records.with_path_version(field, request, response, spec))
+        self._log(
+            spec.name,
+            lambda: records.with_path_version(field, request, response, spec, fingerprint),
+        )
+        headers = dict(answer_metadata(response.model_spec.version.value, fingerprint))
         if kind == "classify":
-            return rest_codec.encode_classification(response.result)
-        return rest_codec.encode_regression(response.result)
+            return rest_codec.encode_classification(response.result), headers
+        return rest_codec.encode_regression(response.result), headers
 
 
 def parse_call(method: str, path: str) -> _Call:

@@ -92,6 +92,27 @@ class Prediction(NamedTuple):
     fingerprint: str = ""  # the answering version's model bytes (adapters/loaders/provenance)
 
 
+M = TypeVar("M")
+
+
+class Served(NamedTuple, Generic[M]):
+    """A reply built by the plans of Classify, Regress and MultiInference (TF Serving's
+    messages, with no field for it) and the fingerprint of the version that made it."""
+
+    message: M
+    fingerprint: str
+
+
+def with_fingerprint(plan: RequestPlan[M]) -> RequestPlan[Served[M]]:
+    """The same plan, its answer paired with the answering version's fingerprint."""
+    finish = plan.finish
+
+    def served(results: Sequence[Outputs], handle: ServableHandle) -> Served[M]:
+        return Served(finish(results, handle), handle.fingerprint)
+
+    return RequestPlan(plan.calls, served)
+
+
 def plan_predict(
     servable: Servable,
     signature_name: str,

@@ -38,7 +38,7 @@ from pyserving.adapters.protos.model_registry_pb2 import ListModelsRequest, List
 from pyserving.engine.data_plane import DataPlane, InferCall
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.model_admin import IndexEntry
-from pyserving.engine.request_core import ModelRequest, Prediction
+from pyserving.engine.request_core import ModelRequest, Prediction, Served
 from pyserving.engine.servable import Signature, TensorSpec
 
 # The request and response classes of the methods that cross as whole messages.
@@ -186,31 +186,32 @@ class RemoteDataPlane:
 
     async def _message(
         self, method: str, model: ModelRequest, request: Message, deadline: float | None
-    ) -> Any:
+    ) -> Served[Any]:
         params = {**_model_params(model), "message": request.SerializeToString()}
         answer = await self._call(method, params, None, _remaining(deadline))
-        return MESSAGES[method][1].FromString(answer.params["message"])
+        reply = MESSAGES[method][1].FromString(answer.params["message"])
+        return Served(reply, answer.params.get("fingerprint", ""))
 
     async def classify(
         self,
         model: ModelRequest,
         request: classification_pb2.ClassificationRequest,
         deadline: float | None,
-    ) -> classification_pb2.ClassificationResponse:
-        return await self._message("classify", model, request, deadline)  # type: ignore[no-any-return]
+    ) -> Served[classification_pb2.ClassificationResponse]:
+        return await self._message("classify", model, request, deadline)
 
     async def regress(
         self, model: ModelRequest, request: regression_pb2.RegressionRequest, deadline: float | None
-    ) -> regression_pb2.RegressionResponse:
-        return await self._message("regress", model, request, deadline)  # type: ignore[no-any-return]
+    ) -> Served[regression_pb2.RegressionResponse]:
+        return await self._message("regress", model, request, deadline)
 
     async def multi_inference(
         self,
         model: ModelRequest,
         request: inference_pb2.MultiInferenceRequest,
         deadline: float | None,
-    ) -> inference_pb2.MultiInferenceResponse:
-        return await self._message("multi_inference", model, request, deadline)  # type: ignore[no-any-return]
+    ) -> Served[inference_pb2.MultiInferenceResponse]:
+        return await self._message("multi_inference", model, request, deadline)
 
     async def _view(self, method: str, params: Mapping[str, Any]) -> Any:
         answer = await self._call(method, params)
@@ -290,8 +291,9 @@ def data_plane_handler(plane: DataPlane) -> Handler:
 
         async def handle(call: Call) -> Answer:
             request = _decoded(request_class, call.params["message"], method)
-            response = await run(_model(call.params), request, _deadline(call.timeout_s))
-            return Answer({"message": response.SerializeToString()})
+            served = await run(_model(call.params), request, _deadline(call.timeout_s))
+            message = served.message.SerializeToString()
+            return Answer({"message": message, "fingerprint": served.fingerprint})
 
         return handle
 

@@ -135,7 +135,8 @@ def test_every_request_of_every_protocol_is_logged_as_sent_and_answered(logged: 
     classify.model_spec.name = "tf1"
     classify.model_spec.version.value = 1
     classify.input.example_list.examples.extend([example(1.0), example(-1.0)])
-    classified = stub.Classify(classify, timeout=30)
+    classified, call = stub.Classify.with_call(classify, timeout=30)
+    classify_trailers = dict(call.trailing_metadata())
 
     multi = inference_pb2.MultiInferenceRequest()
     for signature, method in (
@@ -202,7 +203,8 @@ def test_every_request_of_every_protocol_is_logged_as_sent_and_answered(logged: 
     # Which bytes answered: a TF1 export has no fingerprint.pb, so pyserving's digest.
     digest = saved_model_fingerprint(str(logged.models / "1"))
     assert digest.startswith("sha256:")
-    assert logged_fingerprint(grpc_predict) == logged_fingerprint(rest_predict) == digest
+    assert [logged_fingerprint(r) for r in records] == [digest] * 5
+    assert classify_trailers == {"x-model-version": "1", "x-model-fingerprint": digest}
     for path in prefix_files(str(logged.prefix)):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert metric(logged.rest_port, "pyserving_request_log_records_total", "") >= 5
