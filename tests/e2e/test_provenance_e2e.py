@@ -3,7 +3,8 @@ front-ends over the engine): every Predict and infer answer carries the answerin
 fingerprint on each protocol and transport (TF Serving gRPC trailing metadata, REST header,
 the Open Inference Protocol's response parameters through tritonclient), and so do the
 request log's records, the load's event-log line and ListModels; two versions trained
-differently have different fingerprints, each TensorFlow's own reading of its export."""
+differently have different fingerprints, each TensorFlow's own reading of its export; a
+TF1 export (no fingerprint.pb) answers Classify and Regress with pyserving's digest."""
 
 from __future__ import annotations
 
@@ -19,11 +20,14 @@ import pytest
 import tensorflow as tf
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
+from tensorflow_serving.apis import classification_pb2
 
+from pyserving.adapters.loaders.provenance import saved_model_fingerprint
 from pyserving.adapters.protos import model_registry_pb2, model_registry_pb2_grpc
 from pyserving.api.request_records import logged_fingerprint
 from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
 from tests.e2e.test_request_log_e2e import model_entry, read_logs
+from tests.example_models import example, export_tf1_model
 from tests.util.processes import ServerProcess, free_port
 
 MODEL = "mnist"
@@ -39,6 +43,7 @@ class Served:
     prefix: Path
     events: Path
     expected: dict[int, str]  # version → "saved_model:" + TensorFlow's singleprint
+    tf1_digest: str  # the TF1 model's version 1: "sha256:..."
 
 
 @pytest.fixture(scope="module", params=[0, 2], ids=["workers0", "workers2"])
@@ -52,12 +57,15 @@ def served(
     models = tmp / "models"
     for version in (1, 2):
         trained_models.copy_version(version, models)
+    tf1 = export_tf1_model(tmp / "tf1" / "1").parent
     prefix = tmp / "logs" / MODEL
     entry = model_entry(MODEL, models, prefix).replace(
         f'base_path: "{models}"', f'base_path: "{models}" model_version_policy {{ all {{}} }}'
     )
     config = tmp / "models.config"
-    config.write_text(f"model_config_list {{ {entry} }}")
+    config.write_text(
+        f'model_config_list {{ {entry} config {{ name: "tf1" base_path: "{tf1}" }} }}'
+    )
     rest_port, events = free_port(), tmp / "events.jsonl"
     server = ServerProcess(
         [
@@ -76,7 +84,8 @@ def served(
         + tf.saved_model.experimental.read_fingerprint(str(models / str(v))).singleprint()
         for v in (1, 2)
     }
-    yield Served(server, rest_port, prefix, events, expected)
+    tf1_digest = saved_model_fingerprint(str(tf1 / "1"))
+    yield Served(server, rest_port, prefix, events, expected, tf1_digest)
     assert server.stop() == 0
 
 
@@ -135,10 +144,28 @@ def test_every_answer_on_every_protocol_names_the_bytes_that_made_it(
     assert logged == sorted((v, expected[v]) for v in (1, 2) for _ in range(ANSWERS_PER_VERSION))
 
 
+def test_classify_and_regress_of_a_tf1_export_carry_its_digest(served: Served) -> None:
+    assert served.tf1_digest.startswith("sha256:")
+    classify = classification_pb2.ClassificationRequest()
+    classify.model_spec.name = "tf1"
+    classify.input.example_list.examples.extend([example(1.0)])
+    _, call = served.server.predict_stub.Classify.with_call(classify, timeout=30)
+    assert dict(call.trailing_metadata())["x-model-fingerprint"] == served.tf1_digest
+    body = json.dumps({"signature_name": "regress_x", "examples": [{"x": 1.5}]}).encode()
+    url = f"http://127.0.0.1:{served.rest_port}/v1/models/tf1:regress"
+    with urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=30) as reply:
+        assert reply.headers["x-model-fingerprint"] == served.tf1_digest
+
+
 def test_the_load_line_and_list_models_name_each_versions_fingerprint(served: Served) -> None:
     loads = [json.loads(line) for line in served.events.read_text().splitlines()]
-    loaded = {e["version"]: e["fingerprint"] for e in loads if e["kind"] == "load_succeeded"}
-    assert loaded == served.expected
+    loaded = {
+        (e["model"], e["version"]): e["fingerprint"] for e in loads if e["kind"] == "load_succeeded"
+    }
+    assert loaded == {
+        **{(MODEL, v): fingerprint for v, fingerprint in served.expected.items()},
+        ("tf1", 1): served.tf1_digest,
+    }
     with grpc.insecure_channel(f"127.0.0.1:{served.server.port}") as channel:
         stub = model_registry_pb2_grpc.ModelRegistryStub(channel)
         reply = stub.ListModels(model_registry_pb2.ListModelsRequest(model_name=MODEL), timeout=10)
