@@ -183,6 +183,11 @@ class OtelTracer:
     def current(self) -> RequestTrace | None:
         return _CURRENT.get()
 
+    def answered(self, version: int, signature: str, fingerprint: str) -> None:
+        trace = _CURRENT.get()
+        if trace is not None:
+            trace.version, trace.signature, trace.fingerprint = version, signature, fingerprint
+
     def batch_run(
         self,
         traces: Sequence[RequestTrace | None],

@@ -276,3 +276,17 @@ def test_a_loaded_versions_span_names_its_fingerprint() -> None:
     [load] = exporter.get_finished_spans()
     assert load.attributes is not None
     assert load.attributes["pyserving.model.fingerprint"] == "saved_model:1/2/3/4"
+
+
+def test_a_front_end_tells_its_request_span_the_answering_version() -> None:
+    tracing, exporter = traced()
+    envelope = Envelope(tracer=tracing.requests)
+
+    async def work() -> None:  # the remote data plane's part, in a front-end process
+        tracing.requests.answered(2, SIG, "saved_model:1/2/3/4")
+
+    asyncio.run(envelope.run(RequestScope("Predict", "m", lambda: None), work))
+    [request] = exporter.get_finished_spans()
+    assert request.attributes is not None
+    assert request.attributes["pyserving.model.version"] == 2
+    assert request.attributes["pyserving.model.fingerprint"] == "saved_model:1/2/3/4"

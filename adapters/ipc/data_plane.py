@@ -40,6 +40,7 @@ from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.model_admin import IndexEntry
 from pyserving.engine.request_core import ModelRequest, Prediction, Served
 from pyserving.engine.servable import Signature, TensorSpec
+from pyserving.engine.trace_hooks import Tracer
 
 # The request and response classes of the methods that cross as whole messages.
 MESSAGES: dict[str, tuple[type[Message], type[Message]]] = {
@@ -132,8 +133,9 @@ class RemoteDataPlane:
     crosses once, as a gRPC Predict does, rather than twice. A refused call forgets them
     too: a signature that changed meanwhile costs at most that one request."""
 
-    def __init__(self, client: EngineClient) -> None:
+    def __init__(self, client: EngineClient, tracer: Tracer | None = None) -> None:
         self._client = client
+        self._tracer = tracer  # told each answering version, for the request's span
         self._serving: Any = None  # the engine's serving map the last answer was made under
         self._signatures: dict[tuple[Any, ...], Signature] = {}
 
@@ -164,7 +166,12 @@ class RemoteDataPlane:
         }
         answer = await self._call("infer", params, call.inputs, _remaining(call.deadline))
         p = answer.params
-        return Prediction(dict(answer.tensors), p["version"], p["name"], p.get("fingerprint", ""))
+        prediction = Prediction(
+            dict(answer.tensors), p["version"], p["name"], p.get("fingerprint", "")
+        )
+        if self._tracer is not None:
+            self._tracer.answered(prediction.version, prediction.signature, prediction.fingerprint)
+        return prediction
 
     async def signature(self, model: ModelRequest, name: str) -> Signature:
         key = (model.name, model.version, model.label, name)
