@@ -2,7 +2,8 @@
 front-ends over the engine): every Predict and infer answer carries the answering version's
 fingerprint on each protocol and transport (TF Serving gRPC trailing metadata, REST header,
 the Open Inference Protocol's response parameters through tritonclient), and so do the
-request log's records, the load's event-log line and ListModels; two versions trained
+request log's records, the load's event-log line, ListModels and the Open Inference
+Protocol's model metadata; two versions trained
 differently have different fingerprints, each TensorFlow's own reading of its export; a
 TF1 export (no fingerprint.pb) answers Classify and Regress with pyserving's digest."""
 
@@ -171,3 +172,16 @@ def test_the_load_line_and_list_models_name_each_versions_fingerprint(served: Se
         reply = stub.ListModels(model_registry_pb2.ListModelsRequest(model_name=MODEL), timeout=10)
     [model] = reply.models
     assert {v.version: v.fingerprint for v in model.versions} == served.expected
+
+
+def test_open_inference_protocol_metadata_names_the_described_versions_fingerprint(
+    served: Served,
+) -> None:
+    with triton_http.InferenceServerClient(f"127.0.0.1:{served.rest_port}") as client:
+        for version, asked in ((1, "1"), (2, "")):  # no version: the latest serving
+            metadata = client.get_model_metadata(MODEL, asked)
+            assert metadata["versions"] == ["1", "2"]
+            assert metadata["parameters"] == {
+                "model_fingerprint": served.expected[version],
+                "model_version": str(version),
+            }
