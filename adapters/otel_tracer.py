@@ -7,7 +7,7 @@ reads its own configuration: `OTEL_SERVICE_NAME` / `OTEL_RESOURCE_ATTRIBUTES`,
 The span tree of a request (the request span is the caller's child when it sent a W3C
 `traceparent`, in gRPC metadata or an HTTP header):
 
-    <api> (SERVER: model, version, signature, protocol, status)
+    <api> (SERVER: model, version, its fingerprint, signature, protocol, status)
     ├── decode   arrival → the plan reaches the runner (parse, checks, tensor decoding)
     ├── queue    with --enable_batching: enqueued → its batch's model run starts
     ├── run      the model call; with batching one span per batch, the child of the batch's
@@ -47,7 +47,13 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 import pyserving
 from pyserving.adapters.tracing import TracingConfigError
-from pyserving.engine.events import Event, LoadFailed, Transition, WarmupFinished
+from pyserving.engine.events import (
+    Event,
+    LoadFailed,
+    LoadSucceeded,
+    Transition,
+    WarmupFinished,
+)
 from pyserving.engine.request_scope import RequestScope
 from pyserving.engine.servable_map import ServableHandle
 
@@ -60,6 +66,7 @@ OTLP_PROTOCOL = "http/protobuf"
 MODEL, VERSION, SIGNATURE = "pyserving.model", "pyserving.model.version", "pyserving.signature"
 API, PROTOCOL, STATUS = "pyserving.api", "pyserving.protocol", "pyserving.status_code"
 REQUEST_ID, OUTCOME = "pyserving.request_id", "pyserving.outcome"
+FINGERPRINT = "pyserving.model.fingerprint"  # adapters/loaders/provenance.py's forms
 
 
 class RequestTrace:
@@ -68,6 +75,7 @@ class RequestTrace:
     __slots__ = (
         "context",
         "decoded_ns",
+        "fingerprint",
         "protocol",
         "queued_ns",
         "ran_ns",
@@ -89,6 +97,7 @@ class RequestTrace:
         self.ran_ns = 0  # the latest model call returned
         self.runs: list[tuple[int, int]] = []  # unbatched model calls
         self.version: int | None = None
+        self.fingerprint = ""
         self.signature = ""
         self.token: Token[RequestTrace | None] | None = None
 
@@ -161,6 +170,8 @@ class OtelTracer:
         if trace.version is not None:
             attributes[VERSION] = trace.version
             attributes[SIGNATURE] = trace.signature
+            if trace.fingerprint:
+                attributes[FINGERPRINT] = trace.fingerprint
         if trace.protocol == "grpc":
             attributes["rpc.system"] = "grpc"
             attributes["rpc.grpc.status_code"] = grpc.StatusCode[code].value[0]
@@ -171,6 +182,11 @@ class OtelTracer:
 
     def current(self) -> RequestTrace | None:
         return _CURRENT.get()
+
+    def answered(self, version: int, signature: str, fingerprint: str) -> None:
+        trace = _CURRENT.get()
+        if trace is not None:
+            trace.version, trace.signature, trace.fingerprint = version, signature, fingerprint
 
     def batch_run(
         self,
@@ -240,6 +256,7 @@ class TracedRunner:
             trace.decoded_ns = queued
         trace.queued_ns = queued
         trace.version, trace.signature = handle.version, signature
+        trace.fingerprint = handle.fingerprint
         try:
             return await self._inner.run(
                 handle, signature, inputs, output_filter, deadline=deadline
@@ -290,6 +307,10 @@ class LifecycleSpans:
                     start_time=at,
                     attributes={MODEL: event.model, VERSION: event.version},
                 )
+        elif isinstance(event, LoadSucceeded) and event.fingerprint:
+            span = self._open.get((event.model, event.version))
+            if span is not None:
+                span.set_attribute(FINGERPRINT, event.fingerprint)
         elif isinstance(event, LoadFailed):
             span = self._open.get((event.model, event.version))
             if span is not None:

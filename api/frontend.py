@@ -80,14 +80,12 @@ async def serve_frontend(options: object, address: str, worker: int) -> int:
     following = ConfigFollowingClient(client)
     shipper = ObservationShipper(client)
     tracing = tracing_from_environment()
-    envelope = Envelope(
-        series=observer_series(shipper.add),
-        tracer=None if tracing is None else tracing.requests,
-    )
+    tracer = None if tracing is None else tracing.requests
+    envelope = Envelope(series=observer_series(shipper.add), tracer=tracer)
     request_log = request_log_from_flags(options, lambda: following.config)
     servers = ProtocolServers(
         options,
-        RemoteDataPlane(following),  # type: ignore[arg-type]
+        RemoteDataPlane(following, tracer),  # type: ignore[arg-type]
         envelope,
         request_log,
         EngineExposition(client, shipper),

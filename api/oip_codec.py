@@ -591,8 +591,10 @@ def encode_infer_body(
     outputs: Mapping[str, np.ndarray],
     order: Sequence[str],
     binary: set[str],
+    parameters: Mapping[str, Any] | None = None,
 ) -> tuple[bytes, int | None]:
-    """The infer reply: (body, JSON header length when binary data follows it, else None)."""
+    """The infer reply: (body, JSON header length when binary data follows it, else None);
+    `parameters` are the response's own (the answering version's fingerprint)."""
     tensors = []
     blobs = []
     for name in order:
@@ -612,6 +614,8 @@ def encode_infer_body(
     doc: dict[str, Any] = {"model_name": model, "model_version": str(version)}
     if request_id is not None:
         doc["id"] = request_id
+    if parameters:
+        doc["parameters"] = dict(parameters)
     doc["outputs"] = tensors
     header = rest_codec._dumps(doc)
     if not blobs:

@@ -27,6 +27,11 @@ from pyserving.adapters.protos import grpc_service_pb2
 from pyserving.adapters.request_log.logger import NO_REQUEST_LOG, RequestLog
 from pyserving.api import oip_codec
 from pyserving.api import request_records as records
+from pyserving.api.answer_provenance import (
+    FINGERPRINT_PARAMETER,
+    answer_metadata,
+    described_version,
+)
 from pyserving.api.prediction_service import encode_prediction, rpc_deadline
 from pyserving.api.tensor_budget import off_loop_if_big, request_budget
 from pyserving.engine.data_plane import DataPlane, InferCall
@@ -158,7 +163,11 @@ class InferenceService:
         self, request: grpc_service_pb2.ModelMetadataRequest, context: grpc.aio.ServicerContext
     ) -> grpc_service_pb2.ModelMetadataResponse:
         spec = model_request(request.name, request.version)
-        return await self._plane.model_metadata(spec)
+        response = await self._plane.model_metadata(spec)
+        described = await described_version(self._plane, spec.name, spec.version, response.versions)
+        if described is not None:
+            context.set_trailing_metadata(answer_metadata(*described))
+        return response
 
     async def ModelInfer(
         self, request: grpc_service_pb2.ModelInferRequest, context: grpc.aio.ServicerContext
@@ -188,10 +197,18 @@ class InferenceService:
         oip_codec.encode_infer_outputs(
             response, prediction.outputs, output_order(prediction, wanted), raw
         )
+        if prediction.fingerprint:
+            response.parameters[FINGERPRINT_PARAMETER].string_param = prediction.fingerprint
+        context.set_trailing_metadata(answer_metadata(prediction.version, prediction.fingerprint))
         self._log(
             model,
             lambda: records.as_predict_log(
-                spec, signature_name, inputs, encode_prediction(model, prediction), wanted
+                spec,
+                signature_name,
+                inputs,
+                encode_prediction(model, prediction),
+                wanted,
+                prediction.fingerprint,
             ),
         )
         return response

@@ -28,6 +28,11 @@ import pyserving
 from pyserving.adapters.request_log.logger import NO_REQUEST_LOG, RequestLog
 from pyserving.api import oip_codec, rest_codec
 from pyserving.api import request_records as records
+from pyserving.api.answer_provenance import (
+    FINGERPRINT_PARAMETER,
+    answer_metadata,
+    described_version,
+)
 from pyserving.api.http_body import error_response, read_body
 from pyserving.api.oip_grpc import (
     LABEL_PARAMETER,
@@ -186,11 +191,17 @@ class OipRest:
         return _Reply() if ready else _Reply(status=400)
 
     async def _model_metadata(self, request: web.Request) -> _Reply:
-        response = await self._plane.model_metadata(self._spec(request))
+        spec = self._spec(request)
+        response = await self._plane.model_metadata(spec)
         doc = json_format.MessageToDict(response, preserving_proto_field_name=True)
         for tensor in (*doc.get("inputs", ()), *doc.get("outputs", ())):
             tensor["shape"] = [int(d) for d in tensor.get("shape", ())]  # int64 → JSON numbers
-        return _Reply(orjson.dumps(doc))
+        described = await described_version(self._plane, spec.name, spec.version, response.versions)
+        if described is None:
+            return _Reply(orjson.dumps(doc))
+        version, fingerprint = described
+        doc["parameters"] = {FINGERPRINT_PARAMETER: fingerprint, "model_version": str(version)}
+        return _Reply(orjson.dumps(doc), headers=dict(answer_metadata(version, fingerprint)))
 
     # ------------------------------------------------------------------ infer
     async def _infer(self, request: web.Request) -> _Reply:
@@ -221,6 +232,7 @@ class OipRest:
                     infer.inputs,
                     encode_prediction(model, prediction),
                     wanted,
+                    prediction.fingerprint,
                 ),
             )
             order = output_order(prediction, wanted)
@@ -233,8 +245,11 @@ class OipRest:
                 prediction.outputs,
                 order,
                 infer.binary_outputs(order),
+                {FINGERPRINT_PARAMETER: prediction.fingerprint} if prediction.fingerprint else None,
             )
         reply, header_length = answer
+        headers = dict(answer_metadata(prediction.version, prediction.fingerprint))
         if header_length is None:
-            return _Reply(reply)
-        return _Reply(reply, content_type=BINARY, headers={HEADER_LENGTH: str(header_length)})
+            return _Reply(reply, headers=headers)
+        headers[HEADER_LENGTH] = str(header_length)
+        return _Reply(reply, content_type=BINARY, headers=headers)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import TypeVar
 
 import grpc
 import numpy as np
+from google.protobuf.message import Message
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -25,6 +27,7 @@ from tensorflow_serving.apis import (
 from pyserving.adapters.request_log.logger import NO_REQUEST_LOG, RequestLog
 from pyserving.api import request_records as records
 from pyserving.api import tensor_codec, tensor_content
+from pyserving.api.answer_provenance import answer_metadata
 from pyserving.api.model_spec import ModelRequest, fill_model_spec, parse_model_spec
 from pyserving.api.tensor_budget import request_budget
 from pyserving.engine.data_plane import DataPlane, InferCall
@@ -33,12 +36,15 @@ from pyserving.engine.request_core import (
     PlanOptions,
     Prediction,
     RequestPlan,
+    Served,
     plan_predict,
 )
 from pyserving.engine.request_plans import multi_inference_model_spec
 from pyserving.engine.servable import Servable
+from pyserving.engine.servable_map import ServableHandle
 
 SIGNATURE_DEF_FIELD = "signature_def"
+M = TypeVar("M")
 
 
 def rpc_deadline(context: grpc.aio.ServicerContext) -> float | None:
@@ -72,8 +78,8 @@ def predict_plan(
     plan = plan_predict(servable, request.model_spec.signature_name, inputs, request.output_filter)
     model = request.model_spec.name
 
-    def finish(results: object, version: int) -> predict_pb2.PredictResponse:
-        prediction = plan.finish(results, version)  # type: ignore[arg-type]
+    def finish(results: object, served: ServableHandle) -> predict_pb2.PredictResponse:
+        prediction = plan.finish(results, served)  # type: ignore[arg-type]
         return encode_prediction(model, prediction, as_content)
 
     return RequestPlan(plan.calls, finish)
@@ -124,8 +130,13 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             request.output_filter,
             rpc_deadline(context),
         )
-        response = encode_prediction(spec.name, await self._plane.infer(call), self._as_content)
-        self._log(spec.name, lambda: records.logged(records.PREDICT, request, response))
+        prediction = await self._plane.infer(call)
+        response = encode_prediction(spec.name, prediction, self._as_content)
+        context.set_trailing_metadata(answer_metadata(prediction.version, prediction.fingerprint))
+        fingerprint = prediction.fingerprint
+        self._log(
+            spec.name, lambda: records.logged(records.PREDICT, request, response, fingerprint)
+        )
         return response
 
     async def GetModelMetadata(
@@ -142,17 +153,15 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> classification_pb2.ClassificationResponse:
         spec = parse_model_spec(request.model_spec)
-        response = await self._plane.classify(spec, request, rpc_deadline(context))
-        self._log(spec.name, lambda: records.logged(records.CLASSIFY, request, response))
-        return response
+        served = await self._plane.classify(spec, request, rpc_deadline(context))
+        return self._answer(records.CLASSIFY, spec.name, request, served, context)
 
     async def Regress(
         self, request: regression_pb2.RegressionRequest, context: grpc.aio.ServicerContext
     ) -> regression_pb2.RegressionResponse:
         spec = parse_model_spec(request.model_spec)
-        response = await self._plane.regress(spec, request, rpc_deadline(context))
-        self._log(spec.name, lambda: records.logged(records.REGRESS, request, response))
-        return response
+        served = await self._plane.regress(spec, request, rpc_deadline(context))
+        return self._answer(records.REGRESS, spec.name, request, served, context)
 
     async def MultiInference(
         self,
@@ -160,6 +169,21 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> inference_pb2.MultiInferenceResponse:
         spec = parse_model_spec(multi_inference_model_spec(request))
-        response = await self._plane.multi_inference(spec, request, rpc_deadline(context))
-        self._log(spec.name, lambda: records.logged(records.MULTI_INFERENCE, request, response))
+        served = await self._plane.multi_inference(spec, request, rpc_deadline(context))
+        return self._answer(records.MULTI_INFERENCE, spec.name, request, served, context)
+
+    def _answer(
+        self,
+        field: str,
+        model: str,
+        request: Message,
+        served: Served[M],
+        context: grpc.aio.ServicerContext,
+    ) -> M:
+        """Classify's, Regress's or MultiInference's reply, with its provenance trailers,
+        logged when sampled."""
+        response, fingerprint = served
+        version = records.answered_spec(response).version.value  # type: ignore[arg-type]
+        context.set_trailing_metadata(answer_metadata(version, fingerprint))
+        self._log(model, lambda: records.logged(field, request, response, fingerprint))  # type: ignore[arg-type]
         return response

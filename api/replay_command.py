@@ -55,10 +55,13 @@ def add_replay_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--state-at",
         "--state_at",
+        "--at",
         dest="state_at",
         default=None,
         metavar="MOMENT",
-        help="print the state of every version at MOMENT instead of the timeline",
+        help="print the state and fingerprint of every version at MOMENT, and which version "
+        "(with which fingerprint) a request got then, per model and label, instead of the "
+        "timeline",
     )
     parser.set_defaults(func=run_replay)
 

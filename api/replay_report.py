@@ -140,10 +140,22 @@ def to_json_dict(result: ReplayResult, source: ReplaySource, filters: Filters) -
         "models": models,
     }
     if filters.state_at is not None:
+        point = filters.state_at
+        fingerprints = timeline.fingerprints_at(point)
         report["state_at"] = [
-            {"model": model, "version": version, "state": state}
-            for (model, version), state in timeline.state_at(filters.state_at).items()
+            {
+                "model": model,
+                "version": version,
+                "state": state,
+                "fingerprint": fingerprints[(model, version)],
+            }
+            for (model, version), state in timeline.state_at(point).items()
             if filters.model is None or model == filters.model
+        ]
+        report["serving_at"] = [
+            {"model": s.model, "as": s.name, "version": s.version, "fingerprint": s.fingerprint}
+            for s in timeline.serving_at(point)
+            if filters.model is None or s.model == filters.model
         ]
     return report
 
@@ -309,7 +321,15 @@ def _state_at_lines(timeline: Timeline, filters: Filters) -> list[str]:
     }
     if not states:
         return [f"state at {label}: no version known at that moment"]
-    lines = [f"state at {label}:", f"  {'model':20}  {'version':>7}  state"]
+    fingerprints = timeline.fingerprints_at(point)
+    lines = [f"state at {label}:", f"  {'model':20}  {'version':>7}  {'state':11}  fingerprint"]
     for (model, version), state in states.items():
-        lines.append(f"  {model:20}  {version:>7}  {state}")
+        fingerprint = fingerprints[(model, version)] or "-"
+        lines.append(f"  {model:20}  {version:>7}  {state:11}  {fingerprint}")
+    serving = [s for s in timeline.serving_at(point) if filters.model in (None, s.model)]
+    if serving:
+        lines.append(f"serving at {label}:")
+        lines.append(f"  {'model':20}  {'as':16}  {'version':>7}  fingerprint")
+        for s in serving:
+            lines.append(f"  {s.model:20}  {s.name:16}  {s.version:>7}  {s.fingerprint or '-'}")
     return lines

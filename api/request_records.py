@@ -4,7 +4,9 @@ Builders only: the protocols call them lazily, through `RequestLog.log(model, bu
 so nothing here runs for a request that is not sampled. Each returns a message of its
 own (copies), since the writer thread serializes it after the request has moved on.
 `log_metadata.model_spec` is the reply's: the model, the version that answered and the
-signature that ran, as TF Serving's request logger records it.
+signature that ran, as TF Serving's request logger records it. The answering version's
+fingerprint rides in `log_metadata` as a field TF Serving does not define
+(adapters/protos/log_provenance.proto): its readers skip it, `logged_fingerprint` reads it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 from google.protobuf.message import Message
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
+from pyserving.adapters.protos.log_provenance_pb2 import LogProvenance
 from pyserving.api import tensor_codec
 from pyserving.engine.request_core import ModelRequest
 
@@ -29,21 +32,34 @@ PREDICT, CLASSIFY, REGRESS, MULTI_INFERENCE = (
 )
 
 
-def logged(field: str, request: Message, response: Message) -> PredictionLog:
+def logged(field: str, request: Message, response: Message, fingerprint: str = "") -> PredictionLog:
     """A gRPC (or already proto) request and its reply, copied into `field`."""
     record = PredictionLog()
     entry = getattr(record, field)
     entry.request.CopyFrom(request)
     entry.response.CopyFrom(response)
-    record.log_metadata.model_spec.CopyFrom(_answered_spec(response))
+    record.log_metadata.model_spec.CopyFrom(answered_spec(response))
+    _add_fingerprint(record, fingerprint)
     return record
 
 
+def logged_fingerprint(record: PredictionLog) -> str:
+    """The fingerprint a record was logged with ("" for none)."""
+    metadata = record.log_metadata.SerializeToString()
+    return LogProvenance.FromString(metadata).model_fingerprint
+
+
+def _add_fingerprint(record: PredictionLog, fingerprint: str) -> None:
+    if fingerprint:  # an unknown field of LogMetadata, kept when the record is serialized
+        extra = LogProvenance(model_fingerprint=fingerprint).SerializeToString()
+        record.log_metadata.MergeFromString(extra)
+
+
 def with_path_version(
-    field: str, request: Message, response: Message, spec: ModelRequest
+    field: str, request: Message, response: Message, spec: ModelRequest, fingerprint: str = ""
 ) -> PredictionLog:
     """A REST request (proto-built) with the version or label its URL named."""
-    record = logged(field, request, response)
+    record = logged(field, request, response, fingerprint)
     _name_version(getattr(record, field).request.model_spec, spec)
     return record
 
@@ -54,6 +70,7 @@ def as_predict_log(
     inputs: Mapping[str, np.ndarray],
     response: predict_pb2.PredictResponse,
     output_filter: Sequence[str] = (),
+    fingerprint: str = "",
 ) -> PredictionLog:
     """REST predict (or an Open Inference Protocol infer, whose requested outputs are the
     filter) as the PredictRequest gRPC would have carried, with the reply gRPC would have
@@ -68,6 +85,7 @@ def as_predict_log(
         tensor_codec.encode(array, request.inputs[name])
     record.predict_log.response.CopyFrom(response)
     record.log_metadata.model_spec.CopyFrom(response.model_spec)
+    _add_fingerprint(record, fingerprint)
     return record
 
 
@@ -78,7 +96,8 @@ def _name_version(out: model_pb2.ModelSpec, spec: ModelRequest) -> None:
         out.version_label = spec.label
 
 
-def _answered_spec(response: Message) -> model_pb2.ModelSpec:
+def answered_spec(response: Message) -> model_pb2.ModelSpec:
+    """The model, version (and signature) a Classify, Regress or MultiInference reply names."""
     if hasattr(response, "model_spec"):  # Predict, Classification, Regression responses
         return response.model_spec  # type: ignore[no-any-return]
     results = getattr(response, "results", ())  # MultiInferenceResponse: one per task

@@ -18,6 +18,7 @@ import asyncio
 import inspect
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -32,6 +33,7 @@ from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, 
 from pyserving.adapters.request_log.logger import NO_REQUEST_LOG, RequestLog
 from pyserving.api import request_records as records
 from pyserving.api import rest_codec
+from pyserving.api.answer_provenance import answer_metadata
 from pyserving.api.http_body import DEFAULT_BODY_TIMEOUT_S, error_response, read_body
 from pyserving.api.prediction_service import encode_prediction, model_metadata
 from pyserving.api.request_envelope import HTTP_STATUS, Envelope, http_status
@@ -77,6 +79,7 @@ API_LABELS = {
     "malformed": "rest_malformed",
 }
 REQUEST_ID = "x-request-id"
+NO_HEADERS: Mapping[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -133,13 +136,17 @@ class RestApi:
                 timeout_flag="--rest_api_timeout_in_ms",
                 carrier=request.headers,
             )
-            return web.Response(body=reply, headers=headers)
+            body, extra = reply
+            return web.Response(body=body, headers={**headers, **extra} if extra else headers)
         except ServingError as exc:
             return error_response(
                 exc, http_status(exc), rest_codec.error_body(exc.message), headers=headers
             )
 
-    async def _answer(self, scope: RequestScope, request: web.Request) -> bytes:
+    async def _answer(
+        self, scope: RequestScope, request: web.Request
+    ) -> tuple[bytes, Mapping[str, str]]:
+        """The reply's body, and the headers an answer adds (Predict's provenance)."""
         call = parse_call(request.method, request.raw_path.split("?", 1)[0])
         scope.api = API_LABELS[call.kind]
         scope.model = call.spec.name if call.spec else ""
@@ -148,9 +155,9 @@ class RestApi:
         async with self.slots:
             spec = call.spec
             if call.kind == "status":
-                return _proto_json(await self._plane.model_status(spec))
+                return _proto_json(await self._plane.model_status(spec)), NO_HEADERS
             if call.kind == "metadata":
-                return _metadata_json(await model_metadata(self._plane, spec, []))
+                return _metadata_json(await model_metadata(self._plane, spec, [])), NO_HEADERS
             doc = await off_loop_if_big(len(body), rest_codec.parse_body, body)
             if call.kind == "predict":
                 return await self._predict(spec, doc, len(body), deadline)
@@ -158,7 +165,7 @@ class RestApi:
 
     async def _predict(
         self, spec: ModelRequest, doc: dict[str, Any], size: int, deadline: float | None
-    ) -> bytes:
+    ) -> tuple[bytes, Mapping[str, str]]:
         name = rest_codec.signature_name(doc)
         budget = request_budget(self._options.plan_options)
         signature = await self._plane.signature(spec, name)  # JSON takes its dtypes
@@ -170,17 +177,22 @@ class RestApi:
         self._log(
             spec.name,
             lambda: records.as_predict_log(
-                spec, name, inputs, encode_prediction(spec.name, prediction)
+                spec,
+                name,
+                inputs,
+                encode_prediction(spec.name, prediction),
+                fingerprint=prediction.fingerprint,
             ),
         )
         outputs = prediction.outputs
-        return await off_loop_if_big(
+        body = await off_loop_if_big(
             sum(a.nbytes for a in outputs.values()), rest_codec.encode_predict, outputs, columnar
         )
+        return body, dict(answer_metadata(prediction.version, prediction.fingerprint))
 
     async def _classify_or_regress(
         self, kind: str, spec: ModelRequest, doc: dict[str, Any], deadline: float | None
-    ) -> bytes:
+    ) -> tuple[bytes, Mapping[str, str]]:
         request: Any
         response: Any
         if kind == "classify":
@@ -191,14 +203,18 @@ class RestApi:
         request.model_spec.signature_name = rest_codec.signature_name(doc)
         request.input.CopyFrom(rest_codec.examples_input(doc, kind))
         if kind == "classify":
-            response = await self._plane.classify(spec, request, deadline)
+            response, fingerprint = await self._plane.classify(spec, request, deadline)
         else:
-            response = await self._plane.regress(spec, request, deadline)
+            response, fingerprint = await self._plane.regress(spec, request, deadline)
         field = records.CLASSIFY if kind == "classify" else records.REGRESS
-        self._log(spec.name, lambda: records.with_path_version(field, request, response, spec))
+        self._log(
+            spec.name,
+            lambda: records.with_path_version(field, request, response, spec, fingerprint),
+        )
+        headers = dict(answer_metadata(response.model_spec.version.value, fingerprint))
         if kind == "classify":
-            return rest_codec.encode_classification(response.result)
-        return rest_codec.encode_regression(response.result)
+            return rest_codec.encode_classification(response.result), headers
+        return rest_codec.encode_regression(response.result), headers
 
 
 def parse_call(method: str, path: str) -> _Call:

@@ -263,6 +263,7 @@ class ModelServer:
             num_load_threads=max(1, options.num_load_threads),
             num_unload_threads=max(1, options.num_unload_threads),
             allow_unavailable_labels=options.allow_version_labels_for_unavailable_models,
+            fingerprint=self.loaders.fingerprint,
         )
         self.event_log = event_log_from_flags(options)
         self.bus.subscribe(self.manager.handle)  # it alone writes the serving map

@@ -58,7 +58,12 @@ class ViewMessages:
                 info.base_path = model.configured.base_path
                 info.platform = model.configured.platform
             for status in model.versions:
-                info.versions.add(version=status.version, state=status.state, error=status.error)
+                info.versions.add(
+                    version=status.version,
+                    state=status.state,
+                    error=status.error,
+                    fingerprint=status.fingerprint,
+                )
             for label in model.labels:
                 info.labels.add(
                     label=label.label,

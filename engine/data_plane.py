@@ -3,7 +3,8 @@
 A codec decodes its request, makes one call on a `DataPlane` and encodes the answer. The
 call carries everything the engine needs (the model and its version or label, the
 signature, the inputs as arrays, the output filter, the deadline) and returns everything
-the reply needs (the outputs, the version that answered, the signature used), so a codec
+the reply needs (the outputs, the version that answered, the signature used, the
+fingerprint of that version's model bytes), so a codec
 cannot tell whether the engine is in its own process (`InProcessDataPlane`, the single
 process of `--workers=0`) or behind a transport in another (the front-end processes of
 docs/processes.md, whose remote implementation makes each method one message).
@@ -52,7 +53,9 @@ from pyserving.engine.request_core import (
     PlanOptions,
     Prediction,
     RequestCore,
+    Served,
     plan_predict,
+    with_fingerprint,
 )
 from pyserving.engine.request_plans import (
     plan_classify,
@@ -98,18 +101,20 @@ class DataPlane(Protocol):
         model: ModelRequest,
         request: classification_pb2.ClassificationRequest,
         deadline: float | None,
-    ) -> classification_pb2.ClassificationResponse: ...
+    ) -> Served[classification_pb2.ClassificationResponse]:
+        """TF Serving's reply, and the answering version's fingerprint (as for the next two)."""
+        ...
 
     async def regress(
         self, model: ModelRequest, request: regression_pb2.RegressionRequest, deadline: float | None
-    ) -> regression_pb2.RegressionResponse: ...
+    ) -> Served[regression_pb2.RegressionResponse]: ...
 
     async def multi_inference(
         self,
         model: ModelRequest,
         request: inference_pb2.MultiInferenceRequest,
         deadline: float | None,
-    ) -> inference_pb2.MultiInferenceResponse: ...
+    ) -> Served[inference_pb2.MultiInferenceResponse]: ...
 
     async def model_status(
         self, model: ModelRequest
@@ -200,21 +205,21 @@ class InProcessDataPlane:
         model: ModelRequest,
         request: classification_pb2.ClassificationRequest,
         deadline: float | None,
-    ) -> classification_pb2.ClassificationResponse:
+    ) -> Served[classification_pb2.ClassificationResponse]:
         options = self.options
         return await self.core.execute(  # type: ignore[no-any-return]
             model,
-            lambda servable: plan_classify(servable, request, options),
+            lambda servable: with_fingerprint(plan_classify(servable, request, options)),
             deadline,
         )
 
     async def regress(
         self, model: ModelRequest, request: regression_pb2.RegressionRequest, deadline: float | None
-    ) -> regression_pb2.RegressionResponse:
+    ) -> Served[regression_pb2.RegressionResponse]:
         options = self.options
         return await self.core.execute(  # type: ignore[no-any-return]
             model,
-            lambda servable: plan_regress(servable, request, options),
+            lambda servable: with_fingerprint(plan_regress(servable, request, options)),
             deadline,
         )
 
@@ -223,11 +228,11 @@ class InProcessDataPlane:
         model: ModelRequest,
         request: inference_pb2.MultiInferenceRequest,
         deadline: float | None,
-    ) -> inference_pb2.MultiInferenceResponse:
+    ) -> Served[inference_pb2.MultiInferenceResponse]:
         options = self.options
         return await self.core.execute(  # type: ignore[no-any-return]
             model,
-            lambda servable: plan_multi_inference(servable, request, options),
+            lambda servable: with_fingerprint(plan_multi_inference(servable, request, options)),
             deadline,
         )
 

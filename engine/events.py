@@ -88,10 +88,15 @@ class AspiredVersions(Event):
 
 @dataclass(frozen=True)
 class LoadSucceeded(Event):
+    """A version loaded. `fingerprint` says which model bytes it serves (adapters/loaders/
+    provenance.py: `saved_model:...` or `sha256:...`); "" in logs written before it was
+    recorded, and where the platform could not read it."""
+
     kind: ClassVar[str] = "load_succeeded"
     model: str
     version: int
     duration_s: float
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True)

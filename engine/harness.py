@@ -40,6 +40,8 @@ from pyserving.statemachines.servable_version import ServableVersionMachine, Sta
 log = structlog.get_logger("pyserving.manager")
 
 Publish = Callable[[Event], object]
+# A loaded version's folder → the fingerprint of its model bytes (adapters/loaders/provenance).
+Fingerprinter = Callable[[str], str]
 
 MAX_ERROR_CHARS = 2000
 
@@ -65,6 +67,7 @@ class LoaderHarness:
         timed_loads: TimedLoads,
         stopping: threading.Event,
         loader_error: str = "",
+        fingerprinter: Fingerprinter | None = None,
     ) -> None:
         self.model = model
         self.version = version
@@ -72,6 +75,8 @@ class LoaderHarness:
         self.machine = ServableVersionMachine(model, version, path, publish)
         self.loader = loader  # None with no loads (replay), or when resolving it failed
         self.servable: Servable | None = None  # set by a successful load, before its fact
+        self.fingerprint = ""  # set with the servable
+        self._fingerprinter = fingerprinter
         self.attempts = 0  # load attempts made so far
         self._loader_error = loader_error
         self._publish = publish
@@ -96,7 +101,7 @@ class LoaderHarness:
         self.machine.load_succeeded(reason=f"loaded in {duration_s:.3f}s")
         if self.servable is None:
             return None
-        return ServableHandle(self.model, self.version, self.servable)
+        return ServableHandle(self.model, self.version, self.servable, self.fingerprint)
 
     def load_failed(self, error: str) -> None:
         self.machine.load_failed(reason=error)
@@ -132,13 +137,28 @@ class LoaderHarness:
                     self._failed("load cancelled: server shutting down", False, 0.0)
                     return
                 continue
+            self.fingerprint = self._fingerprint()
             self.servable = servable
             self._publish(
                 LoadSucceeded(
-                    model=self.model, version=self.version, duration_s=time.monotonic() - started
+                    model=self.model,
+                    version=self.version,
+                    duration_s=time.monotonic() - started,
+                    fingerprint=self.fingerprint,
                 )
             )
             return
+
+    def _fingerprint(self) -> str:
+        """Read after the load, so it names the bytes loaded; an unreadable one costs a
+        log line and an empty fingerprint, never the load."""
+        if self._fingerprinter is None:
+            return ""
+        try:
+            return self._fingerprinter(self.path)
+        except Exception:
+            log.exception("fingerprint_unreadable", model=self.model, version=self.version)
+            return ""
 
     def _attempt(self) -> Servable:
         if self.loader is None:
@@ -182,6 +202,7 @@ class LoaderHarness:
             # UnloadFinished says the version has ended, not whenever the collector next runs.
             gc.collect()
         self.servable = None
+        self.fingerprint = ""
         self._publish(
             UnloadFinished(
                 model=self.model, version=self.version, duration_s=time.monotonic() - started

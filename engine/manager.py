@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import structlog
 
@@ -62,6 +63,7 @@ class VersionStatus:
     version: int
     state: State
     error: str
+    fingerprint: str = ""  # the loaded bytes' (adapters/loaders/provenance.py); "" unless loaded
 
 
 class Manager:
@@ -76,9 +78,11 @@ class Manager:
         num_unload_threads: int = 1,
         execute: bool = True,
         allow_unavailable_labels: bool = False,
+        fingerprint: Callable[[str, str], str] | None = None,
     ) -> None:
         self._publish = publish
         self._loader_for = loader_for  # model name → its platform's loader, asked once per aspire
+        self._fingerprint = fingerprint  # (model, version folder) → its model bytes' fingerprint
         self.serving = ServingMapWriter(servable_map, publish, allow_unavailable_labels)
         self._policy = policy or AvailabilityPreservingPolicy()
         self._retry = retry = retry or RetryPolicy()
@@ -129,7 +133,9 @@ class Manager:
 
     def _new_harness(self, model: str, wanted: AspiredVersion) -> LoaderHarness:
         """The version's harness, with its platform's loader resolved now, once."""
-        loader, error = None, ""
+        loader, error, fingerprinter = None, "", None
+        if self._execute and self._fingerprint is not None:
+            fingerprinter = partial(self._fingerprint, model)
         if self._execute and self._loader_for is not None:
             try:
                 loader = self._loader_for(model)
@@ -145,6 +151,7 @@ class Manager:
             self._timed_loads,
             self._stopping,
             loader_error=error,
+            fingerprinter=fingerprinter,
         )
 
     def _on_load_succeeded(self, event: LoadSucceeded) -> None:
@@ -242,7 +249,10 @@ class Manager:
             harnesses = self._harnesses.get(model)
             if harnesses is None:
                 return None
-            return [VersionStatus(model, v, h.state, h.error) for v, h in sorted(harnesses.items())]
+            return [
+                VersionStatus(model, v, h.state, h.error, h.fingerprint)
+                for v, h in sorted(harnesses.items())
+            ]
 
     def models(self) -> list[str]:
         with self._lock:

@@ -76,10 +76,11 @@ class ModelCall(NamedTuple):
 
 
 class RequestPlan(NamedTuple, Generic[R]):
-    """The calls to make, and how to build the answer from their outputs and the version."""
+    """The calls to make, and how to build the answer from their outputs and the version
+    that answered (its handle: the number and the fingerprint)."""
 
     calls: tuple[ModelCall, ...]
-    finish: Callable[[Sequence[Outputs], int], R]
+    finish: Callable[[Sequence[Outputs], ServableHandle], R]
 
 
 class Prediction(NamedTuple):
@@ -88,6 +89,28 @@ class Prediction(NamedTuple):
     outputs: Outputs
     version: int
     signature: str
+    fingerprint: str = ""  # the answering version's model bytes (adapters/loaders/provenance)
+
+
+M = TypeVar("M")
+
+
+class Served(NamedTuple, Generic[M]):
+    """A reply built by the plans of Classify, Regress and MultiInference (TF Serving's
+    messages, with no field for it) and the fingerprint of the version that made it."""
+
+    message: M
+    fingerprint: str
+
+
+def with_fingerprint(plan: RequestPlan[M]) -> RequestPlan[Served[M]]:
+    """The same plan, its answer paired with the answering version's fingerprint."""
+    finish = plan.finish
+
+    def served(results: Sequence[Outputs], handle: ServableHandle) -> Served[M]:
+        return Served(finish(results, handle), handle.fingerprint)
+
+    return RequestPlan(plan.calls, served)
 
 
 def plan_predict(
@@ -104,8 +127,8 @@ def plan_predict(
     check_output_filter(signature, wanted)
     name = signature.name
 
-    def finish(results: Sequence[Outputs], version: int) -> Prediction:
-        return Prediction(results[0], version, name)
+    def finish(results: Sequence[Outputs], served: ServableHandle) -> Prediction:
+        return Prediction(results[0], served.version, name, served.fingerprint)
 
     return RequestPlan((ModelCall(name, inputs, wanted),), finish)
 
@@ -135,12 +158,12 @@ async def run_plan(
         )
         if on_runtime is not None:
             on_runtime(handle, time.perf_counter() - started)
-        return plan.finish((outputs,), handle.version)
+        return plan.finish((outputs,), handle)
     results = [
         await runner.run(handle, c.signature, c.inputs, c.output_filter, deadline=deadline)
         for c in calls
     ]
-    return plan.finish(results, handle.version)
+    return plan.finish(results, handle)
 
 
 class RequestCore:

@@ -27,6 +27,7 @@ from pyserving.engine.request_core import (
     fill_model_spec,
 )
 from pyserving.engine.servable import Servable, Signature
+from pyserving.engine.servable_map import ServableHandle
 from pyserving.engine.signature_checks import DEFAULT_SIGNATURE, check_inputs
 
 
@@ -72,13 +73,13 @@ def _plan_single(
     examples = serialized_examples(request.input)
     n = len(examples)
 
-    def finish(results: Sequence[Outputs], version: int) -> Message:
+    def finish(results: Sequence[Outputs], served: ServableHandle) -> Message:
         response = response_class()
         fill(response.result, results[0], n)  # type: ignore[attr-defined]
         fill_model_spec(
             response.model_spec,  # type: ignore[attr-defined]
             request.model_spec.name,
-            version,
+            served.version,
             signature.name,
         )
         return response
@@ -190,7 +191,7 @@ def plan_multi_inference(
             {alias: results[0][f"{sig}/{alias}"] for alias in wanted} for _, _, sig, wanted in tasks
         ]
 
-    def finish(results: Sequence[Outputs], version: int) -> Message:
+    def finish(results: Sequence[Outputs], served: ServableHandle) -> Message:
         response = inference_pb2.MultiInferenceResponse()
         for (method, name, signature_name, _), outputs in zip(tasks, split(results), strict=True):
             result = response.results.add()
@@ -200,7 +201,7 @@ def plan_multi_inference(
             else:
                 values = cr.check_regressions(outputs, n)
                 fill_regression_result(result.regression_result, values)
-            fill_model_spec(result.model_spec, name, version, signature_name)
+            fill_model_spec(result.model_spec, name, served.version, signature_name)
         return response
 
     return RequestPlan(calls, finish)

@@ -23,12 +23,14 @@ log = structlog.get_logger("pyserving.serving")
 
 
 class ServableHandle:
-    """A version that requests can use, with the count of requests using it now."""
+    """A version that requests can use, with the count of requests using it now, and the
+    fingerprint of the model bytes it was loaded from (every answer carries it)."""
 
-    def __init__(self, model: str, version: int, servable: Servable) -> None:
+    def __init__(self, model: str, version: int, servable: Servable, fingerprint: str = "") -> None:
         self.model = model
         self.version = version
         self.servable = servable
+        self.fingerprint = fingerprint
         # Counting takes the plain lock (a C call); the condition shares it for the waits.
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)

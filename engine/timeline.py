@@ -15,7 +15,9 @@ from typing import Any
 from pyserving.engine.events import (
     AspiredVersions,
     Event,
+    LabelMoved,
     LoadFailed,
+    LoadSucceeded,
     ServerStarted,
     Skimmed,
     Transition,
@@ -104,6 +106,7 @@ class VersionLife:
     run: int  # index of the server run (0 = before any header)
     spans: list[StateSpan] = field(default_factory=list)
     load_errors: list[LoadError] = field(default_factory=list)
+    fingerprint: str = ""  # its load_succeeded's: which model bytes it served
 
     @property
     def state(self) -> str:
@@ -132,6 +135,28 @@ class Served:
 
 
 @dataclass(frozen=True)
+class LabelMove:
+    """A label resolved to `version` (None: removed) from this moment of run `run`."""
+
+    model: str
+    label: str
+    version: int | None
+    seq: int
+    time: float
+    run: int
+
+
+@dataclass(frozen=True)
+class ServingAt:
+    """What a request got at a moment: `name` is "latest" or "label <name>"."""
+
+    model: str
+    name: str
+    version: int
+    fingerprint: str
+
+
+@dataclass(frozen=True)
 class RunBoundary:
     header_seq: int
     time: float
@@ -141,6 +166,7 @@ class TimelineBuilder:
     def __init__(self) -> None:
         self.lives: list[VersionLife] = []
         self.runs: list[RunBoundary] = []
+        self.label_moves: list[LabelMove] = []
         self._current: dict[tuple[str, int], VersionLife] = {}
         self.last_seq = 0
         self.last_time = 0.0
@@ -161,6 +187,16 @@ class TimelineBuilder:
         elif isinstance(event, AspiredVersions):
             for wanted in event.versions:
                 self._life_for(event.model, wanted.version, event.seq, event.time, event.kind)
+        elif isinstance(event, LoadSucceeded):
+            life = self._current.get((event.model, event.version))
+            if life is not None:
+                life.fingerprint = event.fingerprint
+        elif isinstance(event, LabelMoved):
+            self.label_moves.append(
+                LabelMove(
+                    event.model, event.label, event.version, event.seq, event.time, len(self.runs)
+                )
+            )
         elif isinstance(event, LoadFailed):
             life = self._current.get((event.model, event.version))
             if life is not None:
@@ -204,7 +240,7 @@ class TimelineBuilder:
                 last.until_seq, last.until_time = seq, time
 
     def finish(self) -> Timeline:
-        return Timeline(self.lives, self.runs, self.last_seq, self.last_time)
+        return Timeline(self.lives, self.runs, self.last_seq, self.last_time, self.label_moves)
 
 
 @dataclass
@@ -213,6 +249,7 @@ class Timeline:
     runs: list[RunBoundary]
     last_seq: int
     last_time: float
+    label_moves: list[LabelMove] = field(default_factory=list)
 
     def models(self) -> list[str]:
         return sorted({life.model for life in self.lives})
@@ -248,17 +285,52 @@ class Timeline:
             life for life in self.lives if life.run == len(self.runs) and life.state not in SETTLED
         ]
 
-    def state_at(self, point: Point) -> dict[tuple[str, int], str]:
-        """Every version's state at a moment, in the server run live at that moment."""
+    def _run_at(self, point: Point) -> int:
         run = 0
         for index, boundary in enumerate(self.runs, start=1):
             if point.not_after(boundary.header_seq, boundary.time):
                 run = index
-        states: dict[tuple[str, int], str] = {}
+        return run
+
+    def _lives_at(self, point: Point) -> dict[tuple[str, int], tuple[VersionLife, str]]:
+        """Each version's life and state at a moment, in the server run live then."""
+        run = self._run_at(point)
+        found: dict[tuple[str, int], tuple[VersionLife, str]] = {}
         for life in self.lives:
             if life.run != run:
                 continue
             state = life.state_at(point)
             if state is not None:
-                states[(life.model, life.version)] = state
-        return dict(sorted(states.items()))
+                found[(life.model, life.version)] = (life, state)
+        return dict(sorted(found.items()))
+
+    def state_at(self, point: Point) -> dict[tuple[str, int], str]:
+        """Every version's state at a moment, in the server run live at that moment."""
+        return {key: state for key, (_, state) in self._lives_at(point).items()}
+
+    def fingerprints_at(self, point: Point) -> dict[tuple[str, int], str]:
+        """Every version's fingerprint at a moment ("" before its load, or unrecorded)."""
+        return {key: life.fingerprint for key, (life, _) in self._lives_at(point).items()}
+
+    def serving_at(self, point: Point) -> list[ServingAt]:
+        """Which version, with which fingerprint, a request got at a moment: per model the
+        latest available (a request naming no version) and each label's."""
+        lives = self._lives_at(point)
+        available: dict[str, list[int]] = {}
+        for (model, version), (_, state) in lives.items():
+            if state == State.AVAILABLE.value:
+                available.setdefault(model, []).append(version)
+        labels: dict[tuple[str, str], int | None] = {}
+        run = self._run_at(point)
+        for move in self.label_moves:
+            if move.run == run and point.not_after(move.seq, move.time):
+                labels[(move.model, move.label)] = move.version
+        found = [
+            ServingAt(model, "latest", max(versions), lives[(model, max(versions))][0].fingerprint)
+            for model, versions in available.items()
+        ]
+        for (model, label), version in labels.items():
+            if version is not None and version in available.get(model, ()):
+                fingerprint = lives[(model, version)][0].fingerprint
+                found.append(ServingAt(model, f"label {label}", version, fingerprint))
+        return sorted(found, key=lambda s: (s.model, s.name != "latest", s.name))

@@ -28,6 +28,12 @@ class Tracer(Protocol):
         """The recorded request running in this context (the event loop's task), or None."""
         ...
 
+    def answered(self, version: int, signature: str, fingerprint: str) -> None:
+        """The version (and its fingerprint) that answered the request running in this
+        context: told by a front-end process (docs/processes.md), whose requests' model
+        calls run in the engine's process, where the runner notes them itself."""
+        ...
+
     def batch_run(
         self,
         traces: Sequence[Any | None],

@@ -38,6 +38,7 @@ class RecordedServer:
         policy: str = "availability",
         max_num_load_retries: int = 0,
         models: tuple[str, ...] = ("m",),
+        fingerprints: bool = False,  # each load records "sha256:<its path>"
         **writer_options: Any,
     ) -> None:
         self.loader = loader or ConstantLoader()
@@ -49,6 +50,7 @@ class RecordedServer:
             self.map,
             policy=POLICIES[policy](),
             retry=RetryPolicy(max_num_load_retries, 0.0),
+            fingerprint=(lambda _model, path: f"sha256:{path}") if fingerprints else None,
         )
         self.writer = EventLogWriter(log_path, **writer_options)
         self.bus.subscribe(self.manager.handle)

@@ -32,7 +32,7 @@ def plane_over(*versions: int) -> tuple[InProcessDataPlane, ServableMap, list[Re
     servables = []
     for version in versions:
         servable = RecordingServable()
-        servable_map.add(ServableHandle("m", version, servable))
+        servable_map.add(ServableHandle("m", version, servable, f"sha256:v{version}"))
         servables.append(servable)
     plane = InProcessDataPlane(RequestCore(servable_map, DirectRunner(2)), PlanOptions())
     return plane, servable_map, servables
@@ -43,9 +43,11 @@ def test_one_call_answers_with_the_outputs_the_version_and_the_signature() -> No
     x = np.array([[1.0, 2.0]], np.float32)
     answer = asyncio.run(plane.infer(InferCall(MODEL, "", {"x": x}, (), None)))
     assert answer.version == 2 and answer.signature == SIG
+    assert answer.fingerprint == "sha256:v2"  # the answering version's, from its handle
     np.testing.assert_array_equal(answer.outputs["y"], x * 2)
     pinned = ModelRequest("m", 1, None)
-    assert asyncio.run(plane.infer(InferCall(pinned, SIG, {"x": x}, ("y",), None))).version == 1
+    pinned_answer = asyncio.run(plane.infer(InferCall(pinned, SIG, {"x": x}, ("y",), None)))
+    assert (pinned_answer.version, pinned_answer.fingerprint) == (1, "sha256:v1")
 
 
 def test_refusals_keep_their_codes() -> None:

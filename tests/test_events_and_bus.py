@@ -16,6 +16,8 @@ from pyserving.engine.events import (
     BatchRun,
     ConfigReloaded,
     Event,
+    FrontendExited,
+    FrontendStarted,
     LabelMoved,
     LoadFailed,
     LoadSucceeded,
@@ -42,6 +44,7 @@ SAMPLES: list[Event] = [
     ),
     AspiredVersions(model="mnist", versions=(AspiredVersion(1, "/m/1"), AspiredVersion(2, "/m/2"))),
     LoadSucceeded(model="mnist", version=2, duration_s=0.5),
+    LoadSucceeded(model="mnist", version=3, duration_s=0.5, fingerprint="sha256:ab12"),
     WarmupFinished(model="mnist", version=2, records=3, iterations=2, duration_s=0.2),
     WarmupFinished(
         model="mnist", version=3, records=0, iterations=1, duration_s=0.0, error="record 0: x"
@@ -57,6 +60,8 @@ SAMPLES: list[Event] = [
     LabelMoved(model="mnist", label="canary", version=2, previous=1, reason="2 available"),
     Transition(model="mnist", version=1, src="new", dst="loading", trigger="start_load"),
     BatchRun(model="mnist", version=1, signature="s", size=3, padded_size=4, oldest_wait_s=0.001),
+    FrontendStarted(worker=1, pid=4242, restarts=1),
+    FrontendExited(worker=1, pid=4242, exit_code=None, signal="SIGKILL", restarting=True),
 ]
 
 
@@ -76,11 +81,21 @@ def test_json_round_trip(event: Event) -> None:
     assert from_dict(record) == stamped
 
 
+def test_a_load_logged_before_fingerprints_reads_with_an_empty_one() -> None:
+    record = {"seq": 3, "time": 1.0, "kind": "load_succeeded", "model": "m", "version": 1}
+    event = from_dict({**record, "duration_s": 0.5})
+    assert event == LoadSucceeded(model="m", version=1, duration_s=0.5, seq=3, time=1.0)
+    assert event.fingerprint == ""
+
+
 def test_logs_written_before_the_generic_codec_read_and_write_the_same() -> None:
     lines = V1_LOG.read_bytes().splitlines()
     decoded = [decode(line) for line in lines]
     # The same bytes back, but for fields added since, which come back at their defaults.
-    added_since = {"batch_run": {"task_sizes": [], "task_waits_s": [], "inputs": 0}}
+    added_since = {
+        "batch_run": {"task_sizes": [], "task_waits_s": [], "inputs": 0},
+        "load_succeeded": {"fingerprint": ""},
+    }
     for event, line in zip(decoded, lines, strict=True):
         added = added_since.get(event.kind, {})
         if not added:

@@ -36,6 +36,7 @@ def test_every_proto_has_its_module() -> None:
     assert stems == {
         "batching_parameters",
         "grpc_service",
+        "log_provenance",
         "model_config",
         "model_registry",
         "monitoring_config",

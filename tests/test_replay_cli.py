@@ -125,6 +125,31 @@ def test_state_at_a_time(two_model_log: Path, capsys) -> None:
     assert "state at seq" in out and "available" in out and "model a" not in out
 
 
+def test_at_a_moment_says_which_version_and_bytes_each_request_got(tmp_path: Path, capsys) -> None:
+    log = tmp_path / "events.jsonl"
+    server = RecordedServer(log, fingerprints=True)
+    server.aspire(1, 2)
+    server.set_labels(stable=1)
+    server.stop()
+    capsys.readouterr()  # the server's own log lines
+    records = read_records(log)
+    labelled = next(r["seq"] for r in records if r["kind"] == "label_moved")
+    code, out, _ = run(capsys, str(log), f"--at={labelled}", "--model=m", "--format=json")
+    assert code == 0
+    report = json.loads(out)
+    assert {(s["version"], s["fingerprint"]) for s in report["state_at"]} == {
+        (1, "sha256:/m/1"),
+        (2, "sha256:/m/2"),
+    }
+    assert report["serving_at"] == [
+        {"model": "m", "as": "latest", "version": 2, "fingerprint": "sha256:/m/2"},
+        {"model": "m", "as": "label stable", "version": 1, "fingerprint": "sha256:/m/1"},
+    ]
+    code, out, _ = run(capsys, str(log), f"--at={labelled - 1}")  # before the label moved
+    assert "serving at seq" in out and "label stable" not in out
+    assert out.count("sha256:/m/2") == 2  # v2's state line, and what "latest" got
+
+
 def test_bad_moment_and_missing_file_say_what_to_do(two_model_log: Path, capsys) -> None:
     code, _, err = run(capsys, str(two_model_log), "--since=yesterday")
     assert code == 2 and "ISO 8601" in err

@@ -32,7 +32,7 @@ from pyserving.api.request_envelope import Envelope
 from pyserving.engine.batching import BatchingRunner
 from pyserving.engine.batching_params import BatchingOptions
 from pyserving.engine.errors import ServingError
-from pyserving.engine.events import LoadFailed, Transition
+from pyserving.engine.events import LoadFailed, LoadSucceeded, Transition
 from pyserving.engine.request_scope import RequestScope
 from pyserving.engine.runner import DirectRunner
 from pyserving.engine.servable_map import ServableHandle
@@ -128,7 +128,7 @@ def test_an_unbatched_request_has_decode_run_encode_children_in_the_callers_trac
     tracing, exporter = traced()
     envelope = Envelope(tracer=tracing.requests)
     runner = tracing.runner(DirectRunner(1), batched=False)
-    handle = ServableHandle("m", 3, RecordingServable())
+    handle = ServableHandle("m", 3, RecordingServable(), "sha256:ab12")
 
     async def work() -> dict[str, np.ndarray]:
         return await runner.run(handle, SIG, {"x": np.ones((2, 2), np.float32)}, ())
@@ -150,6 +150,7 @@ def test_an_unbatched_request_has_decode_run_encode_children_in_the_callers_trac
         "pyserving.status_code": "OK",
         "pyserving.request_id": "req-1",
         "pyserving.model.version": 3,
+        "pyserving.model.fingerprint": "sha256:ab12",
         "pyserving.signature": SIG,
     }
     kids = children(spans, request)
@@ -264,3 +265,28 @@ def test_a_failed_load_is_a_span_with_its_attempts() -> None:
     assert load.attributes is not None
     assert load.attributes["pyserving.outcome"] == "error"
     assert [e.name for e in load.events] == ["load_attempt_failed"]
+
+
+def test_a_loaded_versions_span_names_its_fingerprint() -> None:
+    tracing, exporter = traced()
+    spans = tracing.lifecycle
+    spans(Transition(model="m", version=5, src="new", dst="loading", trigger="start_load"))
+    spans(LoadSucceeded(model="m", version=5, duration_s=0.5, fingerprint="saved_model:1/2/3/4"))
+    spans(Transition(model="m", version=5, src="loading", dst="available", trigger="load_ok"))
+    [load] = exporter.get_finished_spans()
+    assert load.attributes is not None
+    assert load.attributes["pyserving.model.fingerprint"] == "saved_model:1/2/3/4"
+
+
+def test_a_front_end_tells_its_request_span_the_answering_version() -> None:
+    tracing, exporter = traced()
+    envelope = Envelope(tracer=tracing.requests)
+
+    async def work() -> None:  # the remote data plane's part, in a front-end process
+        tracing.requests.answered(2, SIG, "saved_model:1/2/3/4")
+
+    asyncio.run(envelope.run(RequestScope("Predict", "m", lambda: None), work))
+    [request] = exporter.get_finished_spans()
+    assert request.attributes is not None
+    assert request.attributes["pyserving.model.version"] == 2
+    assert request.attributes["pyserving.model.fingerprint"] == "saved_model:1/2/3/4"

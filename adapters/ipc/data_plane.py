@@ -1,9 +1,9 @@
 """The data plane across processes: a front-end's `RemoteDataPlane` and the engine's handler.
 
 Each `DataPlane` method is one message (docs/processes.md): the call's fields as msgpack
-params, its input tensors as raw frames; the answer's version and signature as params, its
-outputs as frames. Classify, Regress and MultiInference cross as their serialized request
-and response messages, GetModelMetadata's SignatureDefMap as its bytes. A codec holding a
+params, its input tensors as raw frames; the answer's version, signature and fingerprint as
+params, its outputs as frames. Classify, Regress and MultiInference cross as their serialized
+request and response messages, GetModelMetadata's SignatureDefMap as its bytes. A codec holding a
 `RemoteDataPlane` cannot tell it from the in-process one: both return the same values and
 raise `ServingError` with the engine's code. The views and admin calls are one message
 each too: their proto requests and answers cross as serialized bytes (`VIEW_MESSAGES`),
@@ -38,8 +38,9 @@ from pyserving.adapters.protos.model_registry_pb2 import ListModelsRequest, List
 from pyserving.engine.data_plane import DataPlane, InferCall
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.model_admin import IndexEntry
-from pyserving.engine.request_core import ModelRequest, Prediction
+from pyserving.engine.request_core import ModelRequest, Prediction, Served
 from pyserving.engine.servable import Signature, TensorSpec
+from pyserving.engine.trace_hooks import Tracer
 
 # The request and response classes of the methods that cross as whole messages.
 MESSAGES: dict[str, tuple[type[Message], type[Message]]] = {
@@ -132,8 +133,9 @@ class RemoteDataPlane:
     crosses once, as a gRPC Predict does, rather than twice. A refused call forgets them
     too: a signature that changed meanwhile costs at most that one request."""
 
-    def __init__(self, client: EngineClient) -> None:
+    def __init__(self, client: EngineClient, tracer: Tracer | None = None) -> None:
         self._client = client
+        self._tracer = tracer  # told each answering version, for the request's span
         self._serving: Any = None  # the engine's serving map the last answer was made under
         self._signatures: dict[tuple[Any, ...], Signature] = {}
 
@@ -163,7 +165,13 @@ class RemoteDataPlane:
             "output_filter": list(call.output_filter),
         }
         answer = await self._call("infer", params, call.inputs, _remaining(call.deadline))
-        return Prediction(dict(answer.tensors), answer.params["version"], answer.params["name"])
+        p = answer.params
+        prediction = Prediction(
+            dict(answer.tensors), p["version"], p["name"], p.get("fingerprint", "")
+        )
+        if self._tracer is not None:
+            self._tracer.answered(prediction.version, prediction.signature, prediction.fingerprint)
+        return prediction
 
     async def signature(self, model: ModelRequest, name: str) -> Signature:
         key = (model.name, model.version, model.label, name)
@@ -185,31 +193,32 @@ class RemoteDataPlane:
 
     async def _message(
         self, method: str, model: ModelRequest, request: Message, deadline: float | None
-    ) -> Any:
+    ) -> Served[Any]:
         params = {**_model_params(model), "message": request.SerializeToString()}
         answer = await self._call(method, params, None, _remaining(deadline))
-        return MESSAGES[method][1].FromString(answer.params["message"])
+        reply = MESSAGES[method][1].FromString(answer.params["message"])
+        return Served(reply, answer.params.get("fingerprint", ""))
 
     async def classify(
         self,
         model: ModelRequest,
         request: classification_pb2.ClassificationRequest,
         deadline: float | None,
-    ) -> classification_pb2.ClassificationResponse:
-        return await self._message("classify", model, request, deadline)  # type: ignore[no-any-return]
+    ) -> Served[classification_pb2.ClassificationResponse]:
+        return await self._message("classify", model, request, deadline)
 
     async def regress(
         self, model: ModelRequest, request: regression_pb2.RegressionRequest, deadline: float | None
-    ) -> regression_pb2.RegressionResponse:
-        return await self._message("regress", model, request, deadline)  # type: ignore[no-any-return]
+    ) -> Served[regression_pb2.RegressionResponse]:
+        return await self._message("regress", model, request, deadline)
 
     async def multi_inference(
         self,
         model: ModelRequest,
         request: inference_pb2.MultiInferenceRequest,
         deadline: float | None,
-    ) -> inference_pb2.MultiInferenceResponse:
-        return await self._message("multi_inference", model, request, deadline)  # type: ignore[no-any-return]
+    ) -> Served[inference_pb2.MultiInferenceResponse]:
+        return await self._message("multi_inference", model, request, deadline)
 
     async def _view(self, method: str, params: Mapping[str, Any]) -> Any:
         answer = await self._call(method, params)
@@ -268,9 +277,12 @@ def data_plane_handler(plane: DataPlane) -> Handler:
             _model(p), p["signature"], call.tensors, p["output_filter"], _deadline(call.timeout_s)
         )
         prediction = await plane.infer(request)
-        return Answer(
-            {"version": prediction.version, "name": prediction.signature}, prediction.outputs
-        )
+        params = {
+            "version": prediction.version,
+            "name": prediction.signature,
+            "fingerprint": prediction.fingerprint,
+        }
+        return Answer(params, prediction.outputs)
 
     async def signature(call: Call) -> Answer:
         found = await plane.signature(_model(call.params), call.params["signature"])
@@ -286,8 +298,9 @@ def data_plane_handler(plane: DataPlane) -> Handler:
 
         async def handle(call: Call) -> Answer:
             request = _decoded(request_class, call.params["message"], method)
-            response = await run(_model(call.params), request, _deadline(call.timeout_s))
-            return Answer({"message": response.SerializeToString()})
+            served = await run(_model(call.params), request, _deadline(call.timeout_s))
+            message = served.message.SerializeToString()
+            return Answer({"message": message, "fingerprint": served.fingerprint})
 
         return handle
 

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pyserving.adapters.loaders.platforms import PlatformOptions, make_loader
+from pyserving.adapters.loaders.platforms import PlatformOptions, fingerprint, make_loader
 from pyserving.adapters.loaders.warmup import Replay, WarmingLoader
 from pyserving.engine.events import Event
 from pyserving.engine.servable import Loader
@@ -54,3 +54,7 @@ class ModelLoaders:
                     )
                 self._loaders[(model, platform_name)] = loader
             return loader
+
+    def fingerprint(self, model: str, path: str) -> str:
+        """The fingerprint of `model`'s version at `path`, as its platform computes it."""
+        return fingerprint(self._platform_of(model), self._platform_options, path)

@@ -2,7 +2,8 @@
 
 To add a platform: write a Loader (`platform` and `load(path) -> Servable`, see
 engine/servable.py) in its own module here, and add one `Platform` entry below naming
-the file(s) whose presence makes a version folder complete. Warm-up, the lifecycle,
+the file(s) whose presence makes a version folder complete and how its versions are
+fingerprinted (adapters/loaders/provenance.py). Warm-up, the lifecycle,
 metrics and every API then work for it unchanged.
 """
 
@@ -10,10 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from pyserving.adapters.loaders.provenance import (
+    file_digest,
+    folder_digest,
+    saved_model_fingerprint,
+)
 from pyserving.adapters.sources.storage_path import SAVED_MODEL_FILES
 from pyserving.engine.servable import Loader
+
+if TYPE_CHECKING:
+    from pyserving.adapters.loaders.tflite_loader import TFLiteOptions
 
 TENSORFLOW = "tensorflow"
 PYTHON = "python"
@@ -46,11 +56,13 @@ class Platform:
     name: str
     marker_files: tuple[str, ...]  # a version folder is loadable once it holds one of these
     make_loader: Callable[[PlatformOptions], Loader]
+    # A loaded version folder → the fingerprint of the bytes it served from (provenance.py).
+    fingerprint: Callable[[PlatformOptions, str], str]
 
 
 def _tensorflow(options: PlatformOptions) -> Loader:
     from pyserving.adapters.loaders.tensorflow_loader import SessionOptions, TensorFlowLoader
-    from pyserving.adapters.loaders.tflite_loader import SavedModelOrTFLiteLoader, TFLiteOptions
+    from pyserving.adapters.loaders.tflite_loader import SavedModelOrTFLiteLoader
 
     session = SessionOptions(
         options.intra_op_threads, options.inter_op_threads, config=options.session_config
@@ -58,12 +70,7 @@ def _tensorflow(options: PlatformOptions) -> Loader:
     saved_model = TensorFlowLoader(
         tags=options.saved_model_tags, session=session, observer=options.session_observer
     )
-    tflite = TFLiteOptions(
-        prefer=options.prefer_tflite_model,
-        always=options.use_tflite_model,
-        num_pools=options.num_tflite_pools,
-        interpreters_per_pool=options.num_tflite_interpreters_per_pool,
-    )
+    tflite = _tflite_options(options)
     loader: Loader = saved_model
     if tflite.prefer or tflite.always:
         loader = SavedModelOrTFLiteLoader(saved_model, tflite)
@@ -72,6 +79,28 @@ def _tensorflow(options: PlatformOptions) -> Loader:
 
         loader = VersionBatchingLoader(loader)
     return loader
+
+
+def _tflite_options(options: PlatformOptions) -> TFLiteOptions:
+    from pyserving.adapters.loaders.tflite_loader import TFLiteOptions
+
+    return TFLiteOptions(
+        prefer=options.prefer_tflite_model,
+        always=options.use_tflite_model,
+        num_pools=options.num_tflite_pools,
+        interpreters_per_pool=options.num_tflite_interpreters_per_pool,
+    )
+
+
+def _tensorflow_fingerprint(options: PlatformOptions, path: str) -> str:
+    """model.tflite's digest where the loader served it (the same test), else the SavedModel's."""
+    if _tflite_options(options).serves_tflite(path):
+        return file_digest(Path(path), [Path(path) / TFLITE_MODEL_FILE])
+    return saved_model_fingerprint(path)
+
+
+def _python_fingerprint(options: PlatformOptions, path: str) -> str:
+    return folder_digest(path)
 
 
 def _python(options: PlatformOptions) -> Loader:
@@ -86,8 +115,13 @@ def _python(options: PlatformOptions) -> Loader:
 TFLITE_MODEL_FILE = "model.tflite"
 
 PLATFORMS: dict[str, Platform] = {
-    TENSORFLOW: Platform(TENSORFLOW, (*SAVED_MODEL_FILES, TFLITE_MODEL_FILE), _tensorflow),
-    PYTHON: Platform(PYTHON, ("model.py",), _python),
+    TENSORFLOW: Platform(
+        TENSORFLOW,
+        (*SAVED_MODEL_FILES, TFLITE_MODEL_FILE),
+        _tensorflow,
+        _tensorflow_fingerprint,
+    ),
+    PYTHON: Platform(PYTHON, ("model.py",), _python, _python_fingerprint),
 }
 assert tuple(PLATFORMS) == KNOWN_PLATFORMS
 
@@ -103,6 +137,11 @@ def platform(name: str) -> Platform:
 
 def make_loader(name: str, options: PlatformOptions) -> Loader:
     return platform(name).make_loader(options)
+
+
+def fingerprint(name: str, options: PlatformOptions, path: str) -> str:
+    """The fingerprint of a version of platform `name` loaded from `path`."""
+    return platform(name).fingerprint(options, path)
 
 
 def marker_files(name: str) -> Sequence[str]:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.pyserving/adapters/protos/model_registry.proto\x12\tpyserving\"\'\n\x11ListModelsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\":\n\x12ListModelsResponse\x12$\n\x06models\x18\x01 \x03(\x0b\x32\x14.pyserving.ModelInfo\"\xa2\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tbase_path\x18\x02 \x01(\t\x12\x10\n\x08platform\x18\x03 \x01(\t\x12\x12\n\nconfigured\x18\x04 \x01(\x08\x12(\n\x08versions\x18\x05 \x03(\x0b\x32\x16.pyserving.VersionInfo\x12$\n\x06labels\x18\x06 \x03(\x0b\x32\x14.pyserving.LabelInfo\"<\n\x0bVersionInfo\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\r\n\x05state\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"X\n\tLabelInfo\x12\r\n\x05label\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x1a\n\x12\x63onfigured_version\x18\x03 \x01(\x03\x12\x0f\n\x07serving\x18\x04 \x01(\x08\x32Z\n\rModelRegistry\x12I\n\nListModels\x12\x1c.pyserving.ListModelsRequest\x1a\x1d.pyserving.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.pyserving/adapters/protos/model_registry.proto\x12\tpyserving\"\'\n\x11ListModelsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\":\n\x12ListModelsResponse\x12$\n\x06models\x18\x01 \x03(\x0b\x32\x14.pyserving.ModelInfo\"\xa2\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tbase_path\x18\x02 \x01(\t\x12\x10\n\x08platform\x18\x03 \x01(\t\x12\x12\n\nconfigured\x18\x04 \x01(\x08\x12(\n\x08versions\x18\x05 \x03(\x0b\x32\x16.pyserving.VersionInfo\x12$\n\x06labels\x18\x06 \x03(\x0b\x32\x14.pyserving.LabelInfo\"Q\n\x0bVersionInfo\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\r\n\x05state\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x04 \x01(\t\"X\n\tLabelInfo\x12\r\n\x05label\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x1a\n\x12\x63onfigured_version\x18\x03 \x01(\x03\x12\x0f\n\x07serving\x18\x04 \x01(\x08\x32Z\n\rModelRegistry\x12I\n\nListModels\x12\x1c.pyserving.ListModelsRequest\x1a\x1d.pyserving.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,9 +38,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELINFO']._serialized_start=163
   _globals['_MODELINFO']._serialized_end=325
   _globals['_VERSIONINFO']._serialized_start=327
-  _globals['_VERSIONINFO']._serialized_end=387
-  _globals['_LABELINFO']._serialized_start=389
-  _globals['_LABELINFO']._serialized_end=477
-  _globals['_MODELREGISTRY']._serialized_start=479
-  _globals['_MODELREGISTRY']._serialized_end=569
+  _globals['_VERSIONINFO']._serialized_end=408
+  _globals['_LABELINFO']._serialized_start=410
+  _globals['_LABELINFO']._serialized_end=498
+  _globals['_MODELREGISTRY']._serialized_start=500
+  _globals['_MODELREGISTRY']._serialized_end=590
 # @@protoc_insertion_point(module_scope)

@@ -30,7 +30,9 @@ from tensorflow_serving.apis import (
     prediction_log_pb2,
 )
 
+from pyserving.adapters.loaders.provenance import saved_model_fingerprint
 from pyserving.adapters.request_log.files import prefix_files
+from pyserving.api.request_records import logged_fingerprint
 from tests.e2e.conftest import FAST_FLAGS
 from tests.example_models import example, export_tf1_model
 from tests.util.processes import QUIET_ENV, ServerProcess, free_port
@@ -133,7 +135,8 @@ def test_every_request_of_every_protocol_is_logged_as_sent_and_answered(logged: 
     classify.model_spec.name = "tf1"
     classify.model_spec.version.value = 1
     classify.input.example_list.examples.extend([example(1.0), example(-1.0)])
-    classified = stub.Classify(classify, timeout=30)
+    classified, call = stub.Classify.with_call(classify, timeout=30)
+    classify_trailers = dict(call.trailing_metadata())
 
     multi = inference_pb2.MultiInferenceRequest()
     for signature, method in (
@@ -197,6 +200,11 @@ def test_every_request_of_every_protocol_is_logged_as_sent_and_answered(logged: 
         assert metadata.model_spec.signature_name == signature
         assert metadata.sampling_config.sampling_rate == 1.0
         assert started <= metadata.timestamp_secs <= int(time.time())
+    # Which bytes answered: a TF1 export has no fingerprint.pb, so pyserving's digest.
+    digest = saved_model_fingerprint(str(logged.models / "1"))
+    assert digest.startswith("sha256:")
+    assert [logged_fingerprint(r) for r in records] == [digest] * 5
+    assert classify_trailers == {"x-model-version": "1", "x-model-fingerprint": digest}
     for path in prefix_files(str(logged.prefix)):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert metric(logged.rest_port, "pyserving_request_log_records_total", "") >= 5
