@@ -161,7 +161,10 @@ def stop(
 
 
 class ServerProcess:
-    """`pyserving serve` as a subprocess, with its JSON log captured to a file."""
+    """`pyserving serve` as a subprocess, with its JSON log captured to a file.
+
+    `workers`: N > 0 appends `--workers=N` (an engine and N front-ends on the same ports);
+    the end-to-end suites run their main cases both ways through `tests.util.workers`."""
 
     def __init__(
         self,
@@ -169,10 +172,13 @@ class ServerProcess:
         log_path: Path,
         env: dict[str, str | None] | None = None,
         preexec_fn: Callable[[], None] | None = None,
+        workers: int = 0,
     ) -> None:
         self.port = free_port()
         self.log_path = log_path
-        self.process = spawn(serve_command(self.port, *args), log_path, env, preexec_fn)
+        self.workers = workers
+        flags = [*args, f"--workers={workers}"] if workers else list(args)
+        self.process = spawn(serve_command(self.port, *flags), log_path, env, preexec_fn)
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
         self.predict_stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.model_stub = model_service_pb2_grpc.ModelServiceStub(self.channel)
