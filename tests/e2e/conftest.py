@@ -83,9 +83,7 @@ def start_server(tmp_path: Path, workers: int) -> Iterator:
     servers: list[ServerProcess] = []
 
     def start(*args: str) -> ServerProcess:
-        server = ServerProcess(
-            list(args), tmp_path / f"server-{len(servers)}.log", workers=workers
-        )
+        server = ServerProcess(list(args), tmp_path / f"server-{len(servers)}.log", workers=workers)
         servers.append(server)
         return server
 

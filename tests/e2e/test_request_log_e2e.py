@@ -35,6 +35,7 @@ from tests.e2e.conftest import FAST_FLAGS
 from tests.example_models import example, export_tf1_model
 from tests.util.processes import QUIET_ENV, ServerProcess, free_port
 from tests.util.sources import stage_version
+from tests.util.workers import WORKER_IDS, WORKER_MODES, both_modes
 
 PredictionLog = prediction_log_pb2.PredictionLog
 
@@ -93,8 +94,10 @@ class Logged:
     export: Path
 
 
-@pytest.fixture(scope="module")
-def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Logged]:
+@pytest.fixture(scope="module", params=WORKER_MODES, ids=WORKER_IDS)
+def logged(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Logged]:
     tmp = tmp_path_factory.mktemp("reqlog")
     export = export_tf1_model(tmp / "export" / "1").parent
     models = tmp / "models"
@@ -112,6 +115,7 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Logged]:
             *FAST_FLAGS,
         ],
         tmp / "server.log",
+        workers=request.param,
     )
     server.wait_serving()
     yield Logged(server, rest_port, models, prefix, events, export)
@@ -297,8 +301,9 @@ def limit_file_size() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT, FILE_SIZE_LIMIT))
 
 
+@both_modes
 def test_unwritable_prefix_and_full_disk_cost_one_error_line_and_counted_drops(
-    tmp_path: Path,
+    tmp_path: Path, workers: int
 ) -> None:
     export = export_tf1_model(tmp_path / "export" / "1").parent
     models = tmp_path / "models"
@@ -318,6 +323,7 @@ def test_unwritable_prefix_and_full_disk_cost_one_error_line_and_counted_drops(
         [f"--model_config_file={config}", f"--rest_api_port={rest_port}", *FAST_FLAGS],
         tmp_path / "server.log",
         preexec_fn=limit_file_size,
+        workers=workers,
     )
     try:
         server.wait_serving()

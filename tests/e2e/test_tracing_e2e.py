@@ -27,6 +27,7 @@ from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
 from tests.e2e.test_batching_e2e import BATCHING_FILE  # requests wait 50 ms for company
 from tests.util.otlp import OtlpReceiver, attributes
 from tests.util.processes import QUIET_ENV, ServerProcess, free_port
+from tests.util.workers import WORKER_IDS, WORKER_MODES
 
 pytestmark = pytest.mark.e2e
 
@@ -72,8 +73,12 @@ def lifecycle_span(spans: list[trace_pb2.Span], name: str, version: int) -> trac
     return None
 
 
-@pytest.fixture(scope="module")
-def traced(trained_models: TrainedModels, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+@pytest.fixture(scope="module", params=WORKER_MODES, ids=WORKER_IDS)
+def traced(
+    trained_models: TrainedModels,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+) -> Iterator:
     tmp = tmp_path_factory.mktemp("tracing")
     watched = tmp / "monitored"
     trained_models.copy_version(1, watched)
@@ -98,6 +103,7 @@ def traced(trained_models: TrainedModels, tmp_path_factory: pytest.TempPathFacto
             ],
             tmp / "server.log",
             env,
+            workers=request.param,
         )
         try:
             server.wait_serving()

@@ -24,7 +24,7 @@ from tensorflow_serving.apis import (
 )
 
 # Re-exported: the reliability suites import them from here.
-from tests.util.proc_stats import ProcessFigures, process_figures  # noqa: F401
+from tests.util.proc_stats import ProcessFigures, frontend_pids, process_figures
 
 ROOT = Path(__file__).resolve().parents[2]
 QUIET_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
@@ -204,6 +204,12 @@ class ServerProcess:
                 return
             time.sleep(0.1)
         raise AssertionError(f"timed out waiting for {what}:\n{self.log_text()[-4000:]}")
+
+    def figures(self) -> ProcessFigures:
+        """Memory and threads of the whole server: the engine and, with `--workers`, its
+        front-ends summed (a hostile request grows the front-end that parsed it)."""
+        each = [process_figures(p) for p in (self.process.pid, *frontend_pids(self.process.pid))]
+        return ProcessFigures(sum(f.rss_kib for f in each), sum(f.threads for f in each))
 
     def version_states(self, model: str) -> dict[int, int]:
         request = get_model_status_pb2.GetModelStatusRequest()
