@@ -22,6 +22,10 @@ from collections import OrderedDict
 from multiprocessing import resource_tracker
 from multiprocessing.shared_memory import SharedMemory
 
+import structlog
+
+log = structlog.get_logger("pyserving.ipc")
+
 SHM_THRESHOLD = 512 << 10  # bytes; see the module docstring
 POOL_BYTES = 256 << 20  # the most one front-end lends at once; beyond it tensors use frames
 MAPS_KEPT = 256
@@ -47,7 +51,8 @@ class SegmentPool:
         return len(self._all)
 
     def lend(self, nbytes: int) -> SharedMemory | None:
-        """A segment of at least `nbytes`, or None: below the threshold, or the pool is full."""
+        """A segment of at least `nbytes`, or None: below the threshold, the pool is full, or
+        the system gives no more shared memory (from then on the pool lends what it has)."""
         if nbytes < self.threshold:
             return None
         size = _size_class(nbytes)
@@ -56,7 +61,14 @@ class SegmentPool:
             return free.pop()
         if self._bytes + size > self.max_bytes:
             return None
-        segment = SharedMemory(create=True, size=size)
+        try:
+            segment = SharedMemory(create=True, size=size)
+        except OSError as error:
+            # A file-size limit (EFBIG) or a full or missing /dev/shm: tensors go as frames,
+            # and the pool keeps what it has rather than failing every large request.
+            log.warning("shared_memory_unavailable", size=size, error=str(error))
+            self.max_bytes = self._bytes
+            return None
         self._all.append(segment)
         self._sizes[segment.name] = size
         self._bytes += size
