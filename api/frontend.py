@@ -84,7 +84,12 @@ async def serve_frontend(options: object, address: str, worker: int) -> int:
         series=observer_series(shipper.add),
         tracer=None if tracing is None else tracing.requests,
     )
-    request_log = request_log_from_flags(options, lambda: following.config)
+    request_log = request_log_from_flags(
+        options,
+        lambda: following.config,
+        shipper.request_log_drop,
+        shipper.request_log_written,
+    )
     servers = ProtocolServers(
         options,
         RemoteDataPlane(following),  # type: ignore[arg-type]

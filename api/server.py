@@ -478,6 +478,8 @@ class ModelServer:
             self._request_logs,
             generation,
             self.frontends.ready,
+            self.metrics.request_log_written,
+            self.metrics.request_log_drop,
         )
         handler = with_methods(data_plane_handler(self.data_plane), services)
         self.endpoint = EngineEndpoint(address, stamped(handler, generation))
