@@ -92,7 +92,10 @@ async def serve_frontend(options: object, address: str, worker: int) -> int:
     )
     servers = ProtocolServers(
         options,
-        RemoteDataPlane(following),  # type: ignore[arg-type]
+        RemoteDataPlane(  # type: ignore[arg-type]
+            following,  # type: ignore[arg-type]
+            None if tracing is None else tracing.requests,
+        ),
         envelope,
         request_log,
         EngineExposition(client, shipper),

@@ -481,7 +481,8 @@ class ModelServer:
             self.metrics.request_log_written,
             self.metrics.request_log_drop,
         )
-        handler = with_methods(data_plane_handler(self.data_plane), services)
+        tracer = None if self.tracing is None else self.tracing.requests
+        handler = with_methods(data_plane_handler(self.data_plane, tracer), services)
         self.endpoint = EngineEndpoint(address, stamped(handler, generation))
         self.endpoint.start()
         self.port, self.http_port = self.options.port, self.options.rest_api_port

@@ -40,6 +40,7 @@ from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.model_admin import IndexEntry
 from pyserving.engine.request_core import ModelRequest, Prediction
 from pyserving.engine.servable import Signature, TensorSpec
+from pyserving.engine.trace_hooks import Tracer
 
 # The request and response classes of the methods that cross as whole messages.
 MESSAGES: dict[str, tuple[type[Message], type[Message]]] = {
@@ -118,10 +119,28 @@ def signature_from(params: Mapping[str, Any]) -> Signature:
 
 
 class RemoteDataPlane:
-    """A front-end's data plane: every call is one message to the engine."""
+    """A front-end's data plane: every call is one message to the engine. With `tracer`,
+    a recorded request's span context goes with its model call and the engine's times
+    come back (the engine makes the run and queue spans under the front-end's span)."""
 
-    def __init__(self, client: EngineClient) -> None:
+    def __init__(self, client: EngineClient, tracer: Tracer | None = None) -> None:
         self._client = client
+        self._tracer = tracer
+
+    async def _traced_call(
+        self,
+        method: str,
+        params: dict[str, Any],
+        tensors: Mapping[str, np.ndarray] | None,
+        deadline: float | None,
+    ) -> Answer:
+        trace = None if self._tracer is None else self._tracer.current()
+        if trace is not None:
+            params["trace"] = self._tracer.carrier(trace)  # type: ignore[union-attr]
+        answer = await self._client.call(method, params, tensors, _remaining(deadline))
+        if trace is not None and "trace" in answer.params:
+            self._tracer.answered(trace, answer.params["trace"])  # type: ignore[union-attr]
+        return answer
 
     async def infer(self, call: InferCall) -> Prediction:
         params = {
@@ -129,7 +148,7 @@ class RemoteDataPlane:
             "signature": call.signature,
             "output_filter": list(call.output_filter),
         }
-        answer = await self._client.call("infer", params, call.inputs, _remaining(call.deadline))
+        answer = await self._traced_call("infer", params, call.inputs, call.deadline)
         return Prediction(dict(answer.tensors), answer.params["version"], answer.params["name"])
 
     async def signature(self, model: ModelRequest, name: str) -> Signature:
@@ -146,7 +165,7 @@ class RemoteDataPlane:
         self, method: str, model: ModelRequest, request: Message, deadline: float | None
     ) -> Any:
         params = {**_model_params(model), "message": request.SerializeToString()}
-        answer = await self._client.call(method, params, None, _remaining(deadline))
+        answer = await self._traced_call(method, params, None, deadline)
         return MESSAGES[method][1].FromString(answer.params["message"])
 
     async def classify(
@@ -218,18 +237,34 @@ def _decoded(request_class: type[Message], data: bytes, method: str) -> Any:
         raise ServingError(Code.INVALID_ARGUMENT, f"{method}: undecodable request") from None
 
 
-def data_plane_handler(plane: DataPlane) -> Handler:
-    """The engine's side: each message run on `plane` (the in-process one)."""
+def data_plane_handler(plane: DataPlane, tracer: Tracer | None = None) -> Handler:
+    """The engine's side: each message run on `plane` (the in-process one); with `tracer`,
+    a model call a front-end traces is traced here under its span (`Tracer.adopt`)."""
+
+    async def traced(call: Call, run: Callable[[], Awaitable[Answer]]) -> Answer:
+        carrier = call.params.get("trace")
+        if tracer is None or carrier is None:
+            return await run()
+        trace = tracer.adopt(carrier)
+        try:
+            answer = await run()
+        finally:
+            times = tracer.release(trace)
+        return Answer({**answer.params, "trace": times}, answer.tensors)
 
     async def infer(call: Call) -> Answer:
         p = call.params
         request = InferCall(
             _model(p), p["signature"], call.tensors, p["output_filter"], _deadline(call.timeout_s)
         )
-        prediction = await plane.infer(request)
-        return Answer(
-            {"version": prediction.version, "name": prediction.signature}, prediction.outputs
-        )
+
+        async def run() -> Answer:
+            prediction = await plane.infer(request)
+            return Answer(
+                {"version": prediction.version, "name": prediction.signature}, prediction.outputs
+            )
+
+        return await traced(call, run)
 
     async def signature(call: Call) -> Answer:
         found = await plane.signature(_model(call.params), call.params["signature"])
@@ -245,8 +280,12 @@ def data_plane_handler(plane: DataPlane) -> Handler:
 
         async def handle(call: Call) -> Answer:
             request = _decoded(request_class, call.params["message"], method)
-            response = await run(_model(call.params), request, _deadline(call.timeout_s))
-            return Answer({"message": response.SerializeToString()})
+
+            async def answer() -> Answer:
+                response = await run(_model(call.params), request, _deadline(call.timeout_s))
+                return Answer({"message": response.SerializeToString()})
+
+            return await traced(call, answer)
 
         return handle
 
