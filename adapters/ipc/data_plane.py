@@ -39,6 +39,7 @@ from pyserving.engine.data_plane import DataPlane, InferCall
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.model_admin import IndexEntry
 from pyserving.engine.request_core import ModelRequest, Prediction
+from pyserving.engine.request_scope import CURRENT, RequestScope
 from pyserving.engine.servable import Signature, TensorSpec
 from pyserving.engine.trace_hooks import Tracer
 
@@ -119,9 +120,11 @@ def signature_from(params: Mapping[str, Any]) -> Signature:
 
 
 class RemoteDataPlane:
-    """A front-end's data plane: every call is one message to the engine. With `tracer`,
-    a recorded request's span context goes with its model call and the engine's times
-    come back (the engine makes the run and queue spans under the front-end's span)."""
+    """A front-end's data plane: every call is one message to the engine. A model call
+    carries its request's scope (api and id: the engine's log lines and TF Serving's
+    runtime_latency need them); with `tracer`, a recorded request's span context goes
+    with it and the engine's times come back (the engine makes the run and queue spans
+    under the front-end's span)."""
 
     def __init__(self, client: EngineClient, tracer: Tracer | None = None) -> None:
         self._client = client
@@ -134,6 +137,9 @@ class RemoteDataPlane:
         tensors: Mapping[str, np.ndarray] | None,
         deadline: float | None,
     ) -> Answer:
+        scope = CURRENT.get()
+        if scope is not None:
+            params["scope"] = [scope.api, scope.request_id]
         trace = None if self._tracer is None else self._tracer.current()
         if trace is not None:
             params["trace"] = self._tracer.carrier(trace)  # type: ignore[union-attr]
@@ -238,19 +244,29 @@ def _decoded(request_class: type[Message], data: bytes, method: str) -> Any:
 
 
 def data_plane_handler(plane: DataPlane, tracer: Tracer | None = None) -> Handler:
-    """The engine's side: each message run on `plane` (the in-process one); with `tracer`,
-    a model call a front-end traces is traced here under its span (`Tracer.adopt`)."""
+    """The engine's side: each message run on `plane` (the in-process one). A model call
+    runs in its request's scope, as in-process; with `tracer`, one a front-end traces is
+    traced here under its span (`Tracer.adopt`)."""
 
     async def traced(call: Call, run: Callable[[], Awaitable[Answer]]) -> Answer:
-        carrier = call.params.get("trace")
-        if tracer is None or carrier is None:
-            return await run()
-        trace = tracer.adopt(carrier)
+        sent = call.params.get("scope")
+        token = None
+        if sent is not None:
+            api, request_id = str(sent[0]), str(sent[1])
+            token = CURRENT.set(RequestScope(api, call.params["model"], lambda: request_id))
         try:
-            answer = await run()
+            carrier = call.params.get("trace")
+            if tracer is None or carrier is None:
+                return await run()
+            trace = tracer.adopt(carrier)
+            try:
+                answer = await run()
+            finally:
+                times = tracer.release(trace)
+            return Answer({**answer.params, "trace": times}, answer.tensors)
         finally:
-            times = tracer.release(trace)
-        return Answer({**answer.params, "trace": times}, answer.tensors)
+            if token is not None:
+                CURRENT.reset(token)
 
     async def infer(call: Call) -> Answer:
         p = call.params
