@@ -132,8 +132,9 @@ SERVED = {("steady", 1), ("faulty", 1)}  # what requests get, whatever the fault
 
 
 @pytest.fixture(scope="module")
-def traffics() -> list[Traffic]:
-    """Every test's traffic, for the last test's totals."""
+def traffics(server: ServerProcess) -> list[Traffic]:
+    """Every test's traffic against `server` (one list per way it runs), for the last
+    test's totals."""
     return []
 
 
