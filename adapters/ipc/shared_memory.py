@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 from collections import OrderedDict
 from multiprocessing import resource_tracker
 from multiprocessing.shared_memory import SharedMemory
@@ -39,6 +40,7 @@ class SegmentPool:
     """A front-end's segments, by power-of-two size class, at most `max_bytes` in all."""
 
     def __init__(self, threshold: int = SHM_THRESHOLD, max_bytes: int = POOL_BYTES) -> None:
+        self._lock = threading.Lock()  # big requests' tensors are copied in on threads
         self.threshold = threshold
         self.max_bytes = max_bytes
         self._free: dict[int, list[SharedMemory]] = {}
@@ -55,7 +57,10 @@ class SegmentPool:
         the system gives no more shared memory (from then on the pool lends what it has)."""
         if nbytes < self.threshold:
             return None
-        size = _size_class(nbytes)
+        with self._lock:
+            return self._lend(_size_class(nbytes))
+
+    def _lend(self, size: int) -> SharedMemory | None:
         free = self._free.get(size)
         if free:
             return free.pop()
@@ -75,9 +80,14 @@ class SegmentPool:
         return segment
 
     def give_back(self, segment: SharedMemory) -> None:
-        self._free.setdefault(self._sizes[segment.name], []).append(segment)
+        with self._lock:
+            self._free.setdefault(self._sizes[segment.name], []).append(segment)
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         for segment in self._all:
             segment.close()
             segment.unlink()
