@@ -71,6 +71,34 @@ def test_request_log_counts_from_the_writer_thread_reach_the_engines_counters() 
     assert sorted(counted) == ["dropped:write_error", "m/Predict/OK", "written", "written"]
 
 
+def test_overlapping_sends_and_a_scrapes_flush_all_finish() -> None:
+    """A batch sent while the one before is still on its way (a busy engine): neither
+    waits for the other, and a scrape's flush returns once both are answered."""
+    released = asyncio.Event()
+
+    class Slow(Recorder):
+        async def call(self, method: str, params: dict[str, Any], **kwargs: Any) -> Answer:
+            self.calls.append((method, params))
+            await released.wait()
+            return Answer({})
+
+    client = Slow()
+
+    async def run() -> None:
+        shipper = ObservationShipper(client, interval_s=0.001)  # type: ignore[arg-type]
+        for n in (1, 2):
+            shipper.add("m", "Predict", "OK", 0.01)
+            async with asyncio.timeout(5):
+                while len(client.calls) < n:  # each batch on its way, unanswered
+                    await asyncio.sleep(0.001)
+        released.set()
+        async with asyncio.timeout(5):
+            await shipper.flush()
+
+    asyncio.run(run())
+    assert len(client.calls) == 2
+
+
 def test_an_unknown_count_is_a_front_ends_bug_not_a_crash() -> None:
     observe = services([])["observe"]
     call = Call("observe", {"observations": [], "request_log": {"nonsense": 1}}, {}, None)

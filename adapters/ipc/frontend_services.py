@@ -63,12 +63,20 @@ class ObservationShipper:
             self._timer = self._loop.call_later(self._interval_s, self._send_soon)
 
     def _send_soon(self) -> None:
-        task = asyncio.create_task(self.flush())
+        task = asyncio.create_task(self._send())
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
     async def flush(self) -> None:
-        """Send what is collected now, and wait for the batches already on their way."""
+        """Send what is collected now, and wait for the batches already on their way (a
+        scrape counts them first). Only this waits: two timed sends that waited for each
+        other would both wait forever, and every scrape behind them."""
+        await self._send()
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
+
+    async def _send(self) -> None:
+        """Send what is collected now."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -81,9 +89,6 @@ class ObservationShipper:
                 await self._client.call("observe", params, timeout_s=10.0)
             except ServingError as error:  # the engine is gone: the process exits anyway
                 log.warning("observations_lost", requests=len(batch), reason=error.message)
-        others = [t for t in self._sending if t is not asyncio.current_task()]
-        if others:
-            await asyncio.gather(*others, return_exceptions=True)
 
 
 class EngineExposition:
