@@ -43,7 +43,15 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 
 import pyserving
 from pyserving.adapters.tracing import TracingConfigError
@@ -183,10 +191,36 @@ class OtelTracer:
     def current(self) -> RequestTrace | None:
         return _CURRENT.get()
 
-    def answered(self, version: int, signature: str, fingerprint: str) -> None:
-        trace = _CURRENT.get()
-        if trace is not None:
-            trace.version, trace.signature, trace.fingerprint = version, signature, fingerprint
+    def carrier(self, trace: RequestTrace) -> list[Any]:
+        # Hex: a trace id has 128 bits, more than msgpack's integers.
+        context = trace.span.get_span_context()
+        return [f"{context.trace_id:032x}", f"{context.span_id:016x}", int(context.trace_flags)]
+
+    def adopt(self, carrier: list[Any]) -> RequestTrace:
+        trace_id, span_id, flags = carrier
+        remote = SpanContext(
+            int(trace_id, 16), int(span_id, 16), is_remote=True, trace_flags=TraceFlags(flags)
+        )
+        trace = RequestTrace(NonRecordingSpan(remote), time.time_ns(), "")
+        trace.token = _CURRENT.set(trace)
+        return trace
+
+    def release(self, trace: RequestTrace) -> list[Any]:
+        if trace.token is not None:
+            _CURRENT.reset(trace.token)
+        for started, finished in trace.runs:  # unbatched: batches made theirs already
+            self._child("run", trace, started, finished)
+        return [trace.decoded_ns, trace.ran_ns, trace.version, trace.signature, trace.fingerprint]
+
+    def answered(self, trace: RequestTrace, times: list[Any]) -> None:
+        decoded_ns, ran_ns, version, signature, fingerprint = times
+        if decoded_ns and not trace.decoded_ns:
+            trace.decoded_ns = int(decoded_ns)
+        if ran_ns:
+            trace.ran_ns = int(ran_ns)
+        if version is not None:
+            trace.version, trace.signature = int(version), str(signature)
+            trace.fingerprint = str(fingerprint)
 
     def batch_run(
         self,

@@ -563,7 +563,8 @@ FLAGS: tuple[Flag, ...] = (
         int,
         0,
         REST,
-        "most REST connections open at once; past it the oldest idle one is closed to make "
+        "most REST connections open at once, in each process that serves them (each "
+        "front-end with --workers); past it the oldest idle one is closed to make "
         "room (or the newcomer, when all are busy); 0 = half the open-file limit "
         "(default: 0)",
         metavar="N",

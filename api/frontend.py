@@ -82,7 +82,12 @@ async def serve_frontend(options: object, address: str, worker: int) -> int:
     tracing = tracing_from_environment()
     tracer = None if tracing is None else tracing.requests
     envelope = Envelope(series=observer_series(shipper.add), tracer=tracer)
-    request_log = request_log_from_flags(options, lambda: following.config)
+    request_log = request_log_from_flags(
+        options,
+        lambda: following.config,
+        shipper.request_log_drop,
+        shipper.request_log_written,
+    )
     servers = ProtocolServers(
         options,
         RemoteDataPlane(following, tracer),  # type: ignore[arg-type]

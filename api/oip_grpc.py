@@ -33,9 +33,10 @@ from pyserving.api.answer_provenance import (
     described_version,
 )
 from pyserving.api.prediction_service import encode_prediction, rpc_deadline
-from pyserving.api.tensor_budget import off_loop_if_big, request_budget
+from pyserving.api.tensor_budget import request_budget
 from pyserving.engine.data_plane import DataPlane, InferCall
 from pyserving.engine.errors import invalid_argument
+from pyserving.engine.off_loop import off_loop_if_big
 from pyserving.engine.request_core import (
     ModelRequest,
     PlanOptions,

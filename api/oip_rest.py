@@ -52,9 +52,10 @@ from pyserving.api.rest_api import (
     REQUEST_ID,
     RestOptions,
 )
-from pyserving.api.tensor_budget import off_loop_if_big, request_budget
+from pyserving.api.tensor_budget import request_budget
 from pyserving.engine.data_plane import DataPlane
 from pyserving.engine.errors import ServingError
+from pyserving.engine.off_loop import off_loop_if_big
 from pyserving.engine.request_core import ModelRequest
 from pyserving.engine.request_scope import RequestScope
 

@@ -37,9 +37,10 @@ from pyserving.api.answer_provenance import answer_metadata
 from pyserving.api.http_body import DEFAULT_BODY_TIMEOUT_S, error_response, read_body
 from pyserving.api.prediction_service import encode_prediction, model_metadata
 from pyserving.api.request_envelope import HTTP_STATUS, Envelope, http_status
-from pyserving.api.tensor_budget import off_loop_if_big, request_budget
+from pyserving.api.tensor_budget import request_budget
 from pyserving.engine.data_plane import DataPlane, InferCall
 from pyserving.engine.errors import ServingError, invalid_argument
+from pyserving.engine.off_loop import off_loop_if_big
 from pyserving.engine.request_core import (
     ModelRequest,
     PlanOptions,

@@ -464,9 +464,12 @@ class ModelServer:
             self._request_logs,
             generation,
             self.frontends.ready,
+            self.metrics.request_log_written,
+            self.metrics.request_log_drop,
         )
         serving = Generation(lambda: self.servable_map.snapshot)
-        handler = engine_handler(self.data_plane, services, generation, serving)
+        tracer = None if self.tracing is None else self.tracing.requests
+        handler = engine_handler(self.data_plane, services, generation, serving, tracer)
         self.endpoint = EngineEndpoint(address, handler)
         self.endpoint.start()
         self.port, self.http_port = self.options.port, self.options.rest_api_port

@@ -16,25 +16,16 @@ one `TensorBudget` per request before decoding it:
 Past either: RESOURCE_EXHAUSTED naming the input, its claimed size and the limit.
 
 Work on a request that passes but is big (expanding a short tensor, building a large
-array, parsing a large JSON body) runs on a thread (`off_loop_if_big`), so the event
-loop that serves every other client keeps turning.
+array, parsing a large JSON body) runs on a thread (`engine.off_loop.off_loop_if_big`),
+so the event loop that serves every other client keeps turning.
 """
 
 from __future__ import annotations
-
-import asyncio
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
 from pyserving.engine.errors import Code, ServingError, quoted
 from pyserving.engine.request_core import PlanOptions
-
-# Work on at least this many bytes runs on a thread. Measured (numpy 2, the 2-CPU dev VM):
-# filling 1 MiB of float32 takes ~0.3 ms and a thread hop ~0.1 ms; at 256 KiB the hop and
-# the work cost about the same, and below it the hop would cost more than it saves.
-OFF_LOOP_BYTES = 256 * 1024
 
 # A string element: an 8-byte pointer and a Python bytes object (33 bytes before its
 # data), rounded up. Making 2^24 of them took 346 ms with the GIL held (np.full, dev VM),
@@ -109,10 +100,3 @@ class TensorBudget:
 
 def dtype_label(dtype: np.dtype) -> str:
     return "strings" if dtype.kind in "OSU" else dtype.name
-
-
-async def off_loop_if_big(size: int, function: Callable[..., Any], *args: Any) -> Any:
-    """Run `function(*args)` on a thread when `size` bytes are big, so the loop stays free."""
-    if size >= OFF_LOOP_BYTES:
-        return await asyncio.to_thread(function, *args)
-    return function(*args)

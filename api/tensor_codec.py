@@ -19,11 +19,11 @@ from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
 from pyserving.api.tensor_budget import (
     TensorBudget,
-    off_loop_if_big,
     request_budget,
     shape_text,
 )
 from pyserving.engine.errors import Code, ServingError, invalid_argument, quoted
+from pyserving.engine.off_loop import off_loop_if_big
 from pyserving.engine.request_core import PlanOptions
 from pyserving.engine.signature_checks import dtype_name
 

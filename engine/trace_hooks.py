@@ -28,10 +28,23 @@ class Tracer(Protocol):
         """The recorded request running in this context (the event loop's task), or None."""
         ...
 
-    def answered(self, version: int, signature: str, fingerprint: str) -> None:
-        """The version (and its fingerprint) that answered the request running in this
-        context: told by a front-end process (docs/processes.md), whose requests' model
-        calls run in the engine's process, where the runner notes them itself."""
+    # -------- across processes (--workers): the front-end records the request, the engine
+    # its model runs; the request's span context goes with the call, the times come back.
+    def carrier(self, trace: Any) -> list[Any]:
+        """Front-end: what the engine needs to make `trace`'s run and queue spans (msgpack)."""
+        ...
+
+    def adopt(self, carrier: list[Any]) -> Any:
+        """Engine: the trace of a request a front-end records, current in this context
+        until `release`; its runs and queues become children of the front-end's span."""
+        ...
+
+    def release(self, trace: Any) -> list[Any]:
+        """Engine: the adopted request's model calls are done; what `answered` takes."""
+        ...
+
+    def answered(self, trace: Any, times: list[Any]) -> None:
+        """Front-end: the engine's `release` of the request `trace` records."""
         ...
 
     def batch_run(

@@ -61,3 +61,9 @@ def big_model(tmp_path_factory: pytest.TempPathFactory) -> BigModel:
     assert result.returncode == 0, result.stderr[-3000:]
     shutil.copytree(export_dir / "1", export_dir / "2", copy_function=os.link)
     return BigModel(export_dir, BIG_MODEL_MIB)
+
+
+@pytest.fixture(scope="session")
+def workers() -> int:
+    """In-process unless a test says otherwise (`tests.util.workers.both_modes`)."""
+    return 0

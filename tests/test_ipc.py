@@ -7,6 +7,7 @@ Messages are checked in-process; everything else runs against a real echo engine
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
 import subprocess
@@ -255,6 +256,27 @@ def test_large_tensors_cross_through_reused_shared_memory(address: str, engine: 
 
     with_client(address, body, ClientOptions(shm_threshold=threshold))
     assert shm_names() - before == set()  # closing the front-end unlinks its segments
+
+
+def test_without_shared_memory_large_tensors_cross_as_frames(
+    address: str, engine: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file-size limit on the server (EFBIG) or a full /dev/shm: the request still goes."""
+    from pyserving.adapters.ipc import shared_memory
+
+    def refused(**kwargs: object) -> None:
+        raise OSError(errno.EFBIG, "File too large")
+
+    monkeypatch.setattr(shared_memory, "SharedMemory", refused)
+    large = np.random.default_rng(0).random((64, 70))
+
+    async def body(client: EngineClient) -> None:
+        for _ in range(3):
+            answer = await client.call("echo", {}, {"large": large})
+            assert_same(answer.tensors, {"large": large})
+        assert (client.counts.shm_tensors, client.shm_segments) == (0, 0)
+
+    with_client(address, body, ClientOptions(shm_threshold=4096))
 
 
 def test_a_segment_is_not_reused_while_the_engine_may_read_it(address: str, engine: object) -> None:

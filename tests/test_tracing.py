@@ -162,6 +162,50 @@ def test_an_unbatched_request_has_decode_run_encode_children_in_the_callers_trac
     assert len(spans) == 4
 
 
+def test_across_processes_the_engine_runs_under_the_frontends_request_span() -> None:
+    """--workers: the front-end's tracer records the request, the engine's (another
+    tracer, another process in the server) adopts it from the carrier for the model call:
+    the tree is the in-process one, run made by the engine, decode and encode by the
+    front-end with the engine's times."""
+    exporter = InMemorySpanExporter()
+    frontend, engine = (
+        OtelTracing([SimpleSpanProcessor(exporter)], Resource.create({})) for _ in range(2)
+    )
+    envelope = Envelope(tracer=frontend.requests)
+    runner = engine.runner(DirectRunner(1), batched=False)
+    handle = ServableHandle("m", 3, RecordingServable())
+
+    async def engine_side(carrier: list) -> tuple[dict[str, np.ndarray], list]:
+        before = engine.requests.current()  # here, the front-end's: one process in the test
+        trace = engine.requests.adopt(carrier)
+        outputs = await runner.run(handle, SIG, {"x": np.ones((2, 2), np.float32)}, ())
+        times = engine.requests.release(trace)
+        assert engine.requests.current() is before
+        return outputs, times
+
+    async def work() -> dict[str, np.ndarray]:
+        trace = frontend.requests.current()
+        outputs, times = await engine_side(frontend.requests.carrier(trace))
+        frontend.requests.answered(trace, times)
+        return outputs
+
+    scope = RequestScope("Predict", "m", lambda: "req-1")
+    asyncio.run(envelope.run(scope, work, carrier={"traceparent": TRACEPARENT}))
+    runner.close()
+    spans = exporter.get_finished_spans()
+    [request] = by_name(spans)["Predict"]
+    assert request.attributes is not None
+    assert request.attributes["pyserving.model.version"] == 3
+    kids = children(spans, request)
+    assert set(kids) == {"decode", "run", "encode"}
+    assert kids["decode"].start_time == request.start_time
+    assert kids["decode"].end_time == kids["run"].start_time  # type: ignore[operator]
+    assert kids["run"].end_time == kids["encode"].start_time
+    assert kids["encode"].end_time == request.end_time
+    assert {s.context.trace_id for s in spans} == {request.context.trace_id}
+    assert len(spans) == 4
+
+
 def test_a_failed_request_span_carries_its_code() -> None:
     tracing, exporter = traced()
     envelope = Envelope(tracer=tracing.requests)

@@ -39,6 +39,7 @@ from pyserving.engine.data_plane import DataPlane, InferCall
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.model_admin import IndexEntry
 from pyserving.engine.request_core import ModelRequest, Prediction, Served
+from pyserving.engine.request_scope import CURRENT, RequestScope
 from pyserving.engine.servable import Signature, TensorSpec
 from pyserving.engine.trace_hooks import Tracer
 
@@ -131,11 +132,16 @@ class RemoteDataPlane:
     while the engine's serving map stays the same (every answer says which map it was made
     under: a version added or gone, a label moved, starts a new one), so such a request
     crosses once, as a gRPC Predict does, rather than twice. A refused call forgets them
-    too: a signature that changed meanwhile costs at most that one request."""
+    too: a signature that changed meanwhile costs at most that one request.
+
+    A model call carries its request's scope (api and id: the engine's log lines and TF
+    Serving's runtime_latency need them); with `tracer`, a recorded request's span context
+    goes with it and the engine's times come back (the engine makes the run and queue
+    spans under the front-end's span)."""
 
     def __init__(self, client: EngineClient, tracer: Tracer | None = None) -> None:
         self._client = client
-        self._tracer = tracer  # told each answering version, for the request's span
+        self._tracer = tracer
         self._serving: Any = None  # the engine's serving map the last answer was made under
         self._signatures: dict[tuple[Any, ...], Signature] = {}
 
@@ -158,20 +164,33 @@ class RemoteDataPlane:
             self._signatures.clear()
         return answer
 
+    async def _traced_call(
+        self,
+        method: str,
+        params: dict[str, Any],
+        tensors: Mapping[str, np.ndarray] | None,
+        deadline: float | None,
+    ) -> Answer:
+        scope = CURRENT.get()
+        if scope is not None:
+            params["scope"] = [scope.api, scope.request_id]
+        trace = None if self._tracer is None else self._tracer.current()
+        if trace is not None:
+            params["trace"] = self._tracer.carrier(trace)  # type: ignore[union-attr]
+        answer = await self._call(method, params, tensors, _remaining(deadline))
+        if trace is not None and "trace" in answer.params:
+            self._tracer.answered(trace, answer.params["trace"])  # type: ignore[union-attr]
+        return answer
+
     async def infer(self, call: InferCall) -> Prediction:
         params = {
             **_model_params(call.model),
             "signature": call.signature,
             "output_filter": list(call.output_filter),
         }
-        answer = await self._call("infer", params, call.inputs, _remaining(call.deadline))
+        answer = await self._traced_call("infer", params, call.inputs, call.deadline)
         p = answer.params
-        prediction = Prediction(
-            dict(answer.tensors), p["version"], p["name"], p.get("fingerprint", "")
-        )
-        if self._tracer is not None:
-            self._tracer.answered(prediction.version, prediction.signature, prediction.fingerprint)
-        return prediction
+        return Prediction(dict(answer.tensors), p["version"], p["name"], p.get("fingerprint", ""))
 
     async def signature(self, model: ModelRequest, name: str) -> Signature:
         key = (model.name, model.version, model.label, name)
@@ -195,7 +214,7 @@ class RemoteDataPlane:
         self, method: str, model: ModelRequest, request: Message, deadline: float | None
     ) -> Served[Any]:
         params = {**_model_params(model), "message": request.SerializeToString()}
-        answer = await self._call(method, params, None, _remaining(deadline))
+        answer = await self._traced_call(method, params, None, deadline)
         reply = MESSAGES[method][1].FromString(answer.params["message"])
         return Served(reply, answer.params.get("fingerprint", ""))
 
@@ -268,21 +287,47 @@ def _decoded(request_class: type[Message], data: bytes, method: str) -> Any:
         raise ServingError(Code.INVALID_ARGUMENT, f"{method}: undecodable request") from None
 
 
-def data_plane_handler(plane: DataPlane) -> Handler:
-    """The engine's side: each message run on `plane` (the in-process one)."""
+def data_plane_handler(plane: DataPlane, tracer: Tracer | None = None) -> Handler:
+    """The engine's side: each message run on `plane` (the in-process one). A model call
+    runs in its request's scope, as in-process; with `tracer`, one a front-end traces is
+    traced here under its span (`Tracer.adopt`)."""
+
+    async def traced(call: Call, run: Callable[[], Awaitable[Answer]]) -> Answer:
+        sent = call.params.get("scope")
+        token = None
+        if sent is not None:
+            api, request_id = str(sent[0]), str(sent[1])
+            token = CURRENT.set(RequestScope(api, call.params["model"], lambda: request_id))
+        try:
+            carrier = call.params.get("trace")
+            if tracer is None or carrier is None:
+                return await run()
+            trace = tracer.adopt(carrier)
+            try:
+                answer = await run()
+            finally:
+                times = tracer.release(trace)
+            return Answer({**answer.params, "trace": times}, answer.tensors)
+        finally:
+            if token is not None:
+                CURRENT.reset(token)
 
     async def infer(call: Call) -> Answer:
         p = call.params
         request = InferCall(
             _model(p), p["signature"], call.tensors, p["output_filter"], _deadline(call.timeout_s)
         )
-        prediction = await plane.infer(request)
-        params = {
-            "version": prediction.version,
-            "name": prediction.signature,
-            "fingerprint": prediction.fingerprint,
-        }
-        return Answer(params, prediction.outputs)
+
+        async def run() -> Answer:
+            prediction = await plane.infer(request)
+            params = {
+                "version": prediction.version,
+                "name": prediction.signature,
+                "fingerprint": prediction.fingerprint,
+            }
+            return Answer(params, prediction.outputs)
+
+        return await traced(call, run)
 
     async def signature(call: Call) -> Answer:
         found = await plane.signature(_model(call.params), call.params["signature"])
@@ -298,9 +343,13 @@ def data_plane_handler(plane: DataPlane) -> Handler:
 
         async def handle(call: Call) -> Answer:
             request = _decoded(request_class, call.params["message"], method)
-            served = await run(_model(call.params), request, _deadline(call.timeout_s))
-            message = served.message.SerializeToString()
-            return Answer({"message": message, "fingerprint": served.fingerprint})
+
+            async def answer() -> Answer:
+                served = await run(_model(call.params), request, _deadline(call.timeout_s))
+                message = served.message.SerializeToString()
+                return Answer({"message": message, "fingerprint": served.fingerprint})
+
+            return await traced(call, answer)
 
         return handle
 

@@ -1,9 +1,9 @@
 """What the engine serves its front-ends besides the data plane: the shared counts and state
 every front-end process must see the same (docs/processes.md).
 
-- `observe`: each front-end's finished requests, in batches; the engine counts them in
-  its one registry, so a scrape counts each request once and a restarted front-end's
-  requests stay counted.
+- `observe`: each front-end's finished requests, and its request log's records written
+  and dropped (by reason), in batches; the engine counts them in its one registry, so a
+  scrape counts each request once and a restarted front-end's requests stay counted.
 - `metrics`: the whole exposition (pyserving's and TF Serving's names), which any
   front-end's `/monitoring/prometheus/metrics` answers with.
 - `request_logs`: each model's `logging_config` in the config in force, with the config's
@@ -20,8 +20,10 @@ import structlog
 
 from pyserving.adapters.ipc.data_plane import data_plane_handler
 from pyserving.adapters.ipc.engine_side import Answer, Call, Handler
+from pyserving.adapters.request_log.writer import DROP_REASONS
 from pyserving.engine.data_plane import DataPlane
 from pyserving.engine.errors import Code, ServingError
+from pyserving.engine.trace_hooks import Tracer
 
 log = structlog.get_logger("pyserving.engine")
 
@@ -30,6 +32,9 @@ Method = Callable[[Call], Awaitable[Answer]]
 Observe = Callable[[str, str, str, float], None]
 # (model name, sampling rate, filename prefix) of each model whose requests are logged.
 RequestLogs = Callable[[], list[tuple[str, float, str]]]
+# The request log's counters: records written, and records dropped with their reason.
+LogWritten = Callable[[], None]
+LogDrop = Callable[[str], None]
 
 
 def engine_handler(
@@ -37,10 +42,13 @@ def engine_handler(
     services: Mapping[str, Method],
     config: Generation,
     serving: Generation,
+    tracer: Tracer | None = None,
 ) -> Handler:
-    """The engine's one handler: the data plane's methods and `services`, every answer
-    stamped with the config's and the serving map's generations."""
-    return stamped(with_methods(data_plane_handler(plane), services), config, serving)
+    """The engine's one handler: the data plane's methods (a front-end's traced requests
+    traced under its spans with `tracer`) and `services`, every answer stamped with the
+    config's and the serving map's generations."""
+    handler = with_methods(data_plane_handler(plane, tracer), services)
+    return stamped(handler, config, serving)
 
 
 def with_methods(handler: Handler, methods: Mapping[str, Method]) -> Handler:
@@ -61,6 +69,8 @@ def engine_services(
     request_logs: RequestLogs,
     generation: Callable[[], int],
     frontend_ready: Callable[[int, int], None],
+    log_written: LogWritten,
+    log_drop: LogDrop,
 ) -> dict[str, Method]:
     """The methods above, over the engine's own objects (wired by the composition root)."""
 
@@ -68,7 +78,15 @@ def engine_services(
         try:
             for model, api, code, seconds in call.params["observations"]:
                 observe(str(model), str(api), str(code), float(seconds))
-        except (KeyError, TypeError, ValueError) as error:  # a front-end's bug, not a crash
+            for key, count in call.params.get("request_log", {}).items():
+                if key != "written" and key not in DROP_REASONS:
+                    raise ValueError(f"unknown request log count {key!r}")
+                for _ in range(int(count)):
+                    if key == "written":
+                        log_written()
+                    else:
+                        log_drop(key)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:  # a front-end's bug
             raise ServingError(Code.INVALID_ARGUMENT, f"observe: {error!r}") from None
         return Answer({})
 

@@ -6,6 +6,8 @@ config in force followed through the config's generation.
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,40 +27,68 @@ SHIP_INTERVAL_S = 0.02
 
 
 class ObservationShipper:
-    """Collects this front-end's finished requests and sends them to the engine in batches."""
+    """Collects this front-end's finished requests, and its request log's records written
+    and dropped, and sends them to the engine in batches (made on the running loop)."""
 
     def __init__(self, client: EngineClient, interval_s: float = SHIP_INTERVAL_S) -> None:
         self._client = client
         self._interval_s = interval_s
+        self._loop = asyncio.get_running_loop()
         self._batch: list[tuple[str, str, str, float]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._sending: set[asyncio.Task[None]] = set()
+        # The request log's writer thread counts here; the loop ships the counts.
+        self._log_lock = threading.Lock()
+        self._log_counts: Counter[str] = Counter()  # "written", or a drop reason
 
     def add(self, model: str, api: str, code: str, seconds: float) -> None:
         self._batch.append((model, api, code, seconds))
+        self._arm()
+
+    def request_log_written(self) -> None:
+        """For the request log's `on_written` (any thread)."""
+        self._count_log("written")
+
+    def request_log_drop(self, reason: str) -> None:
+        """For the request log's `on_drop` (any thread); `reason` is a drop reason."""
+        self._count_log(reason)
+
+    def _count_log(self, key: str) -> None:
+        with self._log_lock:
+            self._log_counts[key] += 1
+        self._loop.call_soon_threadsafe(self._arm)
+
+    def _arm(self) -> None:
         if self._timer is None:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(self._interval_s, self._send_soon)
+            self._timer = self._loop.call_later(self._interval_s, self._send_soon)
 
     def _send_soon(self) -> None:
-        task = asyncio.create_task(self.flush())
+        task = asyncio.create_task(self._send())
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
     async def flush(self) -> None:
-        """Send what is collected now, and wait for the batches already on their way."""
+        """Send what is collected now, and wait for the batches already on their way (a
+        scrape counts them first). Only this waits: two timed sends that waited for each
+        other would both wait forever, and every scrape behind them."""
+        await self._send()
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
+
+    async def _send(self) -> None:
+        """Send what is collected now."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         batch, self._batch = self._batch, []
-        if batch:
+        with self._log_lock:
+            log_counts, self._log_counts = dict(self._log_counts), Counter()
+        if batch or log_counts:
+            params = {"observations": batch, "request_log": log_counts}
             try:
-                await self._client.call("observe", {"observations": batch}, timeout_s=10.0)
+                await self._client.call("observe", params, timeout_s=10.0)
             except ServingError as error:  # the engine is gone: the process exits anyway
                 log.warning("observations_lost", requests=len(batch), reason=error.message)
-        others = [t for t in self._sending if t is not asyncio.current_task()]
-        if others:
-            await asyncio.gather(*others, return_exceptions=True)
 
 
 class EngineExposition:

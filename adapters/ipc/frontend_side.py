@@ -34,6 +34,7 @@ from pyserving.adapters.ipc.messages import (
 )
 from pyserving.adapters.ipc.shared_memory import SHM_THRESHOLD, SegmentPool
 from pyserving.engine.errors import Code, ServingError
+from pyserving.engine.off_loop import OFF_LOOP_BYTES
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ class EngineClient:
         if not self._connected.is_set():
             raise ServingError(Code.UNAVAILABLE, f"the engine at {self.address} is not connected")
         request_id = next(self._ids)
-        headers, frames, segments = self._tensor_frames(tensors or {})
+        headers, frames, segments = await self._frames(tensors or {})
         request = Request(request_id, method, timeout_s, dict(params or {}), headers)
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = (future, segments)
@@ -162,6 +163,26 @@ class EngineClient:
             entry = self._pending.pop(request_id, None)
             if entry is not None and entry[1]:  # gave up first: hold its segments until a reply
                 self._lent[request_id] = entry[1]
+
+    async def _frames(
+        self, tensors: Mapping[str, np.ndarray]
+    ) -> tuple[list[TensorHeader], list[Any], list[SharedMemory]]:
+        """`_tensor_frames`, on a thread when the tensors are big: copying 100 MB into a
+        segment, or joining a million strings, must not stall the loop's other requests."""
+        size = sum(np.asarray(value).nbytes for value in tensors.values())
+        if size < OFF_LOOP_BYTES:
+            return self._tensor_frames(tensors)
+        work = asyncio.ensure_future(asyncio.to_thread(self._tensor_frames, tensors))
+
+        def give_back(done: asyncio.Future[Any]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                self._release(done.result()[2])
+
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:  # the request is gone: its segments go back when made
+            work.add_done_callback(give_back)
+            raise
 
     def _tensor_frames(
         self, tensors: Mapping[str, np.ndarray]

@@ -18,9 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 from collections import OrderedDict
 from multiprocessing import resource_tracker
 from multiprocessing.shared_memory import SharedMemory
+
+import structlog
+
+log = structlog.get_logger("pyserving.ipc")
 
 SHM_THRESHOLD = 512 << 10  # bytes; see the module docstring
 POOL_BYTES = 256 << 20  # the most one front-end lends at once; beyond it tensors use frames
@@ -35,6 +40,7 @@ class SegmentPool:
     """A front-end's segments, by power-of-two size class, at most `max_bytes` in all."""
 
     def __init__(self, threshold: int = SHM_THRESHOLD, max_bytes: int = POOL_BYTES) -> None:
+        self._lock = threading.Lock()  # big requests' tensors are copied in on threads
         self.threshold = threshold
         self.max_bytes = max_bytes
         self._free: dict[int, list[SharedMemory]] = {}
@@ -47,25 +53,41 @@ class SegmentPool:
         return len(self._all)
 
     def lend(self, nbytes: int) -> SharedMemory | None:
-        """A segment of at least `nbytes`, or None: below the threshold, or the pool is full."""
+        """A segment of at least `nbytes`, or None: below the threshold, the pool is full, or
+        the system gives no more shared memory (from then on the pool lends what it has)."""
         if nbytes < self.threshold:
             return None
-        size = _size_class(nbytes)
+        with self._lock:
+            return self._lend(_size_class(nbytes))
+
+    def _lend(self, size: int) -> SharedMemory | None:
         free = self._free.get(size)
         if free:
             return free.pop()
         if self._bytes + size > self.max_bytes:
             return None
-        segment = SharedMemory(create=True, size=size)
+        try:
+            segment = SharedMemory(create=True, size=size)
+        except OSError as error:
+            # A file-size limit (EFBIG) or a full or missing /dev/shm: tensors go as frames,
+            # and the pool keeps what it has rather than failing every large request.
+            log.warning("shared_memory_unavailable", size=size, error=str(error))
+            self.max_bytes = self._bytes
+            return None
         self._all.append(segment)
         self._sizes[segment.name] = size
         self._bytes += size
         return segment
 
     def give_back(self, segment: SharedMemory) -> None:
-        self._free.setdefault(self._sizes[segment.name], []).append(segment)
+        with self._lock:
+            self._free.setdefault(self._sizes[segment.name], []).append(segment)
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         for segment in self._all:
             segment.close()
             segment.unlink()

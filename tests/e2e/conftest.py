@@ -77,12 +77,13 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory) -> TrainedModels:
 
 
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator:
-    """Start servers with `start_server(*flags)`; all are stopped after the test."""
+def start_server(tmp_path: Path, workers: int) -> Iterator:
+    """Start servers with `start_server(*flags)` (with `--workers` where the test is
+    parametrized so); all are stopped after the test."""
     servers: list[ServerProcess] = []
 
     def start(*args: str) -> ServerProcess:
-        server = ServerProcess(list(args), tmp_path / f"server-{len(servers)}.log")
+        server = ServerProcess(list(args), tmp_path / f"server-{len(servers)}.log", workers=workers)
         servers.append(server)
         return server
 

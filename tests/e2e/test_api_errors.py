@@ -21,17 +21,21 @@ from tensorflow_serving.apis import (
 
 from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
 from tests.util.processes import ServerProcess
+from tests.util.workers import WORKER_IDS, WORKER_MODES
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=WORKER_MODES, ids=WORKER_IDS)
 def server(
-    trained_models: TrainedModels, tmp_path_factory: pytest.TempPathFactory
+    trained_models: TrainedModels,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Iterator[ServerProcess]:
     tmp = tmp_path_factory.mktemp("api")
     trained_models.copy_version(1, tmp / "models")
     process = ServerProcess(
         ["--model_name=mnist", f"--model_base_path={tmp / 'models'}", *FAST_FLAGS],
         tmp / "server.log",
+        workers=request.param,
     )
     process.wait_serving()
     yield process

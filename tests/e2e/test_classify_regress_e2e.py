@@ -33,28 +33,35 @@ from tests.example_models import (
     export_tf2_model,
 )
 from tests.util.processes import ServerProcess
+from tests.util.workers import WORKER_IDS, WORKER_MODES
 
 CLASSIFY = "tensorflow/serving/classify"
 REGRESS = "tensorflow/serving/regress"
 
 
-def serve(tmp: Path, model: str, export, *flags: str) -> ServerProcess:
+def serve(tmp: Path, model: str, export, *flags: str, workers: int = 0) -> ServerProcess:
     export(tmp / "models" / "1")
     process = ServerProcess(
         [f"--model_name={model}", f"--model_base_path={tmp / 'models'}", *FAST_FLAGS, *flags],
         tmp / "server.log",
+        workers=workers,
     )
     process.wait_serving()
     return process
 
 
-@pytest.fixture(scope="module")
-def tf1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+@pytest.fixture(scope="module", params=WORKER_MODES, ids=WORKER_IDS)
+def tf1(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[ServerProcess]:
+    """Both ways: Classify, Regress, MultiInference and their errors (the TF2 model's
+    cases are the same calls on another export, in-process only)."""
     process = serve(
         tmp_path_factory.mktemp("tf1"),
         "tf1",
         export_tf1_model,
         "--enable_signature_method_name_check=true",
+        workers=request.param,
     )
     yield process
     assert process.stop() == 0
@@ -65,6 +72,12 @@ def tf2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     process = serve(tmp_path_factory.mktemp("tf2"), "tf2", export_tf2_model)
     yield process
     assert process.stop() == 0
+
+
+@pytest.fixture
+def servers(tf1: ServerProcess, tf2: ServerProcess) -> dict[str, ServerProcess]:
+    """By name, for tests parametrized over both (tf1 runs both ways, so these do too)."""
+    return {"tf1": tf1, "tf2": tf2}
 
 
 def classify_request(model: str, signature: str = "", xs=(1.0, -1.0)):
@@ -90,8 +103,8 @@ def rpc_error(call, request) -> grpc.RpcError:
 
 
 @pytest.mark.parametrize(("server", "model"), [("tf1", "tf1"), ("tf2", "tf2")])
-def test_classify(server: str, model: str, request: pytest.FixtureRequest) -> None:
-    process: ServerProcess = request.getfixturevalue(server)
+def test_classify(server: str, model: str, servers: dict[str, ServerProcess]) -> None:
+    process = servers[server]
     reply = process.predict_stub.Classify(classify_request(model), timeout=30)
     assert (reply.model_spec.name, reply.model_spec.version.value) == (model, 1)
     assert reply.model_spec.signature_name == "serving_default"
@@ -101,8 +114,8 @@ def test_classify(server: str, model: str, request: pytest.FixtureRequest) -> No
 
 
 @pytest.mark.parametrize(("server", "signature"), [("tf1", "regress_x"), ("tf2", "regress")])
-def test_regress(server: str, signature: str, request: pytest.FixtureRequest) -> None:
-    process: ServerProcess = request.getfixturevalue(server)
+def test_regress(server: str, signature: str, servers: dict[str, ServerProcess]) -> None:
+    process = servers[server]
     reply = process.predict_stub.Regress(regress_request(server, signature), timeout=30)
     assert [r.value for r in reply.result.regressions] == [2.0, 5.0]
     assert reply.model_spec.signature_name == signature

@@ -21,6 +21,7 @@ from tensorflow_serving.apis import get_model_status_pb2, predict_pb2
 from tests.e2e.conftest import TrainedModels, predict_request
 from tests.util.processes import ServerProcess
 from tests.util.python_models import write_python_version
+from tests.util.workers import both_modes
 
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 END = get_model_status_pb2.ModelVersionStatus.END
@@ -226,6 +227,7 @@ def slow_request(server: ServerProcess, outcomes: list[tuple[float, float, str]]
     outcomes.append((started, time.monotonic(), outcome))
 
 
+@both_modes
 def test_sigterm_finishes_in_flight_requests_and_unloads(
     trained_models: TrainedModels, start_server, tmp_path: Path
 ) -> None:

@@ -26,6 +26,7 @@ from tests.e2e.test_replay_e2e import pyserving_replay
 from tests.example_models import export_half_plus_two_tf1, half_plus_two
 from tests.python_models import write_python_version
 from tests.util.processes import free_port
+from tests.util.workers import both_modes
 
 ADMIN = {"admin-key": "s3cret"}
 
@@ -105,6 +106,7 @@ def index_of(client, headers: dict[str, str] | None = None) -> dict[str, tuple[s
     }
 
 
+@both_modes
 def test_index_load_and_unload_on_both_protocols(
     repository: Path, start_server, tmp_path: Path
 ) -> None:
@@ -178,6 +180,7 @@ def test_index_load_and_unload_on_both_protocols(
     assert server.stop() == 0
 
 
+@both_modes
 def test_load_and_unload_beside_traffic_fail_nothing_and_replay(
     repository: Path, start_server, tmp_path: Path
 ) -> None:
@@ -256,6 +259,7 @@ def reload_request(repository: Path) -> model_management_pb2.ReloadConfigRequest
     return request
 
 
+@both_modes
 def test_restricted_api_refuses_without_the_header_on_both_protocols(
     repository: Path, start_server
 ) -> None:

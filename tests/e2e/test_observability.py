@@ -43,6 +43,7 @@ from tests.e2e.prometheus import (
     substitute,
 )
 from tests.util.processes import QUIET_ENV, ServerProcess, free_port
+from tests.util.workers import WORKER_IDS, WORKER_MODES
 
 pytestmark = pytest.mark.e2e
 
@@ -121,9 +122,11 @@ def _burst(server: ServerProcess, images: np.ndarray, n: int = 48) -> int:
     return refused
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=WORKER_MODES, ids=WORKER_IDS)
 def scenario(
-    trained_models: TrainedModels, tmp_path_factory: pytest.TempPathFactory
+    trained_models: TrainedModels,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Scenario]:
     require_binary("prometheus")
     work = tmp_path_factory.mktemp("observability")
@@ -151,7 +154,7 @@ def scenario(
         "allowed_batch_sizes: 8"
     )
     args += ["--enable_batching", f"--batching_parameters_file={batching}"]
-    server = ServerProcess(args, work / "server.log")
+    server = ServerProcess(args, work / "server.log", workers=request.param)
     unknown_model = "no-such-model-7f3a"
     try:
         server.wait_serving()

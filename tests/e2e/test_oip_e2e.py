@@ -28,6 +28,7 @@ from tritonclient.utils import InferenceServerException
 from pyserving.adapters.protos import grpc_service_pb2, grpc_service_pb2_grpc
 from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
 from tests.util.processes import ServerProcess, free_port
+from tests.util.workers import WORKER_IDS, WORKER_MODES
 
 MODEL = "mnist"
 SIGNATURE = "predict_images"
@@ -35,9 +36,9 @@ OIP_DATATYPES = {types_pb2.DT_FLOAT: "FP32", types_pb2.DT_INT64: "INT64"}
 
 
 class OipServer(ServerProcess):
-    def __init__(self, args: list[str], log_path: Path) -> None:
+    def __init__(self, args: list[str], log_path: Path, workers: int = 0) -> None:
         self.rest_port = free_port()
-        super().__init__([f"--rest_api_port={self.rest_port}", *args], log_path)
+        super().__init__([f"--rest_api_port={self.rest_port}", *args], log_path, workers=workers)
 
     def clients(
         self,
@@ -58,7 +59,7 @@ class OipServer(ServerProcess):
         return np.array(reply.outputs["scores"].float_val, np.float32).reshape(len(images), -1)
 
 
-def start(trained_models: TrainedModels, tmp: Path, *flags: str) -> OipServer:
+def start(trained_models: TrainedModels, tmp: Path, *flags: str, workers: int = 0) -> OipServer:
     trained_models.copy_version(2, tmp / "models")
     monitoring = tmp / "monitoring.config"
     monitoring.write_text('prometheus_config { enable: true path: "/metrics" }')
@@ -71,17 +72,23 @@ def start(trained_models: TrainedModels, tmp: Path, *flags: str) -> OipServer:
             *flags,
         ],
         tmp / "server.log",
+        workers=workers,
     )
     server.wait_serving()
     return server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=WORKER_MODES, ids=WORKER_IDS)
 def server(
-    trained_models: TrainedModels, tmp_path_factory: pytest.TempPathFactory
+    trained_models: TrainedModels,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Iterator[OipServer]:
     process = start(
-        trained_models, tmp_path_factory.mktemp("oip"), "--rest_api_enable_cors_support=true"
+        trained_models,
+        tmp_path_factory.mktemp("oip"),
+        "--rest_api_enable_cors_support=true",
+        workers=request.param,
     )
     yield process
     assert process.stop() == 0

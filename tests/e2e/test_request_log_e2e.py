@@ -37,6 +37,7 @@ from tests.e2e.conftest import FAST_FLAGS
 from tests.example_models import example, export_tf1_model
 from tests.util.processes import QUIET_ENV, ServerProcess, free_port
 from tests.util.sources import stage_version
+from tests.util.workers import WORKER_IDS, WORKER_MODES, both_modes
 
 PredictionLog = prediction_log_pb2.PredictionLog
 
@@ -51,18 +52,37 @@ def model_entry(name: str, base_path: Path, prefix: Path, rate: float = 1.0) -> 
     }}"""
 
 
-def read_logs(prefix: Path) -> list[PredictionLog]:
+def records_by_file(prefix: Path) -> dict[Path, list[PredictionLog]]:
     """Every record under `prefix`, by tf.data.TFRecordDataset, oldest file first."""
-    found = []
-    for path in prefix_files(str(prefix)):
-        for raw in tf.data.TFRecordDataset(str(path)):
-            found.append(PredictionLog.FromString(raw.numpy()))
-    return found
+    return {
+        path: [PredictionLog.FromString(raw.numpy()) for raw in tf.data.TFRecordDataset(str(path))]
+        for path in prefix_files(str(prefix))
+    }
 
 
-def wait_records(server: ServerProcess, prefix: Path, n: int) -> list[PredictionLog]:
-    server.wait_for(lambda: len(read_logs(prefix)) >= n, timeout=30, what=f"{n} records")
-    return read_logs(prefix)
+def record_counts(prefix: Path) -> dict[Path, int]:
+    """How many records each file under `prefix` holds now (for `read_logs(since=)`)."""
+    return {path: len(found) for path, found in records_by_file(prefix).items()}
+
+
+def read_logs(prefix: Path, since: dict[Path, int] | None = None) -> list[PredictionLog]:
+    """Every record under `prefix`, oldest file first; with `since`, only those each file
+    gained after it (with --workers each front-end appends to files of its own, so the
+    records after a count of all of them are not the new ones)."""
+    since = since or {}
+    return [
+        record
+        for path, found in records_by_file(prefix).items()
+        for record in found[since.get(path, 0) :]
+    ]
+
+
+def wait_records(
+    server: ServerProcess, prefix: Path, n: int, since: dict[Path, int] | None = None
+) -> list[PredictionLog]:
+    """The records under `prefix` (`since` a `record_counts`), once there are `n`."""
+    server.wait_for(lambda: len(read_logs(prefix, since)) >= n, timeout=30, what=f"{n} records")
+    return read_logs(prefix, since)
 
 
 def post(port: int, path: str, body: dict) -> dict:
@@ -95,8 +115,10 @@ class Logged:
     export: Path
 
 
-@pytest.fixture(scope="module")
-def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Logged]:
+@pytest.fixture(scope="module", params=WORKER_MODES, ids=WORKER_IDS)
+def logged(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Logged]:
     tmp = tmp_path_factory.mktemp("reqlog")
     export = export_tf1_model(tmp / "export" / "1").parent
     models = tmp / "models"
@@ -114,6 +136,7 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Logged]:
             *FAST_FLAGS,
         ],
         tmp / "server.log",
+        workers=request.param,
     )
     server.wait_serving()
     yield Logged(server, rest_port, models, prefix, events, export)
@@ -123,7 +146,7 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Logged]:
 def test_every_request_of_every_protocol_is_logged_as_sent_and_answered(logged: Logged) -> None:
     server, stub = logged.server, logged.server.predict_stub
     started = int(time.time())
-    before = len(read_logs(logged.prefix))
+    before = record_counts(logged.prefix)
 
     predict = predict_pb2.PredictRequest()
     predict.model_spec.name = "tf1"
@@ -163,8 +186,17 @@ def test_every_request_of_every_protocol_is_logged_as_sent_and_answered(logged: 
     assert rest_predicted == {"predictions": [2.0, 4.0, -8.0]}
     assert rest_regressed == {"results": [3.0, -1.0]}
 
-    records = wait_records(server, logged.prefix, before + 5)[before:]
+    records = wait_records(server, logged.prefix, 5, since=before)
     assert len(records) == 5
+    if server.workers:  # files of each front-end's own: across them, not the requests' order
+
+        def sent_order(record: PredictionLog) -> int:
+            kind = record.WhichOneof("log_type")
+            if kind == "predict_log":
+                return 0 if record.predict_log.request == predict else 3
+            return {"classify_log": 1, "multi_inference_log": 2}.get(kind, 4)
+
+        records.sort(key=sent_order)
     kinds = [r.WhichOneof("log_type") for r in records]
     grpc_kinds = ["predict_log", "classify_log", "multi_inference_log"]
     assert kinds == [*grpc_kinds, "predict_log", "regress_log"]
@@ -216,7 +248,7 @@ def test_open_inference_protocol_requests_are_logged_as_predict_logs(logged: Log
     import tritonclient.grpc as triton_grpc
     import tritonclient.http as triton_http
 
-    before = len(read_logs(logged.prefix))
+    before = record_counts(logged.prefix)
     sent = {"grpc": np.array([0.5, -2.0], np.float32), "http": np.array([4.0], np.float32)}
     answers = {}
     clients = {
@@ -234,7 +266,9 @@ def test_open_inference_protocol_requests_are_logged_as_predict_logs(logged: Log
         client.close()
     np.testing.assert_array_equal(answers["grpc"], [1.0, -4.0])
 
-    records = wait_records(logged.server, logged.prefix, before + 2)[before:]
+    records = wait_records(logged.server, logged.prefix, 2, since=before)
+    if logged.server.workers:  # files of each front-end's own: gRPC's (two xs) first
+        records.sort(key=lambda r: -tf.make_ndarray(r.predict_log.request.inputs["x"]).size)
     assert [r.WhichOneof("log_type") for r in records] == ["predict_log", "predict_log"]
     for record, kind in zip(records, ("grpc", "http"), strict=True):
         request, response = record.predict_log.request, record.predict_log.response
@@ -305,8 +339,9 @@ def limit_file_size() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT, FILE_SIZE_LIMIT))
 
 
+@both_modes
 def test_unwritable_prefix_and_full_disk_cost_one_error_line_and_counted_drops(
-    tmp_path: Path,
+    tmp_path: Path, workers: int
 ) -> None:
     export = export_tf1_model(tmp_path / "export" / "1").parent
     models = tmp_path / "models"
@@ -326,6 +361,7 @@ def test_unwritable_prefix_and_full_disk_cost_one_error_line_and_counted_drops(
         [f"--model_config_file={config}", f"--rest_api_port={rest_port}", *FAST_FLAGS],
         tmp_path / "server.log",
         preexec_fn=limit_file_size,
+        workers=workers,
     )
     try:
         server.wait_serving()

@@ -15,10 +15,13 @@ from tensorflow_serving.apis import classification_pb2, regression_pb2
 from tests.e2e.conftest import FAST_FLAGS
 from tests.example_models import LABELS, example, export_tf1_model
 from tests.util.processes import ServerProcess, free_port
+from tests.util.workers import WORKER_IDS, WORKER_MODES
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+@pytest.fixture(scope="module", params=WORKER_MODES, ids=WORKER_IDS)
+def server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[ServerProcess]:
     tmp = tmp_path_factory.mktemp("rest_classify")
     export_tf1_model(tmp / "models" / "1")
     rest_port = free_port()
@@ -27,6 +30,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
          f"--rest_api_port={rest_port}", "--enable_signature_method_name_check=true",
          *FAST_FLAGS],
         tmp / "server.log",
+        workers=request.param,
     )  # fmt: skip
     process.rest_port = rest_port  # type: ignore[attr-defined]
     process.wait_serving()

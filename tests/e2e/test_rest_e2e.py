@@ -27,15 +27,16 @@ from tensorflow_serving.apis import (
 
 from pyserving.api.rest_api import PRINT_DEFAULTS
 from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
-from tests.util.processes import ServerProcess, free_port, process_figures
+from tests.util.processes import ServerProcess, free_port
+from tests.util.workers import WORKER_IDS, WORKER_MODES
 
 MiB = 1 << 20
 
 
 class RestServer(ServerProcess):
-    def __init__(self, args: list[str], log_path: Path) -> None:
+    def __init__(self, args: list[str], log_path: Path, workers: int = 0) -> None:
         self.rest_port = free_port()
-        super().__init__([f"--rest_api_port={self.rest_port}", *args], log_path)
+        super().__init__([f"--rest_api_port={self.rest_port}", *args], log_path, workers=workers)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.rest_port}{path}"
@@ -50,12 +51,14 @@ class RestServer(ServerProcess):
             return error.code, json.loads(error.read())
 
     def rss_kib(self) -> int:
-        return process_figures(self.process.pid).rss_kib
+        return self.figures().rss_kib
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=WORKER_MODES, ids=WORKER_IDS)
 def server(
-    trained_models: TrainedModels, tmp_path_factory: pytest.TempPathFactory
+    trained_models: TrainedModels,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Iterator[RestServer]:
     tmp = tmp_path_factory.mktemp("rest")
     trained_models.copy_version(2, tmp / "models")
@@ -70,6 +73,7 @@ def server(
             *FAST_FLAGS,
         ],
         tmp / "server.log",
+        workers=request.param,
     )
     process.socket_path = tmp / "grpc.sock"  # type: ignore[attr-defined]
     process.evil = tmp / "evil"  # type: ignore[attr-defined]

@@ -30,14 +30,17 @@ from tests.tf_serving_testdata import (
     half_plus_two_tflite_with_sigdef,
     write_version,
 )
+from tests.util.workers import both_modes
 
 RPC_TIMEOUT = 5.0  # the tests' own
 
 
-def run_server(tmp: Path, model_path: Path, *flags: str) -> RestServer:
+def run_server(tmp: Path, model_path: Path, *flags: str, workers: int = 0) -> RestServer:
     """RunServer('default', model_path, ...): --model_name=default, the REST port on."""
     server = RestServer(
-        ["--model_name=default", f"--model_base_path={model_path}", *flags], tmp / "server.log"
+        ["--model_name=default", f"--model_base_path={model_path}", *flags],
+        tmp / "server.log",
+        workers=workers,
     )
     server.wait_serving(timeout=120)
     return server
@@ -78,12 +81,13 @@ def graph_runs(server: RestServer) -> float:
 
 
 # ------------------------------------------------------------ MultiInference on TF2
-def test_multi_inference_tf2(tmp_path: Path, servers: list[RestServer]) -> None:
+@both_modes
+def test_multi_inference_tf2(tmp_path: Path, servers: list[RestServer], workers: int) -> None:
     """testMultiInferenceTf2: regress_x_to_y and classify_x_to_y of the TF2 export, whose
     signatures each have an input tensor of their own, in one request and one run."""
     model_path = tmp_path / "saved_model_half_plus_two_tf2_cpu"
     export_half_plus_two_tf2_cpu(model_path)
-    server = run_server(tmp_path, model_path)
+    server = run_server(tmp_path, model_path, workers=workers)
     servers.append(server)
 
     request = inference_pb2.MultiInferenceRequest()
@@ -126,12 +130,13 @@ def test_multi_inference_tf2(tmp_path: Path, servers: list[RestServer]) -> None:
 
 
 # ------------------------------------------------------------------------- TFLite
-def test_predict_on_tflite(tmp_path: Path, servers: list[RestServer]) -> None:
+@both_modes
+def test_predict_on_tflite(tmp_path: Path, servers: list[RestServer], workers: int) -> None:
     """testPredictOnTfLite: x fed as [1] to a model whose input tensor is [1,1]; TF
     Serving's TfLiteSession resizes the input (ResizeInputTensor) and answers y = [3.0]."""
     model_path = tmp_path / "saved_model_half_plus_two_tflite"
     write_version(model_path, half_plus_two_tflite())
-    server = run_server(tmp_path, model_path, "--prefer_tflite_model=true")
+    server = run_server(tmp_path, model_path, "--prefer_tflite_model=true", workers=workers)
     servers.append(server)
     verify_predict_request(server, expected_output=3.0)
     # and a batch of three rows, [3,1], resized to and back

@@ -26,9 +26,14 @@ from tests.example_models import (
 MODELS = ("half_plus_two", "half_plus_two_tf2")
 
 
-@pytest.fixture(scope="module", params=["unbatched", "batched"])
+@pytest.fixture(
+    scope="module",
+    params=[("unbatched", 0), ("batched", 0), ("batched", 2)],
+    ids=["unbatched", "batched", "batched-workers2"],
+)
 def server(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[RestServer]:
-    tmp = tmp_path_factory.mktemp(f"hpt_{request.param}")
+    batching_mode, workers = request.param
+    tmp = tmp_path_factory.mktemp(f"hpt_{batching_mode}_{workers}")
     export_half_plus_two_tf1(tmp / MODELS[0] / "1")
     export_half_plus_two_tf2(tmp / MODELS[1] / "1")
     config = tmp / "models.config"
@@ -38,11 +43,11 @@ def server(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[RestSer
         + "}\n"
     )
     flags = [f"--model_config_file={config}", *FAST_FLAGS]
-    if request.param == "batched":
+    if batching_mode == "batched":
         batching = tmp / "batching.config"
         batching.write_text("max_batch_size { value: 8 } batch_timeout_micros { value: 2000 }")
         flags += ["--enable_batching", f"--batching_parameters_file={batching}"]
-    process = RestServer(flags, tmp / "server.log")
+    process = RestServer(flags, tmp / "server.log", workers=workers)
     try:
         process.wait_serving(timeout=120)
         yield process

@@ -27,6 +27,7 @@ from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
 from tests.e2e.test_batching_e2e import BATCHING_FILE  # requests wait 50 ms for company
 from tests.util.otlp import OtlpReceiver, attributes
 from tests.util.processes import QUIET_ENV, ServerProcess, free_port
+from tests.util.workers import WORKER_IDS, WORKER_MODES
 
 pytestmark = pytest.mark.e2e
 
@@ -72,8 +73,12 @@ def lifecycle_span(spans: list[trace_pb2.Span], name: str, version: int) -> trac
     return None
 
 
-@pytest.fixture(scope="module")
-def traced(trained_models: TrainedModels, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+@pytest.fixture(scope="module", params=WORKER_MODES, ids=WORKER_IDS)
+def traced(
+    trained_models: TrainedModels,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+) -> Iterator:
     tmp = tmp_path_factory.mktemp("tracing")
     watched = tmp / "monitored"
     trained_models.copy_version(1, watched)
@@ -98,6 +103,7 @@ def traced(trained_models: TrainedModels, tmp_path_factory: pytest.TempPathFacto
             ],
             tmp / "server.log",
             env,
+            workers=request.param,
         )
         try:
             server.wait_serving()
@@ -149,6 +155,17 @@ def linking_runs(spans: list[trace_pb2.Span], request: trace_pb2.Span) -> list[t
     ]
 
 
+def tree_in(spans: list[trace_pb2.Span], request: trace_pb2.Span) -> bool:
+    """Whether the request's tree has arrived whole: with --workers the engine exports its
+    queue and run spans apart from the front-end's request, decode and encode."""
+    names = {
+        s.name
+        for s in spans
+        if s.trace_id == request.trace_id and s.parent_span_id == request.span_id
+    }
+    return {"decode", "queue", "encode"} <= names and bool(linking_runs(spans, request))
+
+
 def test_batched_grpc_requests_continue_the_callers_traces(traced: TracedServer) -> None:
     callers = caller_ids(6)
     barrier = threading.Barrier(len(callers))
@@ -176,7 +193,8 @@ def test_batched_grpc_requests_continue_the_callers_traces(traced: TracedServer)
     def complete(spans: list[trace_pb2.Span]) -> bool:
         requests = [s for s in spans_named(spans, "Predict") if s.trace_id in wanted]
         encodes = [s for s in spans_named(spans, "encode") if s.trace_id in wanted]
-        return len(requests) == len(wanted) and len(encodes) == len(wanted)
+        whole = all(tree_in(spans, request) for request in requests)
+        return len(requests) == len(wanted) and len(encodes) == len(wanted) and whole
 
     spans = traced.receiver.wait_for(complete)
     runs_seen: dict[bytes, trace_pb2.Span] = {}
@@ -213,7 +231,9 @@ def test_rest_request_continues_the_callers_trace(traced: TracedServer) -> None:
     reply = traced.rest_predict({"traceparent": traceparent(trace_id, caller_span)})
     assert len(reply["predictions"][0]) == 10
     spans = traced.receiver.wait_for(
-        lambda spans: any(s.trace_id == trace_id for s in spans_named(spans, "encode"))
+        lambda spans: any(
+            s.trace_id == trace_id and tree_in(spans, s) for s in spans_named(spans, "rest_predict")
+        )
     )
     [request_span] = [s for s in spans_named(spans, "rest_predict") if s.trace_id == trace_id]
     assert request_span.parent_span_id == caller_span
@@ -234,7 +254,9 @@ def test_request_without_traceparent_starts_a_trace(traced: TracedServer) -> Non
             if s.trace_id not in known and not s.parent_span_id
         ]
 
-    spans = traced.receiver.wait_for(lambda spans: bool(new_roots(spans)))
+    spans = traced.receiver.wait_for(
+        lambda spans: any(tree_in(spans, root) for root in new_roots(spans))
+    )
     [request_span] = new_roots(spans)
     check_request_tree(spans, request_span, "grpc", "Predict")
 

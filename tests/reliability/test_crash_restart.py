@@ -23,11 +23,12 @@ from pyserving.adapters.event_log import read_events
 from tests.reliability.conftest import Size, report
 from tests.reliability.models import AVAILABLE, config_file, write_version
 from tests.util.processes import QUIET_ENV, ServerProcess
+from tests.util.workers import both_modes
 
 SLOW_LOAD_S = 2.0
 
 
-def start(root: Path, index: int) -> ServerProcess:
+def start(root: Path, index: int, workers: int) -> ServerProcess:
     return ServerProcess(
         [
             f"--model_config_file={root / 'models.config'}",
@@ -36,6 +37,7 @@ def start(root: Path, index: int) -> ServerProcess:
             "--event_log_fsync=never",  # a killed process loses nothing flushed to the OS
         ],
         root / f"server-{index}.log",
+        workers=workers,
     )
 
 
@@ -81,7 +83,10 @@ class Traffic:
         self._thread.join()
 
 
-def test_killed_servers_come_back_serving_the_same_versions(tmp_path: Path, size: Size) -> None:
+@both_modes
+def test_killed_servers_come_back_serving_the_same_versions(
+    tmp_path: Path, size: Size, workers: int
+) -> None:
     root = tmp_path
     write_version(root / "m", 1)
     marker = root / "v2-load-started"
@@ -95,14 +100,14 @@ def test_killed_servers_come_back_serving_the_same_versions(tmp_path: Path, size
     for _ in range(rounds):
         # Killed mid-load: version 2's load() has started and sleeps.
         marker.unlink(missing_ok=True)
-        server = start(root, index := index + 1)
+        server = start(root, index := index + 1, workers)
         server.wait_for(marker.exists, timeout=120, what="version 2's load to start")
         assert 2 not in serving(server)
         kill(server)
         kills += 1
 
         # Restarted: the same versions serve again; then killed mid-traffic.
-        server = start(root, index := index + 1)
+        server = start(root, index := index + 1, workers)
         server.wait_for(lambda s=server: serving(s) == {1, 2}, timeout=120, what="1 and 2 back")
         with Traffic(server) as traffic:
             time.sleep(1.0)
@@ -116,7 +121,7 @@ def test_killed_servers_come_back_serving_the_same_versions(tmp_path: Path, size
     # A crash can tear the last line (here: as a power loss would); the next server fences it.
     with open(log, "ab") as f:
         f.write(b'{"seq": 999999, "time": 1.0, "kind": "transi')
-    server = start(root, index := index + 1)
+    server = start(root, index := index + 1, workers)
     server.wait_for(lambda: serving(server) == {1, 2}, timeout=120, what="1 and 2 back")
     with Traffic(server) as traffic:
         time.sleep(0.5)

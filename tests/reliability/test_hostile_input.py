@@ -31,7 +31,8 @@ from pyserving.adapters.protos import grpc_service_pb2
 from pyserving.api import oip_codec
 from tests.reliability.conftest import Size, TrainedModels, report
 from tests.reliability.models import config_file, write_version
-from tests.util.processes import ServerProcess, free_port, process_figures
+from tests.util.processes import ServerProcess, free_port
+from tests.util.workers import WORKER_IDS, WORKER_MODES, both_modes
 
 CORPUS = Path(__file__).parent / "corpus"
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
@@ -375,9 +376,11 @@ def check_answer(request: predict_pb2.PredictRequest, reply: predict_pb2.Predict
 
 
 # ------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=WORKER_MODES, ids=WORKER_IDS)
 def server(
-    trained_models: TrainedModels, tmp_path_factory: pytest.TempPathFactory
+    trained_models: TrainedModels,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Iterator[ServerProcess]:
     root = tmp_path_factory.mktemp("hostile")
     for version in (1, 2):
@@ -402,6 +405,7 @@ def server(
             f"--grpc_max_message_bytes={MAX_MESSAGE}",
         ],
         root / "server.log",
+        workers=request.param,
     )
     process.wait_serving(timeout=120)
     yield process
@@ -432,7 +436,7 @@ def explore(
     live through them with its memory bounded, and some must reach a model."""
     channel = server.channel
     seen: dict[str, int] = {}
-    before = process_figures(server.process.pid)
+    before = server.figures()
 
     @exploring(size, max_examples)
     @given(cases)
@@ -451,7 +455,7 @@ def explore(
             raise AssertionError(f"{exc}\n(case saved as {saved})") from None
         raise
     assert server.process.poll() is None, "the server died"
-    after = process_figures(server.process.pid)
+    after = server.figures()
     report(
         "hostile_input_grpc" if kind == "predict" else f"hostile_input_{kind}",
         cases_generated=sum(seen.values()),
@@ -784,8 +788,9 @@ def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[
         return exc.code, exc.headers, exc.read()
 
 
+@both_modes
 def test_generated_rest_bodies_get_well_formed_errors_or_answers(
-    trained_models: TrainedModels, tmp_path: Path, size: Size
+    trained_models: TrainedModels, tmp_path: Path, size: Size, workers: int
 ) -> None:
     rest_port = free_port()
     trained_models.copy_version(1, tmp_path / "mnist")
@@ -796,6 +801,7 @@ def test_generated_rest_bodies_get_well_formed_errors_or_answers(
             f"--rest_api_port={rest_port}",
         ],
         tmp_path / "server.log",
+        workers=workers,
     )
     try:
         process.wait_serving(timeout=120)

@@ -21,7 +21,8 @@ from tensorflow_serving.apis import get_model_status_pb2, predict_pb2
 
 from tests.reliability.conftest import report, transitions
 from tests.reliability.models import AVAILABLE, END, config_file, write_version
-from tests.util.processes import ProcessFigures, ServerProcess, process_figures
+from tests.util.processes import ProcessFigures, ServerProcess
+from tests.util.workers import WORKER_IDS, WORKER_MODES
 
 LOAD_TIMEOUT_S = 1.5
 HANG_S = 5.0
@@ -97,8 +98,10 @@ def ended_in_error(server: ServerProcess, model: str, version: int) -> bool:
     return found is not None and found.state == END and found.status.error_code != 0
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+@pytest.fixture(scope="module", params=WORKER_MODES, ids=WORKER_IDS)
+def server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[ServerProcess]:
     root = tmp_path_factory.mktemp("load_faults")
     write_version(root / "steady", 1, factor=3.0)
     write_version(root / "faulty", 1, factor=2.0)
@@ -118,6 +121,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
             f"--event_log={root / 'events.jsonl'}",
         ],
         root / "server.log",
+        workers=request.param,
     )
     process.wait_serving()
     yield process
@@ -128,8 +132,9 @@ SERVED = {("steady", 1), ("faulty", 1)}  # what requests get, whatever the fault
 
 
 @pytest.fixture(scope="module")
-def traffics() -> list[Traffic]:
-    """Every test's traffic, for the last test's totals."""
+def traffics(server: ServerProcess) -> list[Traffic]:
+    """Every test's traffic against `server` (one list per way it runs), for the last
+    test's totals."""
     return []
 
 
@@ -138,7 +143,7 @@ def baseline(server: ServerProcess) -> ProcessFigures:
     """Memory and threads before the first fault, once request threads and pools exist."""
     with Traffic(server, ["steady", "faulty"], threads=4):
         time.sleep(1.0)
-    return process_figures(server.process.pid)
+    return server.figures()
 
 
 @pytest.fixture
@@ -253,7 +258,7 @@ def settle_threads(server: ServerProcess, before: ProcessFigures) -> ProcessFigu
     """Figures once the thread count is back (abandoned loads end a little after the log)."""
     deadline = time.monotonic() + 20
     while True:
-        after = process_figures(server.process.pid)
+        after = server.figures()
         if after.threads <= before.threads or time.monotonic() > deadline:
             return after
         time.sleep(0.2)

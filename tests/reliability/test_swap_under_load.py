@@ -21,6 +21,7 @@ from tests.reliability.conftest import Size, TrainedModels, report
 from tests.reliability.models import config_file, write_version
 from tests.reliability.swapping import serving_windows, swap
 from tests.util.processes import ServerProcess
+from tests.util.workers import both_modes
 
 CONCURRENCY = 32
 CLOCK_SLACK_S = 0.01  # client and server read the same machine's clock
@@ -79,8 +80,9 @@ def mnist_request() -> predict_pb2.PredictRequest:
     return request
 
 
+@both_modes
 def test_swaps_under_load_lose_no_request(
-    trained_models: TrainedModels, tmp_path: Path, size: Size
+    trained_models: TrainedModels, tmp_path: Path, size: Size, workers: int
 ) -> None:
     swaps = size.pick(6, 20)
     base = tmp_path / "mnist"
@@ -95,6 +97,7 @@ def test_swaps_under_load_lose_no_request(
             f"--event_log={log}",
         ],
         tmp_path / "server.log",
+        workers=workers,
     )
     try:
         server.wait_serving(timeout=120)

@@ -24,7 +24,7 @@ from tensorflow_serving.apis import (
 )
 
 # Re-exported: the reliability suites import them from here.
-from tests.util.proc_stats import ProcessFigures, process_figures  # noqa: F401
+from tests.util.proc_stats import ProcessFigures, frontend_pids, process_figures
 
 ROOT = Path(__file__).resolve().parents[2]
 QUIET_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
@@ -161,7 +161,10 @@ def stop(
 
 
 class ServerProcess:
-    """`pyserving serve` as a subprocess, with its JSON log captured to a file."""
+    """`pyserving serve` as a subprocess, with its JSON log captured to a file.
+
+    `workers`: N > 0 appends `--workers=N` (an engine and N front-ends on the same ports);
+    the end-to-end suites run their main cases both ways through `tests.util.workers`."""
 
     def __init__(
         self,
@@ -169,10 +172,13 @@ class ServerProcess:
         log_path: Path,
         env: dict[str, str | None] | None = None,
         preexec_fn: Callable[[], None] | None = None,
+        workers: int = 0,
     ) -> None:
         self.port = free_port()
         self.log_path = log_path
-        self.process = spawn(serve_command(self.port, *args), log_path, env, preexec_fn)
+        self.workers = workers
+        flags = [*args, f"--workers={workers}"] if workers else list(args)
+        self.process = spawn(serve_command(self.port, *flags), log_path, env, preexec_fn)
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
         self.predict_stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.model_stub = model_service_pb2_grpc.ModelServiceStub(self.channel)
@@ -198,6 +204,12 @@ class ServerProcess:
                 return
             time.sleep(0.1)
         raise AssertionError(f"timed out waiting for {what}:\n{self.log_text()[-4000:]}")
+
+    def figures(self) -> ProcessFigures:
+        """Memory and threads of the whole server: the engine and, with `--workers`, its
+        front-ends summed (a hostile request grows the front-end that parsed it)."""
+        each = [process_figures(p) for p in (self.process.pid, *frontend_pids(self.process.pid))]
+        return ProcessFigures(sum(f.rss_kib for f in each), sum(f.threads for f in each))
 
     def version_states(self, model: str) -> dict[int, int]:
         request = get_model_status_pb2.GetModelStatusRequest()
