@@ -327,7 +327,10 @@ def test_a_front_end_tells_its_request_span_the_answering_version() -> None:
     envelope = Envelope(tracer=tracing.requests)
 
     async def work() -> None:  # the remote data plane's part, in a front-end process
-        tracing.requests.answered(2, SIG, "saved_model:1/2/3/4")
+        trace = tracing.requests.current()
+        # What the engine's `release` sends back: decode end, run end, version, signature,
+        # fingerprint (the runner noted them in the engine).
+        tracing.requests.answered(trace, [0, 0, 2, SIG, "saved_model:1/2/3/4"])
 
     asyncio.run(envelope.run(RequestScope("Predict", "m", lambda: None), work))
     [request] = exporter.get_finished_spans()
