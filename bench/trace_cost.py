@@ -57,6 +57,9 @@ class CallContext:
     async def abort(self, code: Any, details: str) -> None:
         raise RuntimeError(f"{code}: {details}")
 
+    def set_trailing_metadata(self, metadata: Any) -> None:
+        """The answer's version and fingerprint (api/answer_provenance.py): not timed here."""
+
 
 def tracing_for(sampler: tuple[str, str], endpoint: str) -> Any:
     """The server's tracer as the OTEL_* variables make it (the SDK reads them itself, when

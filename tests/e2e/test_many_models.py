@@ -289,7 +289,7 @@ def test_reflection_describes_the_listing_service(setup: Setup) -> None:
     model_info = pool.FindMessageTypeByName("pyserving.ModelInfo")
     assert {"name", "versions", "labels", "base_path"} <= set(model_info.fields_by_name)
     version_info = pool.FindMessageTypeByName("pyserving.VersionInfo")
-    assert set(version_info.fields_by_name) == {"version", "state", "error"}
+    assert set(version_info.fields_by_name) == {"version", "state", "error", "fingerprint"}
 
 
 def test_reload_config_rpc_adds_removes_and_reports_failures(

@@ -336,14 +336,12 @@ def test_a_body_that_stops_arriving_gets_408_within_the_body_timeout(
     assert took < BODY_TIMEOUT_S + SLACK_S
 
 
+# In-process only: --rest_max_connections is each front-end's (a file-descriptor guard), and
+# the kernel spreads connections over them, so which is a process's oldest is not known.
+@pytest.mark.parametrize("server", [0], ids=["in_process"], indirect=True)
 def test_past_the_connection_limit_the_oldest_idle_connection_makes_room(
     server: RestServer,
 ) -> None:
-    if server.workers:
-        pytest.skip(
-            "--rest_max_connections is each front-end's (a file-descriptor guard); the kernel "
-            "spreads connections over them, so which one is a process's oldest is not known"
-        )
     opened = time.monotonic()
     idle = [connect(server) for _ in range(MAX_CONNECTIONS)]
     assert rest_predict(server) == 200  # a newcomer is served
