@@ -10,7 +10,6 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from pyserving.adapters.event_log import read_events
 from tests.reliability.conftest import Size, report
 from tests.reliability.models import AVAILABLE, config_file, write_version
 from tests.util.processes import QUIET_ENV, ServerProcess
+from tests.util.traffic import LoadThreads
 from tests.util.workers import both_modes
 
 SLOW_LOAD_S = 2.0
@@ -54,33 +54,23 @@ def kill(server: ServerProcess) -> None:
     server.stop()
 
 
-class Traffic:
+class Traffic(LoadThreads):
     def __init__(self, server: ServerProcess) -> None:
         self.server = server
         self.ok = 0
         self.failed = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run)
         self.request = predict_pb2.PredictRequest()
         self.request.model_spec.name = "m"
         self.request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([1.0], np.float32)))
+        super().__init__(1)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.server.predict_stub.Predict(self.request, timeout=5)
-                self.ok += 1
-            except (grpc.RpcError, ValueError):  # the server was killed: expected here
-                self.failed += 1
-                time.sleep(0.01)
-
-    def __enter__(self) -> Traffic:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    def call(self, index: int) -> None:
+        try:
+            self.server.predict_stub.Predict(self.request, timeout=5)
+            self.ok += 1
+        except (grpc.RpcError, ValueError):  # the server was killed: expected here
+            self.failed += 1
+            time.sleep(0.01)
 
 
 @both_modes

@@ -22,6 +22,7 @@ from tensorflow_serving.apis import get_model_status_pb2, predict_pb2
 from tests.reliability.conftest import report, transitions
 from tests.reliability.models import AVAILABLE, END, config_file, write_version
 from tests.util.processes import ProcessFigures, ServerProcess
+from tests.util.traffic import LoadThreads
 from tests.util.workers import WORKER_IDS, WORKER_MODES
 
 LOAD_TIMEOUT_S = 1.5
@@ -40,7 +41,7 @@ def predict(server: ServerProcess, model: str, version: int | None = None) -> tu
     return reply.outputs["version"].int64_val[0], reply.outputs["y"].float_val[0]
 
 
-class Traffic:
+class Traffic(LoadThreads):
     """Threads calling the serving models back to back; every outcome is counted."""
 
     def __init__(self, server: ServerProcess, models: list[str], threads: int = 4) -> None:
@@ -50,34 +51,22 @@ class Traffic:
         self.failures: list[str] = []
         self.versions: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
+        super().__init__(threads)
 
-    def _run(self, index: int) -> None:
-        while not self._stop.is_set():
-            model = self.models[index % len(self.models)]
-            try:
-                version, _ = predict(self.server, model)
-                outcome = None
-            except grpc.RpcError as exc:
-                version, outcome = -1, f"{model}: {exc.code().name} {exc.details()}"
-            with self._lock:
-                self.sent += 1
-                if outcome:
-                    self.failures.append(outcome)
-                else:
-                    self.versions.add((model, version))
-            time.sleep(0.005)
-
-    def __enter__(self) -> Traffic:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join()
+    def call(self, index: int) -> None:
+        model = self.models[index % len(self.models)]
+        try:
+            version, _ = predict(self.server, model)
+            outcome = None
+        except grpc.RpcError as exc:
+            version, outcome = -1, f"{model}: {exc.code().name} {exc.details()}"
+        with self._lock:
+            self.sent += 1
+            if outcome:
+                self.failures.append(outcome)
+            else:
+                self.versions.add((model, version))
+        time.sleep(0.005)
 
 
 def status(

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from tests.reliability.models import write_version
 from tests.util.metrics import sample_value
 from tests.util.proc_stats import frontend_pids, process_figures
 from tests.util.processes import QUIET_ENV, ServerProcess, free_port
+from tests.util.traffic import LoadThreads
 
 WORKERS = 2
 CHANNELS = 16  # each its own connection: the kernel spreads them over the front-ends
@@ -65,42 +65,33 @@ def own_channel(port: int) -> grpc.Channel:
     )
 
 
-class Traffic:
+class Traffic(LoadThreads):
     """CHANNELS threads, each on its own connection, sending Predict back to back."""
 
     def __init__(self, port: int) -> None:
         self.outcomes: list[tuple[int, float, str]] = []  # (channel, time, code name)
-        self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._run, args=(port, index)) for index in range(CHANNELS)
-        ]
+        self._channels = [own_channel(port) for _ in range(CHANNELS)]
+        self._message = request()
+        super().__init__(CHANNELS)
 
-    def _run(self, port: int, index: int) -> None:
-        with own_channel(port) as channel:
-            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-            message = request()
-            while not self._stop.is_set():
-                try:
-                    reply = stub.Predict(message, timeout=10)
-                    assert list(reply.outputs["y"].float_val) == [3.0], reply
-                    code = "OK"
-                except grpc.RpcError as exc:
-                    code = exc.code().name
-                    time.sleep(0.01)  # a gone front-end: try again, as clients do
-                self.outcomes.append((index, time.time(), code))
+    def call(self, index: int) -> None:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channels[index])
+        try:
+            reply = stub.Predict(self._message, timeout=10)
+            assert list(reply.outputs["y"].float_val) == [3.0], reply
+            code = "OK"
+        except grpc.RpcError as exc:
+            code = exc.code().name
+            time.sleep(0.01)  # a gone front-end: try again, as clients do
+        self.outcomes.append((index, time.time(), code))
 
     def ok_since(self, since: float) -> set[int]:
         return {c for c, t, code in list(self.outcomes) if t > since and code == "OK"}
 
-    def __enter__(self) -> Traffic:
-        for thread in self._threads:
-            thread.start()
-        return self
-
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(30)
+        super().__exit__(*exc)
+        for channel in self._channels:
+            channel.close()
 
 
 def frontend_events(tmp_path: Path, kind: type) -> list:
