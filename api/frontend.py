@@ -73,6 +73,7 @@ async def serve_frontend(options: object, address: str, worker: int) -> int:
     from pyserving.adapters.tracing import tracing_from_environment
     from pyserving.api.protocol_servers import ProtocolServers, request_log_from_flags
     from pyserving.api.request_envelope import Envelope, observer_series
+    from pyserving.engine.errors import ServingError
 
     log = structlog.get_logger("pyserving.frontend")
     client = EngineClient(address)
@@ -114,7 +115,7 @@ async def serve_frontend(options: object, address: str, worker: int) -> int:
             await client.disconnected.wait()
             try:
                 await client.wait_connected(ENGINE_GONE_S)
-            except Exception:
+            except ServingError:  # UNAVAILABLE: not back within ENGINE_GONE_S
                 engine_gone = True
                 log.error("engine_gone", worker=worker, address=address)
                 stop.set()
