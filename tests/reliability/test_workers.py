@@ -235,3 +235,35 @@ def test_one_scrape_counts_every_process_once_and_keeps_a_restarted_ones(
             channel.close()
     finally:
         assert server.stop() == 0
+
+
+def test_a_frontend_started_by_hand_exits_when_its_engine_goes(tmp_path: Path) -> None:
+    """No PR_SET_PDEATHSIG here (no --engine_pid): the engine's socket going is enough."""
+    from tests.util.ipc_echo import ipc_address, spawn_ready
+    from tests.util.processes import spawn
+
+    with ipc_address() as address:
+        engine = spawn_ready([sys.executable, "-m", "bench.echo_engine", address])
+        port = free_port()
+        frontend = spawn(
+            [
+                sys.executable,
+                "-m",
+                "pyserving.api.frontend",
+                f"--engine_address={address}",
+                f"--port={port}",
+                "--model_name=mnist",
+                "--model_base_path=/unused",
+            ],
+            tmp_path / "frontend.log",
+        )
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                grpc.channel_ready_future(channel).result(timeout=30)  # it listens
+            engine.kill()
+            engine.wait()
+            assert frontend.wait(timeout=30) == 1, (tmp_path / "frontend.log").read_text()
+        finally:
+            engine.kill()
+            frontend.kill()
+    assert "engine_gone" in (tmp_path / "frontend.log").read_text()
