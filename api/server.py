@@ -474,6 +474,12 @@ class ModelServer:
         self.endpoint.start()
         self.port, self.http_port = self.options.port, self.options.rest_api_port
         log.info("engine_serving", address=address, workers=self.options.workers)
+        if self.options.enable_profiler:  # TF Serving's default: say where it went
+            log.info(
+                "profiler_not_served",
+                reason="TensorFlow runs in the engine, which serves no gRPC",
+                hint="--workers=0 serves TensorFlow's profiler on the serving port",
+            )
 
     def _request_logs(self) -> list[tuple[str, float, str]]:
         """Each logged model's sampling rate and file prefix, in the config in force."""
