@@ -71,10 +71,6 @@ class FrontendSupervisor:
         self._watchers: set[asyncio.Task[None]] = set()
         self._stopping = False
 
-    @property
-    def pids(self) -> list[int]:
-        return [s.process.pid for s in self._slots if s.process is not None]
-
     def ready(self, worker: int, pid: int) -> None:
         """A front-end says it listens (its `frontend_ready` call)."""
         if 0 <= worker < len(self._slots):
