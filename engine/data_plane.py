@@ -207,7 +207,7 @@ class InProcessDataPlane:
         deadline: float | None,
     ) -> Served[classification_pb2.ClassificationResponse]:
         options = self.options
-        return await self.core.execute(  # type: ignore[no-any-return]
+        return await self.core.execute(
             model,
             lambda servable: with_fingerprint(plan_classify(servable, request, options)),
             deadline,
@@ -217,7 +217,7 @@ class InProcessDataPlane:
         self, model: ModelRequest, request: regression_pb2.RegressionRequest, deadline: float | None
     ) -> Served[regression_pb2.RegressionResponse]:
         options = self.options
-        return await self.core.execute(  # type: ignore[no-any-return]
+        return await self.core.execute(
             model,
             lambda servable: with_fingerprint(plan_regress(servable, request, options)),
             deadline,
@@ -230,7 +230,7 @@ class InProcessDataPlane:
         deadline: float | None,
     ) -> Served[inference_pb2.MultiInferenceResponse]:
         options = self.options
-        return await self.core.execute(  # type: ignore[no-any-return]
+        return await self.core.execute(
             model,
             lambda servable: with_fingerprint(plan_multi_inference(servable, request, options)),
             deadline,

@@ -44,7 +44,7 @@ from pyserving.engine.policy import (
     VersionSnapshot,
 )
 from pyserving.engine.servable import Loader
-from pyserving.engine.servable_map import ServableMap
+from pyserving.engine.servable_map import WritableServableMap
 from pyserving.statemachines.servable_version import State
 
 __all__ = ["MAX_ENDED_KEPT", "Manager", "RetryPolicy", "VersionStatus"]
@@ -71,7 +71,7 @@ class Manager:
         self,
         publish: Publish,
         loader_for: Callable[[str], Loader] | None,
-        servable_map: ServableMap,
+        servable_map: WritableServableMap,
         policy: AspiredVersionPolicy | None = None,
         retry: RetryPolicy | None = None,
         num_load_threads: int = 2,

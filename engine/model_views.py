@@ -10,7 +10,7 @@ comes in through the small protocols below, wired by the composition root.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeAlias
 
 from tensorflow_serving.apis import get_model_status_pb2
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # generated messages, for annotations only: engine/ imports n
     from pyserving.adapters.protos import grpc_service_pb2
     from pyserving.adapters.protos.model_registry_pb2 import ListModelsResponse
 
-ModelVersionStatus = get_model_status_pb2.ModelVersionStatus
+ModelVersionStatus: TypeAlias = get_model_status_pb2.ModelVersionStatus
 
 # TF Serving has no "error" state: a failed version is END with its error in `status`.
 STATE_TO_PROTO = {

@@ -52,7 +52,7 @@ def moves_the_machine_makes() -> set[tuple[str, str]]:
     visited: set[str] = set()
     while paths:
         path = paths.pop()
-        probe = ServableVersionMachine("m", 1, "/m/1", lambda _t: None)
+        probe = ServableVersionMachine("m", 1, "/m/1", lambda **_move: None)
         for trigger in path:
             getattr(probe, trigger)()
         if probe.state in visited:
@@ -60,7 +60,9 @@ def moves_the_machine_makes() -> set[tuple[str, str]]:
         visited.add(probe.state)
         for trigger in sorted(triggers):
             published: list[Transition] = []
-            machine = ServableVersionMachine("m", 1, "/m/1", published.append)
+            machine = ServableVersionMachine(
+                "m", 1, "/m/1", lambda **move: published.append(Transition(**move))
+            )
             for step in path:
                 getattr(machine, step)()
             published.clear()

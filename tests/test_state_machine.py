@@ -35,7 +35,10 @@ REACH = {
 
 def make_machine() -> tuple[ServableVersionMachine, list[Transition]]:
     published: list[Transition] = []
-    return ServableVersionMachine("mnist", 3, "/models/mnist/3", published.append), published
+    machine = ServableVersionMachine(
+        "mnist", 3, "/models/mnist/3", lambda **move: published.append(Transition(**move))
+    )
+    return machine, published
 
 
 @pytest.mark.parametrize("path", LEGAL_PATHS, ids=lambda p: "-".join(p))
