@@ -148,9 +148,9 @@ class LiveConfig:
             replaced = self._overrides.get(model.name, model)
             if replaced is not None:
                 models.append(replaced)
-        for name, model in self._overrides.items():
-            if model is not None and self._base.get(name) is None:
-                models.append(model)
+        for name, added in self._overrides.items():
+            if added is not None and self._base.get(name) is None:
+                models.append(added)
         return ServerConfig(tuple(models))
 
     def _apply(self, new: ServerConfig, origin: str) -> ConfigDiff:

@@ -45,7 +45,7 @@ _NUMPY_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
 # ----------------------------------------------------------------------------- parsing
-class TokenDocument(dict):  # type: ignore[type-arg]
+class TokenDocument(dict):
     """A body read by the standard library's parser, the only one that takes NaN and
     ±Infinity tokens: in any other body a non-finite number was a literal out of range."""
 

@@ -15,7 +15,7 @@ import signal
 import tempfile
 import time
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import Any, TypeGuard
 
 import structlog
 
@@ -211,7 +211,7 @@ def runner_from_flags(
     return BatchingRunner(batching, publish=publish, on_reject=on_reject)
 
 
-def batches(runner: Runner) -> bool:
+def batches(runner: Runner) -> TypeGuard[BatchingRunner | PerVersionBatchingRunner]:
     """Whether requests may wait in batching queues (a scheduler's gauges and traces)."""
     return isinstance(runner, BatchingRunner | PerVersionBatchingRunner)
 
@@ -315,7 +315,7 @@ class ModelServer:
             self.metrics.request_log_drop,
             self.metrics.request_log_written,
         )
-        series = [self.metrics.request_series]
+        series: list[Callable[[str, str], object]] = [self.metrics.request_series]
         core_runner: Runner = self.runner
         on_runtime = None
         if self.tf_metrics is not None:
@@ -508,8 +508,13 @@ async def serve(options: ServerOptions) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     received: list[str] = []
+
+    def on_signal(name: str) -> None:
+        received.append(name)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda s=sig: (received.append(s.name), stop.set()))
+        loop.add_signal_handler(sig, on_signal, sig.name)
     await server.start()
     await stop.wait()
     await server.stop(reason=f"received {received[0] if received else 'stop'}")

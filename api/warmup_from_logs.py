@@ -15,6 +15,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeAlias
 
 from google.protobuf.message import DecodeError
 from tensorflow_serving.apis import prediction_log_pb2
@@ -25,7 +26,7 @@ from pyserving.api.warmup_from_logs_command import MAX_WARMUP_RECORDS
 
 _LOG_NAME = re.compile(r".*-(\d{8}T\d{6}Z)-(\d+)\.tfrecord")
 
-PredictionLog = prediction_log_pb2.PredictionLog
+PredictionLog: TypeAlias = prediction_log_pb2.PredictionLog
 
 
 class WarmupFromLogsError(Exception):
@@ -135,7 +136,7 @@ def _write(out: Path, records: list[PredictionLog]) -> None:
                 copy = PredictionLog()
                 copy.CopyFrom(record)
                 kind = copy.WhichOneof("log_type")
-                getattr(copy, kind).ClearField("response")  # type: ignore[arg-type]
+                getattr(copy, kind).ClearField("response")
                 stream.write(frame(copy.SerializeToString()))
         os.replace(temporary, out)
     except OSError as exc:

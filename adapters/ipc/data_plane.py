@@ -246,28 +246,28 @@ class RemoteDataPlane:
     async def model_status(
         self, model: ModelRequest
     ) -> get_model_status_pb2.GetModelStatusResponse:
-        return await self._view("model_status", _model_params(model))  # type: ignore[no-any-return]
+        return await self._view("model_status", _model_params(model))
 
     async def model_ready(self, model: ModelRequest) -> bool:
         answer = await self._call("model_ready", _model_params(model))
         return bool(answer.params["ready"])
 
     async def model_metadata(self, model: ModelRequest) -> grpc_service_pb2.ModelMetadataResponse:
-        return await self._view("model_metadata", _model_params(model))  # type: ignore[no-any-return]
+        return await self._view("model_metadata", _model_params(model))
 
     async def list_models(self, request: ListModelsRequest) -> ListModelsResponse:
         params = {"message": request.SerializeToString()}
-        return await self._view("list_models", params)  # type: ignore[no-any-return]
+        return await self._view("list_models", params)
 
     async def health(self, service: str) -> int | None:
         answer = await self._call("health", {"service": service})
-        return answer.params["status"]  # type: ignore[no-any-return]
+        return answer.params["status"]
 
     async def reload_config(
         self, request: model_management_pb2.ReloadConfigRequest
     ) -> model_management_pb2.ReloadConfigResponse:
         params = {"message": request.SerializeToString()}
-        return await self._view("reload_config", params)  # type: ignore[no-any-return]
+        return await self._view("reload_config", params)
 
     async def repository_index(self, ready_only: bool) -> list[IndexEntry]:
         answer = await self._call("repository_index", {"ready_only": ready_only})

@@ -123,7 +123,9 @@ class SegmentMaps:
                 _close(old)
         else:
             self._maps.move_to_end(name)
-        return segment.buf
+        buf = segment.buf
+        assert buf is not None  # None only once closed, and a closed segment has left _maps
+        return buf
 
     def close(self) -> None:
         while self._maps:

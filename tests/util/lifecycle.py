@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -25,10 +26,22 @@ from pyserving.engine.manager import Manager, RetryPolicy
 from pyserving.engine.policy import AspiredVersionPolicy
 from pyserving.engine.servable import Loader
 from pyserving.engine.servable_map import ServableMap
-from pyserving.statemachines.servable_version import State
+from pyserving.statemachines.servable_version import ServableVersionMachine, State
 
 NO_RETRIES = RetryPolicy(max_num_load_retries=0, load_retry_interval_s=0.0)
 SETTLED = (State.AVAILABLE, State.END, State.ERROR)
+
+
+def machine_recording(
+    published: list[Transition], model: str = "m", version: int = 1
+) -> ServableVersionMachine:
+    """A bare version machine whose moves are appended to `published` as Transitions, as
+    the engine's harness publishes them."""
+
+    def record(**move: Any) -> None:
+        published.append(Transition(**move))
+
+    return ServableVersionMachine(model, version, f"/{model}/{version}", record)
 
 
 def all_settled(manager: Manager) -> bool:
