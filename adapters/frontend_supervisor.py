@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from pyserving.engine.errors import ConfigurationError
 from pyserving.engine.events import Event, FrontendExited, FrontendStarted
 
 log = structlog.get_logger("pyserving.frontends")
@@ -32,8 +33,9 @@ MAX_BACKOFF_S = 5.0
 QUICK_EXIT_S = 1.0  # an exit this soon after a start counts as a failing start
 
 
-class FrontendStartError(RuntimeError):
-    """A front-end did not come up; the message says which and why."""
+class FrontendStartError(ConfigurationError):
+    """A front-end did not come up; the message says which and why. (A ConfigurationError:
+    the server cannot run as started, and `serve` reports it as it does a bad flag.)"""
 
 
 @dataclass

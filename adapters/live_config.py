@@ -34,7 +34,7 @@ from pyserving.adapters.model_config import (
     ServerConfig,
     diff,
     from_proto,
-    parse_text,
+    parse_model_server_config,
 )
 from pyserving.adapters.sources.model_sources import ModelSources
 from pyserving.adapters.sources.storage_path import VersionStorage
@@ -280,7 +280,7 @@ class LiveConfig:
             self._last_file_text = text
             started = time.monotonic()
             try:
-                new = parse_text(text, origin=self._config_file)
+                new = parse_model_server_config(text, origin=self._config_file)
             except ConfigError as exc:
                 log.error(
                     "model_config_rejected",

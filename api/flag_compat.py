@@ -12,6 +12,7 @@ from typing import Any
 
 import pyserving
 from pyserving.api.flags import ACCEPTED, FLAGS, IMPLEMENTED, REFUSED, FlagSupport
+from pyserving.engine.errors import ConfigurationError
 
 __all__ = ["ACCEPTED", "IMPLEMENTED", "REFUSED", "TF_SERVING_FLAGS", "FlagError", "FlagSupport"]
 
@@ -47,7 +48,7 @@ def version_text() -> str:
     )
 
 
-class FlagError(ValueError):
+class FlagError(ConfigurationError):
     """Flags that cannot be used together or parsed; the message names them."""
 
 

@@ -25,7 +25,7 @@ from pyserving.adapters.protos import grpc_service_pb2
 from pyserving.adapters.request_log.logger import RequestLogger
 from pyserving.adapters.request_log.writer import RecordWriter, WriterOptions
 from pyserving.api import model_listing, oip_grpc, oip_repository, oip_rest, profiler_service
-from pyserving.api.flag_compat import FlagError, check_credentials, grpc_channel_arguments
+from pyserving.api.flag_compat import check_credentials, grpc_channel_arguments
 from pyserving.api.health import HealthService
 from pyserving.api.http_server import (
     ConnectionLimits,
@@ -35,21 +35,21 @@ from pyserving.api.http_server import (
     probe_routes,
 )
 from pyserving.api.model_service import ModelService
-from pyserving.api.monitoring_config import MonitoringConfigError, load_monitoring_config
+from pyserving.api.monitoring_config import load_monitoring_config
 from pyserving.api.prediction_service import PredictionService
 from pyserving.api.request_envelope import Envelope, add_service
 from pyserving.api.rest_api import RestApi, RestOptions
 from pyserving.api.restricted_api import (
     MODEL_CONFIG,
     MODEL_REPOSITORY,
-    RestrictionError,
     Restrictions,
     parse_restricted_api,
 )
-from pyserving.api.startup_checks import StartupError, check_request_log_flags
+from pyserving.api.startup_checks import check_request_log_flags
 from pyserving.api.tensor_codec import elements_within, tensor_bytes_within
-from pyserving.api.tls import TlsConfigError, load_ssl_config
+from pyserving.api.tls import load_ssl_config
 from pyserving.engine.data_plane import DataPlane
+from pyserving.engine.errors import ConfigurationError
 from pyserving.engine.request_core import PlanOptions
 
 log = structlog.get_logger("pyserving.server")
@@ -112,14 +112,12 @@ class ProtocolServers:
         self.shared_ports = shared_ports  # SO_REUSEPORT: front-ends listen side by side
         self.unix_socket = unix_socket
         self.serve_profiler = profiler and options.enable_profiler
-        try:
-            check_credentials(options)
-            self.channel_arguments = grpc_channel_arguments(options.grpc_channel_arguments)
-            self.tls = load_ssl_config(options.ssl_config_file)
-            self.restrictions = Restrictions(parse_restricted_api(options.restricted_api))
-            self.prometheus = load_monitoring_config(options.monitoring_config_file)
-        except (FlagError, TlsConfigError, RestrictionError, MonitoringConfigError) as exc:
-            raise StartupError(str(exc)) from None  # each names the flag and what to change
+        # Each raises a ConfigurationError naming the flag and what to change.
+        check_credentials(options)
+        self.channel_arguments = grpc_channel_arguments(options.grpc_channel_arguments)
+        self.tls = load_ssl_config(options.ssl_config_file)
+        self.restrictions = Restrictions(parse_restricted_api(options.restricted_api))
+        self.prometheus = load_monitoring_config(options.monitoring_config_file)
         self.health = HealthService(plane)
         self.grpc_server: grpc.aio.Server | None = None
         self.http_server: HttpServer | None = None
@@ -235,7 +233,7 @@ class ProtocolServers:
                         f"is another server using --port={options.port}? Stop it or "
                         "choose another port"
                     )
-                raise StartupError(f"cannot listen on {address} ({exc}): {hint}") from None
+                raise ConfigurationError(f"cannot listen on {address} ({exc}): {hint}") from None
             if not address.startswith("unix:"):
                 self.port = bound
         kind = "alts" if options.use_alts_credentials else "tls" if self.tls else "insecure"
@@ -270,10 +268,7 @@ class ProtocolServers:
         options = self.options
         if not options.rest_api_port:
             return
-        try:
-            ssl_context = self.tls.ssl_context() if self.tls is not None else None
-        except TlsConfigError as exc:
-            raise StartupError(str(exc)) from None
+        ssl_context = self.tls.ssl_context() if self.tls is not None else None
         http = HttpServer(
             options.rest_api_port,
             ssl_context=ssl_context,
@@ -304,7 +299,7 @@ class ProtocolServers:
         try:
             self.http_port = await http.start()
         except (OSError, ValueError) as exc:
-            raise StartupError(str(exc)) from None
+            raise ConfigurationError(str(exc)) from None
         self.http_server = http
 
     # ------------------------------------------------------------------ lifetime
@@ -321,7 +316,7 @@ class ProtocolServers:
         )
         try:
             await self._start_http()
-        except StartupError:
+        except ConfigurationError:
             await server.stop(None)
             raise
 

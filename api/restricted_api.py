@@ -27,7 +27,7 @@ from typing import Any
 import grpc
 import structlog
 
-from pyserving.engine.errors import Code, ServingError
+from pyserving.engine.errors import Code, ConfigurationError, ServingError
 
 log = structlog.get_logger("pyserving.api")
 
@@ -42,7 +42,7 @@ USAGE = (
 )
 
 
-class RestrictionError(ValueError):
+class RestrictionError(ConfigurationError):
     """A --restricted_api value that cannot be used; the message says what to write."""
 
 

@@ -21,7 +21,7 @@ import structlog
 
 import pyserving
 from pyserving.adapters.event_log import EventLogWriter, last_sequence
-from pyserving.adapters.frontend_supervisor import FrontendStartError, FrontendSupervisor
+from pyserving.adapters.frontend_supervisor import FrontendSupervisor
 from pyserving.adapters.ipc import EngineEndpoint
 from pyserving.adapters.ipc.engine_services import (
     Generation,
@@ -53,7 +53,7 @@ from pyserving.adapters.tfserving_metrics import (
     TFServingMetrics,
     tee_series,
 )
-from pyserving.adapters.tracing import TracingConfigError, tracing_from_environment
+from pyserving.adapters.tracing import tracing_from_environment
 from pyserving.api.flag_compat import (
     refused_flags,
 )
@@ -62,22 +62,19 @@ from pyserving.api.frontend import frontend_args
 from pyserving.api.http_server import (
     local_exposition,
 )
-from pyserving.api.monitoring_config import MonitoringConfigError, load_monitoring_config
+from pyserving.api.monitoring_config import load_monitoring_config
 from pyserving.api.protocol_servers import ProtocolServers, plan_options, request_log_from_flags
 from pyserving.api.request_envelope import Envelope, SeriesCache
 from pyserving.api.restricted_api import (
-    RestrictionError,
     Restrictions,
     parse_restricted_api,
 )
 from pyserving.api.startup_checks import (
-    StartupError,
     check_distinct_ports,
     check_model_repository,
     models_from_flags,
 )
 from pyserving.api.tensorflow_settings import (
-    SettingsError,
     TensorFlowSettings,
     apply_xla_flags,
     session_config_text,
@@ -88,6 +85,7 @@ from pyserving.api.warmup_replay import make_replay
 from pyserving.engine.batching import BatchingRunner
 from pyserving.engine.bus import EventBus
 from pyserving.engine.data_plane import InProcessDataPlane
+from pyserving.engine.errors import ConfigurationError
 from pyserving.engine.events import Event, ServerStarted, ServerStopped, ShutdownRequested
 from pyserving.engine.manager import Manager, RetryPolicy
 from pyserving.engine.per_version_batching import PerVersionBatchingRunner
@@ -96,7 +94,7 @@ from pyserving.engine.request_core import RequestCore
 from pyserving.engine.runner import DirectRunner, Runner
 from pyserving.engine.servable_map import ServableMap
 
-__all__ = ["ModelConfig", "ModelServer", "StartupError", "models_from_flags", "serve"]
+__all__ = ["ConfigurationError", "ModelConfig", "ModelServer", "models_from_flags", "serve"]
 
 log = structlog.get_logger("pyserving.server")
 
@@ -106,10 +104,7 @@ FRONTEND_START_TIMEOUT_S = 60.0
 
 
 def restrictions_from_flags(options: ServerOptions) -> Restrictions:
-    try:
-        return Restrictions(parse_restricted_api(options.restricted_api))
-    except RestrictionError as exc:
-        raise StartupError(str(exc)) from None
+    return Restrictions(parse_restricted_api(options.restricted_api))
 
 
 def repository_from_flags(
@@ -170,10 +165,7 @@ def loaders_from_flags(
 
 def tensorflow_settings(options: ServerOptions) -> TensorFlowSettings:
     """The tensorflow platform's settings from the flags or --platform_config_file."""
-    try:
-        return settings_from_flags(options)
-    except SettingsError as exc:
-        raise StartupError(str(exc)) from None
+    return settings_from_flags(options)
 
 
 def tfserving_metrics_from_flags(
@@ -223,10 +215,8 @@ class ModelServer:
         self.config = models_from_flags(options)
         first_seq = last_sequence(options.event_log) + 1 if options.event_log else 1
         self.bus = EventBus(first_seq=first_seq)
-        try:  # OpenTelemetry traces, when the OTEL_* variables ask for them
-            self.tracing = tracing_from_environment()
-        except TracingConfigError as exc:
-            raise StartupError(str(exc)) from None
+        # OpenTelemetry traces, when the OTEL_* variables ask for them
+        self.tracing = tracing_from_environment()
         # Rejections are counted by the metrics, made later in _init_observability.
         self.runner = runner_from_flags(
             options,
@@ -290,10 +280,7 @@ class ModelServer:
 
     def _init_observability(self) -> None:
         """Metrics on a private registry, fed by the bus; the HTTP server's settings."""
-        try:
-            self.prometheus = load_monitoring_config(self.options.monitoring_config_file)
-        except MonitoringConfigError as exc:
-            raise StartupError(str(exc)) from None
+        self.prometheus = load_monitoring_config(self.options.monitoring_config_file)
         check_distinct_ports(self.options)
         rest_port = self.options.rest_api_port
         if self.options.monitoring_config_file and self.prometheus.enabled and not rest_port:
@@ -350,7 +337,7 @@ class ModelServer:
         gRPC's options are the protocol servers' (ProtocolServers checks them)."""
         refused = refused_flags(self.options)
         if refused:
-            raise StartupError("; ".join(refused))
+            raise ConfigurationError("; ".join(refused))
         # The Session ConfigProto, batching, tags, warm-up: flags or --platform_config_file
         self.tf_settings = tensorflow_settings(self.options)
         log.info(
@@ -409,10 +396,7 @@ class ModelServer:
         gc.freeze()
         self.live_config.start()
         if self.frontends is not None:  # they start while the models load
-            try:
-                await self.frontends.start(timeout_s=FRONTEND_START_TIMEOUT_S)
-            except FrontendStartError as exc:
-                raise StartupError(str(exc)) from None
+            await self.frontends.start(timeout_s=FRONTEND_START_TIMEOUT_S)
         if self.repository is not None and self.options.model_repository_load_all:
             loaded = await asyncio.to_thread(self.repository.load_all)
             log.info("model_repository_loaded_all", models=loaded)
