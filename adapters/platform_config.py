@@ -152,7 +152,7 @@ def _classes() -> tuple[type, type, type]:
         )
         file.message_type.append(adapter)
         pool.Add(file)
-    return tuple(  # type: ignore[return-value]
+    session, adapter_config, warmup = (
         message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tensorflow.serving.{n}"))
         for n in (
             "SessionBundleConfig",
@@ -160,6 +160,7 @@ def _classes() -> tuple[type, type, type]:
             "ModelWarmupOptions",
         )
     )
+    return session, adapter_config, warmup
 
 
 def session_bundle_config_class() -> type:

@@ -9,7 +9,7 @@ metrics and drain.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
 import grpc
@@ -33,6 +33,7 @@ from pyserving.api.tensor_budget import request_budget
 from pyserving.engine.data_plane import DataPlane, InferCall
 from pyserving.engine.errors import invalid_argument
 from pyserving.engine.request_core import (
+    Outputs,
     PlanOptions,
     Prediction,
     RequestPlan,
@@ -44,7 +45,7 @@ from pyserving.engine.servable import Servable
 from pyserving.engine.servable_map import ServableHandle
 
 SIGNATURE_DEF_FIELD = "signature_def"
-M = TypeVar("M")
+M = TypeVar("M", bound=Message)
 
 
 def rpc_deadline(context: grpc.aio.ServicerContext) -> float | None:
@@ -78,8 +79,8 @@ def predict_plan(
     plan = plan_predict(servable, request.model_spec.signature_name, inputs, request.output_filter)
     model = request.model_spec.name
 
-    def finish(results: object, served: ServableHandle) -> predict_pb2.PredictResponse:
-        prediction = plan.finish(results, served)  # type: ignore[arg-type]
+    def finish(results: Sequence[Outputs], served: ServableHandle) -> predict_pb2.PredictResponse:
+        prediction = plan.finish(results, served)
         return encode_prediction(model, prediction, as_content)
 
     return RequestPlan(plan.calls, finish)
@@ -183,7 +184,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         """Classify's, Regress's or MultiInference's reply, with its provenance trailers,
         logged when sampled."""
         response, fingerprint = served
-        version = records.answered_spec(response).version.value  # type: ignore[arg-type]
+        version = records.answered_spec(response).version.value
         context.set_trailing_metadata(answer_metadata(version, fingerprint))
-        self._log(model, lambda: records.logged(field, request, response, fingerprint))  # type: ignore[arg-type]
+        self._log(model, lambda: records.logged(field, request, response, fingerprint))
         return response

@@ -31,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -147,15 +148,15 @@ def xplane_path(request: ProfileRequest) -> str:
     return os.path.join(request.repository_root, request.session_id, name)
 
 
-def _session_options(opts: object) -> dict[str, int]:
+def _session_options(opts: Any) -> dict[str, int]:
     """The tracer levels the Python ProfilerSession takes (ProfilerOptions' names); a
     version-0 ProfileOptions means TSL's defaults (host 2, device 1, python 0)."""
     if getattr(opts, "version", 0) == 0:
         return {"host_tracer_level": 2, "device_tracer_level": 1, "python_tracer_level": 0}
     return {
-        "host_tracer_level": int(opts.host_tracer_level),  # type: ignore[attr-defined]
-        "device_tracer_level": int(opts.device_tracer_level),  # type: ignore[attr-defined]
-        "python_tracer_level": int(opts.python_tracer_level),  # type: ignore[attr-defined]
+        "host_tracer_level": int(opts.host_tracer_level),
+        "device_tracer_level": int(opts.device_tracer_level),
+        "python_tracer_level": int(opts.python_tracer_level),
     }
 
 

@@ -216,13 +216,13 @@ class Envelope:
             seconds = time.perf_counter() - started
             log.debug("request_finished", code=code, seconds=round(seconds, 6))
             self._observe(scope, code, seconds)
-            if trace is not None:
-                self._end_trace(trace, scope, code)
+            if trace is not None and self.tracer is not None:
+                self._end_trace(self.tracer, trace, scope, code)
             CURRENT.reset(token)
 
-    def _end_trace(self, trace: Any, scope: RequestScope, code: str) -> None:
+    def _end_trace(self, tracer: Tracer, trace: Any, scope: RequestScope, code: str) -> None:
         try:
-            self.tracer.end(trace, scope, code)  # type: ignore[union-attr]
+            tracer.end(trace, scope, code)
         except Exception:  # tracing must never fail a request
             log.exception("request_trace_failed")
 

@@ -15,7 +15,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from google.protobuf.message import DecodeError
 from tensorflow_serving.apis import prediction_log_pb2
@@ -38,9 +38,9 @@ def record_model(record: PredictionLog) -> str:
         return record.log_metadata.model_spec.name
     request = _request(record)
     if record.WhichOneof("log_type") == "multi_inference_log":
-        tasks = request.tasks  # type: ignore[attr-defined]
+        tasks = request.tasks
         return tasks[0].model_spec.name if tasks else ""
-    return request.model_spec.name if request is not None else ""  # type: ignore[attr-defined]
+    return request.model_spec.name if request is not None else ""
 
 
 def record_signature(record: PredictionLog) -> str:
@@ -48,10 +48,10 @@ def record_signature(record: PredictionLog) -> str:
     record's is its tasks' signatures joined by commas."""
     request = _request(record)
     if record.WhichOneof("log_type") == "multi_inference_log":
-        return ",".join(t.model_spec.signature_name for t in request.tasks)  # type: ignore[attr-defined]
+        return ",".join(t.model_spec.signature_name for t in request.tasks)
     if record.log_metadata.model_spec.signature_name:
         return record.log_metadata.model_spec.signature_name
-    return request.model_spec.signature_name if request is not None else ""  # type: ignore[attr-defined]
+    return request.model_spec.signature_name if request is not None else ""
 
 
 def make_warmup_file(
@@ -144,6 +144,8 @@ def _write(out: Path, records: list[PredictionLog]) -> None:
         raise WarmupFromLogsError(f"cannot write --out {out}: {exc.strerror}") from None
 
 
-def _request(record: PredictionLog) -> object:
+def _request(record: PredictionLog) -> Any:
+    """The logged request: a Predict, Classify, Regress or MultiInference request (Any:
+    tensorflow_serving's generated modules carry no types), or None."""
     kind = record.WhichOneof("log_type")
     return getattr(record, kind).request if kind else None

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from google.protobuf.message import Message
@@ -32,7 +32,6 @@ from tensorflow_serving.apis import (
 )
 
 from pyserving.adapters.ipc.engine_side import Answer, Call, Handler
-from pyserving.adapters.ipc.frontend_side import EngineClient
 from pyserving.adapters.protos import grpc_service_pb2
 from pyserving.adapters.protos.model_registry_pb2 import ListModelsRequest, ListModelsResponse
 from pyserving.engine.data_plane import DataPlane, InferCall
@@ -125,6 +124,19 @@ SIGNATURE_CACHE_SIZE = 1024
 STALE_SIGNATURE_CODES = frozenset({Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.FAILED_PRECONDITION})
 
 
+class EngineCalls(Protocol):
+    """What a RemoteDataPlane calls the engine through: an EngineClient
+    (adapters/ipc/frontend_side.py), or the front-end's ConfigFollowingClient around one."""
+
+    async def call(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        tensors: Mapping[str, np.ndarray] | None = None,
+        timeout_s: float | None = None,
+    ) -> Answer: ...
+
+
 class RemoteDataPlane:
     """A front-end's data plane: every call is one message to the engine.
 
@@ -139,7 +151,7 @@ class RemoteDataPlane:
     goes with it and the engine's times come back (the engine makes the run and queue
     spans under the front-end's span)."""
 
-    def __init__(self, client: EngineClient, tracer: Tracer | None = None) -> None:
+    def __init__(self, client: EngineCalls, tracer: Tracer | None = None) -> None:
         self._client = client
         self._tracer = tracer
         self._serving: Any = None  # the engine's serving map the last answer was made under
@@ -174,12 +186,13 @@ class RemoteDataPlane:
         scope = CURRENT.get()
         if scope is not None:
             params["scope"] = [scope.api, scope.request_id]
-        trace = None if self._tracer is None else self._tracer.current()
-        if trace is not None:
-            params["trace"] = self._tracer.carrier(trace)  # type: ignore[union-attr]
+        tracer = self._tracer
+        trace = None if tracer is None else tracer.current()
+        if tracer is not None and trace is not None:
+            params["trace"] = tracer.carrier(trace)
         answer = await self._call(method, params, tensors, _remaining(deadline))
-        if trace is not None and "trace" in answer.params:
-            self._tracer.answered(trace, answer.params["trace"])  # type: ignore[union-attr]
+        if tracer is not None and trace is not None and "trace" in answer.params:
+            tracer.answered(trace, answer.params["trace"])
         return answer
 
     async def infer(self, call: InferCall) -> Prediction:
