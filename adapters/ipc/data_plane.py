@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from google.protobuf.message import Message
@@ -41,6 +41,10 @@ from pyserving.engine.request_core import ModelRequest, Prediction, Served
 from pyserving.engine.request_scope import CURRENT, RequestScope
 from pyserving.engine.servable import Signature, TensorSpec
 from pyserving.engine.trace_hooks import Tracer
+
+if TYPE_CHECKING:  # annotations only: the engine process never needs the front-end's ends
+    from pyserving.adapters.ipc.frontend_services import ConfigFollowingClient
+    from pyserving.adapters.ipc.frontend_side import EngineClient
 
 # The request and response classes of the methods that cross as whole messages.
 MESSAGES: dict[str, tuple[type[Message], type[Message]]] = {
@@ -124,19 +128,6 @@ SIGNATURE_CACHE_SIZE = 1024
 STALE_SIGNATURE_CODES = frozenset({Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.FAILED_PRECONDITION})
 
 
-class EngineCalls(Protocol):
-    """What a RemoteDataPlane calls the engine through: an EngineClient
-    (adapters/ipc/frontend_side.py), or the front-end's ConfigFollowingClient around one."""
-
-    async def call(
-        self,
-        method: str,
-        params: Mapping[str, Any] | None = None,
-        tensors: Mapping[str, np.ndarray] | None = None,
-        timeout_s: float | None = None,
-    ) -> Answer: ...
-
-
 class RemoteDataPlane:
     """A front-end's data plane: every call is one message to the engine.
 
@@ -151,7 +142,9 @@ class RemoteDataPlane:
     goes with it and the engine's times come back (the engine makes the run and queue
     spans under the front-end's span)."""
 
-    def __init__(self, client: EngineCalls, tracer: Tracer | None = None) -> None:
+    def __init__(
+        self, client: EngineClient | ConfigFollowingClient, tracer: Tracer | None = None
+    ) -> None:
         self._client = client
         self._tracer = tracer
         self._serving: Any = None  # the engine's serving map the last answer was made under
