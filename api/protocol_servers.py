@@ -1,4 +1,5 @@
 """Every protocol a process serves, built over one DataPlane: the gRPC server (TF Serving's
+
 services, the Open Inference Protocol, ListModels, health, reflection) and the HTTP server
 (probes, metrics, TF Serving's REST API, the Open Inference Protocol's REST, the
 repository API).
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import structlog
@@ -52,6 +53,9 @@ from pyserving.engine.data_plane import DataPlane
 from pyserving.engine.errors import ConfigurationError
 from pyserving.engine.request_core import PlanOptions
 
+if TYPE_CHECKING:  # annotations only
+    from pyserving.api.server_options import ServerOptions
+
 log = structlog.get_logger("pyserving.server")
 
 # Prometheus' default scrape path, served beside TF Serving's (--monitoring_config_file's),
@@ -59,7 +63,7 @@ log = structlog.get_logger("pyserving.server")
 PROMETHEUS_DEFAULT_PATH = "/metrics"
 
 
-def plan_options(options: Any) -> PlanOptions:
+def plan_options(options: ServerOptions) -> PlanOptions:
     return PlanOptions(
         method_name_check=options.enable_signature_method_name_check,
         max_elements=elements_within(options.grpc_max_message_bytes),
@@ -69,7 +73,7 @@ def plan_options(options: Any) -> PlanOptions:
 
 
 def request_log_from_flags(
-    options: Any,
+    options: ServerOptions,
     configs: Callable[[], ServerConfig],
     on_drop: Callable[[str], None] = lambda reason: None,
     on_written: Callable[[], None] = lambda: None,
@@ -94,7 +98,7 @@ class ProtocolServers:
 
     def __init__(
         self,
-        options: Any,
+        options: ServerOptions,
         plane: DataPlane,
         envelope: Envelope,
         request_log: RequestLogger,

@@ -14,7 +14,7 @@ import dataclasses
 import errno
 import os
 import socket
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pyserving.adapters.batching_config import load_batching_options
 from pyserving.adapters.model_config import ServerConfig, read_file, single_model
@@ -30,6 +30,9 @@ from pyserving.api.tls import load_ssl_config
 from pyserving.engine.batching_params import BatchingOptions
 from pyserving.engine.errors import ConfigurationError
 
+if TYPE_CHECKING:  # annotations only
+    from pyserving.api.server_options import ServerOptions
+
 __all__ = [
     "batching_from_flags",
     "check_before_tensorflow",
@@ -41,7 +44,7 @@ __all__ = [
 ]
 
 
-def models_from_flags(options: Any) -> ServerConfig:
+def models_from_flags(options: ServerOptions) -> ServerConfig:
     """--model_config_file when given (as TF Serving, it overrides --model_name/_base_path)."""
     if options.model_config_file:
         return read_file(options.model_config_file)
@@ -56,7 +59,7 @@ def models_from_flags(options: Any) -> ServerConfig:
     return single_model(options.model_name, options.model_base_path, options.model_platform)
 
 
-def check_model_repository(options: Any) -> None:
+def check_model_repository(options: ServerOptions) -> None:
     if not options.model_repository:
         if options.model_repository_load_all:
             raise ConfigurationError(
@@ -70,7 +73,7 @@ def check_model_repository(options: Any) -> None:
         )
 
 
-def check_request_log_flags(options: Any) -> None:
+def check_request_log_flags(options: ServerOptions) -> None:
     if options.request_log_max_bytes <= 0:
         raise ConfigurationError(
             "--request_log_max_bytes must be positive (a file's size in bytes)"
@@ -81,7 +84,7 @@ def check_request_log_flags(options: Any) -> None:
         raise ConfigurationError("--request_log_queue_size must be at least 1")
 
 
-def batching_from_flags(options: Any) -> BatchingOptions | None:
+def batching_from_flags(options: ServerOptions) -> BatchingOptions | None:
     """The batching options with --enable_batching (validated), None without."""
     if not options.enable_batching:
         if options.batching_parameters_file:
@@ -108,7 +111,7 @@ def with_idle(batching: BatchingOptions, idle_micros: int) -> BatchingOptions:
     return batching
 
 
-def check_distinct_ports(options: Any) -> None:
+def check_distinct_ports(options: ServerOptions) -> None:
     rest_port = options.rest_api_port
     if rest_port and rest_port == options.port:
         raise ConfigurationError(
@@ -116,7 +119,7 @@ def check_distinct_ports(options: Any) -> None:
         )
 
 
-def check_workers(options: Any) -> None:
+def check_workers(options: ServerOptions) -> None:
     """Front-end processes share the server's ports, so each port must be a fixed one."""
     if options.workers < 0:
         raise ConfigurationError(f"--workers={options.workers}: give 0 (one process) or more")
@@ -153,7 +156,7 @@ def check_port_free(port: int, flag: str, reuse_port: bool = False) -> None:
             # Anything else (say, a host without IPv4) is left to the server's own bind.
 
 
-def check_before_tensorflow(options: Any) -> None:
+def check_before_tensorflow(options: ServerOptions) -> None:
     """Every check of flags, config files and ports that needs no TensorFlow; raises
     ConfigurationError with the first problem found."""
     refused = refused_flags(options)

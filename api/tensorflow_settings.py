@@ -1,4 +1,5 @@
 """How the `tensorflow` platform loads and runs versions: from the flags, or from
+
 --platform_config_file instead, as TF Serving's server.cc builds its SessionBundleConfig.
 
 Without --platform_config_file (server.cc, in this order): the Session ConfigProto is
@@ -28,7 +29,7 @@ import ctypes
 import functools
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyserving.adapters.batching_config import (
     options_from_proto,
@@ -41,6 +42,9 @@ from pyserving.api.flag_compat import tensorflow_threads
 from pyserving.api.startup_checks import batching_from_flags, with_idle
 from pyserving.engine.batching_params import BatchingOptions
 from pyserving.engine.errors import ConfigurationError
+
+if TYPE_CHECKING:  # annotations only
+    from pyserving.api.server_options import ServerOptions
 
 # SessionBundleConfig fields applied here; the others stop start-up when set.
 _APPLIED = frozenset(
@@ -79,7 +83,7 @@ class TensorFlowSettings:
     source: str  # "flags", or the platform config file that took their place
 
 
-def settings_from_flags(options: Any) -> TensorFlowSettings:
+def settings_from_flags(options: ServerOptions) -> TensorFlowSettings:
     """The settings TF Serving's server.cc would build from these flags; a ConfigurationError
     (SettingsError, or the file's or flag's own) names what to change."""
     if options.platform_config_file:
@@ -116,7 +120,7 @@ def settings_from_flags(options: Any) -> TensorFlowSettings:
     )
 
 
-def _from_platform_config(options: Any) -> TensorFlowSettings:
+def _from_platform_config(options: ServerOptions) -> TensorFlowSettings:
     path = options.platform_config_file
     legacy = read_platform_config(path)
     unapplied = sorted(field.name for field, _ in legacy.ListFields() if field.name not in _APPLIED)
@@ -174,7 +178,7 @@ def _mixed_precision(config: Any, mode: str) -> None:
     )
 
 
-def xla_compilation_allowed(options: Any) -> bool:
+def xla_compilation_allowed(options: ServerOptions) -> bool:
     return bool(options.xla_cpu_compilation_enabled or options.xla_gpu_compilation_enabled)
 
 
@@ -188,7 +192,7 @@ def disable_xla_compilation() -> None:
     library["_ZN10tensorflow21DisableXlaCompilationEv"]()
 
 
-def apply_xla_flags(options: Any) -> bool:
+def apply_xla_flags(options: ServerOptions) -> bool:
     """As main.cc: XLA compilation off unless one of the two XLA flags allows it."""
     if xla_compilation_allowed(options):
         return True
