@@ -318,6 +318,16 @@ FLAGS: tuple[Flag, ...] = (
         metavar="N",
     ),
     Flag(
+        "frontend_liveness_timeout_seconds",
+        float,
+        10.0,
+        LIFE,
+        "with --workers: a front-end that has not said it is alive (it does every second, "
+        "from its event loop) for this long is killed and started again, so a hung one "
+        "does not keep taking connections; 0 = never (default: %(default)s)",
+        metavar="SECONDS",
+    ),
+    Flag(
         "shutdown_grace_seconds",
         float,
         30.0,

@@ -457,6 +457,7 @@ class ModelServer:
             self.options.workers,
             lambda worker: frontend_args(self.options, address, worker, os.getpid()),
             self.bus.publish,
+            self.options.frontend_liveness_timeout_seconds,
         )
         services = engine_services(
             SeriesCache(self.series).observe,

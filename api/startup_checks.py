@@ -17,6 +17,7 @@ import socket
 from typing import Any
 
 from pyserving.adapters.batching_config import BatchingConfigError, load_batching_options
+from pyserving.adapters.frontend_supervisor import HEARTBEAT_S
 from pyserving.adapters.model_config import ConfigError, ServerConfig, read_file, single_model
 from pyserving.api.flag_compat import (
     FlagError,
@@ -133,6 +134,13 @@ def check_workers(options: Any) -> None:
         raise StartupError(
             "--workers needs a fixed --port: every front-end listens on the same one "
             "(a port the kernel picks would differ in each); give --port=PORT"
+        )
+    timeout_s = options.frontend_liveness_timeout_seconds
+    if timeout_s and timeout_s < 2 * HEARTBEAT_S:
+        raise StartupError(
+            f"--frontend_liveness_timeout_seconds={timeout_s:g}: a front-end says it is alive "
+            f"every {HEARTBEAT_S:g} s, so give 0 (never replace a silent one) or at least "
+            f"{2 * HEARTBEAT_S:g}"
         )
 
 

@@ -263,8 +263,9 @@ class FrontendStarted(Event):
 
 @dataclass(frozen=True)
 class FrontendExited(Event):
-    """A front-end process ended: its exit code, or the signal that killed it, and whether
-    the engine starts its slot again (not while the server stops)."""
+    """A front-end process ended: its exit code, or the signal that killed it, whether the
+    engine starts its slot again (not while the server stops), and whether the engine
+    killed it for not answering (`unresponsive`)."""
 
     kind: ClassVar[str] = "frontend_exited"
     worker: int
@@ -272,6 +273,7 @@ class FrontendExited(Event):
     exit_code: int | None
     signal: str = ""
     restarting: bool = False
+    unresponsive: bool = False
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

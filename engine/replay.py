@@ -189,6 +189,8 @@ def describe_frontend(e: FrontendStarted | FrontendExited) -> str:
     if isinstance(e, FrontendStarted):
         return f"{who} started" + (f", restart {e.restarts}" if e.restarts else "")
     how = f"killed by {e.signal}" if e.signal else f"exited with code {e.exit_code}"
+    if e.unresponsive:
+        how = f"stopped answering; the engine {how.replace('killed by', 'killed it with')}"
     return f"{who} {how}" + ("; the engine starts it again" if e.restarting else "")
 
 
