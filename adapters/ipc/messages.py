@@ -14,6 +14,8 @@ that under load a message, its socket calls and the peer's wake-up serve many re
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -119,18 +121,27 @@ def tensor_frames(name: str, value: np.ndarray) -> tuple[TensorHeader, list[Any]
 
 
 def _count(shape: Sequence[int]) -> int:
+    """Elements in `shape`: exact (Python's integers; numpy's int64 product would wrap)."""
     if any(d < 0 for d in shape):
         raise TransportError(f"negative dimension in shape {list(shape)}")
-    return int(np.prod(shape, dtype=np.int64))
+    return math.prod(shape)
+
+
+@functools.lru_cache(maxsize=64)
+def _dtype(text: str) -> np.dtype | str:
+    """numpy's dtype for a header's dtype string, made once per string (it is on every
+    tensor's way), or why it cannot be one whose bytes are the value."""
+    try:
+        dtype = np.dtype(text)
+    except TypeError:
+        return f"unknown dtype {text!r}"
+    return dtype if dtype.kind in RAW_KINDS else f"dtype {text!r} is not raw"
 
 
 def raw_dtype(header: TensorHeader) -> np.dtype:
-    try:
-        dtype = np.dtype(header.dtype)
-    except TypeError as error:
-        raise TransportError(f"tensor {header.name!r}: unknown dtype {header.dtype!r}") from error
-    if dtype.kind not in RAW_KINDS:
-        raise TransportError(f"tensor {header.name!r}: dtype {header.dtype!r} is not raw")
+    dtype = _dtype(header.dtype)
+    if isinstance(dtype, str):
+        raise TransportError(f"tensor {header.name!r}: {dtype}")
     return dtype
 
 
