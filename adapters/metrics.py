@@ -2,7 +2,7 @@
 
 Lifecycle metrics come only from bus events (`handle`), never from scattered call sites:
 whatever the machines do, the bus reports, so the metrics cannot disagree with the event
-log. Request metrics come from the request envelope (`api/request_envelope.py`, every
+log. Request metrics come from the request envelope (`api/envelope/request_envelope.py`, every
 protocol) through `request_series`; the batcher reports rejections through
 `batch_rejected` and its queue depths through the callable given to `watch_queue_depths`.
 

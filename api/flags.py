@@ -726,7 +726,9 @@ FLAGS: tuple[Flag, ...] = (
         "serve tensorflow.ProfilerService on the gRPC port, for TensorBoard's capture and "
         "tf.profiler.experimental.client.trace; it runs in this process and opens no other "
         "port (default: true)",
-        _implemented("tensorflow.ProfilerService on the gRPC port (api/profiler_service)"),
+        _implemented(
+            "tensorflow.ProfilerService on the gRPC port (api/tfserving/profiler_service)"
+        ),
     ),
     # ------------------------------------------------------------------ compatibility
     Flag(

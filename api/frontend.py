@@ -73,8 +73,8 @@ async def serve_frontend(options: object, address: str, worker: int) -> int:
         ObservationShipper,
     )
     from pyserving.adapters.tracing import tracing_from_environment
+    from pyserving.api.envelope.request_envelope import Envelope, observer_series
     from pyserving.api.protocol_servers import ProtocolServers, request_log_from_flags
-    from pyserving.api.request_envelope import Envelope, observer_series
     from pyserving.engine.errors import ServingError
 
     log = structlog.get_logger("pyserving.frontend")

@@ -54,22 +54,22 @@ from pyserving.adapters.tfserving_metrics import (
     tee_series,
 )
 from pyserving.adapters.tracing import TracingConfigError, tracing_from_environment
+from pyserving.api.envelope.http_server import (
+    local_exposition,
+)
+from pyserving.api.envelope.request_envelope import Envelope, SeriesCache
+from pyserving.api.envelope.restricted_api import (
+    RestrictionError,
+    Restrictions,
+    parse_restricted_api,
+)
 from pyserving.api.flag_compat import (
     refused_flags,
 )
 from pyserving.api.flags import ServerOptions
 from pyserving.api.frontend import frontend_args
-from pyserving.api.http_server import (
-    local_exposition,
-)
 from pyserving.api.monitoring_config import MonitoringConfigError, load_monitoring_config
 from pyserving.api.protocol_servers import ProtocolServers, plan_options, request_log_from_flags
-from pyserving.api.request_envelope import Envelope, SeriesCache
-from pyserving.api.restricted_api import (
-    RestrictionError,
-    Restrictions,
-    parse_restricted_api,
-)
 from pyserving.api.startup_checks import (
     StartupError,
     check_distinct_ports,
@@ -83,8 +83,8 @@ from pyserving.api.tensorflow_settings import (
     session_config_text,
     settings_from_flags,
 )
+from pyserving.api.tfserving.warmup_requests import make_replay
 from pyserving.api.view_messages import engine_lifecycle
-from pyserving.api.warmup_replay import make_replay
 from pyserving.engine.batching import BatchingRunner
 from pyserving.engine.bus import EventBus
 from pyserving.engine.data_plane import InProcessDataPlane

@@ -19,6 +19,7 @@ from typing import Any
 from pyserving.adapters.batching_config import BatchingConfigError, load_batching_options
 from pyserving.adapters.frontend_supervisor import HEARTBEAT_S
 from pyserving.adapters.model_config import ConfigError, ServerConfig, read_file, single_model
+from pyserving.api.envelope.restricted_api import RestrictionError, parse_restricted_api
 from pyserving.api.flag_compat import (
     FlagError,
     check_credentials,
@@ -27,7 +28,6 @@ from pyserving.api.flag_compat import (
     tensorflow_threads,
 )
 from pyserving.api.monitoring_config import MonitoringConfigError, load_monitoring_config
-from pyserving.api.restricted_api import RestrictionError, parse_restricted_api
 from pyserving.api.tls import TlsConfigError, load_ssl_config
 from pyserving.engine.batching_params import BatchingOptions
 

@@ -3,7 +3,7 @@ Protocol's ModelMetadataResponse, pyserving.ModelRegistry's ListModelsResponse),
 `Lifecycle` the in-process plane reads them from.
 
 Those message classes are generated into adapters/protos and the OIP's datatype names are
-the codec's (oip_codec), neither of which engine/ imports: the composition root hands
+the codec's (api/oip/codec.py), neither of which engine/ imports: the composition root hands
 this encoder to the in-process plane with the live config and the repository.
 """
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from pyserving.adapters.protos import grpc_service_pb2
 from pyserving.adapters.protos.model_registry_pb2 import ListModelsResponse
-from pyserving.api import oip_codec
+from pyserving.api.oip import codec as oip_codec
 from pyserving.engine.data_plane import Lifecycle
 from pyserving.engine.manager import Manager
 from pyserving.engine.model_views import ListedModel, ModelMetadata

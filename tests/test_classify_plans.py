@@ -17,7 +17,7 @@ from tensorflow_serving.apis import (
 )
 
 from pyserving.adapters.loaders.tensorflow_loader import TensorFlowLoader, TensorFlowServable
-from pyserving.api.warmup_replay import predict_request_plan
+from pyserving.api.tfserving.warmup_requests import predict_request_plan
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.example_input import serialized_examples
 from pyserving.engine.request_core import PlanOptions, run_now

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from pyserving.api import rest_codec
-from pyserving.api.tensor_budget import TensorBudget
+from pyserving.api.envelope.tensor_budget import TensorBudget
+from pyserving.api.tfserving import rest_codec
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.servable import Signature, TensorSpec
 

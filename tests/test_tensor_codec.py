@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
-from pyserving.api.tensor_codec import decode, encode
+from pyserving.api.envelope.tensor_codec import decode, encode
 from pyserving.engine.errors import Code, ServingError
 
 ARRAYS = [

@@ -19,7 +19,7 @@ from pyserving.adapters.loaders.warmup import (
     warmup_path,
 )
 from pyserving.adapters.metrics import ServingMetrics
-from pyserving.api.warmup_replay import make_replay
+from pyserving.api.tfserving.warmup_requests import make_replay
 from pyserving.engine.events import Event, WarmupFinished
 from pyserving.engine.request_core import PlanOptions
 from tests.example_models import classify_log, export_tf1_model, write_warmup_requests

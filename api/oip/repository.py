@@ -25,9 +25,9 @@ import orjson
 from aiohttp import web
 
 from pyserving.adapters.protos import grpc_service_pb2
-from pyserving.api.http_body import DEFAULT_BODY_TIMEOUT_S, error_response, read_body
-from pyserving.api.request_envelope import Envelope, http_status
-from pyserving.api.restricted_api import MODEL_REPOSITORY, Restrictions
+from pyserving.api.envelope.http_body import DEFAULT_BODY_TIMEOUT_S, error_response, read_body
+from pyserving.api.envelope.request_envelope import Envelope, http_status
+from pyserving.api.envelope.restricted_api import MODEL_REPOSITORY, Restrictions
 from pyserving.engine.data_plane import DataPlane
 from pyserving.engine.errors import ServingError, invalid_argument
 from pyserving.engine.model_admin import IndexEntry

@@ -46,7 +46,7 @@ def add_warmup_from_logs_command(commands: argparse._SubParsersAction) -> None:
 
 
 def run_warmup_from_logs(options: argparse.Namespace) -> int:
-    from pyserving.api.warmup_from_logs import WarmupFromLogsError, make_warmup_file
+    from pyserving.api.commands.warmup_from_logs import WarmupFromLogsError, make_warmup_file
 
     try:
         written, model, signature = make_warmup_file(

@@ -25,15 +25,15 @@ from grpc_health.v1 import health_pb2
 import pyserving
 from pyserving.adapters.protos import grpc_service_pb2
 from pyserving.adapters.request_log.logger import NO_REQUEST_LOG, RequestLog
-from pyserving.api import oip_codec
-from pyserving.api import request_records as records
-from pyserving.api.answer_provenance import (
+from pyserving.api.envelope import request_records as records
+from pyserving.api.envelope.answer_provenance import (
     FINGERPRINT_PARAMETER,
     answer_metadata,
     described_version,
 )
-from pyserving.api.prediction_service import encode_prediction, rpc_deadline
-from pyserving.api.tensor_budget import request_budget
+from pyserving.api.envelope.tensor_budget import request_budget
+from pyserving.api.oip import codec as oip_codec
+from pyserving.api.tfserving.prediction_service import encode_prediction, rpc_deadline
 from pyserving.engine.data_plane import DataPlane, InferCall
 from pyserving.engine.errors import invalid_argument
 from pyserving.engine.off_loop import off_loop_if_big

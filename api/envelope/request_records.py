@@ -18,7 +18,7 @@ from google.protobuf.message import Message
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from pyserving.adapters.protos.log_provenance_pb2 import LogProvenance
-from pyserving.api import tensor_codec
+from pyserving.api.envelope import tensor_codec
 from pyserving.engine.request_core import ModelRequest
 
 PredictionLog = prediction_log_pb2.PredictionLog

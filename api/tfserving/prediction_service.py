@@ -25,11 +25,12 @@ from tensorflow_serving.apis import (
 )
 
 from pyserving.adapters.request_log.logger import NO_REQUEST_LOG, RequestLog
-from pyserving.api import request_records as records
-from pyserving.api import tensor_codec, tensor_content
-from pyserving.api.answer_provenance import answer_metadata
-from pyserving.api.model_spec import ModelRequest, fill_model_spec, parse_model_spec
-from pyserving.api.tensor_budget import request_budget
+from pyserving.api.envelope import request_records as records
+from pyserving.api.envelope import tensor_codec
+from pyserving.api.envelope.answer_provenance import answer_metadata
+from pyserving.api.envelope.tensor_budget import request_budget
+from pyserving.api.tfserving import tensor_content
+from pyserving.api.tfserving.model_spec import ModelRequest, fill_model_spec, parse_model_spec
 from pyserving.engine.data_plane import DataPlane, InferCall
 from pyserving.engine.errors import invalid_argument
 from pyserving.engine.request_core import (

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from pyserving.adapters.protos import grpc_service_pb2
-from pyserving.api import rest_codec
-from pyserving.api.tensor_budget import TensorBudget, request_budget, shape_text
+from pyserving.api.envelope.tensor_budget import TensorBudget, request_budget, shape_text
+from pyserving.api.tfserving import rest_codec
 from pyserving.engine.errors import invalid_argument, quoted
 from pyserving.engine.request_core import PlanOptions
 from pyserving.engine.servable import Signature, TensorSpec

@@ -4,7 +4,7 @@
 [/versions/V]` (model metadata) and `.../ready`, `POST .../infer` with JSON tensors or the
 binary-data extension (`Inference-Header-Content-Length`), as tritonclient's HTTP client
 sends them. The same request core and signature checks as gRPC's ModelInfer
-(`oip_grpc`), inside the same envelope as `/v1` (request id, metrics, drain, and
+(`grpc_service`), inside the same envelope as `/v1` (request id, metrics, drain, and
 --rest_api_timeout_in_ms as the deadline that reaches the runner). Errors are
 `{"error": "..."}` with the envelope's HTTP status for the error's code; readiness that
 is false answers 400 with no body, as Triton does.
@@ -26,15 +26,17 @@ from google.protobuf import json_format
 
 import pyserving
 from pyserving.adapters.request_log.logger import NO_REQUEST_LOG, RequestLog
-from pyserving.api import oip_codec, rest_codec
-from pyserving.api import request_records as records
-from pyserving.api.answer_provenance import (
+from pyserving.api.envelope import request_records as records
+from pyserving.api.envelope.answer_provenance import (
     FINGERPRINT_PARAMETER,
     answer_metadata,
     described_version,
 )
-from pyserving.api.http_body import error_response, read_body
-from pyserving.api.oip_grpc import (
+from pyserving.api.envelope.http_body import error_response, read_body
+from pyserving.api.envelope.request_envelope import Envelope, http_status
+from pyserving.api.envelope.tensor_budget import request_budget
+from pyserving.api.oip import codec as oip_codec
+from pyserving.api.oip.grpc_service import (
     LABEL_PARAMETER,
     SERVER_NAME,
     SIGNATURE_PARAMETER,
@@ -45,14 +47,13 @@ from pyserving.api.oip_grpc import (
     server_ready,
     signature_parameter,
 )
-from pyserving.api.prediction_service import encode_prediction
-from pyserving.api.request_envelope import Envelope, http_status
-from pyserving.api.rest_api import (
+from pyserving.api.tfserving import rest_codec
+from pyserving.api.tfserving.prediction_service import encode_prediction
+from pyserving.api.tfserving.rest_api import (
     CORS_HEADERS,
     REQUEST_ID,
     RestOptions,
 )
-from pyserving.api.tensor_budget import request_budget
 from pyserving.engine.data_plane import DataPlane
 from pyserving.engine.errors import ServingError
 from pyserving.engine.off_loop import off_loop_if_big

@@ -31,13 +31,13 @@ from google.protobuf.message import Message
 from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, regression_pb2
 
 from pyserving.adapters.request_log.logger import NO_REQUEST_LOG, RequestLog
-from pyserving.api import request_records as records
-from pyserving.api import rest_codec
-from pyserving.api.answer_provenance import answer_metadata
-from pyserving.api.http_body import DEFAULT_BODY_TIMEOUT_S, error_response, read_body
-from pyserving.api.prediction_service import encode_prediction, model_metadata
-from pyserving.api.request_envelope import HTTP_STATUS, Envelope, http_status
-from pyserving.api.tensor_budget import request_budget
+from pyserving.api.envelope import request_records as records
+from pyserving.api.envelope.answer_provenance import answer_metadata
+from pyserving.api.envelope.http_body import DEFAULT_BODY_TIMEOUT_S, error_response, read_body
+from pyserving.api.envelope.request_envelope import HTTP_STATUS, Envelope, http_status
+from pyserving.api.envelope.tensor_budget import request_budget
+from pyserving.api.tfserving import rest_codec
+from pyserving.api.tfserving.prediction_service import encode_prediction, model_metadata
 from pyserving.engine.data_plane import DataPlane, InferCall
 from pyserving.engine.errors import ServingError, invalid_argument
 from pyserving.engine.off_loop import off_loop_if_big

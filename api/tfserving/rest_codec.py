@@ -31,7 +31,7 @@ import orjson
 from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow_serving.apis import classification_pb2, input_pb2, regression_pb2
 
-from pyserving.api.tensor_budget import TensorBudget, shape_text
+from pyserving.api.envelope.tensor_budget import TensorBudget, shape_text
 from pyserving.engine.errors import Code, ServingError, invalid_argument, quoted
 from pyserving.engine.servable import Signature
 from pyserving.engine.signature_checks import dtype_name

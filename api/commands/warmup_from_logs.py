@@ -21,7 +21,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from pyserving.adapters.request_log.files import FILE_MODE
 from pyserving.adapters.request_log.tfrecord import TFRecordError, frame, read_records
-from pyserving.api.warmup_from_logs_command import MAX_WARMUP_RECORDS
+from pyserving.api.commands.warmup_from_logs_command import MAX_WARMUP_RECORDS
 
 _LOG_NAME = re.compile(r".*-(\d{8}T\d{6}Z)-(\d+)\.tfrecord")
 

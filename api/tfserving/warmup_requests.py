@@ -13,9 +13,9 @@ from collections.abc import Callable
 from google.protobuf.message import Message
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from pyserving.api import tensor_codec
-from pyserving.api.prediction_service import predict_plan
-from pyserving.api.tensor_budget import request_budget
+from pyserving.api.envelope import tensor_codec
+from pyserving.api.envelope.tensor_budget import request_budget
+from pyserving.api.tfserving.prediction_service import predict_plan
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.request_core import PlanOptions, RequestPlan, run_now
 from pyserving.engine.request_plans import plan_classify, plan_multi_inference, plan_regress
