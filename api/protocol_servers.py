@@ -25,6 +25,7 @@ from pyserving.adapters.protos import grpc_service_pb2
 from pyserving.adapters.request_log.logger import RequestLogger
 from pyserving.adapters.request_log.writer import RecordWriter, WriterOptions
 from pyserving.api.envelope.health import HealthService
+from pyserving.api.envelope.http_body import RestOptions
 from pyserving.api.envelope.http_server import (
     ConnectionLimits,
     Exposition,
@@ -50,7 +51,7 @@ from pyserving.api.startup_checks import StartupError, check_request_log_flags
 from pyserving.api.tfserving import model_listing, profiler_service
 from pyserving.api.tfserving.model_service import ModelService
 from pyserving.api.tfserving.prediction_service import PredictionService
-from pyserving.api.tfserving.rest_api import RestApi, RestOptions
+from pyserving.api.tfserving.rest_api import RestApi
 from pyserving.api.tls import TlsConfigError, load_ssl_config
 from pyserving.engine.data_plane import DataPlane
 from pyserving.engine.request_core import PlanOptions

@@ -11,15 +11,16 @@ fingerprint rides in `log_metadata` as a field TF Serving does not define
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from google.protobuf.message import Message
+from tensorflow.core.framework import tensor_pb2
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from pyserving.adapters.protos.log_provenance_pb2 import LogProvenance
 from pyserving.api.envelope import tensor_codec
-from pyserving.engine.request_core import ModelRequest
+from pyserving.engine.request_core import ModelRequest, Prediction, fill_model_spec
 
 PredictionLog = prediction_log_pb2.PredictionLog
 
@@ -64,6 +65,22 @@ def with_path_version(
     return record
 
 
+def predict_response(
+    model: str,
+    prediction: Prediction,
+    encode: Callable[[np.ndarray, tensor_pb2.TensorProto], None] = tensor_codec.encode,
+) -> predict_pb2.PredictResponse:
+    """The PredictResponse TF Serving's gRPC gives for `prediction`: what every protocol's
+    predict is logged with, and (with `encode` choosing the tensor form) what
+    PredictionService answers."""
+    response = predict_pb2.PredictResponse()
+    fill_model_spec(response.model_spec, model, prediction.version, prediction.signature)
+    outputs = response.outputs
+    for name, array in prediction.outputs.items():
+        encode(array, outputs[name])
+    return response
+
+
 def as_predict_log(
     spec: ModelRequest,
     signature_sent: str,
@@ -74,7 +91,7 @@ def as_predict_log(
 ) -> PredictionLog:
     """REST predict (or an Open Inference Protocol infer, whose requested outputs are the
     filter) as the PredictRequest gRPC would have carried, with the reply gRPC would have
-    given (`prediction_service.encode_prediction`): TF Serving's tools read PredictLogs."""
+    given (`predict_response`): TF Serving's tools read PredictLogs."""
     record = PredictionLog()
     request = record.predict_log.request
     request.model_spec.name = spec.name

@@ -31,9 +31,9 @@ from pyserving.api.envelope.answer_provenance import (
     answer_metadata,
     described_version,
 )
+from pyserving.api.envelope.request_envelope import rpc_deadline
 from pyserving.api.envelope.tensor_budget import request_budget
 from pyserving.api.oip import codec as oip_codec
-from pyserving.api.tfserving.prediction_service import encode_prediction, rpc_deadline
 from pyserving.engine.data_plane import DataPlane, InferCall
 from pyserving.engine.errors import invalid_argument
 from pyserving.engine.off_loop import off_loop_if_big
@@ -207,7 +207,7 @@ class InferenceService:
                 spec,
                 signature_name,
                 inputs,
-                encode_prediction(model, prediction),
+                records.predict_response(model, prediction),
                 wanted,
                 prediction.fingerprint,
             ),

@@ -26,13 +26,20 @@ from google.protobuf import json_format
 
 import pyserving
 from pyserving.adapters.request_log.logger import NO_REQUEST_LOG, RequestLog
+from pyserving.api.envelope import json_body
 from pyserving.api.envelope import request_records as records
 from pyserving.api.envelope.answer_provenance import (
     FINGERPRINT_PARAMETER,
     answer_metadata,
     described_version,
 )
-from pyserving.api.envelope.http_body import error_response, read_body
+from pyserving.api.envelope.http_body import (
+    CORS_HEADERS,
+    REQUEST_ID,
+    RestOptions,
+    error_response,
+    read_body,
+)
 from pyserving.api.envelope.request_envelope import Envelope, http_status
 from pyserving.api.envelope.tensor_budget import request_budget
 from pyserving.api.oip import codec as oip_codec
@@ -46,13 +53,6 @@ from pyserving.api.oip.grpc_service import (
     output_order,
     server_ready,
     signature_parameter,
-)
-from pyserving.api.tfserving import rest_codec
-from pyserving.api.tfserving.prediction_service import encode_prediction
-from pyserving.api.tfserving.rest_api import (
-    CORS_HEADERS,
-    REQUEST_ID,
-    RestOptions,
 )
 from pyserving.engine.data_plane import DataPlane
 from pyserving.engine.errors import ServingError
@@ -152,7 +152,7 @@ class OipRest:
                 response = error_response(
                     exc,
                     http_status(exc),
-                    rest_codec.error_body(exc.message),
+                    json_body.error_body(exc.message),
                     content_type=JSON,
                     headers=self._cors,
                 )
@@ -232,7 +232,7 @@ class OipRest:
                     spec,
                     signature_name,
                     infer.inputs,
-                    encode_prediction(model, prediction),
+                    records.predict_response(model, prediction),
                     wanted,
                     prediction.fingerprint,
                 ),

@@ -8,7 +8,6 @@ metrics and drain.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import TypeVar
 
@@ -28,6 +27,7 @@ from pyserving.adapters.request_log.logger import NO_REQUEST_LOG, RequestLog
 from pyserving.api.envelope import request_records as records
 from pyserving.api.envelope import tensor_codec
 from pyserving.api.envelope.answer_provenance import answer_metadata
+from pyserving.api.envelope.request_envelope import rpc_deadline
 from pyserving.api.envelope.tensor_budget import request_budget
 from pyserving.api.tfserving import tensor_content
 from pyserving.api.tfserving.model_spec import ModelRequest, fill_model_spec, parse_model_spec
@@ -48,25 +48,14 @@ SIGNATURE_DEF_FIELD = "signature_def"
 M = TypeVar("M")
 
 
-def rpc_deadline(context: grpc.aio.ServicerContext) -> float | None:
-    """The RPC's deadline on the `time.monotonic()` clock, or None when it has none."""
-    remaining = context.time_remaining()
-    return None if remaining is None else time.monotonic() + remaining
-
-
 def encode_prediction(
     model: str, prediction: Prediction, as_content: bool = False
 ) -> predict_pb2.PredictResponse:
     """TF Serving's PredictResponse: the outputs in their typed value fields (AsProtoField,
     predict_util.cc's default), which clients read as `float_val` or with MakeNdarray; in
     `tensor_content` with `as_content` (--enable_serialization_as_tensor_content)."""
-    response = predict_pb2.PredictResponse()
-    fill_model_spec(response.model_spec, model, prediction.version, prediction.signature)
-    outputs = response.outputs
     encode = tensor_content.encode if as_content else tensor_codec.encode
-    for name, array in prediction.outputs.items():
-        encode(array, outputs[name])
-    return response
+    return records.predict_response(model, prediction, encode)
 
 
 def predict_plan(
