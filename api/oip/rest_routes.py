@@ -3,8 +3,8 @@
 `GET /v2/health/live`, `/v2/health/ready`, `/v2` (server metadata), `/v2/models/M
 [/versions/V]` (model metadata) and `.../ready`, `POST .../infer` with JSON tensors or the
 binary-data extension (`Inference-Header-Content-Length`), as tritonclient's HTTP client
-sends them. The same request core and signature checks as gRPC's ModelInfer
-(`grpc_service`), inside the same envelope as `/v1` (request id, metrics, drain, and
+sends them. The same calls as gRPC's ModelInfer (`handlers.py`: request core, signature
+checks), inside the same envelope as `/v1` (request id, metrics, drain, and
 --rest_api_timeout_in_ms as the deadline that reaches the runner). Errors are
 `{"error": "..."}` with the envelope's HTTP status for the error's code; readiness that
 is false answers 400 with no body, as Triton does.
@@ -43,7 +43,7 @@ from pyserving.api.envelope.http_body import (
 from pyserving.api.envelope.request_envelope import Envelope, http_status
 from pyserving.api.envelope.tensor_budget import request_budget
 from pyserving.api.oip import codec as oip_codec
-from pyserving.api.oip.grpc_service import (
+from pyserving.api.oip.handlers import (
     LABEL_PARAMETER,
     SERVER_NAME,
     SIGNATURE_PARAMETER,

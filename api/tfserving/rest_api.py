@@ -44,7 +44,7 @@ from pyserving.api.envelope.http_body import (
 from pyserving.api.envelope.request_envelope import HTTP_STATUS, Envelope, http_status
 from pyserving.api.envelope.tensor_budget import request_budget
 from pyserving.api.tfserving import rest_codec
-from pyserving.api.tfserving.prediction_service import encode_prediction, model_metadata
+from pyserving.api.tfserving.handlers import encode_prediction, model_metadata
 from pyserving.engine.data_plane import DataPlane, InferCall
 from pyserving.engine.errors import ServingError, invalid_argument
 from pyserving.engine.off_loop import off_loop_if_big
