@@ -280,10 +280,6 @@ class ServingMetrics:
         """The model's label value: its name if configured, else one fixed value."""
         return model if model in self._known_models() else UNKNOWN_MODEL
 
-    def observe_request(self, model: str, api: str, code: str, seconds: float) -> None:
-        """Count one finished request. `api` and `code` must come from fixed sets."""
-        self.request_series(model, api).observe(code, seconds)
-
     def request_series(self, model: str, api: str) -> RequestSeries:
         """The children of one (model, api), for a caller that keeps them (the request
         envelope): no `labels()` look-up per request. Not to be kept (`cacheable` False)

@@ -36,9 +36,6 @@ class Event:
         """The record as plain JSON values (lists for tuples, dicts for nested dataclasses)."""
         return msgspec.to_builtins(self._record())
 
-    def to_json(self) -> str:
-        return encode(self).decode()
-
     def _record(self) -> dict[str, Any]:
         record: dict[str, Any] = {"seq": self.seq, "time": self.time, "kind": self.kind}
         for name in _field_names(type(self)):

@@ -192,20 +192,6 @@ class RequestCore:
                 plan = await plan
             return await run_plan(self.runner, handle, plan, deadline, self.on_runtime)
 
-    async def predict(
-        self,
-        spec: ModelRequest,
-        signature_name: str,
-        inputs: Mapping[str, np.ndarray],
-        output_filter: Sequence[str] = (),
-        deadline: float | None = None,
-    ) -> Prediction:
-        return await self.execute(
-            spec,
-            lambda servable: plan_predict(servable, signature_name, inputs, output_filter),
-            deadline,
-        )
-
 
 class InlineRunner:
     """Runs the model on the calling thread: for warm-up, which is on a load thread."""
