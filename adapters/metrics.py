@@ -174,14 +174,14 @@ class ServingMetrics:
         # Mirrors TF Serving's /tensorflow/serving/model_warmup_latency.
         self.warmup_seconds = Histogram(
             "pyserving_model_warmup_seconds",
-            "Wall time of replaying a version's warm-up requests during its load.",
+            "Wall time of running a version's warm-up requests during its load.",
             ["model", "status"],
             buckets=WARMUP_BUCKETS,
             registry=registry,
         )
         self.warmup_records = Counter(
             "pyserving_model_warmup_records",
-            "Warm-up records replayed (each counted once, whatever the iterations).",
+            "Warm-up records run (each counted once, whatever the iterations).",
             ["model"],
             registry=registry,
         )

@@ -349,16 +349,16 @@ FLAGS: tuple[Flag, ...] = (
         bool,
         True,
         PLATFORMS,
-        "replay each version's assets.extra/tf_serving_warmup_requests before it serves, "
+        "run each version's assets.extra/tf_serving_warmup_requests before it serves, "
         "so the first request is not slow (default: true)",
-        _implemented("replay warm-up records"),
+        _implemented("run warm-up records"),
     ),
     Flag(
         "num_request_iterations_for_warmup",
         int,
         1,
         PLATFORMS,
-        "times each warm-up record is replayed (default: %(default)s)",
+        "times each warm-up record is run (default: %(default)s)",
         _implemented("warm-up repetitions"),
         metavar="N",
     ),

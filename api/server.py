@@ -83,13 +83,13 @@ from pyserving.api.tensorflow_settings import (
     session_config_text,
     settings_from_flags,
 )
-from pyserving.api.tfserving.warmup_requests import make_replay
+from pyserving.api.tfserving.warmup_requests import make_warmup_answer
 from pyserving.api.view_messages import engine_lifecycle
 from pyserving.engine.batching import BatchingRunner
 from pyserving.engine.bus import EventBus
 from pyserving.engine.data_plane import InProcessDataPlane
 from pyserving.engine.events import Event, ServerStarted, ServerStopped, ShutdownRequested
-from pyserving.engine.manager import Manager, RetryPolicy
+from pyserving.engine.manager import LoadAttempts, Manager
 from pyserving.engine.per_version_batching import PerVersionBatchingRunner
 from pyserving.engine.policy import POLICIES
 from pyserving.engine.request_core import RequestCore
@@ -161,7 +161,7 @@ def loaders_from_flags(
         per_model_batching=settings.per_model_batching,
     )
     warmup = (
-        WarmupOptions(make_replay(plan_options(options)), settings.warmup_iterations)
+        WarmupOptions(make_warmup_answer(plan_options(options)), settings.warmup_iterations)
         if settings.enable_model_warmup
         else None
     )
@@ -255,7 +255,7 @@ class ModelServer:
             loader_for=self.loaders,
             servable_map=self.servable_map,
             policy=POLICIES[options.aspired_version_policy](),
-            retry=RetryPolicy(
+            retry=LoadAttempts(
                 max_num_load_retries=options.max_num_load_retries,
                 load_retry_interval_s=options.load_retry_interval_micros / 1e6,
                 load_timeout_s=options.load_timeout_seconds,

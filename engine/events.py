@@ -98,7 +98,7 @@ class LoadSucceeded(Event):
 
 @dataclass(frozen=True)
 class WarmupFinished(Event):
-    """A version's warm-up requests were replayed during its load (before it serves).
+    """A version's warm-up requests were run during its load (before it serves).
 
     Published by the loading thread just before the load's own result; `error` is empty
     when every record ran, else it names the record that failed (and the load fails).

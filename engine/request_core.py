@@ -3,7 +3,7 @@ signature → run it (directly or batched) → the outputs and the version that 
 
 Protocols are codecs around this: gRPC and REST decode their request into a plan
 (Predict, Classify, Regress, MultiInference are all plans), `RequestCore.execute` runs
-it, and they encode what it returns. Warm-up replays its records through the same
+it, and they encode what it returns. Warm-up runs its records through the same
 `run_plan`, on the load thread and before the version serves (`run_now`).
 """
 

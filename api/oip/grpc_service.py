@@ -3,7 +3,7 @@ the same request core as TF Serving's PredictionService.
 
 A model is a served model, an input or output a key of its signature (`serving_default`,
 or the request's `signature_name` parameter), a datatype a dtype (`BYTES` = DT_STRING).
-`model_version` "" is the version policy's latest; a label is the `version_label`
+`model_version` "" is the version selection's latest; a label is the `version_label`
 parameter, as TF Serving's `model_spec.version_label`. ModelInfer is Predict: the same
 plan, runner and batching, inside the same envelope (request id, metrics with the method
 name as `api`, drain). Errors keep the core's codes (an unknown model is NOT_FOUND, as

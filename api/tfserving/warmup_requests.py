@@ -1,7 +1,7 @@
 """How warm-up answers a recorded PredictionLog: the same plans as live requests, run by
 the request core's executor on the load thread (`run_now`), before the version serves.
 
-TF Serving replays predict, classify, regress and multi-inference logs; the record's
+TF Serving runs predict, classify, regress and multi-inference logs; the record's
 model name and version are ignored (the version being loaded answers), its signature
 name and inputs are used as recorded.
 """
@@ -22,15 +22,15 @@ from pyserving.engine.request_plans import plan_classify, plan_multi_inference, 
 from pyserving.engine.servable import Servable
 
 
-def make_replay(
+def make_warmup_answer(
     options: PlanOptions,
 ) -> Callable[[Servable, prediction_log_pb2.PredictionLog, int], None]:
-    """The warm-up `Replay` for a server with these request options."""
+    """The warm-up `AnswerRecord` for a server with these request options."""
 
-    def replay(servable: Servable, record: prediction_log_pb2.PredictionLog, version: int) -> None:
+    def answer(servable: Servable, record: prediction_log_pb2.PredictionLog, version: int) -> None:
         run_now(servable, plan_for(servable, record, options), version)
 
-    return replay
+    return answer
 
 
 def predict_request_plan(
