@@ -83,6 +83,7 @@ from pyserving.api.tensorflow_settings import (
     session_config_text,
     settings_from_flags,
 )
+from pyserving.api.tfserving.example_plans import EXAMPLE_PLANS
 from pyserving.api.tfserving.warmup_requests import make_warmup_answer
 from pyserving.api.view_messages import engine_lifecycle
 from pyserving.engine.batching import BatchingRunner
@@ -333,7 +334,9 @@ class ModelServer:
         # Every codec's inference goes through this one interface (engine/data_plane.py).
         # Views and admin calls too: codecs never read the manager or the config themselves.
         lifecycle = engine_lifecycle(self.manager, self.live_config, self.repository)
-        self.data_plane = InProcessDataPlane(self.core, plan_options(self.options), lifecycle)
+        self.data_plane = InProcessDataPlane(
+            self.core, plan_options(self.options), lifecycle, EXAMPLE_PLANS
+        )
         if batches(self.runner):
             self.metrics.watch_queue_depths(self.runner.queue_depths)
         exported = None if self.options.metrics_names == "tfserving" else self.metrics_registry

@@ -11,6 +11,7 @@ fingerprint rides in `log_metadata` as a field TF Serving does not define
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -20,7 +21,7 @@ from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from pyserving.adapters.protos.log_provenance_pb2 import LogProvenance
 from pyserving.api.envelope import tensor_codec
-from pyserving.engine.request_core import ModelRequest, Prediction, fill_model_spec
+from pyserving.engine.request_core import ModelRequest, Prediction
 
 PredictionLog = prediction_log_pb2.PredictionLog
 
@@ -63,6 +64,24 @@ def with_path_version(
     record = logged(field, request, response, fingerprint)
     _name_version(getattr(record, field).request.model_spec, spec)
     return record
+
+
+def fill_model_spec(
+    out: model_pb2.ModelSpec, name: str, version: int, signature_name: str | None = None
+) -> None:
+    """The ModelSpec of a reply: the model, the version that answered, its signature."""
+    out.CopyFrom(_model_spec(name, version, signature_name))
+
+
+@functools.lru_cache(maxsize=1024)
+def _model_spec(name: str, version: int, signature_name: str | None) -> model_pb2.ModelSpec:
+    # Made once per (model, version, signature): every reply carries one, and copying a
+    # made message is one C call where setting its three fields is three (and a wrapper).
+    spec = model_pb2.ModelSpec(name=name)
+    spec.version.value = version
+    if signature_name is not None:
+        spec.signature_name = signature_name
+    return spec
 
 
 def predict_response(

@@ -27,6 +27,7 @@ from pyserving.api.envelope import tensor_codec
 from pyserving.api.envelope.answer_provenance import answer_metadata
 from pyserving.api.envelope.request_envelope import rpc_deadline
 from pyserving.api.envelope.tensor_budget import request_budget
+from pyserving.api.tfserving.example_plans import multi_inference_model_spec
 from pyserving.api.tfserving.handlers import (
     encode_prediction,
     model_metadata,
@@ -37,7 +38,6 @@ from pyserving.engine.request_core import (
     PlanOptions,
     Served,
 )
-from pyserving.engine.request_plans import multi_inference_model_spec
 
 M = TypeVar("M")
 

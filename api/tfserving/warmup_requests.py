@@ -15,10 +15,10 @@ from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from pyserving.api.envelope import tensor_codec
 from pyserving.api.envelope.tensor_budget import request_budget
+from pyserving.api.tfserving.example_plans import plan_classify, plan_multi_inference, plan_regress
 from pyserving.api.tfserving.handlers import predict_plan
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.request_core import PlanOptions, RequestPlan, run_now
-from pyserving.engine.request_plans import plan_classify, plan_multi_inference, plan_regress
 from pyserving.engine.servable import Servable
 
 

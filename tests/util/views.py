@@ -22,6 +22,7 @@ from pyserving.adapters.live_config import LiveConfig
 from pyserving.adapters.model_config import parse_text
 from pyserving.adapters.model_repository import ModelRepository, RepositoryControl
 from pyserving.adapters.protos.model_registry_pb2 import ListModelsRequest
+from pyserving.api.tfserving.example_plans import EXAMPLE_PLANS
 from pyserving.api.view_messages import engine_lifecycle
 from pyserving.engine.data_plane import DataPlane, InProcessDataPlane
 from pyserving.engine.errors import Code, ServingError
@@ -83,6 +84,7 @@ class ViewsEngine:
             RequestCore(self.lifecycle.map, self.runner),
             PlanOptions(),
             engine_lifecycle(manager, self.live, control if repository else None),
+            EXAMPLE_PLANS,
         )
         self.live.start()
         self.lifecycle.settle()
