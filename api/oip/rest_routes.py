@@ -43,17 +43,7 @@ from pyserving.api.envelope.http_body import (
 from pyserving.api.envelope.request_envelope import Envelope, http_status
 from pyserving.api.envelope.tensor_budget import request_budget
 from pyserving.api.oip import codec as oip_codec
-from pyserving.api.oip.handlers import (
-    LABEL_PARAMETER,
-    SERVER_NAME,
-    SIGNATURE_PARAMETER,
-    infer_prediction,
-    label_parameter,
-    model_request,
-    output_order,
-    server_ready,
-    signature_parameter,
-)
+from pyserving.api.oip import handlers
 from pyserving.engine.data_plane import DataPlane
 from pyserving.engine.errors import ServingError
 from pyserving.engine.off_loop import off_loop_if_big
@@ -171,13 +161,13 @@ class OipRest:
         return _Reply()
 
     async def _server_ready(self, request: web.Request) -> _Reply:
-        return _Reply() if await server_ready(self._plane) else _Reply(status=400)
+        return _Reply() if await handlers.server_ready(self._plane) else _Reply(status=400)
 
     async def _server_metadata(self, request: web.Request) -> _Reply:
         return _Reply(
             orjson.dumps(
                 {
-                    "name": SERVER_NAME,
+                    "name": handlers.SERVER_NAME,
                     "version": pyserving.__version__,
                     "extensions": self._extensions,
                 }
@@ -186,7 +176,7 @@ class OipRest:
 
     def _spec(self, request: web.Request, label: str | None = None) -> ModelRequest:
         info = request.match_info
-        return model_request(info["model"], info.get("version", ""), label)
+        return handlers.model_request(info["model"], info.get("version", ""), label)
 
     async def _model_ready(self, request: web.Request) -> _Reply:
         ready = await self._plane.model_ready(self._spec(request))
@@ -218,12 +208,16 @@ class OipRest:
                 request_budget(self._options.plan_options),
             )
             parameters = infer.parameters
-            spec = self._spec(request, label_parameter(parameters.get(LABEL_PARAMETER)))
-            signature_name = signature_parameter(parameters.get(SIGNATURE_PARAMETER))
+            spec = self._spec(
+                request, handlers.label_parameter(parameters.get(handlers.LABEL_PARAMETER))
+            )
+            signature_name = handlers.signature_parameter(
+                parameters.get(handlers.SIGNATURE_PARAMETER)
+            )
             wanted = infer.wanted
             model = spec.name
 
-            prediction = await infer_prediction(
+            prediction = await handlers.infer_prediction(
                 self._plane, spec, signature_name, infer.inputs, wanted, deadline
             )
             self._log(
@@ -237,7 +231,7 @@ class OipRest:
                     prediction.fingerprint,
                 ),
             )
-            order = output_order(prediction, wanted)
+            order = handlers.output_order(prediction, wanted)
             answer: Any = await off_loop_if_big(
                 sum(a.nbytes for a in prediction.outputs.values()),
                 oip_codec.encode_infer_body,

@@ -48,9 +48,7 @@ from pyserving.api.tfserving.handlers import encode_prediction, model_metadata
 from pyserving.engine.data_plane import DataPlane, InferCall
 from pyserving.engine.errors import ServingError, invalid_argument
 from pyserving.engine.off_loop import off_loop_if_big
-from pyserving.engine.request_core import (
-    ModelRequest,
-)
+from pyserving.engine.request_core import ModelRequest
 from pyserving.engine.request_scope import RequestScope
 
 __all__ = ["HTTP_STATUS", "RestApi", "RestOptions", "parse_call"]
