@@ -266,7 +266,10 @@ class InProcessDataPlane:
     async def model_status(
         self, model: ModelRequest
     ) -> get_model_status_pb2.GetModelStatusResponse:
-        return model_views.model_status(self._life().manager, self.core.servable_map, model)
+        life = self._life()
+        return life.encoder.status(
+            model_views.model_status(life.manager, self.core.servable_map, model)
+        )
 
     async def model_ready(self, model: ModelRequest) -> bool:
         return model_views.is_model_ready(self.core.servable_map, model)
@@ -289,7 +292,9 @@ class InProcessDataPlane:
     async def reload_config(
         self, request: model_management_pb2.ReloadConfigRequest
     ) -> model_management_pb2.ReloadConfigResponse:
-        return await reload_config(self._life().reload, request)
+        life = self._life()
+        await reload_config(life.reload, request)
+        return life.encoder.reloaded()
 
     def _repository(self) -> Repository:
         repository = self._life().repository

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tensorflow_serving.apis import get_model_status_pb2
 
-from pyserving.engine.model_views import STATE_TO_PROTO
+from pyserving.api.view_messages import STATE_TO_PROTO
 from pyserving.statemachines.servable_version import State
 from tests.e2e.conftest import FAST_FLAGS, TrainedModels
 from tests.recorded_runs import read_records, write_records

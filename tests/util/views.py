@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from google.protobuf import json_format, text_format
 from tensorflow_serving.apis import model_management_pb2
+from tensorflow_serving.apis.get_model_status_pb2 import ModelVersionStatus
 
 from pyserving.adapters.live_config import LiveConfig
 from pyserving.adapters.model_config import parse_text
@@ -27,7 +28,6 @@ from pyserving.api.view_messages import engine_lifecycle
 from pyserving.engine.data_plane import DataPlane, InProcessDataPlane
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.model_admin import IndexEntry
-from pyserving.engine.model_views import ModelVersionStatus
 from pyserving.engine.request_core import ModelRequest, PlanOptions, RequestCore
 from pyserving.engine.runner import DirectRunner
 from pyserving.engine.server_health import NOT_SERVING, SERVING
