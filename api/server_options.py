@@ -69,6 +69,8 @@ class ServerOptions:
     """The serving loop: uvloop or asyncio."""
     workers: int = 0
     """Front-end processes serving gRPC and REST for this engine; 0 = one process does all."""
+    frontend_liveness_timeout_seconds: float = 10.0
+    """With workers, a front-end silent this long is killed and restarted; 0 = never."""
     shutdown_grace_seconds: float = 30.0
     """On SIGTERM, how long in-flight requests may take to finish."""
     model_platform: str = TENSORFLOW

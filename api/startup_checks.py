@@ -17,7 +17,9 @@ import socket
 from typing import TYPE_CHECKING
 
 from pyserving.adapters.batching_config import load_batching_options
+from pyserving.adapters.frontend_supervisor import HEARTBEAT_S
 from pyserving.adapters.model_config import ServerConfig, read_file, single_model
+from pyserving.api.envelope.restricted_api import parse_restricted_api
 from pyserving.api.flag_compat import (
     check_credentials,
     grpc_channel_arguments,
@@ -25,7 +27,6 @@ from pyserving.api.flag_compat import (
     tensorflow_threads,
 )
 from pyserving.api.monitoring_config import load_monitoring_config
-from pyserving.api.restricted_api import parse_restricted_api
 from pyserving.api.tls import load_ssl_config
 from pyserving.engine.batching_params import BatchingOptions
 from pyserving.engine.errors import ConfigurationError
@@ -127,6 +128,13 @@ def check_workers(options: ServerOptions) -> None:
         raise ConfigurationError(
             "--workers needs a fixed --port: every front-end listens on the same one "
             "(a port the kernel picks would differ in each); give --port=PORT"
+        )
+    timeout_s = options.frontend_liveness_timeout_seconds
+    if timeout_s and timeout_s < 2 * HEARTBEAT_S:
+        raise ConfigurationError(
+            f"--frontend_liveness_timeout_seconds={timeout_s:g}: a front-end says it is alive "
+            f"every {HEARTBEAT_S:g} s, so give 0 (never replace a silent one) or at least "
+            f"{2 * HEARTBEAT_S:g}"
         )
 
 
