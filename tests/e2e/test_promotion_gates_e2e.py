@@ -281,3 +281,20 @@ def test_compare_exits_non_zero_on_an_incompatible_pair(models: Models) -> None:
         models.root / "off" / "1", models.root / "off" / "2", f"--requests={models.requests}"
     )
     assert off.returncode == 1 and "y.max_abs_diff=0.5" in off.stdout, off.stdout
+
+
+def test_a_bad_gates_file_stops_start_up_naming_the_file_and_field(tmp_path: Path) -> None:
+    gates = tmp_path / "gates.toml"
+    gates.write_text('[[gate]]\nmodel = "m"\nlabel = "stable"\np99_ratio = -1\n')
+    command = [
+        sys.executable,
+        "-m",
+        "pyserving",
+        "serve",
+        f"--model_base_path={tmp_path}",
+        f"--promotion_gates_file={gates}",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=QUIET_ENV, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"{gates}: gate 1 (m/stable): 'p99_ratio' must be a number >= 0" in result.stderr
+    assert "Traceback" not in result.stderr
