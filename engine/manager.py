@@ -123,7 +123,7 @@ class Manager:
         elif isinstance(event, VersionLabelsSet):
             self.serving.set_labels(event.model, event.labels)
         elif isinstance(event, PromotionVerdict):
-            self._on_verdict(event)
+            self.serving.verdict(event)  # the log line is the bus's (adapters/lifecycle_log)
         elif isinstance(event, PromotionGatesSet):
             self.serving.set_gates(event.gates)
         elif isinstance(event, ShutdownRequested):
@@ -196,20 +196,6 @@ class Manager:
         judge, pool = self._promotion, self._load_pool
         if judge is not None and pool is not None and not self._stopping.is_set():
             pool.submit(lambda: self._publish(judge.judge(label, old, new)))
-
-    def _on_verdict(self, event: PromotionVerdict) -> None:
-        figures = {g.gate: dict(g.figures, passed=g.passed) for g in event.gates}
-        (log.info if event.passed else log.warning)(
-            "promotion_verdict",
-            model=event.model,
-            label=event.label,
-            from_version=event.from_version,
-            to_version=event.to_version,
-            verdict="passed" if event.passed else "failed",
-            reason=event.reason,
-            gates=figures,
-        )
-        self.serving.verdict(event)
 
     def _on_shutdown(self, event: ShutdownRequested) -> None:
         self._stopping.set()

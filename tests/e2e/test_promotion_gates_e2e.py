@@ -233,6 +233,7 @@ def test_gated_labels_move_only_after_their_gates_pass(models: Models, tmp_path:
         ]
         off_line = next(x for x in lines if x.get("model") == "off")
         assert off_line["verdict"] == "failed" and "max_abs_diff 0.5" in off_line["reason"]
+        assert off_line["gates"]["outputs"]["y.max_abs_diff"] == pytest.approx(0.5)
     finally:
         assert server.stop() == 0
 
@@ -243,6 +244,10 @@ def test_gated_labels_move_only_after_their_gates_pass(models: Models, tmp_path:
     for name in FAILING:
         assert f"{name} label 'stable': v1 -> v2  FAILED, label stayed" in shown.stdout
     assert "good label 'stable': v1 -> v2  PASSED, label moved" in shown.stdout
+    as_json = json.loads(replay(str(event_log), "--format=json", "--model=off").stdout)
+    (off,) = as_json["models"]["off"]["promotion_verdicts"]
+    assert (off["passed"], off["from_version"], off["to_version"]) == (False, 1, 2)
+    assert set(as_json["models"]) == {"off"}
 
     # A log in which good's label moved without a passing verdict does not verify.
     forged = tmp_path / "forged.jsonl"
