@@ -286,6 +286,13 @@ def test_compare_exits_non_zero_on_an_incompatible_pair(models: Models) -> None:
         models.root / "off" / "1", models.root / "off" / "2", f"--requests={models.requests}"
     )
     assert off.returncode == 1 and "y.max_abs_diff=0.5" in off.stdout, off.stdout
+    ranked = compare(
+        models.root / "off" / "1",
+        models.root / "off" / "2",
+        f"--requests={models.requests}",
+        "--top_k=y=3",  # scaled by 2.5 rather than 2: the same order, so the same top 3
+    )
+    assert ranked.returncode == 0 and "y.top_3_agreement=1" in ranked.stdout, ranked.stdout
 
 
 def test_a_bad_gates_file_stops_start_up_naming_the_file_and_field(tmp_path: Path) -> None:

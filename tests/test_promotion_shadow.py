@@ -1,0 +1,110 @@
+"""The shadow gates (outputs by max_abs_diff or top-k agreement, p99 latency, the time
+bound) on real `python`-platform versions: a classifier whose scores a per-version
+config skews, so two versions can agree on every top class while their scores differ."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pyserving.adapters.loaders.python_loader import PythonLoader, PythonServable
+from pyserving.engine.promotion_gates import (
+    GateConfig,
+    OutputRule,
+    RecordedRequest,
+    run_gates,
+    verdict,
+)
+from tests.util.python_models import write_python_version
+
+CLASSIFIER = """
+import numpy as np
+
+SIGNATURES = {
+    "serving_default": {
+        "inputs": {"x": ("float32", [None, 3])},
+        "outputs": {"scores": ("float32", [None, 3])},
+    },
+}
+
+
+def load(path):
+    import json, os
+    with open(os.path.join(path, "config.json")) as f:
+        return json.load(f)
+
+
+def predict(state, inputs):
+    x = inputs["x"]
+    scores = x * state["scale"]
+    if state["swap"]:
+        scores = scores[:, ::-1]
+    return {"scores": scores.astype(np.float32)}
+"""
+
+REQUESTS = [
+    RecordedRequest(
+        "serving_default", {"x": np.array([[0.1, 0.5, 0.2], [0.7, 0.2, 0.1]], np.float32)}
+    ),
+    RecordedRequest("serving_default", {"x": np.array([[0.3, 0.3, 0.9]], np.float32)}),
+    RecordedRequest("other", {"x": np.zeros((1, 3), np.float32)}),  # the old version lacks it
+]
+
+
+def version(tmp_path: Path, n: int, scale: float = 1.0, swap: bool = False) -> PythonServable:
+    folder = write_python_version(tmp_path / "m", n, CLASSIFIER, {"scale": scale, "swap": swap})
+    return PythonLoader().load(str(folder))
+
+
+def config(**fields) -> GateConfig:
+    return GateConfig(model="m", label="stable", request_files=("recorded",), **fields)
+
+
+def test_scaled_scores_fail_max_abs_diff_but_keep_every_top_class(tmp_path: Path) -> None:
+    old, new = version(tmp_path, 1), version(tmp_path, 2, scale=1.5)
+    results = run_gates(config(), old, new, lambda: REQUESTS)
+    assert [r.gate for r in results] == ["signature", "outputs"]
+    outputs = results[1]
+    assert not outputs.passed
+    assert outputs.figures["scores.max_abs_diff"] == pytest.approx(0.45, rel=1e-5)
+    assert outputs.figures["requests"] == 2 and outputs.figures["skipped"] == 1
+    top_1 = config(outputs={"scores": OutputRule(top_k=1)})
+    (_, agreed) = run_gates(top_1, old, new, lambda: REQUESTS)
+    assert agreed.passed and agreed.figures["scores.top_1_agreement"] == 1.0
+
+
+def test_swapped_classes_fail_top_k_agreement(tmp_path: Path) -> None:
+    old, new = version(tmp_path, 1), version(tmp_path, 2, swap=True)
+    rule = config(outputs={"scores": OutputRule(top_k=1, min_agreement=0.5)})
+    (_, outputs) = run_gates(rule, old, new, lambda: REQUESTS)
+    # Row 1's best class (1) is still 1 reversed; rows 2 and 3 move: 1 of 3 agrees.
+    assert outputs.figures["scores.top_1_agreement"] == pytest.approx(1 / 3)
+    assert not outputs.passed and "wanted >= 0.5" in outputs.reason
+
+
+def test_a_gate_past_its_time_bound_fails_and_says_how_far_it_got(tmp_path: Path) -> None:
+    old, new = version(tmp_path, 1), version(tmp_path, 2)
+    ticks = itertools.count()  # a clock that moves one second each time it is read
+    results = run_gates(
+        config(time_bound_s=5.0), old, new, lambda: REQUESTS * 4, lambda: next(ticks)
+    )
+    passed, reason = verdict(results)
+    assert not passed
+    assert "the time bound (5s) passed after" in reason and "of 12 requests" in reason
+
+
+def test_the_same_answers_pass_and_are_timed(tmp_path: Path) -> None:
+    old, new = version(tmp_path, 1), version(tmp_path, 2)
+    results = run_gates(config(p99_ratio=1e6), old, new, lambda: REQUESTS)
+    assert verdict(results)[0], results
+    latency = results[-1]
+    assert latency.gate == "latency" and latency.figures["old_p99_ms"] > 0
+
+
+def test_no_comparable_request_fails_the_gate(tmp_path: Path) -> None:
+    old, new = version(tmp_path, 1), version(tmp_path, 2)
+    (_, outputs) = run_gates(config(), old, new, lambda: REQUESTS[2:])
+    assert not outputs.passed and "no recorded request could be compared" in outputs.reason
