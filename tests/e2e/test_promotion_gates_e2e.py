@@ -22,46 +22,15 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 import tensorflow as tf
-from google.protobuf import text_format
-from tensorflow_serving.apis import model_management_pb2, predict_pb2, prediction_log_pb2
 
 from tests.util.metrics import sample_value
 from tests.util.processes import QUIET_ENV, ROOT, ServerProcess, free_port
+from tests.util.promotion_models import Scaler, events, export, predict, reload, write_requests
 
 GATED = ("renamed", "dtype", "off", "slow", "good")
 FAILING = ("renamed", "dtype", "off", "slow")
-XS = np.linspace(-1.0, 1.0, 8, dtype=np.float32)
-
-
-class Scaler(tf.Module):
-    """y = factor * x; `output` names the answer, `dtype` its type; `work` matmuls of a
-    512x512 variable run first (a control dependency, so the answer is unchanged)."""
-
-    def __init__(self, factor: float, output: str = "y", dtype=tf.float32, work: int = 0):
-        super().__init__()
-        self.factor = tf.Variable(factor)
-        self.big = tf.Variable(tf.fill([512, 512], 1e-3))
-        self.output, self.dtype, self.work = output, dtype, work
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
-    def __call__(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
-        deps = []
-        if self.work:
-            m = self.big
-            for _ in range(self.work):
-                m = tf.matmul(m, self.big)
-            deps.append(tf.reduce_sum(m))
-        with tf.control_dependencies(deps):
-            y = tf.identity(tf.cast(x * self.factor, self.dtype))
-        return {self.output: y}
-
-
-def export(path: Path, module: Scaler) -> Path:
-    tf.saved_model.save(module, str(path), signatures=module.__call__)
-    return path
 
 
 VERSION_2 = {
@@ -71,18 +40,6 @@ VERSION_2 = {
     "slow": lambda: Scaler(2.0, work=12),
     "good": lambda: Scaler(2.0001),
 }
-
-
-def write_requests(path: Path, n: int) -> Path:
-    """Recorded predict requests, as the request log writes them (PredictionLog TFRecords)."""
-    with tf.io.TFRecordWriter(str(path)) as writer:
-        for i in range(n):
-            record = prediction_log_pb2.PredictionLog()
-            request = record.predict_log.request
-            request.model_spec.signature_name = "serving_default"
-            request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.roll(XS, i)))
-            writer.write(record.SerializeToString())
-    return path
 
 
 @dataclass
@@ -128,28 +85,6 @@ def gates_file(path: Path, requests: Path) -> Path:
             lines.append("p99_ratio = 1000  # timed, but never the reason it fails here")
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def events(log: Path) -> list[dict]:
-    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-
-
-def predict(server: ServerProcess, model: str, label: str = "", version: int = 0):
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model
-    if label:
-        request.model_spec.version_label = label
-    if version:
-        request.model_spec.version.value = version
-    request.inputs["x"].CopyFrom(tf.make_tensor_proto(XS))
-    return server.predict_stub.Predict(request, timeout=30)
-
-
-def reload(server: ServerProcess, text: str) -> None:
-    request = model_management_pb2.ReloadConfigRequest()
-    text_format.Parse(text, request.config)
-    reply = server.model_stub.HandleReloadConfigRequest(request, timeout=120)
-    assert reply.status.error_code == 0, reply.status.error_message
 
 
 def replay(*args: str) -> subprocess.CompletedProcess[str]:
