@@ -11,6 +11,7 @@ max_requests = 100                    # at most this many, oldest first
 time_bound_seconds = 60               # the whole gate; past it, the verdict fails
 max_abs_diff = 1e-6                   # every output's default rule
 p99_ratio = 2.0                       # new p99 / old p99 at most this (0 or absent: not gated)
+max_cpu_share = 0.5                   # of one thread: the gate rests between requests
 
 [gate.outputs.scores]                 # one output's own rule
 top_k = 1                             # agreement of the top-k classes, instead of max_abs_diff
@@ -30,7 +31,7 @@ from pyserving.engine.promotion_gates import GateConfig, OutputRule
 
 GATE_KEYS = frozenset(
     {"model", "label", "signature", "requests", "max_requests", "time_bound_seconds"}
-    | {"max_abs_diff", "p99_ratio", "outputs", "top_k", "min_agreement"}
+    | {"max_abs_diff", "p99_ratio", "outputs", "top_k", "min_agreement", "max_cpu_share"}
 )
 RULE_KEYS = frozenset({"max_abs_diff", "top_k", "min_agreement"})
 _NO_RULE = OutputRule()  # the gate's own rule starts from the defaults
@@ -105,7 +106,10 @@ def _gate(entry: Mapping[str, Any], where: str) -> GateConfig:
         },
         p99_ratio=_number(entry, "p99_ratio", where, 0.0, minimum=0.0),
         time_bound_s=_number(entry, "time_bound_seconds", where, 60.0, minimum=0.001),
+        max_cpu_share=_number(entry, "max_cpu_share", where, 0.5, minimum=0.01),
     )
+    if config.max_cpu_share > 1:
+        raise PromotionConfigError(f"{where}: 'max_cpu_share' is a share, 0.01 to 1")
     if not config.signature and not config.request_files:
         raise PromotionConfigError(
             f"{where}: no gate to run (signature = false and no 'requests' to compare on)"

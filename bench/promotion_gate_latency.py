@@ -1,6 +1,6 @@
 """`python -m bench.promotion_gate_latency`: what a running promotion gate costs serving.
 
-A real server (`--tensorflow_intra_op_parallelism=1`) serves model `m`: version 1 under
+A real server (with `--flags`) serves model `m`: version 1 under
 label `stable`, and version 2 whose every call first runs `--work` 512x512 matmuls (the
 same answers, slower), gated with `--requests` recorded requests. Requests naming
 `stable` are sent one after another and timed at the client: first `--baseline` of them
@@ -8,7 +8,9 @@ with no gate running, then as many as fit while the gate runs (from the reload t
 points `stable` at version 2 until the event log records the verdict). The gate's model
 calls run on the load pool and never enter the serving queues, but they share the CPU:
 on a machine with spare cores the two phases should match; on a saturated one the gate's
-CPU shows in the tail. Prints p50/p99 of both phases and the gate's duration.
+CPU shows. `--max_cpu_share` (the gates file's) makes the gate rest between requests so
+its calls take at most that share of one thread. Prints p50/p99 of both phases and the
+gate's duration and figures.
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ def main() -> None:
     parser.add_argument("--work", type=int, default=4, help="matmuls per call of version 2")
     parser.add_argument("--requests", type=int, default=200, help="recorded requests gated")
     parser.add_argument("--baseline", type=int, default=500, help="requests with no gate")
+    parser.add_argument("--max_cpu_share", type=float, default=0.5, help="the gate's (1: no rest)")
+    parser.add_argument(
+        "--flags", nargs="*", default=[], help="more `pyserving serve` flags (e.g. threads)"
+    )
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
@@ -61,6 +67,7 @@ def main() -> None:
         gates.write_text(
             f'[[gate]]\nmodel = "m"\nlabel = "stable"\nrequests = ["{recorded}"]\n'
             f"max_requests = {options.requests}\np99_ratio = 1.5\ntime_bound_seconds = 600\n"
+            f"max_cpu_share = {options.max_cpu_share}\n"
         )
         (root / "models.config").write_text(config(root / "m", 1))
         event_log = root / "events.jsonl"
@@ -69,8 +76,7 @@ def main() -> None:
                 f"--model_config_file={root / 'models.config'}",
                 f"--promotion_gates_file={gates}",
                 f"--event_log={event_log}",
-                "--tensorflow_intra_op_parallelism=1",
-                "--tensorflow_inter_op_parallelism=1",
+                *options.flags,
             ],
             root / "server.log",
         )

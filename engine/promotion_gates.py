@@ -51,6 +51,9 @@ class GateConfig:
     outputs: Mapping[str, OutputRule] = field(default_factory=dict)
     p99_ratio: float = 0.0  # 0: latency not gated
     time_bound_s: float = 60.0
+    # The share of one thread's time the model calls may take: after each request the
+    # gate rests (calls' time) * (1/share - 1), so serving keeps most of the CPU.
+    max_cpu_share: float = 0.5
 
     def rule(self, output: str) -> OutputRule:
         return self.outputs.get(output, self.default_rule)
@@ -172,6 +175,7 @@ def shadow_gates(
     requests: Sequence[RecordedRequest],
     clock: Callable[[], float] = time.perf_counter,
     deadline: float | None = None,
+    rest: Callable[[float], object] = time.sleep,
 ) -> list[GateResult]:
     """Run `requests` on both versions (alternating which goes first) and judge the
     outputs and, when `config.p99_ratio` is set, the latency. Past `deadline` (on
@@ -210,6 +214,8 @@ def shadow_gates(
             break
         old_times.append(old_s)
         new_times.append(new_s)
+        if config.max_cpu_share < 1:
+            rest((old_s + new_s) * (1 / config.max_cpu_share - 1))
         for output in outputs:
             tally = tallies.setdefault(output, _OutputTally())
             tally.add(
@@ -262,6 +268,7 @@ def run_gates(
     new: Servable,
     requests: Callable[[], Sequence[RecordedRequest]],
     clock: Callable[[], float] = time.perf_counter,
+    rest: Callable[[float], object] = time.sleep,
 ) -> list[GateResult]:
     """Every configured gate, in order; the shadow gates only when the signatures pass
     (an output the new version lacks cannot be compared). `requests` is called only then."""
@@ -272,7 +279,7 @@ def run_gates(
         if not results[-1].passed:
             return results
     if config.request_files:
-        results += shadow_gates(config, old, new, requests(), clock, deadline)
+        results += shadow_gates(config, old, new, requests(), clock, deadline, rest)
     return results
 
 

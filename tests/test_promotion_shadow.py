@@ -88,12 +88,36 @@ def test_swapped_classes_fail_top_k_agreement(tmp_path: Path) -> None:
 def test_a_gate_past_its_time_bound_fails_and_says_how_far_it_got(tmp_path: Path) -> None:
     old, new = version(tmp_path, 1), version(tmp_path, 2)
     ticks = itertools.count()  # a clock that moves one second each time it is read
+    rests: list[float] = []
     results = run_gates(
-        config(time_bound_s=5.0), old, new, lambda: REQUESTS * 4, lambda: next(ticks)
+        config(time_bound_s=12.0), old, new, lambda: REQUESTS * 4, lambda: next(ticks), rests.append
     )
     passed, reason = verdict(results)
     assert not passed
-    assert "the time bound (5s) passed after" in reason and "of 12 requests" in reason
+    assert "the time bound (12s) passed after 4 of 12 requests" in reason
+    # Each call takes one tick, each request two; at the default share of 0.5 the gate
+    # rests as long as they took. Three were compared (the fourth record was skipped).
+    assert rests == [2.0, 2.0, 2.0]
+
+
+def test_the_gate_rests_to_keep_its_cpu_share(tmp_path: Path) -> None:
+    old, new = version(tmp_path, 1), version(tmp_path, 2)
+    ticks = itertools.count()
+    rests: list[float] = []
+    run_gates(
+        config(max_cpu_share=0.25),
+        old,
+        new,
+        lambda: REQUESTS[:2],
+        lambda: next(ticks),
+        rests.append,
+    )
+    assert rests == [6.0, 6.0]  # 2 seconds of calls, then 3 times that at rest
+    rests.clear()
+    run_gates(
+        config(max_cpu_share=1.0), old, new, lambda: REQUESTS[:2], lambda: next(ticks), rests.append
+    )
+    assert rests == []
 
 
 def test_the_same_answers_pass_and_are_timed(tmp_path: Path) -> None:
