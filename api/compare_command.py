@@ -13,6 +13,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyserving.engine.promotion_gates import GateConfig
 
 EXIT_PASSED = 0
 EXIT_FAILED = 1
@@ -95,7 +99,7 @@ def run_compare(options: argparse.Namespace) -> int:
     return EXIT_PASSED if passed else EXIT_FAILED
 
 
-def _config(options: argparse.Namespace):  # -> GateConfig
+def _config(options: argparse.Namespace) -> GateConfig:
     from pyserving.adapters.promotion_config import load_promotion_gates
     from pyserving.engine.promotion_gates import GateConfig, OutputRule
 

@@ -15,7 +15,7 @@ The models run through the `Servable` interface, so nothing here imports TensorF
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -76,7 +76,9 @@ def shape_compatible(old: TensorSpec, new: TensorSpec) -> bool:
     return all(a is None or b is None or a == b for a, b in zip(old.shape, new.shape, strict=True))
 
 
-def _tensor_problems(where: str, old: Mapping[str, TensorSpec], new: Mapping[str, TensorSpec]):
+def _tensor_problems(
+    where: str, old: Mapping[str, TensorSpec], new: Mapping[str, TensorSpec]
+) -> Iterator[str]:
     for alias, spec in sorted(old.items()):
         other = new.get(alias)
         if other is None:
@@ -162,7 +164,12 @@ def p99(latencies: Sequence[float]) -> float:
     return float(np.percentile(np.asarray(latencies), 99)) if latencies else 0.0
 
 
-def _timed(servable: Servable, request: RecordedRequest, outputs: Sequence[str], clock):
+def _timed(
+    servable: Servable,
+    request: RecordedRequest,
+    outputs: Sequence[str],
+    clock: Callable[[], float],
+) -> tuple[dict[str, np.ndarray], float]:
     started = clock()
     answer = servable.run(request.signature, request.inputs, outputs)
     return answer, clock() - started

@@ -22,7 +22,9 @@ class Scaler(tf.Module):
     512x512 variable feed the answer through a variable that is 0, so the answer is the
     same and no graph optimizer can drop the work (as it drops a control dependency)."""
 
-    def __init__(self, factor: float, output: str = "y", dtype=tf.float32, work: int = 0):
+    def __init__(
+        self, factor: float, output: str = "y", dtype: tf.DType = tf.float32, work: int = 0
+    ) -> None:
         super().__init__()
         self.factor = tf.Variable(factor)
         self.zero = tf.Variable(0.0)
