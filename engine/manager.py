@@ -195,7 +195,7 @@ class Manager:
         """Run the label's gates on the load pool; the verdict returns as a fact."""
         judge, pool = self._promotion, self._load_pool
         if judge is not None and pool is not None and not self._stopping.is_set():
-            pool.submit(lambda: self._publish(judge.judge(label, old, new)))
+            pool.submit(lambda: self._publish(judge.judge(label, old, new, self._stopping)))
 
     def _on_shutdown(self, event: ShutdownRequested) -> None:
         self._stopping.set()

@@ -10,6 +10,7 @@ verdict comes back as a `PromotionVerdict` fact on the bus, on which the label m
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -44,8 +45,16 @@ class PromotionJudge:
             gates.setdefault(model, []).append(label)
         return {model: tuple(labels) for model, labels in gates.items()}
 
-    def judge(self, label: str, old: ServableHandle, new: ServableHandle) -> PromotionVerdict:
-        """Run the label's gates on both versions (held, so neither unloads meanwhile)."""
+    def judge(
+        self,
+        label: str,
+        old: ServableHandle,
+        new: ServableHandle,
+        stopping: threading.Event | None = None,
+    ) -> PromotionVerdict:
+        """Run the label's gates on both versions (held, so neither unloads meanwhile);
+        `stopping` set (the server stops) ends the gate at its next rest, failed."""
+        rest = stopping.wait if stopping is not None else time.sleep
         config = self._configs[(old.model, label)]
         started = self._clock()
         held = [h for h in (old, new) if h.acquire()]
@@ -63,6 +72,7 @@ class PromotionJudge:
                     new.servable,
                     lambda: self._requests_for(config),
                     self._clock,
+                    rest,
                 )
                 passed, reason = verdict(results)
         except Exception as exc:  # reading the requests, or a model call, failed: no promotion

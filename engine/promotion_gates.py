@@ -186,7 +186,8 @@ def shadow_gates(
 ) -> list[GateResult]:
     """Run `requests` on both versions (alternating which goes first) and judge the
     outputs and, when `config.p99_ratio` is set, the latency. Past `deadline` (on
-    `clock`) the outputs gate fails: a gate that could not finish proved nothing."""
+    `clock`) the outputs gate fails: a gate that could not finish proved nothing. `rest`
+    waits between requests (for `max_cpu_share`); a true answer stops the gate."""
     tallies: dict[str, _OutputTally] = {}
     old_times: list[float] = []
     new_times: list[float] = []
@@ -221,8 +222,9 @@ def shadow_gates(
             break
         old_times.append(old_s)
         new_times.append(new_s)
-        if config.max_cpu_share < 1:
-            rest((old_s + new_s) * (1 / config.max_cpu_share - 1))
+        if config.max_cpu_share < 1 and rest((old_s + new_s) * (1 / config.max_cpu_share - 1)):
+            failures.append(f"stopped after {index + 1} of {len(requests)} requests")
+            break  # `rest` answered True: the server is stopping (threading.Event.wait)
         for output in outputs:
             tally = tallies.setdefault(output, _OutputTally())
             tally.add(

@@ -5,12 +5,14 @@ config skews, so two versions can agree on every top class while their scores di
 from __future__ import annotations
 
 import itertools
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pyserving.adapters.loaders.python_loader import PythonLoader, PythonServable
+from pyserving.engine.promotion import PromotionJudge
 from pyserving.engine.promotion_gates import (
     GateConfig,
     OutputRule,
@@ -18,6 +20,7 @@ from pyserving.engine.promotion_gates import (
     run_gates,
     verdict,
 )
+from pyserving.engine.servable_map import ServableHandle
 from tests.util.python_models import write_python_version
 
 CLASSIFIER = """
@@ -132,3 +135,36 @@ def test_no_comparable_request_fails_the_gate(tmp_path: Path) -> None:
     old, new = version(tmp_path, 1), version(tmp_path, 2)
     (_, outputs) = run_gates(config(), old, new, lambda: REQUESTS[2:])
     assert not outputs.passed and "no recorded request could be compared" in outputs.reason
+
+
+def judge(tmp_path: Path, **fields) -> tuple[PromotionJudge, ServableHandle, ServableHandle]:
+    gates = {("m", "stable"): config(**fields)}
+    old = ServableHandle("m", 1, version(tmp_path, 1))
+    new = ServableHandle("m", 2, version(tmp_path, 2, scale=1.5))
+    return PromotionJudge(gates, lambda _: REQUESTS), old, new
+
+
+def test_the_judge_holds_both_versions_while_it_runs_and_says_why(tmp_path: Path) -> None:
+    promotion, old, new = judge(tmp_path, outputs={"scores": OutputRule(top_k=1)})
+    assert promotion.gated() == {"m": ("stable",)}
+    verdict = promotion.judge("stable", old, new)
+    assert (verdict.model, verdict.label, verdict.from_version, verdict.to_version) == (
+        "m",
+        "stable",
+        1,
+        2,
+    )
+    assert verdict.passed and [g.gate for g in verdict.gates] == ["signature", "outputs"]
+    assert old.in_flight == 0 and new.in_flight == 0  # released
+    old.retire_and_wait(timeout=1)
+    refused = promotion.judge("stable", old, new)
+    assert not refused.passed and "stopped serving" in refused.reason
+    assert new.in_flight == 0
+
+
+def test_a_stopping_server_ends_a_gate_at_its_next_rest(tmp_path: Path) -> None:
+    promotion, old, new = judge(tmp_path)
+    stopping = threading.Event()
+    stopping.set()
+    verdict = promotion.judge("stable", old, new, stopping)
+    assert not verdict.passed and "stopped after 1 of 3 requests" in verdict.reason
