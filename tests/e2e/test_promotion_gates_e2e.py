@@ -6,11 +6,12 @@ reload RPC). Gated, the label moves only if version 2 answers like version 1:
   and `slow` (a p99 beyond its bound) fail, and `stable` stays on version 1;
 - `good` (answers within the tolerance) passes, and `stable` moves to version 2.
 
-Then: requests naming `stable` were answered by version 1 while `slow`'s gate ran (seen
-in the event log's order, not timed); the verdicts are event-log lines, counters and log
-lines; `pyserving replay` shows them and fails on a log where a label moved without a
-passing verdict; `pyserving compare` exits 1 on an incompatible pair and 0 on a
-compatible one.
+Then the polled config file points `stable` back at version 1: `good`'s move back is
+gated too (and passes). Requests naming `stable` were answered by version 1 while
+`slow`'s gate ran (seen in the event log's order, not timed); the verdicts are event-log
+lines, counters and log lines; `pyserving replay` shows them and fails on a log where a
+label moved without a passing verdict; `pyserving compare` exits 1 on an incompatible
+pair and 0 on a compatible one.
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ def test_gated_labels_move_only_after_their_gates_pass(models: Models, tmp_path:
             f"--event_log={event_log}",
             f"--rest_api_port={rest_port}",
             "--num_load_threads=1",
+            "--model_config_file_poll_wait_seconds=0.2",
         ],
         tmp_path / "server.log",
     )
@@ -169,6 +171,23 @@ def test_gated_labels_move_only_after_their_gates_pass(models: Models, tmp_path:
         off_line = next(x for x in lines if x.get("model") == "off")
         assert off_line["verdict"] == "failed" and "max_abs_diff 0.5" in off_line["reason"]
         assert off_line["gates"]["outputs"]["y.max_abs_diff"] == pytest.approx(0.5)
+
+        # The polled file is another writer of labels: its move back is gated the same way.
+        config_file.write_text(config(models.root, 1) + "# rolled back\n")  # an edit: new text
+        server.wait_for(
+            lambda: (
+                [
+                    e["to_version"]
+                    for e in events(event_log)
+                    if e["kind"] == "promotion_verdict" and e["model"] == "good"
+                ]
+                == [2, 1]
+            ),
+            60,
+            "good's second verdict",
+        )
+        assert predict(server, "good", label="stable").model_spec.version.value == 1
+        assert predict(server, "off", label="stable").model_spec.version.value == 1
     finally:
         assert server.stop() == 0
 
