@@ -57,7 +57,7 @@ class PromotionJudge:
         rest = stopping.wait if stopping is not None else time.sleep
         config = self._configs[(old.model, label)]
         started = self._clock()
-        held = [h for h in (old, new) if h.acquire()]
+        held = [h for h in (old, new) if h.hold()]
         try:
             if len(held) < 2:
                 results, passed, reason = (

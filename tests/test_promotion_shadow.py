@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from structlog.testing import capture_logs
 
 from pyserving.adapters.loaders.python_loader import PythonLoader, PythonServable
 from pyserving.engine.promotion import PromotionJudge
@@ -147,7 +148,9 @@ def judge(tmp_path: Path, **fields) -> tuple[PromotionJudge, ServableHandle, Ser
 def test_the_judge_holds_both_versions_while_it_runs_and_says_why(tmp_path: Path) -> None:
     promotion, old, new = judge(tmp_path, outputs={"scores": OutputRule(top_k=1)})
     assert promotion.gated() == {"m": ("stable",)}
-    verdict = promotion.judge("stable", old, new)
+    with capture_logs() as logs:
+        verdict = promotion.judge("stable", old, new)
+    assert [e for e in logs if e["event"] == "first_request"] == []  # a gate is no request
     assert (verdict.model, verdict.label, verdict.from_version, verdict.to_version) == (
         "m",
         "stable",
