@@ -1,11 +1,12 @@
 """`pyserving compare OLD_DIR NEW_DIR --requests FILES`: the promotion gates, offline.
 
 The same gates the server runs before a gated label moves (engine/promotion_gates.py),
-on two SavedModel folders, so a CI pipeline can stop an export before it reaches a
-server. The rules come from the flags, or from one gate of a promotion gates file
-(`--gates_file F --model M --label L`; its `requests` are used unless --requests is
-given). Exit status: 0 when every gate passes, 1 when one fails, 2 when the command cannot
-run as asked (a folder that does not load, an unreadable file).
+on two SavedModel (or `--platform=python`) version folders, so a CI pipeline can stop
+an export before it reaches a server. The rules come from the flags, or from one gate
+of a promotion gates file (`--gates_file F --model M --label L`; its `requests` are
+used unless --requests is given). Exit status: 0 when every gate passes, 1 when one
+fails, 2 when the command cannot run as asked (a folder that does not load, an
+unreadable file).
 """
 
 from __future__ import annotations
@@ -55,6 +56,12 @@ def add_compare_command(commands: argparse._SubParsersAction) -> None:
         "--p99_ratio", type=float, default=0.0, help="new p99 / old p99 at most this (0: off)"
     )
     parser.add_argument("--time_bound_seconds", type=float, default=600.0)
+    parser.add_argument(
+        "--platform",
+        default="tensorflow",
+        choices=("tensorflow", "python"),
+        help="how both folders load, as model_platform (default: tensorflow)",
+    )
     parser.add_argument("--gates_file", default="", help="take the rules from this gates file")
     parser.add_argument("--model", default="", help="with --gates_file: the gate's model")
     parser.add_argument("--label", default="", help="with --gates_file: the gate's label")
@@ -71,12 +78,12 @@ def run_compare(options: argparse.Namespace) -> int:
     from pyserving.adapters.tensorflow_import import import_tensorflow
 
     import_tensorflow(verbose=False)
-    from pyserving.adapters.loaders.platforms import TENSORFLOW, PlatformOptions, make_loader
+    from pyserving.adapters.loaders.platforms import PlatformOptions, make_loader
     from pyserving.api.promotion_requests import requests_for
     from pyserving.api.warmup_from_logs import WarmupFromLogsError
     from pyserving.engine.promotion_gates import run_gates, verdict
 
-    loader = make_loader(TENSORFLOW, PlatformOptions())
+    loader = make_loader(options.platform, PlatformOptions())
     try:
         old, new = loader.load(options.old), loader.load(options.new)
     except Exception as exc:

@@ -11,8 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from structlog.testing import capture_logs
+from tensorflow_serving.apis import prediction_log_pb2
 
 from pyserving.adapters.loaders.python_loader import PythonLoader, PythonServable
+from pyserving.adapters.request_log.tfrecord import frame
+from pyserving.api import tensor_codec
+from pyserving.api.cli import main
 from pyserving.engine.promotion import PromotionJudge
 from pyserving.engine.promotion_gates import (
     GateConfig,
@@ -171,3 +175,42 @@ def test_a_stopping_server_ends_a_gate_at_its_next_rest(tmp_path: Path) -> None:
     stopping.set()
     verdict = promotion.judge("stable", old, new, stopping)
     assert not verdict.passed and "stopped after 1 of 3 requests" in verdict.reason
+
+
+def recorded_file(path: Path) -> Path:
+    """The REQUESTS as the request log writes them: framed PredictionLog records."""
+    with open(path, "wb") as stream:
+        for request in REQUESTS:
+            record = prediction_log_pb2.PredictionLog()
+            logged = record.predict_log.request
+            logged.model_spec.signature_name = request.signature
+            for name, array in request.inputs.items():
+                tensor_codec.encode(np.asarray(array), logged.inputs[name])
+            stream.write(frame(record.SerializeToString()))
+    return path
+
+
+def test_compare_runs_the_gates_file_rules_offline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = write_python_version(tmp_path / "m", 1, CLASSIFIER, {"scale": 1.0, "swap": False})
+    new = write_python_version(tmp_path / "m", 2, CLASSIFIER, {"scale": 1.5, "swap": False})
+    recorded = recorded_file(tmp_path / "requests.tfrecord")
+    gates = tmp_path / "gates.toml"
+    gates.write_text(
+        f'[[gate]]\nmodel = "m"\nlabel = "stable"\nrequests = ["{recorded}"]\n'
+        "[gate.outputs.scores]\ntop_k = 1\n"
+    )
+    base = ["compare", str(old), str(new), "--platform=python"]
+    by_file = [*base, f"--gates_file={gates}", "--model=m", "--label=stable"]
+    assert main(by_file) == 0
+    shown = capsys.readouterr().out
+    assert "scores.top_1_agreement=1" in shown and "requests=2, skipped=1" in shown
+    assert main([*base, f"--requests={recorded}"]) == 1  # max_abs_diff by default
+    assert "scores.max_abs_diff=0.45" in capsys.readouterr().out
+    assert main([*base[:-1], f"--gates_file={gates}", "--model=m", "--label=canary"]) == 2
+    assert "has no gate for --model 'm' --label 'canary' (it has: m/stable)" in (
+        capsys.readouterr().err
+    )
+    assert main(["compare", str(old), str(tmp_path / "absent"), "--platform=python"]) == 2
+    assert "cannot load" in capsys.readouterr().err
