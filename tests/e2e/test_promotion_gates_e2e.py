@@ -29,6 +29,7 @@ import tensorflow as tf
 from tests.util.metrics import sample_value
 from tests.util.processes import QUIET_ENV, ROOT, ServerProcess, free_port
 from tests.util.promotion_models import Scaler, events, export, predict, reload, write_requests
+from tests.util.workers import both_modes
 
 GATED = ("renamed", "dtype", "off", "slow", "good")
 FAILING = ("renamed", "dtype", "off", "slow")
@@ -93,7 +94,10 @@ def replay(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=QUIET_ENV)
 
 
-def test_gated_labels_move_only_after_their_gates_pass(models: Models, tmp_path: Path) -> None:
+@both_modes
+def test_gated_labels_move_only_after_their_gates_pass(
+    models: Models, tmp_path: Path, workers: int
+) -> None:
     config_file = tmp_path / "models.config"
     config_file.write_text(config(models.root, 1))
     event_log = tmp_path / "events.jsonl"
@@ -108,6 +112,7 @@ def test_gated_labels_move_only_after_their_gates_pass(models: Models, tmp_path:
             "--model_config_file_poll_wait_seconds=0.2",
         ],
         tmp_path / "server.log",
+        workers=workers,
     )
     try:
         server.wait_serving(timeout=120)
