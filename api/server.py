@@ -55,6 +55,7 @@ from pyserving.adapters.tfserving_metrics import (
     tee_series,
 )
 from pyserving.adapters.tracing import TracingConfigError, tracing_from_environment
+from pyserving.api.commands.promotion_requests import requests_for
 from pyserving.api.envelope.http_server import (
     local_exposition,
 )
@@ -70,7 +71,6 @@ from pyserving.api.flag_compat import (
 from pyserving.api.flags import ServerOptions
 from pyserving.api.frontend import frontend_args
 from pyserving.api.monitoring_config import MonitoringConfigError, load_monitoring_config
-from pyserving.api.promotion_requests import requests_for
 from pyserving.api.protocol_servers import ProtocolServers, plan_options, request_log_from_flags
 from pyserving.api.startup_checks import (
     StartupError,

@@ -15,8 +15,8 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from pyserving.adapters.loaders.python_loader import PythonLoader, PythonServable
 from pyserving.adapters.request_log.tfrecord import frame
-from pyserving.api import tensor_codec
 from pyserving.api.cli import main
+from pyserving.api.envelope import tensor_codec
 from pyserving.engine.promotion import PromotionJudge
 from pyserving.engine.promotion_gates import (
     GateConfig,

@@ -79,8 +79,8 @@ def run_compare(options: argparse.Namespace) -> int:
 
     import_tensorflow(verbose=False)
     from pyserving.adapters.loaders.platforms import PlatformOptions, make_loader
-    from pyserving.api.promotion_requests import requests_for
-    from pyserving.api.warmup_from_logs import WarmupFromLogsError
+    from pyserving.api.commands.promotion_requests import requests_for
+    from pyserving.api.commands.warmup_from_logs import WarmupFromLogsError
     from pyserving.engine.promotion_gates import run_gates, verdict
 
     loader = make_loader(options.platform, PlatformOptions())

@@ -11,8 +11,8 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
-from pyserving.api import tensor_codec
-from pyserving.api.warmup_from_logs import _in_time_order, _records
+from pyserving.api.commands.warmup_from_logs import _in_time_order, _records
+from pyserving.api.envelope import tensor_codec
 from pyserving.engine.promotion_gates import GateConfig, RecordedRequest
 
 DEFAULT_SIGNATURE = "serving_default"
