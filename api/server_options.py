@@ -51,6 +51,8 @@ class ServerOptions:
     """Load every model folder of model_repository at start-up."""
     allow_version_labels_for_unavailable_models: bool = False
     """Move a label to its configured version at once, even before that version is available."""
+    promotion_gates_file: str = ""
+    """A TOML file of promotion gates a label's new version must pass before it moves."""
     max_num_load_retries: int = 5
     """Retries of a failed load before the version ends in error."""
     load_retry_interval_micros: int = 60_000_000

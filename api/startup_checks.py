@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from pyserving.adapters.batching_config import load_batching_options
 from pyserving.adapters.frontend_supervisor import HEARTBEAT_S
 from pyserving.adapters.model_config import ServerConfig, read_file, single_model
+from pyserving.adapters.promotion_config import load_promotion_gates
 from pyserving.api.envelope.restricted_api import parse_restricted_api
 from pyserving.api.flag_compat import (
     check_credentials,
@@ -176,6 +177,7 @@ def check_before_tensorflow(options: ServerOptions) -> None:
     load_ssl_config(options.ssl_config_file)
     parse_restricted_api(options.restricted_api)
     load_monitoring_config(options.monitoring_config_file)
+    load_promotion_gates(options.promotion_gates_file)
     models_from_flags(options)
     check_model_repository(options)
     batching_from_flags(options)
