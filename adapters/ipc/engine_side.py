@@ -60,7 +60,7 @@ class Answer:
 Handler = Callable[[Call], Awaitable[Answer]]
 
 
-def drain(socket: zmq.Socket, handle: Callable[[list[Any]], None]) -> None:
+def drain(socket: zmq.Socket[Any], handle: Callable[[list[Any]], None]) -> None:
     """Hand every queued message to `handle`. ZeroMQ's descriptor signals that its state
     changed, not that a message waits, and any call on the socket (a send too) may take
     that signal: so both ends drain after every send as well as when the loop wakes them."""
@@ -69,7 +69,7 @@ def drain(socket: zmq.Socket, handle: Callable[[list[Any]], None]) -> None:
         handle(socket.recv_multipart(zmq.NOBLOCK, copy=False))
 
 
-def configure(socket: zmq.Socket) -> None:
+def configure(socket: zmq.Socket[Any]) -> None:
     """Options both ends share: nothing lingers at close, no high-water mark drops or blocks
     a request, and ZMTP heartbeats notice a peer that stops answering (one that dies is
     noticed at once, from its closed socket)."""
