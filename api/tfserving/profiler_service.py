@@ -205,7 +205,7 @@ class ProfilerService(grpc.GenericRpcHandler):
     def __init__(self) -> None:
         self._stopped: set[str] = set()  # session ids a Terminate asked to end
 
-    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any] | None:
         method = details.method
         if not method.startswith(_PREFIX):
             return None
@@ -218,7 +218,7 @@ class ProfilerService(grpc.GenericRpcHandler):
             return None
         return grpc.unary_unary_rpc_method_handler(handler)  # bytes in, bytes out
 
-    async def _profile(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def _profile(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         try:
             request = ProfileRequest(data)
         except ValueError as exc:
@@ -249,11 +249,11 @@ class ProfilerService(grpc.GenericRpcHandler):
             raise AssertionError("unreachable") from None
         return profile_response(empty)
 
-    async def _terminate(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def _terminate(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         self._stopped.add(terminate_session_id(data))
         return b""  # TerminateResponse {}
 
-    async def _monitor(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def _monitor(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "unimplemented.")
         raise AssertionError("unreachable")
 
