@@ -22,6 +22,7 @@ from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.events import BatchRun, Event
 from pyserving.engine.servable_map import ServableHandle, ServableMap
 from tests.servables import SIG, WAIT_S, RecordingServable
+from tests.util.waiting import eventually_async
 
 
 class FakeClock:
@@ -69,10 +70,11 @@ class Harness:
         return task
 
     async def wait_queued(self, count: int) -> None:
-        deadline = time.monotonic() + WAIT_S
-        while sum(self.runner.queue_depths().values()) < count:
-            assert time.monotonic() < deadline, self.runner.queue_depths()
-            await asyncio.sleep(0.001)
+        await eventually_async(
+            lambda: sum(self.runner.queue_depths().values()) >= count,
+            WAIT_S,
+            message=lambda: f"{count} queued: {self.runner.queue_depths()}",
+        )
 
     def batch_runs(self) -> list[BatchRun]:
         return [e for e in self.events if isinstance(e, BatchRun)]
@@ -459,18 +461,15 @@ def test_unloading_version_finishes_its_queued_requests_before_it_unloads() -> N
         first = asyncio.create_task(predict(rows(4, 0)))  # a full batch: runs at once
         assert await asyncio.to_thread(v1.running.wait, WAIT_S)
         queued = [asyncio.create_task(predict(rows(1, i))) for i in (4, 5)]
-        deadline = time.monotonic() + WAIT_S
-        while sum(runner.queue_depths().values()) < 2:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.001)
+        await eventually_async(
+            lambda: sum(runner.queue_depths().values()) >= 2, WAIT_S, message="2 queued"
+        )
         assert runner.queue_depths() == {("m", 1, SIG): 2}
         # Version 2 replaces version 1, whose unload must wait for the three requests.
         v1_handle = serving_map.snapshot["m"].versions[1]
         swap = asyncio.create_task(asyncio.to_thread(m.aspire, 2))
-        deadline = time.monotonic() + WAIT_S
-        while not v1_handle.retiring:  # the unload has begun and waits for in-flight requests
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.005)
+        # The unload has begun and waits for in-flight requests.
+        await eventually_async(lambda: v1_handle.retiring, WAIT_S, 0.005, "the unload to begin")
         # Held by the three requests in flight, the unload cannot have run.
         assert v1_handle.in_flight >= 3 and not v1_handle.retire_and_wait(timeout=0)
         assert not v1.unloaded

@@ -37,6 +37,7 @@ from pyserving.engine.request_scope import RequestScope
 from pyserving.engine.runner import DirectRunner
 from pyserving.engine.servable_map import ServableHandle
 from tests.servables import SIG, WAIT_S, RecordingServable
+from tests.util.waiting import eventually_async
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
@@ -263,8 +264,9 @@ def test_one_run_span_per_batch_links_every_traced_request_it_served() -> None:
             )
             for n in (1, 2, 3)
         ]
-        while sum(batching.queue_depths().values()) < 3:
-            await asyncio.sleep(0.001)
+        await eventually_async(
+            lambda: sum(batching.queue_depths().values()) >= 3, WAIT_S, message="3 queued"
+        )
         servable.gate.set()
         await blocker
         for task, n in zip(requests, (1, 2, 3), strict=True):

@@ -11,7 +11,6 @@ import math
 import os
 import shutil
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,6 +24,7 @@ import yaml
 
 from tests.e2e.conftest import ROOT
 from tests.util.processes import free_port
+from tests.util.waiting import eventually
 
 DASHBOARDS = ROOT / "dashboards"
 SHIPPED_CONFIG = DASHBOARDS / "prometheus.yml"
@@ -75,18 +75,15 @@ class Prometheus:
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             if self.process.poll() is not None:
                 raise AssertionError(f"prometheus exited:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as reply:
-                    if reply.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            time.sleep(0.2)
-        raise AssertionError("prometheus not ready after 60s")
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as reply:
+                return reply.status == 200
+
+        eventually(
+            ready, timeout, 0.2, "prometheus to be ready", (urllib.error.URLError, ConnectionError)
+        )
 
     def api(self, path: str, **params: str) -> Any:
         url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"
@@ -105,14 +102,12 @@ class Prometheus:
 
     def wait_for(self, expr: str, timeout: float = 60.0) -> list[dict[str, Any]]:
         """Wait until `expr` returns data (after a scrape), and return it."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            result = self.query(expr)
-            if result:
-                return result
-            time.sleep(0.25)
-        targets = self.api("targets")
-        raise AssertionError(f"no data for {expr} after {timeout}s; targets: {targets}")
+        return eventually(
+            lambda: self.query(expr),
+            timeout,
+            0.25,
+            lambda: f"data for {expr}; targets: {self.api('targets')}",
+        )
 
     def stop(self) -> None:
         if self.process.poll() is None:

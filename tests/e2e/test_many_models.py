@@ -30,6 +30,7 @@ from pyserving.adapters.model_config import PARSE_ERROR_PREFIX
 from pyserving.api import model_listing
 from tests.e2e.conftest import TrainedModels, predict_request
 from tests.util.processes import ServerProcess
+from tests.util.waiting import eventually
 
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 END = get_model_status_pb2.ModelVersionStatus.END
@@ -172,13 +173,13 @@ def test_editing_the_file_moves_canary_within_two_poll_periods(setup: Setup) -> 
     wait_serving(setup)
     written = setup.apply_config(setup.standard(canary=3))
     seen = []
-    while time.monotonic() - written < 4 * CONFIG_POLL_S:
+
+    def moved() -> bool:
         seen.append(served_version(server, "alpha", "canary"))
-        if seen[-1] == 3:
-            break
-        time.sleep(0.02)
+        return seen[-1] == 3
+
+    eventually(moved, 4 * CONFIG_POLL_S, 0.02, lambda: f"canary on 3: {seen}")
     moved_after = time.monotonic() - written
-    assert seen[-1] == 3, seen
     assert set(seen) <= {2, 3}, seen  # never an error while the label moved
     assert moved_after < 2 * CONFIG_POLL_S, f"canary moved after {moved_after:.2f}s"
     print(f"canary moved {moved_after:.3f}s after the edit (poll period {CONFIG_POLL_S}s)")

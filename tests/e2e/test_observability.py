@@ -295,7 +295,7 @@ def test_request_logs_carry_a_request_id(scenario: Scenario) -> None:
     first = [r for r in records if r.get("message") == "first_request"]
     assert first and all(len(r["request_id"]) == 16 and r["model"] == "mnist" for r in first)
     transitions = [r for r in records if r.get("message") == "version_transition"]
-    assert all({"model", "version", "state"} <= r.keys() for r in transitions)
+    assert transitions and all({"model", "version", "state"} <= r.keys() for r in transitions)
 
 
 def test_promtool_accepts_the_shipped_config() -> None:

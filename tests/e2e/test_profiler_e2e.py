@@ -74,7 +74,9 @@ def test_a_capture_without_model_execution_says_so(
             f"grpc://127.0.0.1:{server.port}", str(logdir), 500, num_tracing_attempts=1
         )
     # TensorFlow still writes the empty session; it holds none of the model's ops
-    assert all(b"MatMul" not in f.read_bytes() for f in xplane_files(logdir))
+    files = xplane_files(logdir)
+    assert files, f"no session written under {logdir}"
+    assert all(b"MatMul" not in f.read_bytes() for f in files)
 
 
 def test_enable_profiler_false_takes_the_service_off_the_port(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from tests.tf_serving_testdata import (
     half_plus_two_tflite_with_sigdef,
     write_version,
 )
+from tests.util.waiting import eventually
 from tests.util.workers import both_modes
 
 RPC_TIMEOUT = 5.0  # the tests' own
@@ -187,7 +187,7 @@ def test_profiler_service_with_valid_trace_request(
     server = run_server(tmp_path, model_path)
     servers.append(server)
 
-    stop, failures = threading.Event(), []
+    stop, failures, answered = threading.Event(), [], []
 
     def traffic() -> None:  # the test's wget loop: a REST predict every second (or so)
         while not stop.is_set():
@@ -196,6 +196,7 @@ def test_profiler_service_with_valid_trace_request(
             )
             if (status, reply) != (200, {"predictions": [3.0, 3.5, 4.0]}):
                 failures.append((status, reply))
+            answered.append(status)
             stop.wait(0.1)
 
     thread = threading.Thread(target=traffic)
@@ -203,7 +204,7 @@ def test_profiler_service_with_valid_trace_request(
     logdir = tmp_path / "logs"
     logdir.mkdir()
     try:
-        time.sleep(0.3)
+        eventually(lambda: answered, 30, message="the first traffic answer")
         tf.profiler.experimental.client.trace(
             f"grpc://127.0.0.1:{server.port}", str(logdir), 1000, num_tracing_attempts=10
         )

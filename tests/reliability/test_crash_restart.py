@@ -100,7 +100,7 @@ def test_killed_servers_come_back_serving_the_same_versions(
         server = start(root, index := index + 1, workers)
         server.wait_for(lambda s=server: serving(s) == {1, 2}, timeout=120, what="1 and 2 back")
         with Traffic(server) as traffic:
-            time.sleep(1.0)
+            server.wait_for(lambda t=traffic: t.ok >= 10, 30, "traffic before the kill", 0.01)
             kill(server)
             kills += 1
             time.sleep(0.3)
@@ -114,7 +114,7 @@ def test_killed_servers_come_back_serving_the_same_versions(
     server = start(root, index := index + 1, workers)
     server.wait_for(lambda: serving(server) == {1, 2}, timeout=120, what="1 and 2 back")
     with Traffic(server) as traffic:
-        time.sleep(0.5)
+        server.wait_for(lambda: traffic.ok >= 10, 30, "traffic after the restart", 0.01)
     assert traffic.failed == 0 and traffic.ok > 0
     assert server.stop() == 0
 

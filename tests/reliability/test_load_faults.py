@@ -23,6 +23,7 @@ from tests.reliability.conftest import report, transitions
 from tests.reliability.models import AVAILABLE, END, config_file, write_version
 from tests.util.processes import ProcessFigures, ServerProcess
 from tests.util.traffic import LoadThreads
+from tests.util.waiting import eventually
 from tests.util.workers import WORKER_IDS, WORKER_MODES
 
 LOAD_TIMEOUT_S = 1.5
@@ -245,9 +246,12 @@ def test_after_the_faults_the_hung_load_is_dropped_and_resources_come_back(
 
 def settle_threads(server: ServerProcess, before: ProcessFigures) -> ProcessFigures:
     """Figures once the thread count is back (abandoned loads end a little after the log)."""
-    deadline = time.monotonic() + 20
-    while True:
-        after = server.figures()
-        if after.threads <= before.threads or time.monotonic() > deadline:
-            return after
-        time.sleep(0.2)
+    try:
+        return eventually(
+            lambda: (after := server.figures()).threads <= before.threads and after,
+            20,
+            0.2,
+            "the thread count back",
+        )
+    except AssertionError:  # still above: the caller checks it against the slack
+        return server.figures()

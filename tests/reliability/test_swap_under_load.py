@@ -102,10 +102,14 @@ def test_swaps_under_load_lose_no_request(
     try:
         server.wait_serving(timeout=120)
         with Clients(server.port, mnist_request()) as clients:
-            time.sleep(1.0)
+            server.wait_for(lambda: clients.outcomes, 30, "the first answer under load")
             for step in range(swaps):
                 swap(server, trained_models, base, "mnist", old=step + 1, new=step + 2)
-            time.sleep(1.0)
+            server.wait_for(
+                lambda: any(o.version == swaps + 1 for o in list(clients.outcomes)),
+                30,
+                f"an answer from the last version, {swaps + 1}",
+            )
     finally:
         assert server.stop() == 0
     outcomes = clients.outcomes
@@ -142,7 +146,7 @@ def test_swaps_under_load_lose_no_request(
 
 @pytest.fixture
 def slow_server(tmp_path: Path) -> ServerProcess:
-    write_version(tmp_path / "slow", 1, factor=1.0)
+    write_version(tmp_path / "slow", 1, factor=1.0, slow_started=str(tmp_path / "slow-started"))
     config = config_file(tmp_path / "models.config", {"slow": (tmp_path / "slow", "")})
     server = ServerProcess(
         [
@@ -168,7 +172,9 @@ def test_a_request_in_flight_when_its_version_unloads_finishes_on_it(
     request.model_spec.signature_name = "slow"
     request.inputs["seconds"].CopyFrom(tf.make_tensor_proto(np.float32(2.0)))
     future = slow_server.predict_stub.Predict.future(request, timeout=30)
-    time.sleep(0.3)  # the request is running on version 1
+    slow_server.wait_for(
+        (tmp_path / "slow-started").exists, 30, "the request to run on version 1", 0.01
+    )
     write_version(tmp_path / "slow", 2, factor=1.0)
     reply = future.result()
     received = time.time()

@@ -28,6 +28,7 @@ from tests.util.metrics import sample_value
 from tests.util.proc_stats import frontend_pids, process_figures
 from tests.util.processes import QUIET_ENV, ServerProcess, free_port
 from tests.util.traffic import LoadThreads
+from tests.util.waiting import eventually
 
 WORKERS = 2
 CHANNELS = 16  # each its own connection: the kernel spreads them over the front-ends
@@ -98,38 +99,31 @@ def frontend_events(tmp_path: Path, kind: type) -> list:
     return [e for e in read_events(tmp_path / "events.jsonl") if isinstance(e, kind)]
 
 
-def wait_until(predicate, timeout_s: float, what: str, server: ServerProcess) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what}:\n{server.log_text()[-3000:]}"
-        time.sleep(0.02)
-
-
 def test_a_killed_frontend_comes_back_while_the_other_serves(tmp_path: Path) -> None:
     server = start(tmp_path)
     try:
         first = frontend_pids(server.process.pid)
         assert len(first) == WORKERS, first
         with Traffic(server.port) as traffic:
-            wait_until(
-                lambda: len(traffic.ok_since(0)) == CHANNELS, 60, "every channel answered", server
+            server.wait_for(
+                lambda: len(traffic.ok_since(0)) == CHANNELS, 60, "every channel answered", 0.02
             )
             killed_at = time.time()
             os.kill(first[0], signal.SIGKILL)
-            wait_until(
+            server.wait_for(
                 lambda: any(e.restarts == 1 for e in frontend_events(tmp_path, FrontendStarted)),
                 30,
-                "the killed front-end was not started again",
-                server,
+                "the killed front-end to start again",
+                0.02,
             )
             (back,) = [e for e in frontend_events(tmp_path, FrontendStarted) if e.restarts == 1]
             back_at = back.time  # it listens again
             # Every channel, the killed one's reconnected, is answered again.
-            wait_until(
+            server.wait_for(
                 lambda: len(traffic.ok_since(back_at)) == CHANNELS,
                 60,
-                "a channel was not answered again",
-                server,
+                "every channel answered again",
+                0.02,
             )
         outcomes = list(traffic.outcomes)
         during = {c for c, t, code in outcomes if killed_at < t < back_at and code == "OK"}
@@ -178,10 +172,12 @@ def test_the_frontends_exit_when_the_engine_is_killed(tmp_path: Path) -> None:
     server.process.send_signal(signal.SIGKILL)
     server.process.wait(30)
     server.stop()
-    deadline = time.monotonic() + 10
-    while any(os.path.exists(f"/proc/{pid}") for pid in pids):
-        assert time.monotonic() < deadline, "a front-end outlived its engine"
-        time.sleep(0.02)
+    eventually(
+        lambda: not any(os.path.exists(f"/proc/{pid}") for pid in pids),
+        10,
+        0.02,
+        "every front-end to exit with its engine",
+    )
 
 
 def test_one_scrape_counts_every_process_once_and_keeps_a_restarted_ones(
@@ -217,18 +213,18 @@ def test_one_scrape_counts_every_process_once_and_keeps_a_restarted_ones(
             for _ in range(5):
                 stub.Predict(request(), timeout=10)
                 sent += 1
-        wait_until(lambda: count() == sent, 10, f"the scrape never counted {sent}", server)
+        server.wait_for(lambda: count() == sent, 10, f"the scrape to count {sent}", 0.02)
         pids = frontend_pids(server.process.pid)
         for pid in pids:  # after serving: still no TensorFlow runtime, and a small process
             maps = Path(f"/proc/{pid}/maps").read_text()
             assert "libtensorflow" not in maps and "_pywrap_tensorflow" not in maps
             assert process_figures(pid).rss_mib < 150, process_figures(pid)
         os.kill(pids[0], signal.SIGKILL)
-        wait_until(
+        server.wait_for(
             lambda: len(set(frontend_pids(server.process.pid)) - set(pids)) == 1,
             30,
-            "the killed front-end was not started again",
-            server,
+            "the killed front-end to start again",
+            0.02,
         )
         assert count() == sent  # the killed front-end's requests stay counted
         for channel in channels:

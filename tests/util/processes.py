@@ -11,9 +11,9 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -25,6 +25,9 @@ from tensorflow_serving.apis import (
 
 # Re-exported: the reliability suites import them from here.
 from tests.util.proc_stats import ProcessFigures, frontend_pids, process_figures
+from tests.util.waiting import eventually
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]
 QUIET_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
@@ -127,23 +130,26 @@ def wait_serving(
     own = channel is None
     channel = grpc.insecure_channel(address) if channel is None else channel
     health = health_pb2_grpc.HealthStub(channel)
-    deadline = time.monotonic() + timeout_s
+
+    def serving() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited early:\n{describe()}")
+        try:
+            reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+        except grpc.RpcError as exc:
+            return unimplemented_is_ready and exc.code() == grpc.StatusCode.UNIMPLEMENTED
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+
     try:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise AssertionError(f"server exited early:\n{describe()}")
-            try:
-                reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError as exc:
-                if unimplemented_is_ready and exc.code() == grpc.StatusCode.UNIMPLEMENTED:
-                    return
-            time.sleep(poll_s)
+        eventually(
+            serving,
+            timeout_s,
+            poll_s,
+            lambda: f"server at {address} to say SERVING:\n{describe()}",
+        )
     finally:
         if own:
             channel.close()
-    raise AssertionError(f"server at {address} not SERVING after {timeout_s}s:\n{describe()}")
 
 
 def stop(
@@ -197,13 +203,17 @@ class ServerProcess:
             channel=self.channel,  # this server's channel, TLS when a test made it so
         )
 
-    def wait_for(self, predicate, timeout: float = 60.0, what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}:\n{self.log_text()[-4000:]}")
+    def wait_for(
+        self,
+        predicate: Callable[[], T],
+        timeout: float = 60.0,
+        what: str = "condition",
+        interval: float = 0.1,
+    ) -> T:
+        """`eventually`, failing with this server's log tail (what it did instead)."""
+        return eventually(
+            predicate, timeout, interval, lambda: f"{what}:\n{self.log_text()[-4000:]}"
+        )
 
     def figures(self) -> ProcessFigures:
         """Memory and threads of the whole server: the engine and, with `--workers`, its
