@@ -1,4 +1,7 @@
-"""A real S3-compatible HTTP server (moto's standalone server) on loopback, for tests."""
+"""A real S3-compatible HTTP server (moto's standalone server) on loopback, for tests.
+
+Importing this module checks the object-store test requirements (s3fs, moto): a test
+module that imports it is skipped without them, or fails where CI is set."""
 
 from __future__ import annotations
 
@@ -7,7 +10,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from moto.server import ThreadedMotoServer
+
+from tests.util.requirements import require_module
+
+_HINT = "install pyserving[test] (s3fs and moto[server]) for object-store support"
+require_module("s3fs", _HINT)
+ThreadedMotoServer = require_module("moto.server", _HINT).ThreadedMotoServer
 
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "pyserving-test",

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("s3fs", reason="install pyserving[s3] for object-store support")
-
 from pyserving.adapters.sources.object_store import ObjectStore, RemoteStorage, VersionCache
 from pyserving.adapters.sources.storage_path import StoragePathSource
 from tests.s3_server import s3_server, use_s3_server

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import subprocess
 import urllib.error
 import urllib.parse
@@ -19,26 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.e2e.conftest import ROOT
 from tests.util.processes import free_port
+from tests.util.requirements import require_binary
 from tests.util.waiting import eventually
 
 DASHBOARDS = ROOT / "dashboards"
 SHIPPED_CONFIG = DASHBOARDS / "prometheus.yml"
-
-
-def require_binary(name: str) -> str:
-    """The binary's path. Missing: skip locally, fail in CI (`CI` set; .ci/run installs it)."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} not installed: apt-get install prometheus (as .ci/run does)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+PROMETHEUS_HINT = "apt-get install prometheus (as .ci/run does)"
 
 
 def scrape_config_for(target: str, scrape_interval: str = "1s") -> dict[str, Any]:
@@ -53,7 +41,7 @@ def scrape_config_for(target: str, scrape_interval: str = "1s") -> dict[str, Any
 
 class Prometheus:
     def __init__(self, workdir: Path, target: str) -> None:
-        binary = require_binary("prometheus")
+        binary = require_binary("prometheus", PROMETHEUS_HINT)
         workdir.mkdir(parents=True, exist_ok=True)
         config_path = workdir / "prometheus.yml"
         config_path.write_text(yaml.safe_dump(scrape_config_for(target)))

@@ -6,9 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("s3fs", reason="install pyserving[s3] for object-store support")
-
 from tensorflow_serving.apis import get_model_status_pb2
 
 from tests.e2e.conftest import TrainedModels, predict_request

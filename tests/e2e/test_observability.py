@@ -33,16 +33,17 @@ from pyserving.api.http_server import HttpServer, local_exposition, metrics_rout
 from pyserving.engine.events import BatchRun
 from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
 from tests.e2e.prometheus import (
+    PROMETHEUS_HINT,
     SHIPPED_CONFIG,
     PanelQuery,
     Prometheus,
     finite_values,
     load_dashboards,
     panel_queries,
-    require_binary,
     substitute,
 )
 from tests.util.processes import QUIET_ENV, ServerProcess, free_port
+from tests.util.requirements import require_binary
 from tests.util.workers import WORKER_IDS, WORKER_MODES
 
 pytestmark = pytest.mark.e2e
@@ -128,7 +129,7 @@ def scenario(
     tmp_path_factory: pytest.TempPathFactory,
     request: pytest.FixtureRequest,
 ) -> Iterator[Scenario]:
-    require_binary("prometheus")
+    require_binary("prometheus", PROMETHEUS_HINT)
     work = tmp_path_factory.mktemp("observability")
     watched = work / "models"
     trained_models.copy_version(1, watched)
@@ -299,7 +300,7 @@ def test_request_logs_carry_a_request_id(scenario: Scenario) -> None:
 
 
 def test_promtool_accepts_the_shipped_config() -> None:
-    promtool = require_binary("promtool")
+    promtool = require_binary("promtool", PROMETHEUS_HINT)
     result = subprocess.run(
         [promtool, "check", "config", str(SHIPPED_CONFIG)],
         capture_output=True,
@@ -333,7 +334,7 @@ def test_grafana_provisioning_points_at_the_dashboards() -> None:
 def test_batching_panel_queries_against_batch_run_events(tmp_path: Path) -> None:
     """Until the batcher is merged: the batching panels' PromQL, checked on a real Prometheus
     scraping a real metrics endpoint fed with BatchRun events and the batcher's hooks."""
-    require_binary("prometheus")
+    require_binary("prometheus", PROMETHEUS_HINT)
     registry = new_registry()
     metrics = ServingMetrics(registry, known_models=lambda: {"mnist"})
     metrics.watch_queue_depths(lambda: {("mnist", 2, "predict_images"): 3})

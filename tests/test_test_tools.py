@@ -1,5 +1,6 @@
-"""tests/util/waiting.py: `eventually` returns the first truthy value, and its failure
-says what it awaited and what it last saw (the message is what a failing suite shows)."""
+"""The shared test tools: `eventually` returns the first truthy value and its failure says
+what it awaited and what it last saw (the message is what a failing suite shows); a
+missing requirement skips on a laptop and fails in CI."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import itertools
 
 import pytest
 
+from tests.util.requirements import in_ci, optional_binary, require_binary, require_module
 from tests.util.waiting import eventually, eventually_async
 
 
@@ -68,3 +70,36 @@ def test_async_version_lets_other_tasks_run_and_awaits_coroutines() -> None:
             await eventually_async(lambda: False, timeout=0.02, message="never")
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("value", "ci"), [("true", True), ("1", True), ("", False), ("0", False), ("false", False)]
+)
+def test_ci_is_any_non_false_value(monkeypatch: pytest.MonkeyPatch, value: str, ci: bool) -> None:
+    monkeypatch.setenv("CI", value)
+    assert in_ci() is ci
+
+
+def test_a_missing_requirement_skips_outside_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no_such_module_here"):
+        require_module("no_such_module_here", "hint")
+    with pytest.raises(pytest.skip.Exception, match="no-such-binary-here not installed: hint"):
+        require_binary("no-such-binary-here", "hint")
+    assert optional_binary("no-such-binary-here", "hint") is None  # the test falls back
+
+
+@pytest.mark.parametrize("value", ["true", "1"])
+def test_a_missing_requirement_fails_in_ci(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("CI", value)
+    with pytest.raises(pytest.fail.Exception, match=r"no_such_module_here.*CI is set"):
+        require_module("no_such_module_here", "hint")
+    with pytest.raises(pytest.fail.Exception, match="no-such-binary-here"):
+        require_binary("no-such-binary-here", "hint")
+    with pytest.raises(pytest.fail.Exception, match="no-such-binary-here"):
+        optional_binary("no-such-binary-here", "hint")
+
+
+def test_a_present_requirement_is_returned() -> None:
+    assert require_module("json", "hint").dumps([1]) == "[1]"
+    assert require_binary("sh", "hint").endswith("/sh")
