@@ -24,9 +24,9 @@ from pyserving.engine.load_timeout import TimedLoads
 from pyserving.engine.servable import Loader
 from pyserving.engine.servable_map import ServableHandle
 from pyserving.statemachines.servable_version import State
-from tests.python_models import write_python_version
 from tests.servables import ConstantLoader, ConstantServable, GatedLoader
 from tests.util.lifecycle import Lifecycle
+from tests.util.python_models import write_scaling_version
 from tests.util.waiting import eventually
 
 WAIT_S = 10.0
@@ -162,7 +162,7 @@ def test_the_platform_loader_is_resolved_once_when_the_version_is_aspired(
 ) -> None:
     base = tmp_path / "m"
     for version in (1, 2):
-        write_python_version(base, version, factor=float(version))
+        write_scaling_version(base, version, factor=float(version))
     platforms: list[str] = []
 
     def platform_of(model: str) -> str:
