@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,6 +35,7 @@ from pyserving.engine.request_scope import RequestScope
 from pyserving.engine.runner import DirectRunner
 from pyserving.engine.servable_map import ServableHandle
 from tests.servables import SIG, WAIT_S, RecordingServable
+from tests.util.processes import run_python
 from tests.util.waiting import eventually_async
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -95,15 +94,8 @@ def test_without_otel_variables_the_server_sets_up_no_tracer() -> None:
         "assert server.runner.tracer is None\n"
         "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"},
-        cwd=ROOT,
-        timeout=120,
-    )
+    unset_otel = {k: None for k in os.environ if k.startswith("OTEL_")}
+    result = run_python("-c", code, env=unset_otel, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
 

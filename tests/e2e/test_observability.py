@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -42,9 +41,8 @@ from tests.e2e.prometheus import (
     panel_queries,
     substitute,
 )
-from tests.util.processes import QUIET_ENV, ServerProcess, free_port
+from tests.util.processes import ServerProcess, free_port, refused_start
 from tests.util.requirements import require_binary
-from tests.util.workers import WORKER_IDS, WORKER_MODES
 
 pytestmark = pytest.mark.e2e
 
@@ -123,11 +121,11 @@ def _burst(server: ServerProcess, images: np.ndarray, n: int = 48) -> int:
     return refused
 
 
-@pytest.fixture(scope="module", params=WORKER_MODES, ids=WORKER_IDS)
+@pytest.fixture(scope="module")
 def scenario(
     trained_models: TrainedModels,
     tmp_path_factory: pytest.TempPathFactory,
-    request: pytest.FixtureRequest,
+    module_workers: int,
 ) -> Iterator[Scenario]:
     require_binary("prometheus", PROMETHEUS_HINT)
     work = tmp_path_factory.mktemp("observability")
@@ -155,7 +153,7 @@ def scenario(
         "allowed_batch_sizes: 8"
     )
     args += ["--enable_batching", f"--batching_parameters_file={batching}"]
-    server = ServerProcess(args, work / "server.log", workers=request.param)
+    server = ServerProcess(args, work / "server.log", workers=module_workers)
     unknown_model = "no-such-model-7f3a"
     try:
         server.wait_serving()
@@ -393,23 +391,9 @@ def test_batching_panel_queries_against_batch_run_events(tmp_path: Path) -> None
 def test_startup_errors_say_what_to_fix(tmp_path: Path, flags: list[str], message: str) -> None:
     bad = tmp_path / "monitoring.config"
     bad.write_text("prometheus_config { enabled: true }")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pyserving",
-            "serve",
-            f"--model_base_path={tmp_path}",
-            *(f.format(bad=bad) for f in flags),
-        ],
-        capture_output=True,
-        text=True,
-        env=QUIET_ENV,
-        timeout=120,
-    )
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
+    stderr = refused_start(f"--model_base_path={tmp_path}", *(f.format(bad=bad) for f in flags))
+    assert message in stderr
+    assert "Traceback" not in stderr
 
 
 def _scrape(scenario: Scenario) -> str:

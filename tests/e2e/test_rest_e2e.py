@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -26,45 +27,35 @@ from tensorflow_serving.apis import (
 
 from pyserving.api.rest_api import PRINT_DEFAULTS
 from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
-from tests.util.processes import ServerProcess, free_port
+from tests.util.processes import ServerProcess, serving
 from tests.util.requirements import optional_binary
-from tests.util.workers import WORKER_IDS, WORKER_MODES
 
 MiB = 1 << 20
 
 
 class RestServer(ServerProcess):
-    def __init__(self, args: list[str], log_path: Path, workers: int = 0) -> None:
-        self.rest_port = free_port()
-        super().__init__([f"--rest_api_port={self.rest_port}", *args], log_path, workers=workers)
+    """A server with REST on (`url`, `call`); the REST suite's also has the socket path it
+    serves gRPC on and the folder a traversal would reach."""
 
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.rest_port}{path}"
+    socket_path: Path
+    evil: Path
 
-    def call(self, path: str, body: bytes | None = None) -> tuple[int, dict]:
-        """(HTTP status, JSON reply) of a GET, or of a POST when `body` is given."""
-        request = urllib.request.Request(self.url(path), data=body)
-        try:
-            with urllib.request.urlopen(request, timeout=30) as reply:
-                return reply.status, json.loads(reply.read())
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read())
+    def __init__(self, args: list[str], log_path: Path, workers: int = 0, **options: Any) -> None:
+        super().__init__(args, log_path, workers=workers, rest=True, **options)
 
     def rss_kib(self) -> int:
         return self.figures().rss_kib
 
 
-@pytest.fixture(scope="module", params=WORKER_MODES, ids=WORKER_IDS)
+@pytest.fixture(scope="module")
 def server(
-    trained_models: TrainedModels,
-    tmp_path_factory: pytest.TempPathFactory,
-    request: pytest.FixtureRequest,
+    trained_models: TrainedModels, tmp_path_factory: pytest.TempPathFactory, module_workers: int
 ) -> Iterator[RestServer]:
     tmp = tmp_path_factory.mktemp("rest")
     trained_models.copy_version(2, tmp / "models")
     # A model folder a path traversal from the served one would reach: it must stay unread.
     trained_models.copy_version(1, tmp / "evil")
-    process = RestServer(
+    with serving(
         [
             "--model_name=mnist",
             f"--model_base_path={tmp / 'models'}",
@@ -73,13 +64,12 @@ def server(
             *FAST_FLAGS,
         ],
         tmp / "server.log",
-        workers=request.param,
-    )
-    process.socket_path = tmp / "grpc.sock"  # type: ignore[attr-defined]
-    process.evil = tmp / "evil"  # type: ignore[attr-defined]
-    process.wait_serving()
-    yield process
-    assert process.stop() == 0
+        module_workers,
+        server_class=RestServer,
+    ) as process:
+        process.socket_path = tmp / "grpc.sock"
+        process.evil = tmp / "evil"
+        yield process
 
 
 def images(n: int, seed: int = 0) -> np.ndarray:

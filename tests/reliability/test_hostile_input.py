@@ -31,8 +31,8 @@ from pyserving.adapters.protos import grpc_service_pb2
 from pyserving.api import oip_codec
 from tests.reliability.conftest import Size, TrainedModels, report
 from tests.reliability.models import config_file, write_version
-from tests.util.processes import ServerProcess, free_port
-from tests.util.workers import WORKER_IDS, WORKER_MODES, both_modes
+from tests.util.processes import ServerProcess, free_port, serving
+from tests.util.workers import both_modes
 
 CORPUS = Path(__file__).parent / "corpus"
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
@@ -376,11 +376,11 @@ def check_answer(request: predict_pb2.PredictRequest, reply: predict_pb2.Predict
 
 
 # ------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module", params=WORKER_MODES, ids=WORKER_IDS)
+@pytest.fixture(scope="module")
 def server(
     trained_models: TrainedModels,
     tmp_path_factory: pytest.TempPathFactory,
-    request: pytest.FixtureRequest,
+    module_workers: int,
 ) -> Iterator[ServerProcess]:
     root = tmp_path_factory.mktemp("hostile")
     for version in (1, 2):
@@ -398,18 +398,17 @@ def server(
             'version_labels { key: "canary" value: 2 } }\n',
         )
     )
-    process = ServerProcess(
+    with serving(
         [
             f"--model_config_file={config}",
             "--file_system_poll_wait_seconds=0",
             f"--grpc_max_message_bytes={MAX_MESSAGE}",
         ],
         root / "server.log",
-        workers=request.param,
-    )
-    process.wait_serving(timeout=120)
-    yield process
-    assert process.stop() == 0
+        module_workers,
+        timeout=120,
+    ) as process:
+        yield process
 
 
 def exploring(size: Size, max_examples: int) -> settings:
