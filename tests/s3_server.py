@@ -51,3 +51,16 @@ def use_s3_server(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
     """Point this test process's S3 clients at the test server, fail fast on outages."""
     for key, value in s3_settings(endpoint).items():
         monkeypatch.setenv(key, value)
+
+
+@pytest.fixture(name="s3")
+def s3_filesystem(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """The `s3` fixture: an s3fs file system on a fresh server of its own, holding an empty
+    `models` bucket (a test module imports it to use it)."""
+    with s3_server() as endpoint:
+        use_s3_server(monkeypatch, endpoint)
+        import s3fs
+
+        fs = s3fs.S3FileSystem(skip_instance_cache=True)
+        fs.mkdir("models")
+        yield fs

@@ -290,13 +290,18 @@ def test_inputs_with_different_batch_sizes_are_invalid_argument() -> None:
     h.close()
 
 
-def test_large_request_is_split_across_batches_when_splitting_is_on() -> None:
-    h = Harness(
+def splitting_harness() -> Harness:
+    """Batches of up to 10 rows, run in pieces of at most 4."""
+    return Harness(
         max_batch_size=10,
         enable_large_batch_splitting=True,
         max_execution_batch_size=4,
         batch_timeout_micros=200_000,
     )
+
+
+def test_large_request_is_split_across_batches_when_splitting_is_on() -> None:
+    h = splitting_harness()
 
     async def scenario() -> None:
         small, big = rows(1, start=100), rows(9, start=0)
@@ -310,12 +315,7 @@ def test_large_request_is_split_across_batches_when_splitting_is_on() -> None:
 
 
 def test_large_request_alone_is_split_too() -> None:
-    h = Harness(
-        max_batch_size=10,
-        enable_large_batch_splitting=True,
-        max_execution_batch_size=4,
-        batch_timeout_micros=200_000,
-    )
+    h = splitting_harness()
 
     async def scenario() -> None:
         np.testing.assert_array_equal(await h.predict(rows(9)), rows(9) * 2)

@@ -19,7 +19,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import get_model_status_pb2, predict_pb2
 
 from tests.e2e.conftest import TrainedModels, predict_request
-from tests.util.processes import ServerProcess
+from tests.util.processes import ServerProcess, serving
 from tests.util.python_models import write_python_version
 from tests.util.waiting import eventually
 from tests.util.workers import both_modes
@@ -44,7 +44,7 @@ def server(
 ) -> Iterator[ServerProcess]:
     root = tmp_path_factory.mktemp("faults")
     trained_models.copy_version(1, root / "models")
-    process = ServerProcess(
+    with serving(
         [
             "--model_name=mnist",
             f"--model_base_path={root / 'models'}",
@@ -53,10 +53,8 @@ def server(
             "--load_retry_interval_micros=100000",
         ],
         root / "server.log",
-    )
-    process.wait_serving()
-    yield process
-    assert process.stop() == 0
+    ) as process:
+        yield process
 
 
 def base_path(server: ServerProcess) -> Path:

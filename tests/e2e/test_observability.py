@@ -456,21 +456,20 @@ def test_metrics_names_picks_the_families(
     trained_models: TrainedModels, tmp_path: Path, names: str, present: str, absent: str
 ) -> None:
     trained_models.copy_version(1, tmp_path / "models")
-    rest_port = free_port()
     server = ServerProcess(
         [
             "--model_name=mnist",
             f"--model_base_path={tmp_path / 'models'}",
-            f"--rest_api_port={rest_port}",
             f"--metrics_names={names}",
             *FAST_FLAGS,
         ],
         tmp_path / "server.log",
+        rest=True,
     )
     try:
         server.wait_serving()
         server.predict_stub.Predict(predict_request(trained_models.dataset.test_images[:1]))
-        url = f"http://127.0.0.1:{rest_port}/monitoring/prometheus/metrics"
+        url = server.url("/monitoring/prometheus/metrics")
         with urllib.request.urlopen(url, timeout=10) as reply:
             text = reply.read().decode()
     finally:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,19 +19,13 @@ from pyserving.engine.model_views import STATE_TO_PROTO
 from pyserving.statemachines.servable_version import State
 from tests.e2e.conftest import FAST_FLAGS, TrainedModels
 from tests.recorded_runs import read_records, write_records
-from tests.util.processes import QUIET_ENV
+from tests.util.processes import run_python
 
 Status = get_model_status_pb2.ModelVersionStatus
 
 
 def pyserving_replay(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pyserving", "replay", *args],
-        capture_output=True,
-        text=True,
-        env=QUIET_ENV,
-        timeout=120,
-    )
+    return run_python("-m", "pyserving", "replay", *args, timeout=120)
 
 
 def test_replay_of_a_real_scenario_verifies_and_matches_get_model_status(

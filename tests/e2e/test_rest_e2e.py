@@ -213,7 +213,7 @@ def test_traversal_names_are_looked_up_not_opened(server: RestServer, name: str)
         status, reply = server.call(path, body)
         assert status == 404, reply
     log = server.log_text()
-    assert str(server.evil) not in log  # type: ignore[attr-defined]
+    assert str(server.evil) not in log
     assert '"model": "evil"' not in log
 
 
@@ -229,7 +229,7 @@ def test_rest_requests_are_counted_with_grpcs(server: RestServer) -> None:
 
 
 def test_unix_socket_serves_grpc(server: RestServer) -> None:
-    with grpc.insecure_channel(f"unix:{server.socket_path}") as channel:  # type: ignore[attr-defined]
+    with grpc.insecure_channel(f"unix:{server.socket_path}") as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         reply = stub.Predict(predict_request(images(2)), timeout=30)
     np.testing.assert_array_equal(

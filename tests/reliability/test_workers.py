@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from tests.reliability.conftest import report
 from tests.reliability.models import write_version
 from tests.util.metrics import sample_value
 from tests.util.proc_stats import frontend_pids, process_figures
-from tests.util.processes import QUIET_ENV, ServerProcess, free_port
+from tests.util.processes import ServerProcess, free_port, run_python
 from tests.util.traffic import LoadThreads
 from tests.util.waiting import eventually
 
@@ -153,13 +152,7 @@ def test_a_killed_frontend_comes_back_while_the_other_serves(tmp_path: Path) -> 
         sorted((e.exit_code, e.restarting) for e in exits if e is not killed[0])
         == [(0, False)] * WORKERS
     )
-    replay = subprocess.run(
-        [sys.executable, "-m", "pyserving", "replay", str(tmp_path / "events.jsonl")],
-        capture_output=True,
-        text=True,
-        env=QUIET_ENV,
-        timeout=120,
-    )
+    replay = run_python("-m", "pyserving", "replay", str(tmp_path / "events.jsonl"), timeout=120)
     assert replay.returncode == 0, replay.stdout + replay.stderr
     assert "VERIFIED" in replay.stdout
     assert f"(pid {first[0]}) killed by SIGKILL; the engine starts it again" in replay.stdout
