@@ -292,7 +292,8 @@ def serving(
     log_path: Path,
     workers: int = 0,
     timeout: float = 60.0,
-    server_class: type[S] = ServerProcess,  # type: ignore[assignment]  # S's default
+    # mypy cannot check a default for a TypeVar-typed parameter (python/mypy#3737).
+    server_class: type[S] = ServerProcess,  # type: ignore[assignment]
     **options: Any,
 ) -> Iterator[S]:
     """A started `server_class` (ServerProcess or a subclass), SERVING when the block
