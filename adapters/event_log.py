@@ -9,7 +9,7 @@ RotatingFileHandler does it (`LOG` → `LOG.1` → ... → `LOG.N`, the oldest d
 a rotated set read oldest first (`LOG.N` ... `LOG.1`, `LOG`) is the log in order.
 
 Durability (`fsync`): every event is flushed to the operating system, so a killed
-*process* loses nothing already written. What the `fsync` policy decides is what a
+*process* loses nothing already written. What the `fsync` mode decides is what a
 *machine* crash or power loss may lose:
   - `always`: fsync per event; nothing is lost, at the cost of one disk sync per event
     (milliseconds on a spinning disk, tens of microseconds on an SSD);
@@ -37,7 +37,9 @@ log = structlog.get_logger("pyserving.event_log")
 TAIL_BYTES = 64 * 1024  # enough for the last few events; a restart reads no more
 
 
-class FsyncPolicy(StrEnum):
+class FsyncMode(StrEnum):
+    """When the event log is synced to disk (--event_log_fsync)."""
+
     ALWAYS = "always"
     INTERVAL = "interval"
     NEVER = "never"
@@ -49,14 +51,14 @@ class EventLogWriter:
     def __init__(
         self,
         path: str | os.PathLike[str],
-        fsync: FsyncPolicy | str = FsyncPolicy.NEVER,
+        fsync: FsyncMode | str = FsyncMode.NEVER,
         max_bytes: int = 0,
         backups: int = 5,
         fsync_interval_s: float = 1.0,
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fsync = FsyncPolicy(fsync)
+        self._fsync = FsyncMode(fsync)
         self._max_bytes = max(0, max_bytes)
         self._backups = max(0, backups)
         self._lock = threading.Lock()
@@ -64,7 +66,7 @@ class EventLogWriter:
         self._file: IO[bytes] = self._open()
         self._closed = threading.Event()
         self._syncer: threading.Thread | None = None
-        if self._fsync is FsyncPolicy.INTERVAL:
+        if self._fsync is FsyncMode.INTERVAL:
             self._syncer = threading.Thread(
                 target=self._sync_every,
                 args=(max(0.01, fsync_interval_s),),
@@ -86,7 +88,7 @@ class EventLogWriter:
                 self._rotate()
             self._file.write(line)
             self._file.flush()
-            if self._fsync is FsyncPolicy.ALWAYS:
+            if self._fsync is FsyncMode.ALWAYS:
                 os.fsync(self._file.fileno())
             else:
                 self._dirty = True
@@ -95,7 +97,7 @@ class EventLogWriter:
         """Shift `LOG.i` to `LOG.i+1` (dropping the oldest) and start an empty `LOG`."""
         if self._file.tell() == 0:
             return  # one event larger than max_bytes: keep it rather than loop
-        if self._fsync is not FsyncPolicy.NEVER:
+        if self._fsync is not FsyncMode.NEVER:
             os.fsync(self._file.fileno())
         self._file.close()
         if self._backups == 0:
@@ -116,7 +118,7 @@ class EventLogWriter:
             self.sync()
 
     def sync(self) -> None:
-        """Sync what was written to disk now (the interval policy's thread calls this)."""
+        """Sync what was written to disk now (the interval mode's thread calls this)."""
         with self._lock:
             if self._dirty and not self._file.closed:
                 os.fsync(self._file.fileno())
@@ -129,7 +131,7 @@ class EventLogWriter:
         with self._lock:
             if not self._file.closed:
                 self._file.flush()
-                if self._fsync is not FsyncPolicy.NEVER:
+                if self._fsync is not FsyncMode.NEVER:
                     os.fsync(self._file.fileno())
                 self._file.close()
 

@@ -8,6 +8,13 @@ within about its start-up time while the others keep serving. Each start and exi
 fact on the bus (`FrontendStarted`, `FrontendExited`), so the event log and `pyserving
 replay` show them beside the versions' lifecycles.
 
+A front-end that stops answering is replaced too: each one says it is alive every
+`HEARTBEAT_S` (its `frontend_ready` call, from its event loop), and one silent for
+`liveness_timeout_s` (a stopped process, a loop stuck in a deadlock) is killed with SIGKILL
+and started again; its `FrontendExited` says `unresponsive`. Without this, a hung front-end
+keeps its listening socket, and the kernel keeps giving it new connections that no one
+answers.
+
 A front-end dies with the engine: it asks the kernel for SIGKILL when its parent dies
 (PR_SET_PDEATHSIG) and exits when the engine's socket goes. On stop, every front-end gets
 SIGTERM and drains its requests in flight (the engine still answers them), then exits.
@@ -30,6 +37,7 @@ log = structlog.get_logger("pyserving.frontends")
 
 MAX_BACKOFF_S = 5.0
 QUICK_EXIT_S = 1.0  # an exit this soon after a start counts as a failing start
+HEARTBEAT_S = 1.0  # how often a front-end says it is alive
 
 
 class FrontendStartError(RuntimeError):
@@ -44,6 +52,8 @@ class _Slot:
     starts: int = 0
     backoff_s: float = 0.0
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    last_seen: float = 0.0  # its last `frontend_ready` call (monotonic)
+    unresponsive: bool = False  # killed for its silence
 
 
 def signal_name(returncode: int | None) -> str:
@@ -64,21 +74,30 @@ class FrontendSupervisor:
         workers: int,
         command: Callable[[int], Sequence[str]],
         publish: Callable[[Event], object],
+        liveness_timeout_s: float = 10.0,
     ) -> None:
+        """`liveness_timeout_s`: how long a front-end may stay silent before it is replaced
+        (0: never)."""
         self._command = command
         self._publish = publish
+        self._liveness_timeout_s = liveness_timeout_s
         self._slots = [_Slot(worker) for worker in range(workers)]
         self._watchers: set[asyncio.Task[None]] = set()
         self._stopping = False
 
     def ready(self, worker: int, pid: int) -> None:
-        """A front-end says it listens (its `frontend_ready` call)."""
-        if 0 <= worker < len(self._slots):
-            slot = self._slots[worker]
-            if slot.process is not None and slot.process.pid == pid and not slot.ready.is_set():
-                slot.ready.set()
-                self._publish(FrontendStarted(worker, pid, slot.starts - 1))
-                log.info("frontend_ready", worker=worker, pid=pid, restarts=slot.starts - 1)
+        """A front-end says it listens (its first `frontend_ready` call), or that its loop
+        still turns (every later one)."""
+        if not 0 <= worker < len(self._slots):
+            return
+        slot = self._slots[worker]
+        if slot.process is None or slot.process.pid != pid:
+            return  # a replaced front-end's late call
+        slot.last_seen = time.monotonic()
+        if not slot.ready.is_set():
+            slot.ready.set()
+            self._publish(FrontendStarted(worker, pid, slot.starts - 1))
+            log.info("frontend_ready", worker=worker, pid=pid, restarts=slot.starts - 1)
 
     async def start(self, timeout_s: float) -> None:
         """Start every front-end and wait until each listens; FrontendStartError if one
@@ -87,8 +106,11 @@ class FrontendSupervisor:
             await self._spawn(slot)
         for slot in self._slots:
             await self._wait_ready(slot, timeout_s)
-        for slot in self._slots:
-            watcher = asyncio.create_task(self._watch(slot))
+        watchers = [self._watch(slot) for slot in self._slots]
+        if self._liveness_timeout_s > 0:
+            watchers.append(self._watch_liveness())
+        for coroutine in watchers:
+            watcher = asyncio.create_task(coroutine)
             self._watchers.add(watcher)
             watcher.add_done_callback(self._watchers.discard)
 
@@ -119,6 +141,7 @@ class FrontendSupervisor:
 
     async def _spawn(self, slot: _Slot) -> None:
         slot.ready.clear()
+        slot.unresponsive = False
         slot.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -142,6 +165,7 @@ class FrontendSupervisor:
                     None if returncode < 0 else returncode,
                     signal_name(returncode),
                     restarting,
+                    slot.unresponsive,
                 )
             )
             if not restarting:
@@ -161,6 +185,35 @@ class FrontendSupervisor:
             if self._stopping:
                 return
             await self._spawn(slot)
+
+    async def _watch_liveness(self) -> None:
+        """Kill a listening front-end silent for longer than the timeout. It must be found
+        silent twice, a tick apart: between the two the engine's loop has read its socket,
+        so heartbeats that waited there while the engine itself was busy count."""
+        tick_s = min(HEARTBEAT_S, self._liveness_timeout_s / 2)
+        suspects: set[int] = set()
+        while not self._stopping:
+            await asyncio.sleep(tick_s)
+            now = time.monotonic()
+            for slot in self._slots:
+                process = slot.process
+                listening = slot.ready.is_set() and process and process.returncode is None
+                silent_s = now - slot.last_seen
+                if not listening or silent_s <= self._liveness_timeout_s:
+                    suspects.discard(slot.worker)
+                elif slot.worker not in suspects:
+                    suspects.add(slot.worker)
+                elif process is not None and not self._stopping:
+                    suspects.discard(slot.worker)
+                    slot.unresponsive = True
+                    log.error(
+                        "frontend_unresponsive",
+                        worker=slot.worker,
+                        pid=process.pid,
+                        silent_s=round(silent_s, 1),
+                        action="killed with SIGKILL; it is started again",
+                    )
+                    process.kill()
 
     async def stop(self, grace_s: float) -> None:
         """SIGTERM every front-end (each drains its requests in flight), SIGKILL those still

@@ -2,7 +2,7 @@
 
 Lifecycle metrics come only from bus events (`handle`), never from scattered call sites:
 whatever the machines do, the bus reports, so the metrics cannot disagree with the event
-log. Request metrics come from the request envelope (`api/request_envelope.py`, every
+log. Request metrics come from the request envelope (`api/envelope/request_envelope.py`, every
 protocol) through `request_series`; the batcher reports rejections through
 `batch_rejected` and its queue depths through the callable given to `watch_queue_depths`.
 
@@ -174,14 +174,14 @@ class ServingMetrics:
         # Mirrors TF Serving's /tensorflow/serving/model_warmup_latency.
         self.warmup_seconds = Histogram(
             "pyserving_model_warmup_seconds",
-            "Wall time of replaying a version's warm-up requests during its load.",
+            "Wall time of running a version's warm-up requests during its load.",
             ["model", "status"],
             buckets=WARMUP_BUCKETS,
             registry=registry,
         )
         self.warmup_records = Counter(
             "pyserving_model_warmup_records",
-            "Warm-up records replayed (each counted once, whatever the iterations).",
+            "Warm-up records run (each counted once, whatever the iterations).",
             ["model"],
             registry=registry,
         )
@@ -279,10 +279,6 @@ class ServingMetrics:
     def model_label(self, model: str) -> str:
         """The model's label value: its name if configured, else one fixed value."""
         return model if model in self._known_models() else UNKNOWN_MODEL
-
-    def observe_request(self, model: str, api: str, code: str, seconds: float) -> None:
-        """Count one finished request. `api` and `code` must come from fixed sets."""
-        self.request_series(model, api).observe(code, seconds)
 
     def request_series(self, model: str, api: str) -> RequestSeries:
         """The children of one (model, api), for a caller that keeps them (the request

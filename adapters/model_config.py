@@ -15,11 +15,11 @@ from google.protobuf import text_format
 from tensorflow_serving.config import logging_config_pb2, model_server_config_pb2
 
 from pyserving.adapters.loaders.platforms import KNOWN_PLATFORMS, TENSORFLOW
-from pyserving.adapters.sources.version_policy import (
+from pyserving.adapters.sources.version_selection import (
     AllVersions,
     LatestVersions,
     SpecificVersions,
-    VersionPolicy,
+    VersionSelection,
 )
 
 ModelServerConfig = model_server_config_pb2.ModelServerConfig
@@ -52,16 +52,16 @@ class ModelConfig:
     name: str
     base_path: str
     platform: str = DEFAULT_PLATFORM
-    version_policy: VersionPolicy = field(default_factory=LatestVersions)
+    version_selection: VersionSelection = field(default_factory=LatestVersions)
     labels: Mapping[str, int] = field(default_factory=dict)
     request_log: RequestLogConfig | None = None  # None: its requests are not logged
 
     def same_source(self, other: ModelConfig) -> bool:
         """True when a source built for `other` would find and pick the same versions."""
-        return (self.base_path, self.platform, self.version_policy) == (
+        return (self.base_path, self.platform, self.version_selection) == (
             other.base_path,
             other.platform,
-            other.version_policy,
+            other.version_selection,
         )
 
 
@@ -83,7 +83,7 @@ class ConfigDiff:
 
     added: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
-    changed: tuple[str, ...] = ()  # base path, platform or version policy: a new source
+    changed: tuple[str, ...] = ()  # base path, platform or version selection: a new source
     relabelled: tuple[str, ...] = ()  # version labels only
     relogged: tuple[str, ...] = ()  # logging_config only
 
@@ -151,7 +151,7 @@ def from_proto(proto: model_server_config_pb2.ModelServerConfig, origin: str) ->
             raise ConfigError(
                 f"{where}: base_path is empty; set it to the folder of numbered versions"
             )
-        policy = _version_policy(entry, where)
+        policy = _version_selection(entry, where)
         labels = dict(entry.version_labels)
         for label, version in sorted(labels.items()):
             if not label or label != label.strip():
@@ -168,7 +168,7 @@ def from_proto(proto: model_server_config_pb2.ModelServerConfig, origin: str) ->
                 name=entry.name,
                 base_path=entry.base_path,
                 platform=_platform(entry, where),
-                version_policy=policy,
+                version_selection=policy,
                 labels=labels,
                 request_log=_request_log(entry, where),
             )
@@ -231,7 +231,7 @@ def _platform(entry: model_server_config_pb2.ModelConfig, where: str) -> str:
     return platform
 
 
-def _version_policy(entry: model_server_config_pb2.ModelConfig, where: str) -> VersionPolicy:
+def _version_selection(entry: model_server_config_pb2.ModelConfig, where: str) -> VersionSelection:
     policy = entry.model_version_policy
     choice = policy.WhichOneof("policy_choice")
     if choice is None:

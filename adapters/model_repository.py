@@ -2,7 +2,7 @@
 is one model's base path holding numbered version folders. The repository API lists
 those models with their state, and loads or unloads one at a time.
 
-A load adds the model to the config in force (latest-version policy, the platform its
+A load adds the model to the config in force (latest-version selection, the platform its
 versions' files name) and an unload removes it, both through the live config's path
 (aspired versions, the version machines, the event log's ConfigReloaded records), so
 what the API did replays with `pyserving replay` like any other change. Both answer once
@@ -22,7 +22,7 @@ from pyserving.adapters.live_config import LiveConfig
 from pyserving.adapters.loaders.platforms import PLATFORMS
 from pyserving.adapters.model_config import ModelConfig
 from pyserving.adapters.sources.storage_path import parse_version
-from pyserving.adapters.sources.version_policy import LatestVersions
+from pyserving.adapters.sources.version_selection import LatestVersions
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.manager import VersionStatus
 from pyserving.engine.model_admin import IndexEntry
@@ -62,7 +62,7 @@ class RepositoryModel:
             name=self.name,
             base_path=self.base_path,
             platform=self.platform,
-            version_policy=LatestVersions(1),
+            version_selection=LatestVersions(1),
         )
 
 

@@ -228,7 +228,7 @@ class TFServingMetrics:
 
     # ------------------------------------------------------------ request side
     def request_series(self, model: str, api: str) -> TFRequestSeries:
-        """For the request envelope (see api/request_envelope.py SeriesFactory)."""
+        """For the request envelope (see api/envelope/request_envelope.py SeriesFactory)."""
         label = self.model_label(model)
         return TFRequestSeries(self, label, REQUEST_APIS.get(api), label == model)
 

@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 import pyserving
+from pyserving.api.commands.replay_command import add_replay_command
+from pyserving.api.commands.warmup_from_logs_command import add_warmup_from_logs_command
 from pyserving.api.flags import add_serve_flags, server_options
-from pyserving.api.replay_command import add_replay_command
 from pyserving.api.serving_loop import run_on_loop
-from pyserving.api.warmup_from_logs_command import add_warmup_from_logs_command
 
 
 def build_parser() -> argparse.ArgumentParser:

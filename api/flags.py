@@ -318,6 +318,16 @@ FLAGS: tuple[Flag, ...] = (
         metavar="N",
     ),
     Flag(
+        "frontend_liveness_timeout_seconds",
+        float,
+        10.0,
+        LIFE,
+        "with --workers: a front-end that has not said it is alive (it does every second, "
+        "from its event loop) for this long is killed and started again, so a hung one "
+        "does not keep taking connections; 0 = never (default: %(default)s)",
+        metavar="SECONDS",
+    ),
+    Flag(
         "shutdown_grace_seconds",
         float,
         30.0,
@@ -339,16 +349,16 @@ FLAGS: tuple[Flag, ...] = (
         bool,
         True,
         PLATFORMS,
-        "replay each version's assets.extra/tf_serving_warmup_requests before it serves, "
+        "run each version's assets.extra/tf_serving_warmup_requests before it serves, "
         "so the first request is not slow (default: true)",
-        _implemented("replay warm-up records"),
+        _implemented("run warm-up records"),
     ),
     Flag(
         "num_request_iterations_for_warmup",
         int,
         1,
         PLATFORMS,
-        "times each warm-up record is replayed (default: %(default)s)",
+        "times each warm-up record is run (default: %(default)s)",
         _implemented("warm-up repetitions"),
         metavar="N",
     ),
@@ -716,7 +726,9 @@ FLAGS: tuple[Flag, ...] = (
         "serve tensorflow.ProfilerService on the gRPC port, for TensorBoard's capture and "
         "tf.profiler.experimental.client.trace; it runs in this process and opens no other "
         "port (default: true)",
-        _implemented("tensorflow.ProfilerService on the gRPC port (api/profiler_service)"),
+        _implemented(
+            "tensorflow.ProfilerService on the gRPC port (api/tfserving/profiler_service)"
+        ),
     ),
     # ------------------------------------------------------------------ compatibility
     Flag(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import os
 import signal
@@ -63,6 +64,7 @@ async def serve_frontend(options: object, address: str, worker: int) -> int:
     """Serve until SIGTERM (exit 0 after the drain) or the engine is gone (1)."""
     import structlog
 
+    from pyserving.adapters.frontend_supervisor import HEARTBEAT_S
     from pyserving.adapters.ipc import EngineClient
     from pyserving.adapters.ipc.data_plane import RemoteDataPlane
     from pyserving.adapters.ipc.frontend_services import (
@@ -71,8 +73,8 @@ async def serve_frontend(options: object, address: str, worker: int) -> int:
         ObservationShipper,
     )
     from pyserving.adapters.tracing import tracing_from_environment
+    from pyserving.api.envelope.request_envelope import Envelope, observer_series
     from pyserving.api.protocol_servers import ProtocolServers, request_log_from_flags
-    from pyserving.api.request_envelope import Envelope, observer_series
     from pyserving.engine.errors import ServingError
 
     log = structlog.get_logger("pyserving.frontend")
@@ -99,7 +101,8 @@ async def serve_frontend(options: object, address: str, worker: int) -> int:
         unix_socket=worker == 0,  # one process can listen on a Unix socket's path
     )
     await servers.start()
-    await client.call("frontend_ready", {"worker": worker, "pid": os.getpid()}, timeout_s=10.0)
+    alive = {"worker": worker, "pid": os.getpid()}
+    await client.call("frontend_ready", alive, timeout_s=10.0)
     log.info("frontend_serving", worker=worker, grpc_port=servers.port, rest_port=servers.http_port)
 
     stop = asyncio.Event()
@@ -121,9 +124,17 @@ async def serve_frontend(options: object, address: str, worker: int) -> int:
                 stop.set()
                 return
 
-    watcher = asyncio.create_task(watch_engine())
+    async def heartbeat() -> None:
+        """Say, from this loop, that it turns: the engine replaces a front-end that stops."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            with contextlib.suppress(ServingError):  # the engine is away: watch_engine decides
+                await client.call("frontend_ready", alive, timeout_s=HEARTBEAT_S * 5)
+
+    watchers = [asyncio.create_task(watch_engine()), asyncio.create_task(heartbeat())]
     await stop.wait()
-    watcher.cancel()
+    for watcher in watchers:
+        watcher.cancel()
     grace_s = 0.0 if engine_gone else options.shutdown_grace_seconds  # type: ignore[attr-defined]
     await servers.drain(grace_s)
     await servers.close()

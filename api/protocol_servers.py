@@ -24,30 +24,34 @@ from pyserving.adapters.model_config import ServerConfig
 from pyserving.adapters.protos import grpc_service_pb2
 from pyserving.adapters.request_log.logger import RequestLogger
 from pyserving.adapters.request_log.writer import RecordWriter, WriterOptions
-from pyserving.api import model_listing, oip_grpc, oip_repository, oip_rest, profiler_service
-from pyserving.api.flag_compat import FlagError, check_credentials, grpc_channel_arguments
-from pyserving.api.health import HealthService
-from pyserving.api.http_server import (
+from pyserving.api.envelope.health import HealthService
+from pyserving.api.envelope.http_body import RestOptions
+from pyserving.api.envelope.http_server import (
     ConnectionLimits,
     Exposition,
     HttpServer,
     metrics_routes,
     probe_routes,
 )
-from pyserving.api.model_service import ModelService
-from pyserving.api.monitoring_config import MonitoringConfigError, load_monitoring_config
-from pyserving.api.prediction_service import PredictionService
-from pyserving.api.request_envelope import Envelope, add_service
-from pyserving.api.rest_api import RestApi, RestOptions
-from pyserving.api.restricted_api import (
+from pyserving.api.envelope.request_envelope import Envelope, add_service
+from pyserving.api.envelope.restricted_api import (
     MODEL_CONFIG,
     MODEL_REPOSITORY,
     RestrictionError,
     Restrictions,
     parse_restricted_api,
 )
+from pyserving.api.envelope.tensor_codec import elements_within, tensor_bytes_within
+from pyserving.api.flag_compat import FlagError, check_credentials, grpc_channel_arguments
+from pyserving.api.monitoring_config import MonitoringConfigError, load_monitoring_config
+from pyserving.api.oip import grpc_service as oip_grpc
+from pyserving.api.oip import repository as oip_repository
+from pyserving.api.oip import rest_routes as oip_rest
 from pyserving.api.startup_checks import StartupError, check_request_log_flags
-from pyserving.api.tensor_codec import elements_within, tensor_bytes_within
+from pyserving.api.tfserving import model_listing, profiler_service
+from pyserving.api.tfserving.model_service import ModelService
+from pyserving.api.tfserving.prediction_service import PredictionService
+from pyserving.api.tfserving.rest_api import RestApi
 from pyserving.api.tls import TlsConfigError, load_ssl_config
 from pyserving.engine.data_plane import DataPlane
 from pyserving.engine.request_core import PlanOptions

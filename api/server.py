@@ -54,22 +54,22 @@ from pyserving.adapters.tfserving_metrics import (
     tee_series,
 )
 from pyserving.adapters.tracing import TracingConfigError, tracing_from_environment
+from pyserving.api.envelope.http_server import (
+    local_exposition,
+)
+from pyserving.api.envelope.request_envelope import Envelope, SeriesCache
+from pyserving.api.envelope.restricted_api import (
+    RestrictionError,
+    Restrictions,
+    parse_restricted_api,
+)
 from pyserving.api.flag_compat import (
     refused_flags,
 )
 from pyserving.api.flags import ServerOptions
 from pyserving.api.frontend import frontend_args
-from pyserving.api.http_server import (
-    local_exposition,
-)
 from pyserving.api.monitoring_config import MonitoringConfigError, load_monitoring_config
 from pyserving.api.protocol_servers import ProtocolServers, plan_options, request_log_from_flags
-from pyserving.api.request_envelope import Envelope, SeriesCache
-from pyserving.api.restricted_api import (
-    RestrictionError,
-    Restrictions,
-    parse_restricted_api,
-)
 from pyserving.api.startup_checks import (
     StartupError,
     check_distinct_ports,
@@ -83,13 +83,14 @@ from pyserving.api.tensorflow_settings import (
     session_config_text,
     settings_from_flags,
 )
+from pyserving.api.tfserving.example_plans import EXAMPLE_PLANS
+from pyserving.api.tfserving.warmup_requests import make_warmup_answer
 from pyserving.api.view_messages import engine_lifecycle
-from pyserving.api.warmup_replay import make_replay
 from pyserving.engine.batching import BatchingRunner
 from pyserving.engine.bus import EventBus
 from pyserving.engine.data_plane import InProcessDataPlane
 from pyserving.engine.events import Event, ServerStarted, ServerStopped, ShutdownRequested
-from pyserving.engine.manager import Manager, RetryPolicy
+from pyserving.engine.manager import LoadAttempts, Manager
 from pyserving.engine.per_version_batching import PerVersionBatchingRunner
 from pyserving.engine.policy import POLICIES
 from pyserving.engine.request_core import RequestCore
@@ -161,7 +162,7 @@ def loaders_from_flags(
         per_model_batching=settings.per_model_batching,
     )
     warmup = (
-        WarmupOptions(make_replay(plan_options(options)), settings.warmup_iterations)
+        WarmupOptions(make_warmup_answer(plan_options(options)), settings.warmup_iterations)
         if settings.enable_model_warmup
         else None
     )
@@ -255,7 +256,7 @@ class ModelServer:
             loader_for=self.loaders,
             servable_map=self.servable_map,
             policy=POLICIES[options.aspired_version_policy](),
-            retry=RetryPolicy(
+            retry=LoadAttempts(
                 max_num_load_retries=options.max_num_load_retries,
                 load_retry_interval_s=options.load_retry_interval_micros / 1e6,
                 load_timeout_s=options.load_timeout_seconds,
@@ -333,7 +334,9 @@ class ModelServer:
         # Every codec's inference goes through this one interface (engine/data_plane.py).
         # Views and admin calls too: codecs never read the manager or the config themselves.
         lifecycle = engine_lifecycle(self.manager, self.live_config, self.repository)
-        self.data_plane = InProcessDataPlane(self.core, plan_options(self.options), lifecycle)
+        self.data_plane = InProcessDataPlane(
+            self.core, plan_options(self.options), lifecycle, EXAMPLE_PLANS
+        )
         if batches(self.runner):
             self.metrics.watch_queue_depths(self.runner.queue_depths)
         exported = None if self.options.metrics_names == "tfserving" else self.metrics_registry
@@ -457,6 +460,7 @@ class ModelServer:
             self.options.workers,
             lambda worker: frontend_args(self.options, address, worker, os.getpid()),
             self.bus.publish,
+            self.options.frontend_liveness_timeout_seconds,
         )
         services = engine_services(
             SeriesCache(self.series).observe,

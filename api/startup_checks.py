@@ -17,7 +17,9 @@ import socket
 from typing import Any
 
 from pyserving.adapters.batching_config import BatchingConfigError, load_batching_options
+from pyserving.adapters.frontend_supervisor import HEARTBEAT_S
 from pyserving.adapters.model_config import ConfigError, ServerConfig, read_file, single_model
+from pyserving.api.envelope.restricted_api import RestrictionError, parse_restricted_api
 from pyserving.api.flag_compat import (
     FlagError,
     check_credentials,
@@ -26,7 +28,6 @@ from pyserving.api.flag_compat import (
     tensorflow_threads,
 )
 from pyserving.api.monitoring_config import MonitoringConfigError, load_monitoring_config
-from pyserving.api.restricted_api import RestrictionError, parse_restricted_api
 from pyserving.api.tls import TlsConfigError, load_ssl_config
 from pyserving.engine.batching_params import BatchingOptions
 
@@ -133,6 +134,13 @@ def check_workers(options: Any) -> None:
         raise StartupError(
             "--workers needs a fixed --port: every front-end listens on the same one "
             "(a port the kernel picks would differ in each); give --port=PORT"
+        )
+    timeout_s = options.frontend_liveness_timeout_seconds
+    if timeout_s and timeout_s < 2 * HEARTBEAT_S:
+        raise StartupError(
+            f"--frontend_liveness_timeout_seconds={timeout_s:g}: a front-end says it is alive "
+            f"every {HEARTBEAT_S:g} s, so give 0 (never replace a silent one) or at least "
+            f"{2 * HEARTBEAT_S:g}"
         )
 
 

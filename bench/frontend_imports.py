@@ -27,10 +27,10 @@ from tests.util.proc_stats import process_figures
 from tests.util.processes import QUIET_ENV, ROOT
 
 API_MODULES = (
-    "pyserving.api.prediction_service",
-    "pyserving.api.model_service",
-    "pyserving.api.rest_api",
-    "pyserving.api.http_server",
+    "pyserving.api.tfserving.prediction_service",
+    "pyserving.api.tfserving.model_service",
+    "pyserving.api.tfserving.rest_api",
+    "pyserving.api.envelope.http_server",
 )
 ROWS = {
     "empty": "",

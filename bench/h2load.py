@@ -102,7 +102,7 @@ def grpc_frame(message: bytes) -> bytes:
 
 
 def one_image_request(image: np.ndarray) -> predict_pb2.PredictRequest:
-    from pyserving.api import tensor_codec
+    from pyserving.api.envelope import tensor_codec
 
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "mnist"

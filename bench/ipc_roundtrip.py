@@ -47,16 +47,16 @@ def bare_engine(address: str) -> None:
     """The floor: decode the header, answer with the same tensors, nothing else."""
     import zmq
 
-    from pyserving.adapters.ipc.messages import ENCODER, OK, REQUEST_DECODER, Reply
+    from pyserving.adapters.ipc.messages import ENCODER, OK, REQUESTS_DECODER, Reply
 
     socket = zmq.Context().socket(zmq.ROUTER)
     socket.bind(address)
     print("ready", flush=True)
     while True:
         frames = socket.recv_multipart(copy=False)
-        request = REQUEST_DECODER.decode(frames[1].buffer)
-        reply = Reply(request.id, OK, "", {}, request.tensors)
-        socket.send_multipart([frames[0], ENCODER.encode(reply), *frames[2:]], copy=False)
+        requests = REQUESTS_DECODER.decode(frames[1].buffer)
+        replies = [Reply(r.id, OK, "", {}, r.tensors, r.frames) for r in requests]
+        socket.send_multipart([frames[0], ENCODER.encode(replies), *frames[2:]], copy=False)
 
 
 async def closed_loop(

@@ -80,9 +80,9 @@ async def start_server(model_base: Path, *flags: str) -> Any:
 
 def grpc_call(server: Any) -> Any:
     """The gRPC Predict handler as `add_service` builds it, with a stand-in context."""
-    from pyserving.api.prediction_service import PredictionService
+    from pyserving.api.envelope.request_envelope import grpc_behavior
     from pyserving.api.protocol_servers import plan_options
-    from pyserving.api.request_envelope import grpc_behavior
+    from pyserving.api.tfserving.prediction_service import PredictionService
 
     service = PredictionService(server.data_plane, plan_options(server.options), server.request_log)
     behavior = grpc_behavior(server.envelope, "Predict", service.Predict)

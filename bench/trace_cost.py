@@ -58,7 +58,8 @@ class CallContext:
         raise RuntimeError(f"{code}: {details}")
 
     def set_trailing_metadata(self, metadata: Any) -> None:
-        """The answer's version and fingerprint (api/answer_provenance.py): not timed here."""
+        """The answer's version and fingerprint (api/envelope/answer_provenance.py): not
+        timed here."""
 
 
 def tracing_for(sampler: tuple[str, str], endpoint: str) -> Any:
@@ -86,8 +87,8 @@ def tracing_for(sampler: tuple[str, str], endpoint: str) -> Any:
 def handlers(model_dir: Path, endpoint: str) -> tuple[dict[str, Any], list[Any]]:
     """One Predict handler per variant, over one loaded version and one runner."""
     from pyserving.adapters.loaders.tensorflow_loader import TensorFlowLoader
-    from pyserving.api.prediction_service import PredictionService
-    from pyserving.api.request_envelope import Envelope, grpc_behavior
+    from pyserving.api.envelope.request_envelope import Envelope, grpc_behavior
+    from pyserving.api.tfserving.prediction_service import PredictionService
     from pyserving.engine.data_plane import InProcessDataPlane
     from pyserving.engine.request_core import InlineRunner, PlanOptions, RequestCore
     from pyserving.engine.servable_map import ServableHandle, ServableMap

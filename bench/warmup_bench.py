@@ -72,7 +72,7 @@ def warmup_from_traffic(models: Path, folder: Path, images: np.ndarray) -> Path:
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
     from pyserving.adapters.request_log.files import prefix_files
-    from pyserving.api.warmup_from_logs import make_warmup_file
+    from pyserving.api.commands.warmup_from_logs import make_warmup_file
 
     prefix = folder / "logs" / "mnist"
     config = folder / "logging.config"

@@ -1,1 +1,1 @@
-"""The core: events, the ordered bus, the manager, version policies and the serving map."""
+"""The core: events, the ordered bus, the manager, aspired-version policies and the serving map."""

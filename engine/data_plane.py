@@ -25,17 +25,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 from google.protobuf.message import Message
-from tensorflow_serving.apis import (
-    classification_pb2,
-    get_model_status_pb2,
-    inference_pb2,
-    model_management_pb2,
-    regression_pb2,
-)
 
 from pyserving.engine import model_views
 from pyserving.engine.errors import Code, ServingError
@@ -53,20 +46,25 @@ from pyserving.engine.request_core import (
     PlanOptions,
     Prediction,
     RequestCore,
+    RequestPlan,
     Served,
     plan_predict,
     with_fingerprint,
 )
-from pyserving.engine.request_plans import (
-    plan_classify,
-    plan_multi_inference,
-    plan_regress,
-)
-from pyserving.engine.servable import Signature
+from pyserving.engine.servable import Servable, Signature
 from pyserving.engine.server_health import ServerHealth
 from pyserving.engine.signature_checks import select_signature
 
-if TYPE_CHECKING:  # generated messages, for annotations only: engine/ imports no adapters/
+if TYPE_CHECKING:  # messages, for annotations only: engine/ imports no adapters/ and no
+    # TF Serving proto at run time (the codecs in api/ build and read them)
+    from tensorflow_serving.apis import (
+        classification_pb2,
+        get_model_status_pb2,
+        inference_pb2,
+        model_management_pb2,
+        regression_pb2,
+    )
+
     from pyserving.adapters.protos import grpc_service_pb2
     from pyserving.adapters.protos.model_registry_pb2 import ListModelsRequest, ListModelsResponse
 
@@ -154,6 +152,25 @@ class DataPlane(Protocol):
     async def repository_unload(self, name: str) -> None: ...
 
 
+class ExamplePlans(Protocol):
+    """Classify, Regress and MultiInference as plans for one servable: TF Serving's
+    request messages in, their replies out (api/tfserving/example_plans.py). Given by the
+    composition root, as `Lifecycle` is, so that engine/ never reads TF Serving's messages
+    (`request` is each method's TF Serving request message, opaque here)."""
+
+    def classify(
+        self, servable: Servable, request: Any, options: PlanOptions
+    ) -> RequestPlan[Message]: ...
+
+    def regress(
+        self, servable: Servable, request: Any, options: PlanOptions
+    ) -> RequestPlan[Message]: ...
+
+    def multi_inference(
+        self, servable: Servable, request: Any, options: PlanOptions
+    ) -> RequestPlan[Message]: ...
+
+
 @dataclass(frozen=True)
 class Lifecycle:
     """What the in-process plane's views and admin calls read, from the composition root."""
@@ -168,16 +185,26 @@ class Lifecycle:
 
 class InProcessDataPlane:
     """The engine in this process: each call is one `RequestCore.execute` with its plan;
-    the views read `lifecycle` (without one, as in inference-only tests, they answer
-    UNIMPLEMENTED)."""
+    the views read `lifecycle` and Classify, Regress and MultiInference are planned by
+    `examples` (without them, as in Predict-only tests, those calls answer UNIMPLEMENTED)."""
 
     def __init__(
-        self, core: RequestCore, options: PlanOptions, lifecycle: Lifecycle | None = None
+        self,
+        core: RequestCore,
+        options: PlanOptions,
+        lifecycle: Lifecycle | None = None,
+        examples: ExamplePlans | None = None,
     ) -> None:
         self.core = core
         self.options = options
         self._lifecycle = lifecycle
+        self._examples = examples
         self.server_health = ServerHealth(core.servable_map, lambda: self._life().config().names)
+
+    def _plans(self) -> ExamplePlans:
+        if self._examples is None:
+            raise ServingError(Code.UNIMPLEMENTED, "this engine serves Predict only")
+        return self._examples
 
     def _life(self) -> Lifecycle:
         if self._lifecycle is None:
@@ -206,20 +233,20 @@ class InProcessDataPlane:
         request: classification_pb2.ClassificationRequest,
         deadline: float | None,
     ) -> Served[classification_pb2.ClassificationResponse]:
-        options = self.options
+        options, plan = self.options, self._plans().classify
         return await self.core.execute(  # type: ignore[no-any-return]
             model,
-            lambda servable: with_fingerprint(plan_classify(servable, request, options)),
+            lambda servable: with_fingerprint(plan(servable, request, options)),
             deadline,
         )
 
     async def regress(
         self, model: ModelRequest, request: regression_pb2.RegressionRequest, deadline: float | None
     ) -> Served[regression_pb2.RegressionResponse]:
-        options = self.options
+        options, plan = self.options, self._plans().regress
         return await self.core.execute(  # type: ignore[no-any-return]
             model,
-            lambda servable: with_fingerprint(plan_regress(servable, request, options)),
+            lambda servable: with_fingerprint(plan(servable, request, options)),
             deadline,
         )
 
@@ -229,17 +256,20 @@ class InProcessDataPlane:
         request: inference_pb2.MultiInferenceRequest,
         deadline: float | None,
     ) -> Served[inference_pb2.MultiInferenceResponse]:
-        options = self.options
+        options, plan = self.options, self._plans().multi_inference
         return await self.core.execute(  # type: ignore[no-any-return]
             model,
-            lambda servable: with_fingerprint(plan_multi_inference(servable, request, options)),
+            lambda servable: with_fingerprint(plan(servable, request, options)),
             deadline,
         )
 
     async def model_status(
         self, model: ModelRequest
     ) -> get_model_status_pb2.GetModelStatusResponse:
-        return model_views.model_status(self._life().manager, self.core.servable_map, model)
+        life = self._life()
+        return life.encoder.status(
+            model_views.model_status(life.manager, self.core.servable_map, model)
+        )
 
     async def model_ready(self, model: ModelRequest) -> bool:
         return model_views.is_model_ready(self.core.servable_map, model)
@@ -262,7 +292,9 @@ class InProcessDataPlane:
     async def reload_config(
         self, request: model_management_pb2.ReloadConfigRequest
     ) -> model_management_pb2.ReloadConfigResponse:
-        return await reload_config(self._life().reload, request)
+        life = self._life()
+        await reload_config(life.reload, request)
+        return life.encoder.reloaded()
 
     def _repository(self) -> Repository:
         repository = self._life().repository

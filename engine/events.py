@@ -36,9 +36,6 @@ class Event:
         """The record as plain JSON values (lists for tuples, dicts for nested dataclasses)."""
         return msgspec.to_builtins(self._record())
 
-    def to_json(self) -> str:
-        return encode(self).decode()
-
     def _record(self) -> dict[str, Any]:
         record: dict[str, Any] = {"seq": self.seq, "time": self.time, "kind": self.kind}
         for name in _field_names(type(self)):
@@ -101,7 +98,7 @@ class LoadSucceeded(Event):
 
 @dataclass(frozen=True)
 class WarmupFinished(Event):
-    """A version's warm-up requests were replayed during its load (before it serves).
+    """A version's warm-up requests were run during its load (before it serves).
 
     Published by the loading thread just before the load's own result; `error` is empty
     when every record ran, else it names the record that failed (and the load fails).
@@ -263,8 +260,9 @@ class FrontendStarted(Event):
 
 @dataclass(frozen=True)
 class FrontendExited(Event):
-    """A front-end process ended: its exit code, or the signal that killed it, and whether
-    the engine starts its slot again (not while the server stops)."""
+    """A front-end process ended: its exit code, or the signal that killed it, whether the
+    engine starts its slot again (not while the server stops), and whether the engine
+    killed it for not answering (`unresponsive`)."""
 
     kind: ClassVar[str] = "frontend_exited"
     worker: int
@@ -272,6 +270,7 @@ class FrontendExited(Event):
     exit_code: int | None
     signal: str = ""
     restarting: bool = False
+    unresponsive: bool = False
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

@@ -47,7 +47,10 @@ MAX_ERROR_CHARS = 2000
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
+class LoadAttempts:
+    """How a version's load is attempted: how many retries, how far apart, how long each
+    may take (--max_num_load_retries, --load_retry_interval_micros, the load timeout)."""
+
     max_num_load_retries: int = 5
     load_retry_interval_s: float = 60.0
     load_timeout_s: float = 0.0  # per attempt; 0 = no limit (see engine/load_timeout.py)
@@ -63,7 +66,7 @@ class LoaderHarness:
         path: str,
         publish: Publish,
         loader: Loader | None,
-        retry: RetryPolicy,
+        retry: LoadAttempts,
         timed_loads: TimedLoads,
         stopping: threading.Event,
         loader_error: str = "",

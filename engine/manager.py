@@ -33,7 +33,7 @@ from pyserving.engine.events import (
     VersionForgotten,
     VersionLabelsSet,
 )
-from pyserving.engine.harness import LoaderHarness, RetryPolicy
+from pyserving.engine.harness import LoadAttempts, LoaderHarness
 from pyserving.engine.load_timeout import TimedLoads
 from pyserving.engine.map_writer import ServingMapWriter
 from pyserving.engine.policy import (
@@ -47,7 +47,7 @@ from pyserving.engine.servable import Loader
 from pyserving.engine.servable_map import ServableMap
 from pyserving.statemachines.servable_version import State
 
-__all__ = ["MAX_ENDED_KEPT", "Manager", "RetryPolicy", "VersionStatus"]
+__all__ = ["MAX_ENDED_KEPT", "LoadAttempts", "Manager", "VersionStatus"]
 
 log = structlog.get_logger("pyserving.manager")
 
@@ -73,7 +73,7 @@ class Manager:
         loader_for: Callable[[str], Loader] | None,
         servable_map: ServableMap,
         policy: AspiredVersionPolicy | None = None,
-        retry: RetryPolicy | None = None,
+        retry: LoadAttempts | None = None,
         num_load_threads: int = 2,
         num_unload_threads: int = 1,
         execute: bool = True,
@@ -85,7 +85,7 @@ class Manager:
         self._fingerprint = fingerprint  # (model, version folder) → its model bytes' fingerprint
         self.serving = ServingMapWriter(servable_map, publish, allow_unavailable_labels)
         self._policy = policy or AvailabilityPreservingPolicy()
-        self._retry = retry = retry or RetryPolicy()
+        self._retry = retry = retry or LoadAttempts()
         self._execute = execute
         self._lock = threading.RLock()  # guards the dicts below for readers on other threads
         self._harnesses: dict[str, dict[int, LoaderHarness]] = {}

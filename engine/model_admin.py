@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from google.protobuf.message import Message
-from tensorflow_serving.apis import model_management_pb2
 
 from pyserving.engine.errors import Code, ServingError, invalid_argument
 
@@ -48,22 +47,20 @@ def no_repository() -> ServingError:
     )
 
 
-async def reload_config(
-    reload: Reload | None, request: model_management_pb2.ReloadConfigRequest
-) -> model_management_pb2.ReloadConfigResponse:
-    """HandleReloadConfigRequest with TF Serving's answers."""
+async def reload_config(reload: Reload | None, request: Any) -> None:
+    """HandleReloadConfigRequest with TF Serving's refusals; `request` is TF Serving's
+    ReloadConfigRequest (read through protobuf's generic API: engine/ imports no TF Serving
+    proto), and the success answer is the view encoder's (`reloaded`)."""
     if reload is None:
         raise ServingError(Code.UNIMPLEMENTED, "this server does not take config reloads")
-    if request.config.WhichOneof("config") != "model_config_list":
+    config: Message = request.config
+    if config.WhichOneof("config") != "model_config_list":
         # As TF Serving: an empty request is refused rather than unloading everything.
         raise invalid_argument(
             "ServerModelConfig type not supported by HandleReloadConfigRequest. Only "
             "ModelConfigList is currently supported"
         )
-    errors = await reload(request.config)
+    errors = await reload(config)
     if errors:
         # The config is in force (the other models serve); the failed versions say why.
         raise ServingError(Code.UNKNOWN, "; ".join(errors))
-    response = model_management_pb2.ReloadConfigResponse()
-    response.status.SetInParent()
-    return response

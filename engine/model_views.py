@@ -3,8 +3,9 @@
 These answers used to be built by the api/ servicers from the manager and the serving map;
 they live here so that the engine answers them for every front-end (docs/processes.md)
 and a codec holds only a `DataPlane`. Pure logic over engine types: what lives in
-adapters/ (the config in force, the proto messages of pyserving's and Triton's services)
-comes in through the small protocols below, wired by the composition root.
+adapters/ and api/ (the config in force, the messages of TF Serving's, pyserving's and
+Triton's services) comes in through the small protocols below, wired by the composition
+root.
 """
 
 from __future__ import annotations
@@ -12,32 +13,19 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from tensorflow_serving.apis import get_model_status_pb2
-
 from pyserving.engine.errors import not_found
 from pyserving.engine.manager import Manager, VersionStatus
 from pyserving.engine.request_core import ModelRequest
 from pyserving.engine.servable import Servable, Signature
 from pyserving.engine.servable_map import ServableMap
 from pyserving.engine.signature_checks import DEFAULT_SIGNATURE, select_signature
-from pyserving.statemachines.servable_version import State
 
-if TYPE_CHECKING:  # generated messages, for annotations only: engine/ imports no adapters/
+if TYPE_CHECKING:  # messages, for annotations only: engine/ imports no adapters/ and no
+    # TF Serving proto at run time (the encoder, api/view_messages.py, builds them)
+    from tensorflow_serving.apis import get_model_status_pb2, model_management_pb2
+
     from pyserving.adapters.protos import grpc_service_pb2
     from pyserving.adapters.protos.model_registry_pb2 import ListModelsResponse
-
-ModelVersionStatus = get_model_status_pb2.ModelVersionStatus
-
-# TF Serving has no "error" state: a failed version is END with its error in `status`.
-STATE_TO_PROTO = {
-    State.NEW: ModelVersionStatus.START,
-    State.LOADING: ModelVersionStatus.LOADING,
-    State.AVAILABLE: ModelVersionStatus.AVAILABLE,
-    State.UNLOADING: ModelVersionStatus.UNLOADING,
-    State.END: ModelVersionStatus.END,
-    State.ERROR: ModelVersionStatus.END,
-}
-UNKNOWN_ERROR_CODE = 2  # tensorflow.error.Code.UNKNOWN
 
 
 class ConfiguredModel(Protocol):
@@ -91,21 +79,20 @@ class ViewEncoder(Protocol):
 
     def listing(self, models: Sequence[ListedModel]) -> ListModelsResponse: ...
 
+    def status(
+        self, statuses: Sequence[VersionStatus]
+    ) -> get_model_status_pb2.GetModelStatusResponse: ...
 
-def fill_version_status(out: ModelVersionStatus, status: VersionStatus) -> None:
-    out.version = status.version
-    out.state = STATE_TO_PROTO[status.state]
-    if status.error:
-        out.status.error_code = UNKNOWN_ERROR_CODE
-        out.status.error_message = status.error
-    else:
-        out.status.SetInParent()  # OK: present, with code 0, as TF Serving sends it
+    def reloaded(self) -> model_management_pb2.ReloadConfigResponse:
+        """A successful config reload's answer."""
+        ...
 
 
 def model_status(
     manager: Manager, servable_map: ServableMap, spec: ModelRequest
-) -> get_model_status_pb2.GetModelStatusResponse:
-    """GetModelStatus's answer (gRPC, and REST's `GET /v1/models/NAME`)."""
+) -> list[VersionStatus]:
+    """GetModelStatus's answer before encoding (gRPC, and REST's `GET /v1/models/NAME`):
+    the statuses of the version `spec` names, or of every version of the model."""
     statuses = manager.statuses(spec.name)
     if not statuses:
         raise not_found(f"Could not find any versions of model {spec.name}")
@@ -116,10 +103,7 @@ def model_status(
         statuses = [s for s in statuses if s.version == version]
         if not statuses:
             raise not_found(f"Could not find version {version} of model {spec.name}")
-    response = get_model_status_pb2.GetModelStatusResponse()
-    for status in statuses:
-        fill_version_status(response.model_version_status.add(), status)
-    return response
+    return statuses
 
 
 def is_model_ready(servable_map: ServableMap, spec: ModelRequest) -> bool:

@@ -1,7 +1,7 @@
 """Big work on a thread, so the event loop that serves every other client keeps turning.
 
 One threshold for every place that decodes, copies or encodes a request's tensors: the
-codecs (api/tensor_budget.py) and a front-end's transport to the engine.
+codecs (api/envelope/tensor_budget.py) and a front-end's transport to the engine.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ from pyserving.engine.events import (
     Skimmed,
     Transition,
 )
-from pyserving.engine.manager import Manager, RetryPolicy
+from pyserving.engine.manager import LoadAttempts, Manager
 from pyserving.engine.policy import POLICIES
 from pyserving.engine.servable_map import ServableHandle
 from pyserving.engine.timeline import Cause, Timeline, TimelineBuilder
@@ -189,6 +189,8 @@ def describe_frontend(e: FrontendStarted | FrontendExited) -> str:
     if isinstance(e, FrontendStarted):
         return f"{who} started" + (f", restart {e.restarts}" if e.restarts else "")
     how = f"killed by {e.signal}" if e.signal else f"exited with code {e.exit_code}"
+    if e.unresponsive:
+        how = f"stopped answering; the engine {how.replace('killed by', 'killed it with')}"
     return f"{who} {how}" + ("; the engine starts it again" if e.restarting else "")
 
 
@@ -214,7 +216,7 @@ def manager_for_run(header: ServerStarted, publish: Callable[[Event], object]) -
             f"which this pyserving does not know ({', '.join(POLICIES)}): replay it with the "
             f"pyserving that wrote it ({header.pyserving_version})"
         )
-    retry = RetryPolicy(
+    retry = LoadAttempts(
         max_num_load_retries=int(flags.get("max_num_load_retries", 5)),
         load_retry_interval_s=float(flags.get("load_retry_interval_micros", 60_000_000)) / 1e6,
     )

@@ -3,20 +3,18 @@ signature → run it (directly or batched) → the outputs and the version that 
 
 Protocols are codecs around this: gRPC and REST decode their request into a plan
 (Predict, Classify, Regress, MultiInference are all plans), `RequestCore.execute` runs
-it, and they encode what it returns. Warm-up replays its records through the same
+it, and they encode what it returns. Warm-up runs its records through the same
 `run_plan`, on the load thread and before the version serves (`run_now`).
 """
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, NamedTuple, TypeVar
 
 import numpy as np
-from tensorflow_serving.apis import model_pb2
 
 from pyserving.engine.runner import Runner
 from pyserving.engine.servable import Servable
@@ -40,24 +38,6 @@ class ModelRequest(NamedTuple):
     name: str
     version: int | None
     label: str | None
-
-
-def fill_model_spec(
-    out: model_pb2.ModelSpec, name: str, version: int, signature_name: str | None = None
-) -> None:
-    """The ModelSpec of a reply: the model, the version that answered, its signature."""
-    out.CopyFrom(_model_spec(name, version, signature_name))
-
-
-@functools.lru_cache(maxsize=1024)
-def _model_spec(name: str, version: int, signature_name: str | None) -> model_pb2.ModelSpec:
-    # Made once per (model, version, signature): every reply carries one, and copying a
-    # made message is one C call where setting its three fields is three (and a wrapper).
-    spec = model_pb2.ModelSpec(name=name)
-    spec.version.value = version
-    if signature_name is not None:
-        spec.signature_name = signature_name
-    return spec
 
 
 @dataclass(frozen=True)
@@ -191,20 +171,6 @@ class RequestCore:
             if not isinstance(plan, RequestPlan):
                 plan = await plan
             return await run_plan(self.runner, handle, plan, deadline, self.on_runtime)
-
-    async def predict(
-        self,
-        spec: ModelRequest,
-        signature_name: str,
-        inputs: Mapping[str, np.ndarray],
-        output_filter: Sequence[str] = (),
-        deadline: float | None = None,
-    ) -> Prediction:
-        return await self.execute(
-            spec,
-            lambda servable: plan_predict(servable, signature_name, inputs, output_filter),
-            deadline,
-        )
 
 
 class InlineRunner:

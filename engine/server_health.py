@@ -2,7 +2,7 @@
 
 Status is computed from the serving map when asked, so it can never lag behind it. The
 empty service name means the whole server, as grpc.health.v1 says; a model name may be
-asked for too. A front-end ANDs its own drain with this answer (api/health.py).
+asked for too. A front-end ANDs its own drain with this answer (api/envelope/health.py).
 
 Once the server has been ready, a model added later (a config reload, a repository load)
 counts towards the whole server's readiness only from its first available version on: a

@@ -20,7 +20,7 @@ from pyserving.engine.events import (
     ShutdownRequested,
     VersionLabelsSet,
 )
-from pyserving.engine.manager import Manager, RetryPolicy
+from pyserving.engine.manager import LoadAttempts, Manager
 from pyserving.engine.policy import POLICIES
 from pyserving.engine.servable_map import ServableMap
 from pyserving.statemachines.servable_version import State
@@ -49,7 +49,7 @@ class RecordedServer:
             lambda _model: self.loader,
             self.map,
             policy=POLICIES[policy](),
-            retry=RetryPolicy(max_num_load_retries, 0.0),
+            retry=LoadAttempts(max_num_load_retries, 0.0),
             fingerprint=(lambda _model, path: f"sha256:{path}") if fingerprints else None,
         )
         self.writer = EventLogWriter(log_path, **writer_options)

@@ -2,15 +2,17 @@
 
 Each request becomes a task, so a slow call never holds up the others on the socket; its
 reply goes back to the front-end that sent it (ZeroMQ's routing identity) with the request's
-id. The engine enforces the request's deadline itself (the handler is cancelled and the
-reply says DEADLINE_EXCEEDED), and every failure becomes a reply with a code: a handler's
-ServingError keeps its code and message, anything else is INTERNAL.
+id, in one message with every other reply to that front-end finished in the same turn of
+the loop (messages.py: batches). The engine enforces the request's deadline itself (the
+handler is cancelled and the reply says DEADLINE_EXCEEDED), and every failure becomes a
+reply with a code: a handler's ServingError keeps its code and message, anything else is
+INTERNAL.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,15 +22,16 @@ import structlog
 import zmq
 
 from pyserving.adapters.ipc.messages import (
-    ENCODER,
     OK,
-    REQUEST_DECODER,
+    REQUESTS_DECODER,
     STRING,
+    Outbox,
     Reply,
     Request,
     TransportError,
     decode_tensors,
     frames_of,
+    split_frames,
 )
 from pyserving.adapters.ipc.shared_memory import SegmentMaps
 from pyserving.engine.errors import Code, ServingError
@@ -90,6 +93,7 @@ class EngineEndpoint:
         self._socket.setsockopt(zmq.ROUTER_MANDATORY, 0)  # a gone front-end's reply is dropped
         self._maps = SegmentMaps()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._outboxes: dict[bytes, Outbox] = {}  # by front-end, until the turn's send
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
@@ -116,20 +120,23 @@ class EngineEndpoint:
         if len(frames) < 2:
             return
         try:
-            request = REQUEST_DECODER.decode(frames[1].buffer)
-        except msgspec.DecodeError as error:  # no id to answer: a front-end's bug
+            requests = REQUESTS_DECODER.decode(frames[1].buffer)
+            own_frames = split_frames(requests, frames[2:])
+        except (msgspec.DecodeError, TransportError) as error:  # no id to answer: a bug
             log.error("ipc_undecodable_request", error=str(error))
             return
-        task = asyncio.create_task(self._answer(frames[0].bytes, request, frames[2:]))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        identity = frames[0].bytes
+        for request, its_frames in zip(requests, own_frames, strict=True):
+            task = asyncio.create_task(self._answer(identity, request, its_frames))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    async def _answer(self, identity: bytes, request: Request, frames: list[Any]) -> None:
+    async def _answer(self, identity: bytes, request: Request, frames: Sequence[Any]) -> None:
         out_frames: list[Any] = []
         try:
             answer = await self._call(request, frames)
             headers, out_frames = frames_of(answer.tensors)
-            reply = Reply(request.id, OK, "", answer.params, headers)
+            reply = Reply(request.id, OK, "", answer.params, headers, len(out_frames))
         except ServingError as error:
             reply = Reply(request.id, error.code.name, error.message, {}, [])
         except TransportError as error:
@@ -137,10 +144,22 @@ class EngineEndpoint:
         except Exception as error:
             log.exception("ipc_handler_failed", method=request.method)
             reply = Reply(request.id, Code.INTERNAL.name, f"engine error: {error!r}", {}, [])
-        self._socket.send_multipart([identity, ENCODER.encode(reply), *out_frames], copy=False)
+        outbox = self._outboxes.get(identity)
+        if outbox is None:
+            outbox = self._outboxes[identity] = Outbox()
+        if outbox.add(reply, out_frames) and self._loop is not None:
+            self._loop.call_soon(self._send, identity)
+
+    def _send(self, identity: bytes) -> None:
+        """One message with the turn's replies to one front-end."""
+        outbox = self._outboxes.pop(identity, None)
+        if outbox is None or self._socket.closed:
+            return
+        message, _ = outbox.take()
+        self._socket.send_multipart([identity, *message], copy=False)
         self._drain()
 
-    async def _decode(self, request: Request, frames: list[Any]) -> dict[str, np.ndarray]:
+    async def _decode(self, request: Request, frames: Sequence[Any]) -> dict[str, np.ndarray]:
         """The request's tensors: numbers are views (no work), but strings are made one
         object each, so many of them (a million: ~0.3 s) are made on a thread, as the
         codecs do, while the loop answers every front-end's other requests."""
@@ -150,7 +169,7 @@ class EngineEndpoint:
         size = sum(len(frame.buffer if hasattr(frame, "buffer") else frame) for frame in frames)
         return await off_loop_if_big(size, decode_tensors, headers, frames)
 
-    async def _call(self, request: Request, frames: list[Any]) -> Answer:
+    async def _call(self, request: Request, frames: Sequence[Any]) -> Answer:
         tensors = await self._decode(request, frames)
         call = Call(request.method, request.params, tensors, request.timeout_s)
         if request.timeout_s is None:

@@ -1,5 +1,7 @@
 """A front-end's end of the data plane: one DEALER socket to the engine, shared by every
 request the front-end has in flight (each carries an id; replies may come in any order).
+The requests made in one turn of the event loop go to the engine as one message
+(messages.py: batches).
 
 Failures are errors with gRPC's codes, never hangs: a request's own deadline ends its wait
 (DEADLINE_EXCEEDED; the engine enforces the same deadline and normally answers first), and
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.shared_memory import SharedMemory
 from typing import Any
@@ -22,14 +24,16 @@ from zmq.utils.monitor import parse_monitor_message
 
 from pyserving.adapters.ipc.engine_side import Answer, configure, drain
 from pyserving.adapters.ipc.messages import (
-    ENCODER,
     OK,
     RAW_KINDS,
-    REPLY_DECODER,
+    REPLIES_DECODER,
+    Outbox,
+    Reply,
     Request,
     TensorHeader,
     TransportError,
     decode_tensors,
+    split_frames,
     tensor_frames,
 )
 from pyserving.adapters.ipc.shared_memory import SHM_THRESHOLD, SegmentPool
@@ -50,7 +54,8 @@ class ClientOptions:
 class ClientCounts:
     """What this front-end's transport did, for tests and the bench."""
 
-    sent: int = 0
+    sent: int = 0  # requests
+    messages: int = 0  # the messages that carried them (one per turn of the loop)
     shm_tensors: int = 0
     late_replies: int = 0  # replies that came after their request gave up
     disconnects: int = 0
@@ -79,6 +84,7 @@ class EngineClient:
         self._ids = itertools.count(1)
         self._pending: dict[int, tuple[asyncio.Future[Answer], list[SharedMemory]]] = {}
         self._lent: dict[int, list[SharedMemory]] = {}  # given up on, the engine may still read
+        self._outbox = Outbox()  # this turn's requests, sent as one message by `_send`
         self._connected = asyncio.Event()
         self.disconnected = asyncio.Event()  # set while a connection once made is lost
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -138,18 +144,12 @@ class EngineClient:
             raise ServingError(Code.UNAVAILABLE, f"the engine at {self.address} is not connected")
         request_id = next(self._ids)
         headers, frames, segments = await self._frames(tensors or {})
-        request = Request(request_id, method, timeout_s, dict(params or {}), headers)
-        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        request = Request(request_id, method, timeout_s, dict(params or {}), headers, len(frames))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Answer] = loop.create_future()
         self._pending[request_id] = (future, segments)
-        try:
-            self._socket.send_multipart([ENCODER.encode(request), *frames], zmq.NOBLOCK, copy=False)
-        except zmq.Again:
-            self._release(self._pending.pop(request_id)[1])
-            raise ServingError(
-                Code.UNAVAILABLE, f"the engine at {self.address} is not connected"
-            ) from None
-        self.counts.sent += 1
-        self._drain()
+        if self._outbox.add(request, frames):
+            loop.call_soon(self._send)
         try:
             if timeout_s is None:
                 return await future
@@ -223,6 +223,33 @@ class EngineClient:
             )
             self.counts.shm_tensors += 1
 
+    def _send(self) -> None:
+        """One message with this turn's requests. If it cannot go at once (no connection:
+        ZMQ_IMMEDIATE), each of its requests fails with UNAVAILABLE rather than waits."""
+        if self._socket.closed:
+            return
+        message, requests = self._outbox.take()
+        try:
+            self._socket.send_multipart(message, zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            error = ServingError(Code.UNAVAILABLE, f"the engine at {self.address} is not connected")
+            for request in requests:
+                self._fail(request.id, error)
+            return
+        self.counts.sent += len(requests)
+        self.counts.messages += 1
+        self._drain()
+
+    def _fail(self, request_id: int, error: ServingError) -> None:
+        entry = self._pending.pop(request_id, None)
+        lent = self._lent.pop(request_id, None)
+        if entry is not None:
+            self._release(entry[1])
+            if not entry[0].done():
+                entry[0].set_exception(error)
+        if lent is not None:
+            self._release(lent)
+
     def _release(self, segments: list[SharedMemory]) -> None:
         if self._pool is not None:
             for segment in segments:
@@ -233,9 +260,14 @@ class EngineClient:
 
     def _resolve(self, frames: list[Any]) -> None:
         try:
-            reply = REPLY_DECODER.decode(frames[0].buffer)
+            replies = REPLIES_DECODER.decode(frames[0].buffer)
+            own_frames = split_frames(replies, frames[1:])
         except Exception:  # the engine's bug; nothing to answer it with
             return
+        for reply, its_frames in zip(replies, own_frames, strict=True):
+            self._resolve_one(reply, its_frames)
+
+    def _resolve_one(self, reply: Reply, frames: Sequence[Any]) -> None:
         entry = self._pending.pop(reply.id, None)
         if entry is None:
             self.counts.late_replies += 1
@@ -249,7 +281,7 @@ class EngineClient:
             future.set_exception(ServingError(_code(reply.code), reply.message))
             return
         try:
-            tensors = decode_tensors(reply.tensors, frames[1:])
+            tensors = decode_tensors(reply.tensors, frames)
         except TransportError as error:
             future.set_exception(ServingError(Code.INTERNAL, f"malformed reply: {error}"))
             return

@@ -1,14 +1,21 @@
 """What crosses between a front-end and the engine: msgpack headers and raw tensor buffers.
 
-A message is one ZeroMQ multipart message: a msgpack header (`Request` or `Reply`), then one
-frame per numeric tensor (its C-order bytes, sent and received without copies where ZeroMQ
+A ZeroMQ multipart message carries a batch: one msgpack frame listing `Request`s (or
+`Reply`s), then each one's tensor frames in turn (`frames` says how many are its own): one
+per numeric tensor (its C-order bytes, sent and received without copies where ZeroMQ
 allows) or two per string tensor (the lengths as little-endian uint64, then the bytes joined).
 A large request tensor may instead live in a shared-memory segment the header names
 (`TensorHeader.segment`). No pickling: the receiver rebuilds arrays with `np.frombuffer`.
+
+Why batches: each side sends what one turn of its event loop produced as one message, so
+that under load a message, its socket calls and the peer's wake-up serve many requests
+(`Outbox`); at low load a batch is one request and costs what a single message did.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,6 +47,7 @@ class Request(msgspec.Struct, array_like=True, frozen=True):
     timeout_s: float | None  # what was left of the caller's deadline when it was sent
     params: dict[str, Any]
     tensors: list[TensorHeader]
+    frames: int = 0  # how many of the message's frames are this request's
 
 
 class Reply(msgspec.Struct, array_like=True, frozen=True):
@@ -48,12 +56,50 @@ class Reply(msgspec.Struct, array_like=True, frozen=True):
     message: str
     params: dict[str, Any]
     tensors: list[TensorHeader]
+    frames: int = 0  # how many of the message's frames are this reply's
 
 
 OK = "OK"
-REQUEST_DECODER = msgspec.msgpack.Decoder(Request)
-REPLY_DECODER = msgspec.msgpack.Decoder(Reply)
+REQUESTS_DECODER = msgspec.msgpack.Decoder(list[Request])
+REPLIES_DECODER = msgspec.msgpack.Decoder(list[Reply])
 ENCODER = msgspec.msgpack.Encoder()
+
+
+def split_frames(
+    items: Sequence[Request] | Sequence[Reply], frames: Sequence[Any]
+) -> list[Sequence[Any]]:
+    """Each batched item's own frames, in order; a count that does not add up is refused."""
+    if sum(item.frames for item in items) != len(frames) or any(i.frames < 0 for i in items):
+        raise TransportError(
+            f"{len(frames)} frames for a batch that claims {sum(i.frames for i in items)}"
+        )
+    out: list[Sequence[Any]] = []
+    position = 0
+    for item in items:
+        out.append(frames[position : position + item.frames])
+        position += item.frames
+    return out
+
+
+class Outbox:
+    """What one turn of the event loop sends to one peer: items and their frames, sent as
+    one message by `take` (the sender schedules that once, when the first item arrives)."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self.frames: list[Any] = []
+
+    def add(self, item: Any, frames: Sequence[Any]) -> bool:
+        """Queue one item; True when it is the first (the caller schedules the send)."""
+        self.items.append(item)
+        self.frames += frames
+        return len(self.items) == 1
+
+    def take(self) -> tuple[list[Any], list[Any]]:
+        """The message's frames (the batch's header first) and the items it carries."""
+        items, frames = self.items, self.frames
+        self.items, self.frames = [], []
+        return [ENCODER.encode(items), *frames], items
 
 
 def tensor_frames(name: str, value: np.ndarray) -> tuple[TensorHeader, list[Any]]:
@@ -75,18 +121,27 @@ def tensor_frames(name: str, value: np.ndarray) -> tuple[TensorHeader, list[Any]
 
 
 def _count(shape: Sequence[int]) -> int:
+    """Elements in `shape`: exact (Python's integers; numpy's int64 product would wrap)."""
     if any(d < 0 for d in shape):
         raise TransportError(f"negative dimension in shape {list(shape)}")
-    return int(np.prod(shape, dtype=np.int64))
+    return math.prod(shape)
+
+
+@functools.lru_cache(maxsize=64)
+def _dtype(text: str) -> np.dtype | str:
+    """numpy's dtype for a header's dtype string, made once per string (it is on every
+    tensor's way), or why it cannot be one whose bytes are the value."""
+    try:
+        dtype = np.dtype(text)
+    except TypeError:
+        return f"unknown dtype {text!r}"
+    return dtype if dtype.kind in RAW_KINDS else f"dtype {text!r} is not raw"
 
 
 def raw_dtype(header: TensorHeader) -> np.dtype:
-    try:
-        dtype = np.dtype(header.dtype)
-    except TypeError as error:
-        raise TransportError(f"tensor {header.name!r}: unknown dtype {header.dtype!r}") from error
-    if dtype.kind not in RAW_KINDS:
-        raise TransportError(f"tensor {header.name!r}: dtype {header.dtype!r} is not raw")
+    dtype = _dtype(header.dtype)
+    if isinstance(dtype, str):
+        raise TransportError(f"tensor {header.name!r}: {dtype}")
     return dtype
 
 

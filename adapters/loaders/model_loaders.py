@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pyserving.adapters.loaders.platforms import PlatformOptions, fingerprint, make_loader
-from pyserving.adapters.loaders.warmup import Replay, WarmingLoader
+from pyserving.adapters.loaders.warmup import AnswerRecord, WarmingLoader
 from pyserving.engine.events import Event
 from pyserving.engine.servable import Loader
 
@@ -16,7 +16,7 @@ from pyserving.engine.servable import Loader
 class WarmupOptions:
     """--enable_model_warmup: how a warm-up record is answered, and how many times."""
 
-    replay: Replay
+    answer: AnswerRecord
     iterations: int = 1
 
 
@@ -50,7 +50,7 @@ class ModelLoaders:
                 loader = make_loader(platform_name, self._platform_options)
                 if self._warmup is not None:
                     loader = WarmingLoader(
-                        loader, model, self._warmup.replay, self._warmup.iterations, self._publish
+                        loader, model, self._warmup.answer, self._warmup.iterations, self._publish
                     )
                 self._loaders[(model, platform_name)] = loader
             return loader

@@ -1,14 +1,14 @@
-"""Model warm-up: replay a version's recorded requests while it loads, before it serves.
+"""Model warm-up: run a version's recorded requests while it loads, before it serves.
 
 As TF Serving (saved_model_warmup_util.cc): the requests live in
 `<version>/assets.extra/tf_serving_warmup_requests`, a TFRecord file of
-`tensorflow.serving.PredictionLog` (at most 1000 records); each record is replayed
-`--num_request_iterations_for_warmup` times. A missing file means no warm-up; any
+`tensorflow.serving.PredictionLog` (at most MAX_WARMUP_RECORDS, warmup_file.py); each record
+is run `--num_request_iterations_for_warmup` times. A missing file means no warm-up; any
 failure fails the load, naming the record, so a version that cannot answer its own
 sample requests never becomes available.
 
 `WarmingLoader` wraps any platform's loader, so every platform warms up the same way;
-how a record is answered (`Replay`) is given by the API layer, which owns the requests.
+how a record is answered (`AnswerRecord`) is given by the API layer, which owns the requests.
 """
 
 from __future__ import annotations
@@ -21,15 +21,12 @@ from dataclasses import dataclass
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
+from pyserving.adapters.loaders.warmup_file import MAX_WARMUP_RECORDS, warmup_path
 from pyserving.engine.events import Event, WarmupFinished
 from pyserving.engine.servable import Loader, Servable
 
-WARMUP_DIR = "assets.extra"
-WARMUP_FILE = "tf_serving_warmup_requests"
-MAX_RECORDS = 1000
-
 # (servable, record, version) → None; raises when the servable cannot answer the record.
-Replay = Callable[[Servable, prediction_log_pb2.PredictionLog, int], None]
+AnswerRecord = Callable[[Servable, prediction_log_pb2.PredictionLog, int], None]
 
 
 class WarmupError(Exception):
@@ -37,7 +34,7 @@ class WarmupError(Exception):
 
     def __init__(self, message: str, completed: int = 0) -> None:
         super().__init__(message)
-        self.completed = completed  # records fully replayed before the failure
+        self.completed = completed  # records fully run before the failure
 
 
 @dataclass(frozen=True)
@@ -47,11 +44,7 @@ class WarmupReport:
     duration_s: float
 
 
-def warmup_path(version_path: str) -> str:
-    return os.path.join(version_path, WARMUP_DIR, WARMUP_FILE)
-
-
-def read_records(path: str) -> Iterator[prediction_log_pb2.PredictionLog]:
+def read_warmup_records(path: str) -> Iterator[prediction_log_pb2.PredictionLog]:
     """The file's PredictionLogs in order; WarmupError for a torn file or a bad record."""
     dataset = iter(tf.data.TFRecordDataset(path))
     index = 0
@@ -66,9 +59,9 @@ def read_records(path: str) -> Iterator[prediction_log_pb2.PredictionLog]:
                 "Please verify your warmup data is in TFRecord format."
             ) from None
         index += 1
-        if index > MAX_RECORDS:
+        if index > MAX_WARMUP_RECORDS:
             raise WarmupError(
-                f"Number of warmup records exceeds the maximum ({MAX_RECORDS}) at {path}"
+                f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) at {path}"
             )
         record = prediction_log_pb2.PredictionLog()
         try:
@@ -81,20 +74,20 @@ def read_records(path: str) -> Iterator[prediction_log_pb2.PredictionLog]:
 
 
 def run_warmup(
-    servable: Servable, version_path: str, version: int, replay: Replay, iterations: int
+    servable: Servable, version_path: str, version: int, answer: AnswerRecord, iterations: int
 ) -> WarmupReport | None:
-    """Replay every record `iterations` times; None when the version has no warm-up file."""
+    """Run every record `iterations` times; None when the version has no warm-up file."""
     path = warmup_path(version_path)
     if not os.path.isfile(path):
         return None
     started = time.monotonic()
     count = completed = 0
     try:
-        for count, record in enumerate(read_records(path), start=1):
+        for count, record in enumerate(read_warmup_records(path), start=1):
             kind = record.WhichOneof("log_type") or "empty"
             for _ in range(max(1, iterations)):
                 try:
-                    replay(servable, record, version)
+                    answer(servable, record, version)
                 except Exception as exc:
                     message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
                     raise WarmupError(
@@ -118,14 +111,14 @@ class WarmingLoader:
         self,
         inner: Loader,
         model: str,
-        replay: Replay,
+        answer: AnswerRecord,
         iterations: int,
         publish: Callable[[Event], object],
     ) -> None:
         self.platform = inner.platform
         self._inner = inner
         self._model = model
-        self._replay = replay
+        self._answer = answer
         self._iterations = max(1, iterations)
         self._publish = publish
 
@@ -134,7 +127,7 @@ class WarmingLoader:
         version = version_of(path)
         started = time.monotonic()
         try:
-            report = run_warmup(servable, path, version, self._replay, self._iterations)
+            report = run_warmup(servable, path, version, self._answer, self._iterations)
         except WarmupError as exc:
             self._publish(
                 WarmupFinished(

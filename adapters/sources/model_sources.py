@@ -2,7 +2,7 @@
 
 A removed model's source stops and the model's aspired set becomes empty, so the
 manager unloads its versions through the usual policy; a model whose base path,
-platform or version policy changed gets a fresh source, whose first poll publishes the
+platform or version selection changed gets a fresh source, whose first poll publishes the
 new aspired set.
 """
 
@@ -51,7 +51,7 @@ class ModelSources:
                     name,
                     model.base_path,
                     self._publish,
-                    version_policy=model.version_policy,
+                    version_selection=model.version_selection,
                     poll_wait_s=self._poll_wait_s,
                     storage=self._storage_for(model) if self._storage_for else None,
                 )

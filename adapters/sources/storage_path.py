@@ -4,7 +4,7 @@ TF Serving's FileSystemStoragePathSource, for every store a base path may name: 
 folder, or s3:// and gs:// through `object_store.py`.
 
 A version is a child folder whose name parses as a non-negative integer ("00000123" is
-123); anything else is skipped. The model's version policy picks which of them to serve.
+123); anything else is skipped. The model's version selection picks which of them to serve.
 A base path that is missing or unreadable is logged and changes nothing, so a flaky
 mount never unloads what serves.
 
@@ -28,10 +28,10 @@ from typing import Protocol
 
 import structlog
 
-from pyserving.adapters.sources.version_policy import (
+from pyserving.adapters.sources.version_selection import (
     LATEST_ONE,
     LatestVersions,
-    VersionPolicy,
+    VersionSelection,
 )
 from pyserving.engine.events import AspiredVersion, AspiredVersions, Event
 
@@ -120,14 +120,14 @@ class LocalStorage:
 
 
 class StoragePathSource:
-    """One model's source: its base path's versions, by its version policy, on the bus."""
+    """One model's source: its base path's versions, by its version selection, on the bus."""
 
     def __init__(
         self,
         model: str,
         base_path: str,
         publish: Callable[[Event], object],
-        version_policy: VersionPolicy = LATEST_ONE,
+        version_selection: VersionSelection = LATEST_ONE,
         poll_wait_s: float = 1.0,
         storage: VersionStorage | None = None,
         marker_files: Sequence[str] = SAVED_MODEL_FILES,
@@ -136,7 +136,7 @@ class StoragePathSource:
         self.base_path = base_path
         self._storage = storage or LocalStorage(base_path, marker_files)
         self._publish = publish
-        self._policy = version_policy
+        self._policy = version_selection
         self._poll_wait_s = poll_wait_s
         self._last: tuple[AspiredVersion, ...] | None = None
         self._last_error: str | None = None

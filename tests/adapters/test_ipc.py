@@ -21,7 +21,8 @@ import zmq
 from pyserving.adapters.ipc import ClientOptions, EngineClient
 from pyserving.adapters.ipc.messages import (
     ENCODER,
-    REPLY_DECODER,
+    REPLIES_DECODER,
+    Reply,
     Request,
     TensorHeader,
     TransportError,
@@ -341,19 +342,46 @@ def test_the_engine_refuses_malformed_requests_and_keeps_serving(
     socket.setsockopt(zmq.LINGER, 0)
     socket.setsockopt(zmq.RCVTIMEO, 30_000)  # a hang guard: the replies come at once
     socket.connect(address)
+
+    def replies() -> list[Reply]:
+        frames = socket.recv_multipart()
+        batch = REPLIES_DECODER.decode(frames[0])
+        assert sum(reply.frames for reply in batch) == len(frames) - 1
+        return batch
+
     try:
         socket.send_multipart([b"\xc1 not msgpack"])  # no id to answer: dropped, logged
-        short = Request(7, "echo", None, {}, [TensorHeader("x", "<f4", (4,))])
-        socket.send_multipart([ENCODER.encode(short), b"\0" * 8])
-        reply = REPLY_DECODER.decode(socket.recv())
+        lost = Request(6, "echo", None, {}, [TensorHeader("x", "<f4", (4,))], frames=2)
+        socket.send_multipart([ENCODER.encode([lost]), b"\0" * 16])  # frames do not add up
+        short = Request(7, "echo", None, {}, [TensorHeader("x", "<f4", (4,))], frames=1)
+        socket.send_multipart([ENCODER.encode([short]), b"\0" * 8])
+        [reply] = replies()
         assert (reply.id, reply.code) == (7, "INTERNAL")
         assert "malformed request" in reply.message and "8 bytes for shape" in reply.message
         good = Request(8, "echo", None, {"ok": 1}, [])
-        socket.send_multipart([ENCODER.encode(good)])
-        reply = REPLY_DECODER.decode(socket.recv())
+        socket.send_multipart([ENCODER.encode([good])])
+        [reply] = replies()
         assert (reply.id, reply.code, reply.params) == (8, "OK", {"ok": 1})
     finally:
         socket.close()
+
+
+def test_one_turns_requests_cross_as_one_message(address: str, engine: object) -> None:
+    """Requests made in one turn of the loop share a message, and each still gets its own
+    tensors back: the batch's frames are split by each request's count."""
+
+    async def body(client: EngineClient) -> None:
+        values = [np.full(3 + i, i, np.float32) for i in range(64)]
+        answers = await asyncio.gather(
+            *(client.call("echo", {"i": i}, {"x": v}) for i, v in enumerate(values))
+        )
+        for i, (value, answer) in enumerate(zip(values, answers, strict=True)):
+            assert answer.params == {"i": i}
+            np.testing.assert_array_equal(answer.tensors["x"], value)
+        assert client.counts.sent == 64
+        assert client.counts.messages < 64, client.counts
+
+    with_client(address, body)
 
 
 def test_a_refused_tensor_gives_its_requests_segments_back(address: str, engine: object) -> None:

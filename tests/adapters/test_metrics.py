@@ -166,9 +166,9 @@ def test_versions_gauge_follows_a_real_manager_through_the_bus() -> None:
 
 def test_requests_for_unknown_models_share_one_label_value() -> None:
     registry, metrics = make()
-    metrics.observe_request("mnist", "Predict", "OK", 0.003)
+    metrics.request_series("mnist", "Predict").observe("OK", 0.003)
     for i in range(50):
-        metrics.observe_request(f"user-typed-{i}", "Predict", "NOT_FOUND", 0.001)
+        metrics.request_series(f"user-typed-{i}", "Predict").observe("NOT_FOUND", 0.001)
     counts = samples(registry, "pyserving_requests_total")
     assert counts == {
         (("api", "Predict"), ("code", "OK"), ("model", "mnist")): 1.0,
@@ -225,7 +225,7 @@ def test_registry_has_the_process_collector_and_is_private() -> None:
     cpu = samples(registry_a, "process_cpu_seconds_total")
     assert len(cpu) == 1 and math.isfinite(next(iter(cpu.values())))
     assert samples(registry_a, "python_info")
-    metrics_a.observe_request("mnist", "Predict", "OK", 0.1)
+    metrics_a.request_series("mnist", "Predict").observe("OK", 0.1)
     assert samples(registry_b, "pyserving_requests_total") == {}
 
 

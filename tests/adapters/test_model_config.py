@@ -17,7 +17,11 @@ from pyserving.adapters.model_config import (
     parse_text,
     read_file,
 )
-from pyserving.adapters.sources.version_policy import AllVersions, LatestVersions, SpecificVersions
+from pyserving.adapters.sources.version_selection import (
+    AllVersions,
+    LatestVersions,
+    SpecificVersions,
+)
 
 TWO_MODELS = """
 model_config_list {
@@ -47,17 +51,17 @@ def test_parses_models_policies_platforms_and_labels() -> None:
     assert mnist == ModelConfig(
         "mnist", "/models/mnist", "tensorflow", LatestVersions(2), {"stable": 1, "canary": 2}
     )
-    assert config.get("digits").version_policy == SpecificVersions((1, 3))
-    assert config.get("all").version_policy == AllVersions()
+    assert config.get("digits").version_selection == SpecificVersions((1, 3))
+    assert config.get("all").version_selection == AllVersions()
     plain = config.get("plain")
-    assert plain.version_policy == LatestVersions(1) and plain.platform == "tensorflow"
+    assert plain.version_selection == LatestVersions(1) and plain.platform == "tensorflow"
     assert config.get("nope") is None
 
 
 def test_latest_zero_means_one_as_in_tf_serving() -> None:
     text = 'model_config_list { config { name: "m" base_path: "/m" '
     text += "model_version_policy { latest {} } } }"
-    assert parse_text(text).get("m").version_policy == LatestVersions(1)
+    assert parse_text(text).get("m").version_selection == LatestVersions(1)
 
 
 def test_syntax_error_names_the_file_and_line(tmp_path: Path) -> None:
@@ -126,7 +130,7 @@ def test_diff() -> None:
     new = ServerConfig(
         (
             ModelConfig("a", "/a", labels={"stable": 2}),  # labels only
-            ModelConfig("b", "/b", version_policy=AllVersions()),  # new policy: new source
+            ModelConfig("b", "/b", version_selection=AllVersions()),  # new policy: new source
             ModelConfig("d", "/d"),
         )
     )

@@ -17,7 +17,7 @@ from pyserving.adapters.loaders.provenance import (
     saved_model_fingerprint,
 )
 from pyserving.engine.events import LoadSucceeded
-from pyserving.engine.harness import LoaderHarness, RetryPolicy
+from pyserving.engine.harness import LoadAttempts, LoaderHarness
 from pyserving.engine.load_timeout import TimedLoads
 from tests.servables import ConstantLoader
 from tests.tf_serving_testdata import half_plus_two_tflite
@@ -98,7 +98,7 @@ def harness(published: list, fingerprinter) -> LoaderHarness:
         "/m/1",
         published.append,
         ConstantLoader(),
-        RetryPolicy(max_num_load_retries=0),
+        LoadAttempts(max_num_load_retries=0),
         TimedLoads(0.0, max_abandoned=1),
         threading.Event(),
         fingerprinter=fingerprinter,

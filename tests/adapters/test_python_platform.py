@@ -20,10 +20,10 @@ from pyserving.adapters.loaders.platforms import (
 )
 from pyserving.adapters.loaders.python_loader import PythonLoader, PythonModelError
 from pyserving.adapters.sources.storage_path import StoragePathSource
-from pyserving.api.warmup_replay import predict_request_plan
+from pyserving.api.tfserving.example_plans import plan_regress
+from pyserving.api.tfserving.warmup_requests import predict_request_plan
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.request_core import PlanOptions, run_now
-from pyserving.engine.request_plans import plan_regress
 from pyserving.engine.signature_checks import check_inputs
 from tests.example_models import example
 from tests.util.python_models import write_scaling_version

@@ -15,9 +15,9 @@ import tensorflow as tf
 from tensorflow_serving.apis import classification_pb2, regression_pb2
 
 from pyserving.adapters.loaders.tensorflow_loader import TensorFlowLoader, TensorFlowServable
+from pyserving.api.tfserving.example_plans import plan_classify, plan_regress
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.request_core import PlanOptions, run_now
-from pyserving.engine.request_plans import plan_classify, plan_regress
 from pyserving.engine.signature_checks import check_inputs
 from tests.conftest import BigModel
 from tests.example_models import (

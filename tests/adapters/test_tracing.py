@@ -25,7 +25,7 @@ from pyserving.adapters.tracing import (
     tracing_from_environment,
     tracing_requested,
 )
-from pyserving.api.request_envelope import Envelope
+from pyserving.api.envelope.request_envelope import Envelope
 from pyserving.engine.batching import BatchingRunner
 from pyserving.engine.batching_params import BatchingOptions
 from pyserving.engine.errors import ServingError

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from pyserving.adapters.sources.version_policy import AllVersions, LatestVersions, SpecificVersions
+from pyserving.adapters.sources.version_selection import (
+    AllVersions,
+    LatestVersions,
+    SpecificVersions,
+)
 
 FOUND = [3, 1, 10, 2]
 

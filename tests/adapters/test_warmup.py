@@ -1,4 +1,4 @@
-"""Warm-up: recorded requests replayed on a real SavedModel during its load, or the load fails."""
+"""Warm-up: recorded requests run on a real SavedModel during its load, or the load fails."""
 
 from __future__ import annotations
 
@@ -11,20 +11,15 @@ from prometheus_client import CollectorRegistry
 from tensorflow_serving.apis import prediction_log_pb2
 
 from pyserving.adapters.loaders.tensorflow_loader import TensorFlowLoader
-from pyserving.adapters.loaders.warmup import (
-    MAX_RECORDS,
-    WarmingLoader,
-    WarmupError,
-    run_warmup,
-    warmup_path,
-)
+from pyserving.adapters.loaders.warmup import WarmingLoader, WarmupError, run_warmup
+from pyserving.adapters.loaders.warmup_file import MAX_WARMUP_RECORDS, warmup_path
 from pyserving.adapters.metrics import ServingMetrics
-from pyserving.api.warmup_replay import make_replay
+from pyserving.api.tfserving.warmup_requests import make_warmup_answer
 from pyserving.engine.events import Event, WarmupFinished
 from pyserving.engine.request_core import PlanOptions
 from tests.example_models import classify_log, export_tf1_model, write_warmup_requests
 
-REPLAY = make_replay(PlanOptions(method_name_check=True))
+ANSWER = make_warmup_answer(PlanOptions(method_name_check=True))
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +49,11 @@ class RecordingLoader:
         return servable
 
 
-def warming(events: list[Event], iterations: int = 1, replay=REPLAY) -> WarmingLoader:
-    return WarmingLoader(RecordingLoader(), "m", replay, iterations, events.append)
+def warming(events: list[Event], iterations: int = 1, answer=ANSWER) -> WarmingLoader:
+    return WarmingLoader(RecordingLoader(), "m", answer, iterations, events.append)
 
 
-def test_records_are_replayed_each_iteration(version: Path) -> None:
+def test_records_are_answered_each_iteration(version: Path) -> None:
     regress = prediction_log_pb2.PredictionLog()
     regress.regress_log.request.model_spec.signature_name = "regress_x"
     regress.regress_log.request.input.example_list.examples.extend(
@@ -72,7 +67,7 @@ def test_records_are_replayed_each_iteration(version: Path) -> None:
 
     def counting(servable, record, v) -> None:
         calls.append(record.WhichOneof("log_type"))
-        REPLAY(servable, record, v)
+        ANSWER(servable, record, v)
 
     servable = TensorFlowLoader().load(str(version))
     report = run_warmup(servable, str(version), 3, counting, iterations=2)
@@ -145,11 +140,11 @@ def test_unsupported_log_type(version: Path) -> None:
 
 
 def test_more_than_the_maximum_records_fails(version: Path) -> None:
-    write_warmup_requests(version, [classify_log()] * (MAX_RECORDS + 1))
-    replayed: list[int] = []
+    write_warmup_requests(version, [classify_log()] * (MAX_WARMUP_RECORDS + 1))
+    answered: list[int] = []
     with pytest.raises(WarmupError, match=r"exceeds the maximum \(1000\)"):
-        warming([], replay=lambda s, r, v: replayed.append(v)).load(str(version))
-    assert len(replayed) == MAX_RECORDS
+        warming([], answer=lambda s, r, v: answered.append(v)).load(str(version))
+    assert len(answered) == MAX_WARMUP_RECORDS
 
 
 def test_warmup_metrics_follow_the_events() -> None:

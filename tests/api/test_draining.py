@@ -7,7 +7,7 @@ import asyncio
 
 import grpc
 
-from pyserving.api.request_envelope import Envelope, method_handler
+from pyserving.api.envelope.request_envelope import Envelope, method_handler
 
 
 def test_drain_finishes_handled_calls_and_refuses_new_ones() -> None:

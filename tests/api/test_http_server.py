@@ -9,8 +9,13 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from pyserving.api.health import HealthCheckResponse, HealthService
-from pyserving.api.http_server import HttpServer, local_exposition, metrics_routes, probe_routes
+from pyserving.api.envelope.health import HealthCheckResponse, HealthService
+from pyserving.api.envelope.http_server import (
+    HttpServer,
+    local_exposition,
+    metrics_routes,
+    probe_routes,
+)
 from pyserving.api.monitoring_config import DEFAULT_PATH
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.servable_map import ServableHandle, ServableMap

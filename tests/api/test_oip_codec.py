@@ -9,8 +9,8 @@ import pytest
 import tritonclient.utils as triton_utils
 
 from pyserving.adapters.protos import grpc_service_pb2
-from pyserving.api import oip_codec
-from pyserving.api.tensor_budget import TensorBudget
+from pyserving.api.envelope.tensor_budget import TensorBudget
+from pyserving.api.oip import codec as oip_codec
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.servable import Signature, TensorSpec
 

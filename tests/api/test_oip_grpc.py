@@ -8,8 +8,8 @@ import pytest
 from tensorflow_serving.apis import predict_pb2
 
 from pyserving.adapters.protos import grpc_service_pb2
-from pyserving.api.oip_grpc import label_parameter, model_request, signature_parameter
-from pyserving.api.request_envelope import requested_model
+from pyserving.api.envelope.request_envelope import requested_model
+from pyserving.api.oip.handlers import label_parameter, model_request, signature_parameter
 from pyserving.engine.errors import ServingError
 from pyserving.engine.request_core import ModelRequest
 

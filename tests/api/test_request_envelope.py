@@ -16,10 +16,10 @@ import pytest
 import structlog
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2, prediction_service_pb2_grpc
 
-from pyserving.api.http_server import HttpServer
-from pyserving.api.prediction_service import PredictionService
-from pyserving.api.request_envelope import HTTP_STATUS, Envelope, add_service
-from pyserving.api.rest_api import RestApi, RestOptions
+from pyserving.api.envelope.http_server import HttpServer
+from pyserving.api.envelope.request_envelope import HTTP_STATUS, Envelope, add_service
+from pyserving.api.tfserving.prediction_service import PredictionService
+from pyserving.api.tfserving.rest_api import RestApi, RestOptions
 from pyserving.engine.data_plane import InProcessDataPlane
 from pyserving.engine.request_core import PlanOptions, RequestCore
 from pyserving.engine.request_scope import merge_request_scope

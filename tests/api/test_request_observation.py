@@ -23,9 +23,9 @@ from tensorflow_serving.apis import (
 )
 
 from pyserving.adapters.metrics import UNKNOWN_MODEL, ServingMetrics, new_registry
-from pyserving.api import tensor_codec
-from pyserving.api.prediction_service import PredictionService
-from pyserving.api.request_envelope import Envelope, add_service
+from pyserving.api.envelope import tensor_codec
+from pyserving.api.envelope.request_envelope import Envelope, add_service
+from pyserving.api.tfserving.prediction_service import PredictionService
 from pyserving.engine.data_plane import InProcessDataPlane
 from pyserving.engine.request_core import PlanOptions, RequestCore
 from pyserving.engine.request_scope import merge_request_scope

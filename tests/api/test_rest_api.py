@@ -13,9 +13,9 @@ import aiohttp
 import numpy as np
 import pytest
 
-from pyserving.api.http_server import HttpServer
-from pyserving.api.request_envelope import Envelope, observer_series
-from pyserving.api.rest_api import HTTP_STATUS, RestApi, RestOptions, parse_call
+from pyserving.api.envelope.http_server import HttpServer
+from pyserving.api.envelope.request_envelope import Envelope, observer_series
+from pyserving.api.tfserving.rest_api import HTTP_STATUS, RestApi, RestOptions, parse_call
 from pyserving.engine.batching import BatchingRunner
 from pyserving.engine.batching_params import BatchingOptions
 from pyserving.engine.data_plane import InProcessDataPlane

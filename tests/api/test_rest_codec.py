@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from pyserving.api import rest_codec
-from pyserving.api.tensor_budget import TensorBudget
+from pyserving.api.envelope import json_body
+from pyserving.api.envelope.tensor_budget import TensorBudget
+from pyserving.api.tfserving import rest_codec
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.servable import Signature, TensorSpec
 
@@ -29,7 +30,7 @@ def decode(
     body: str | bytes, sig: Signature, max_elements: int = 1 << 20, max_bytes: int = 1 << 30
 ):
     """As the handler does: parse, read the signature name, then decode for the signature."""
-    doc = rest_codec.parse_body(body.encode() if isinstance(body, str) else body)
+    doc = json_body.parse_body(body.encode() if isinstance(body, str) else body)
     rest_codec.signature_name(doc)
     return rest_codec.decode_predict(doc, sig, TensorBudget(max_elements, max_bytes))
 

@@ -10,8 +10,7 @@ from multidict import CIMultiDict
 from structlog.testing import capture_logs
 
 from pyserving.api.cli import build_parser
-from pyserving.api.flags import server_options
-from pyserving.api.restricted_api import (
+from pyserving.api.envelope.restricted_api import (
     MODEL_CONFIG,
     MODEL_REPOSITORY,
     Restriction,
@@ -19,6 +18,7 @@ from pyserving.api.restricted_api import (
     Restrictions,
     parse_restricted_api,
 )
+from pyserving.api.flags import server_options
 from pyserving.api.server import (
     StartupError,
     models_from_flags,

@@ -71,6 +71,10 @@ def test_no_model_is_reported_before_tensorflow_is_imported() -> None:
         (("--model_base_path=/m", "--request_log_queue_size=0"), "--request_log_queue_size"),
         (("--model_base_path=/m", "--workers=-1"), "--workers=-1: give 0"),
         (("--model_base_path=/m", "--workers=2", "--port=0"), "--workers needs a fixed --port"),
+        (
+            ("--model_base_path=/m", "--frontend_liveness_timeout_seconds=0.5"),
+            "--frontend_liveness_timeout_seconds=0.5: a front-end says it is alive every 1 s",
+        ),
     ],
 )
 def test_bad_flags_and_config_files_are_reported_before_tensorflow(

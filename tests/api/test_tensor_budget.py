@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pyserving.api.tensor_budget import OBJECT_ELEMENT_BYTES, TensorBudget
+from pyserving.api.envelope.tensor_budget import OBJECT_ELEMENT_BYTES, TensorBudget
 from pyserving.engine.errors import Code, ServingError, quoted
 
 

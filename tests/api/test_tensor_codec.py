@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
-from pyserving.api.tensor_codec import decode, encode
+from pyserving.api.envelope.tensor_codec import decode, encode
 from pyserving.engine.errors import Code, ServingError
 
 ARRAYS = [
@@ -130,7 +130,7 @@ def test_replies_of_one_shape_do_not_share_it() -> None:
     reply changed after encoding must not change the next reply of that shape or model."""
     from tensorflow_serving.apis import predict_pb2
 
-    from pyserving.engine.request_core import fill_model_spec
+    from pyserving.api.envelope.request_records import fill_model_spec
 
     first = predict_pb2.PredictResponse()
     encode(np.zeros((2, 3), np.float32), first.outputs["y"])

@@ -27,7 +27,7 @@ from tensorflow_serving.apis import (
 )
 
 from pyserving.adapters.model_config import PARSE_ERROR_PREFIX
-from pyserving.api import model_listing
+from pyserving.api.tfserving import model_listing
 from tests.e2e.conftest import TrainedModels, predict_request
 from tests.util.processes import ServerProcess, refused_start
 from tests.util.waiting import eventually

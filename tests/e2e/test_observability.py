@@ -28,7 +28,7 @@ import pytest
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
 from pyserving.adapters.metrics import ServingMetrics, new_registry
-from pyserving.api.http_server import HttpServer, local_exposition, metrics_routes
+from pyserving.api.envelope.http_server import HttpServer, local_exposition, metrics_routes
 from pyserving.engine.events import BatchRun
 from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
 from tests.e2e.prometheus import (

@@ -25,7 +25,7 @@ from tensorflow_serving.apis import classification_pb2
 
 from pyserving.adapters.loaders.provenance import saved_model_fingerprint
 from pyserving.adapters.protos import model_registry_pb2, model_registry_pb2_grpc
-from pyserving.api.request_records import logged_fingerprint
+from pyserving.api.envelope.request_records import logged_fingerprint
 from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
 from tests.e2e.test_request_log_e2e import model_entry, read_logs
 from tests.example_models import example, export_tf1_model

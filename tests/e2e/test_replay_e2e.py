@@ -1,4 +1,5 @@
-"""Replay the event log of a real server: it verifies, and it agrees with GetModelStatus.
+"""Replay the event log of a real server: it verifies, it agrees with GetModelStatus, and
+`--at` names the version and fingerprint that the answers of that moment named.
 
 The scenario: v1 serves, v2 is copied in and replaces it, a v3 with a garbage
 saved_model.pb fails to load (v2 keeps serving), then SIGTERM. A second test kills a
@@ -15,17 +16,26 @@ from pathlib import Path
 
 from tensorflow_serving.apis import get_model_status_pb2
 
-from pyserving.engine.model_views import STATE_TO_PROTO
+from pyserving.api.view_messages import STATE_TO_PROTO
 from pyserving.statemachines.servable_version import State
-from tests.e2e.conftest import FAST_FLAGS, TrainedModels
+from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
 from tests.recorded_runs import read_records, write_records
-from tests.util.processes import run_python
+from tests.util.processes import ServerProcess, run_python
 
 Status = get_model_status_pb2.ModelVersionStatus
 
 
 def pyserving_replay(*args: str) -> subprocess.CompletedProcess[str]:
     return run_python("-m", "pyserving", "replay", *args, timeout=120)
+
+
+def answer(server: ServerProcess, models: TrainedModels) -> tuple[int, str, float]:
+    """One Predict: the version and fingerprint its answer named, and when it came."""
+    request = predict_request(models.dataset.test_images[:1])
+    reply, call = server.predict_stub.Predict.with_call(request, timeout=30)
+    trailers = dict(call.trailing_metadata())
+    assert trailers["x-model-version"] == str(reply.model_spec.version.value)
+    return reply.model_spec.version.value, trailers["x-model-fingerprint"], time.time()
 
 
 def test_replay_of_a_real_scenario_verifies_and_matches_get_model_status(
@@ -41,11 +51,13 @@ def test_replay_of_a_real_scenario_verifies_and_matches_get_model_status(
         *FAST_FLAGS,
     )
     server.wait_serving()
+    answered_by_v1 = answer(server, trained_models)
     trained_models.copy_version(2, watched)
     server.wait_for(
         lambda: server.version_states("mnist") == {1: Status.END, 2: Status.AVAILABLE},
         what="the swap to v2",
     )
+    answered_by_v2 = answer(server, trained_models)
     broken = watched / "3"
     broken.mkdir()
     (broken / "saved_model.pb").write_bytes(b"\x00 this is not a SavedModel \xff" * 10)
@@ -75,6 +87,19 @@ def test_replay_of_a_real_scenario_verifies_and_matches_get_model_status(
     assert [s["state"] for s in v3["states"]][:3] == ["new", "loading", "error"]
     assert v3["load_errors"] and not v3["load_errors"][0]["will_retry"]
     assert [s["version"] for s in report["models"]["mnist"]["served"]] == [1, 2]
+
+    # --at: which version, with which bytes, a request got at a moment: what the answers said.
+    for moment, (version, fingerprint, _) in (
+        (answered_by_v1[2], answered_by_v1),
+        (settled_at, answered_by_v2),
+    ):
+        at = pyserving_replay(str(event_log), "--format=json", f"--at={moment:.6f}")
+        assert at.returncode == 0, at.stderr
+        serving = json.loads(at.stdout)["serving_at"]
+        assert serving == [
+            {"model": "mnist", "as": "latest", "version": version, "fingerprint": fingerprint}
+        ]
+    assert answered_by_v1[1] != answered_by_v2[1]
 
     # A hand-edited illegal transition: v1 goes straight from available to end.
     records = read_records(event_log)

@@ -32,7 +32,7 @@ from tensorflow_serving.apis import (
 
 from pyserving.adapters.loaders.provenance import saved_model_fingerprint
 from pyserving.adapters.request_log.files import prefix_files
-from pyserving.api.request_records import logged_fingerprint
+from pyserving.api.envelope.request_records import logged_fingerprint
 from tests.e2e.conftest import FAST_FLAGS
 from tests.example_models import example, export_tf1_model
 from tests.util.processes import QUIET_ENV, ServerProcess, free_port, serving

@@ -25,7 +25,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from pyserving.api.rest_api import PRINT_DEFAULTS
+from pyserving.api.tfserving.rest_api import PRINT_DEFAULTS
 from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
 from tests.util.processes import ServerProcess, serving
 from tests.util.requirements import optional_binary

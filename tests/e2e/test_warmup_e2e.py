@@ -1,4 +1,4 @@
-"""Warm-up on a real server: the trainer's warm-up file is replayed before the version
+"""Warm-up on a real server: the trainer's warm-up file is run before the version
 serves (seen in the event log and the server log), and a broken one fails only its own
 version while the serving version keeps answering."""
 
@@ -53,7 +53,7 @@ def status(server: ServerProcess, version: int) -> ModelVersionStatus:
     return reply
 
 
-def test_warmup_is_replayed_before_the_version_serves(
+def test_warmup_runs_before_the_version_serves(
     export_dir: Path, tmp_path: Path, start_server, trained_models
 ) -> None:
     copy_version(export_dir, tmp_path / "models", 1)
@@ -72,7 +72,7 @@ def test_warmup_is_replayed_before_the_version_serves(
     assert (warmup["model"], warmup["version"], warmup["records"]) == ("mnist", 1, WARMUP_RECORDS)
     assert warmup["iterations"] == 2 and warmup["error"] == "" and warmup["duration_s"] > 0
     [available] = [e for e in recorded if e["kind"] == "transition" and e["dst"] == "available"]
-    assert warmup["seq"] < available["seq"]  # replayed during loading, before serving
+    assert warmup["seq"] < available["seq"]  # run during loading, before serving
     assert '"message": "warmup_finished"' in server.log_text()
 
 

@@ -17,11 +17,11 @@ from tensorflow_serving.apis import (
 )
 
 from pyserving.adapters.loaders.tensorflow_loader import TensorFlowLoader, TensorFlowServable
-from pyserving.api.warmup_replay import predict_request_plan
+from pyserving.api.tfserving.example_input import serialized_examples
+from pyserving.api.tfserving.example_plans import plan_classify, plan_multi_inference, plan_regress
+from pyserving.api.tfserving.warmup_requests import predict_request_plan
 from pyserving.engine.errors import Code, ServingError
-from pyserving.engine.example_input import serialized_examples
 from pyserving.engine.request_core import PlanOptions, run_now
-from pyserving.engine.request_plans import plan_classify, plan_multi_inference, plan_regress
 from tests.example_models import (
     LABELS,
     example,

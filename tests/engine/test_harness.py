@@ -19,7 +19,7 @@ from pyserving.engine.events import (
     UnloadFinished,
     VersionQuiesced,
 )
-from pyserving.engine.harness import LoaderHarness, RetryPolicy
+from pyserving.engine.harness import LoadAttempts, LoaderHarness
 from pyserving.engine.load_timeout import TimedLoads
 from pyserving.engine.servable import Loader
 from pyserving.engine.servable_map import ServableHandle
@@ -55,7 +55,7 @@ class Published:
 
 def harness(
     loader: Loader | None,
-    retry: RetryPolicy,
+    retry: LoadAttempts,
     published: Published,
     path: str = "/m/1",
     stopping: threading.Event | None = None,
@@ -74,7 +74,7 @@ def harness(
 
 def test_a_failing_load_is_retried_then_reported_as_the_last_attempt() -> None:
     loader, published = ConstantLoader(failing=["/m/1"]), Published()
-    h = harness(loader, RetryPolicy(max_num_load_retries=2, load_retry_interval_s=0.0), published)
+    h = harness(loader, LoadAttempts(max_num_load_retries=2, load_retry_interval_s=0.0), published)
     h.load()
     failures = published.of(LoadFailed)
     assert [(f.attempt, f.will_retry) for f in failures] == [(1, True), (2, True), (3, False)]
@@ -85,7 +85,7 @@ def test_a_failing_load_is_retried_then_reported_as_the_last_attempt() -> None:
 
 def test_a_retry_that_succeeds_keeps_the_servable_for_the_manager() -> None:
     loader, published = ConstantLoader(failing=["/m/1"]), Published()
-    h = harness(loader, RetryPolicy(max_num_load_retries=3, load_retry_interval_s=0.0), published)
+    h = harness(loader, LoadAttempts(max_num_load_retries=3, load_retry_interval_s=0.0), published)
     original = loader.load
 
     def load_then_heal(path: str) -> ConstantServable:
@@ -104,7 +104,7 @@ def test_a_retry_that_succeeds_keeps_the_servable_for_the_manager() -> None:
 
 def test_shutdown_during_the_retry_interval_ends_the_retries_at_once() -> None:
     loader, published, stopping = ConstantLoader(failing=["/m/1"]), Published(), threading.Event()
-    retry = RetryPolicy(max_num_load_retries=5, load_retry_interval_s=60.0)
+    retry = LoadAttempts(max_num_load_retries=5, load_retry_interval_s=60.0)
     h = harness(loader, retry, published, stopping=stopping)
     job = threading.Thread(target=h.load)
     job.start()
@@ -120,7 +120,7 @@ def test_shutdown_during_the_retry_interval_ends_the_retries_at_once() -> None:
 
 def test_an_attempt_past_the_load_timeout_fails_and_is_not_kept() -> None:
     loader, published = GatedLoader(gated=["/m/1"]), Published()
-    retry = RetryPolicy(max_num_load_retries=0, load_retry_interval_s=0.0, load_timeout_s=0.2)
+    retry = LoadAttempts(max_num_load_retries=0, load_retry_interval_s=0.0, load_timeout_s=0.2)
     h = harness(loader, retry, published)
     h.load()  # returns once the attempt is abandoned
     [failed] = published.of(LoadFailed)
@@ -131,7 +131,7 @@ def test_an_attempt_past_the_load_timeout_fails_and_is_not_kept() -> None:
 
 def test_unload_quiesces_first_and_times_the_unload_alone() -> None:
     published = Published()
-    h = harness(ConstantLoader(), RetryPolicy(0, 0.0), published)
+    h = harness(ConstantLoader(), LoadAttempts(0, 0.0), published)
     servable = ConstantServable(1)
     handle = ServableHandle("m", 1, servable)
     assert handle.acquire()  # a request in flight
@@ -152,7 +152,7 @@ def test_unload_quiesces_first_and_times_the_unload_alone() -> None:
 
 def test_unload_of_a_version_that_never_served_publishes_only_its_end() -> None:
     published = Published()
-    h = harness(ConstantLoader(), RetryPolicy(0, 0.0), published)
+    h = harness(ConstantLoader(), LoadAttempts(0, 0.0), published)
     h.unload(None)
     assert [type(e) for _, e in published.events] == [UnloadFinished]
 
@@ -170,7 +170,7 @@ def test_the_platform_loader_is_resolved_once_when_the_version_is_aspired(
         return PYTHON
 
     loaders = ModelLoaders(PlatformOptions(), lambda _event: None, platform_of)
-    retry = RetryPolicy(max_num_load_retries=2, load_retry_interval_s=0.0)
+    retry = LoadAttempts(max_num_load_retries=2, load_retry_interval_s=0.0)
     h = Lifecycle(ConstantLoader(), retry=retry, loader_for=loaders)
     try:
         h.bus.publish(_aspired(base, 1))

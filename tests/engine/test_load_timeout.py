@@ -9,7 +9,7 @@ import pytest
 
 from pyserving.engine.events import LoadFailed
 from pyserving.engine.load_timeout import LoadTimedOut, TimedLoads
-from pyserving.engine.manager import RetryPolicy
+from pyserving.engine.manager import LoadAttempts
 from pyserving.statemachines.servable_version import State
 from tests.servables import ConstantServable, GatedLoader
 from tests.util.lifecycle import Lifecycle
@@ -31,7 +31,7 @@ class RecordingLoader(GatedLoader):
 
 def test_a_hung_load_fails_and_its_late_result_is_unloaded_never_served() -> None:
     loader = RecordingLoader(gated=["/m/2"])
-    retry = RetryPolicy(max_num_load_retries=0, load_retry_interval_s=0.0, load_timeout_s=0.3)
+    retry = LoadAttempts(max_num_load_retries=0, load_retry_interval_s=0.0, load_timeout_s=0.3)
     h = Lifecycle(loader, retry)
     h.aspire(1)
     started = time.monotonic()
@@ -58,7 +58,7 @@ def test_a_hung_load_fails_and_its_late_result_is_unloaded_never_served() -> Non
 
 def test_loads_within_the_limit_are_untouched() -> None:
     loader = GatedLoader()
-    h = Lifecycle(loader, RetryPolicy(max_num_load_retries=0, load_timeout_s=5.0))
+    h = Lifecycle(loader, LoadAttempts(max_num_load_retries=0, load_timeout_s=5.0))
     h.aspire(1)
     with h.map.acquire("m") as handle:
         assert handle.version == 1

@@ -11,7 +11,7 @@ from pyserving.engine.events import (
     LoadFailed,
     ShutdownRequested,
 )
-from pyserving.engine.manager import Manager, RetryPolicy
+from pyserving.engine.manager import LoadAttempts, Manager
 from pyserving.engine.policy import ResourcePreservingPolicy
 from pyserving.engine.servable_map import ServableMap
 from pyserving.statemachines.servable_version import State
@@ -56,7 +56,7 @@ def test_failed_load_keeps_the_serving_version() -> None:
 
 def test_load_retries_then_errors() -> None:
     loader = ConstantLoader(failing=["/m/1"])
-    h = Lifecycle(loader, RetryPolicy(max_num_load_retries=2, load_retry_interval_s=0.0))
+    h = Lifecycle(loader, LoadAttempts(max_num_load_retries=2, load_retry_interval_s=0.0))
     h.aspire(1)
     failures = [e for e in h.events if isinstance(e, LoadFailed)]
     assert [(f.attempt, f.will_retry) for f in failures] == [(1, True), (2, True), (3, False)]

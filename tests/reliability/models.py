@@ -84,7 +84,7 @@ def write_version(base: Path, version: int, factor: float = 1.0, **behaviour: ob
 
 
 def config_file(path: Path, models: dict[str, tuple[Path, str]], extra: str = "") -> Path:
-    """A ModelServerConfig with python models: name → (base path, version policy text)."""
+    """A ModelServerConfig with python models: name → (base path, version selection text)."""
     entries = "".join(
         f'  config {{ name: "{name}" base_path: "{base}" model_platform: "python" {policy} }}\n'
         for name, (base, policy) in models.items()

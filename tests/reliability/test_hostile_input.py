@@ -28,7 +28,7 @@ from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2
 
 from pyserving.adapters.protos import grpc_service_pb2
-from pyserving.api import oip_codec
+from pyserving.api.oip import codec as oip_codec
 from tests.reliability.conftest import Size, TrainedModels, report
 from tests.reliability.models import config_file, write_version
 from tests.util.processes import ServerProcess, free_port, serving

@@ -158,6 +158,44 @@ def test_a_killed_frontend_comes_back_while_the_other_serves(tmp_path: Path) -> 
     assert f"(pid {first[0]}) killed by SIGKILL; the engine starts it again" in replay.stdout
 
 
+def test_a_hung_frontend_is_killed_and_started_again(tmp_path: Path) -> None:
+    """A stopped front-end (SIGSTOP: what a deadlocked loop looks like from outside) keeps
+    its listening socket; the engine notices its silence, kills it and starts its slot
+    again, so new connections are answered; the healthy one is left alone."""
+    server = start(tmp_path, "--frontend_liveness_timeout_seconds=3")
+    try:
+        first = frontend_pids(server.process.pid)
+        assert len(first) == WORKERS, first
+        stopped_at = time.time()
+        os.kill(first[0], signal.SIGSTOP)
+        server.wait_for(
+            lambda: any(e.restarts == 1 for e in frontend_events(tmp_path, FrontendStarted)),
+            60,
+            "the stopped front-end to be replaced",
+            0.02,
+        )
+        for _ in range(CHANNELS):  # new connections, wherever the kernel puts them
+            channel = own_channel(server.port)
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            assert list(stub.Predict(request(), timeout=10).outputs["y"].float_val) == [3.0]
+            channel.close()
+        assert os.path.exists(f"/proc/{first[1]}"), "the healthy front-end was killed"
+    finally:
+        assert server.stop() == 0
+    exits = frontend_events(tmp_path, FrontendExited)
+    unresponsive = [e for e in exits if e.unresponsive]
+    assert [(e.pid, e.signal, e.restarting) for e in unresponsive] == [
+        (first[0], "SIGKILL", True)
+    ], exits
+    assert unresponsive[0].time - stopped_at >= 3.0, "killed before its timeout"
+    assert "frontend_unresponsive" in server.log_text()
+    replay = run_python("-m", "pyserving", "replay", str(tmp_path / "events.jsonl"), timeout=120)
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert f"(pid {first[0]}) stopped answering; the engine killed it with SIGKILL" in (
+        replay.stdout
+    )
+
+
 def test_the_frontends_exit_when_the_engine_is_killed(tmp_path: Path) -> None:
     server = start(tmp_path)
     pids = frontend_pids(server.process.pid)

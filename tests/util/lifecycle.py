@@ -20,14 +20,14 @@ from pyserving.engine.events import (
     Transition,
     VersionLabelsSet,
 )
-from pyserving.engine.manager import Manager, RetryPolicy
+from pyserving.engine.manager import LoadAttempts, Manager
 from pyserving.engine.policy import AspiredVersionPolicy
 from pyserving.engine.servable import Loader
 from pyserving.engine.servable_map import ServableMap
 from pyserving.statemachines.servable_version import State
 from tests.util.waiting import eventually
 
-NO_RETRIES = RetryPolicy(max_num_load_retries=0, load_retry_interval_s=0.0)
+NO_RETRIES = LoadAttempts(max_num_load_retries=0, load_retry_interval_s=0.0)
 SETTLED = (State.AVAILABLE, State.END, State.ERROR)
 
 
@@ -53,7 +53,7 @@ class Lifecycle:
     def __init__(
         self,
         loader: Loader,
-        retry: RetryPolicy = NO_RETRIES,
+        retry: LoadAttempts = NO_RETRIES,
         policy: AspiredVersionPolicy | None = None,
         allow_unavailable: bool = False,
         num_load_threads: int = 2,

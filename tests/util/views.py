@@ -17,16 +17,17 @@ from pathlib import Path
 import pytest
 from google.protobuf import json_format, text_format
 from tensorflow_serving.apis import model_management_pb2
+from tensorflow_serving.apis.get_model_status_pb2 import ModelVersionStatus
 
 from pyserving.adapters.live_config import LiveConfig
 from pyserving.adapters.model_config import parse_text
 from pyserving.adapters.model_repository import ModelRepository, RepositoryControl
 from pyserving.adapters.protos.model_registry_pb2 import ListModelsRequest
+from pyserving.api.tfserving.example_plans import EXAMPLE_PLANS
 from pyserving.api.view_messages import engine_lifecycle
 from pyserving.engine.data_plane import DataPlane, InProcessDataPlane
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.model_admin import IndexEntry
-from pyserving.engine.model_views import ModelVersionStatus
 from pyserving.engine.request_core import ModelRequest, PlanOptions, RequestCore
 from pyserving.engine.runner import DirectRunner
 from pyserving.engine.server_health import NOT_SERVING, SERVING
@@ -83,6 +84,7 @@ class ViewsEngine:
             RequestCore(self.lifecycle.map, self.runner),
             PlanOptions(),
             engine_lifecycle(manager, self.live, control if repository else None),
+            EXAMPLE_PLANS,
         )
         self.live.start()
         self.lifecycle.settle()

@@ -8,12 +8,9 @@ metrics and drain.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping
 from typing import TypeVar
 
 import grpc
-import numpy as np
 from google.protobuf.message import Message
 from tensorflow_serving.apis import (
     classification_pb2,
@@ -25,82 +22,24 @@ from tensorflow_serving.apis import (
 )
 
 from pyserving.adapters.request_log.logger import NO_REQUEST_LOG, RequestLog
-from pyserving.api import request_records as records
-from pyserving.api import tensor_codec, tensor_content
-from pyserving.api.answer_provenance import answer_metadata
-from pyserving.api.model_spec import ModelRequest, fill_model_spec, parse_model_spec
-from pyserving.api.tensor_budget import request_budget
+from pyserving.api.envelope import request_records as records
+from pyserving.api.envelope import tensor_codec
+from pyserving.api.envelope.answer_provenance import answer_metadata
+from pyserving.api.envelope.request_envelope import rpc_deadline
+from pyserving.api.envelope.tensor_budget import request_budget
+from pyserving.api.tfserving.example_plans import multi_inference_model_spec
+from pyserving.api.tfserving.handlers import (
+    encode_prediction,
+    model_metadata,
+)
+from pyserving.api.tfserving.model_spec import parse_model_spec
 from pyserving.engine.data_plane import DataPlane, InferCall
-from pyserving.engine.errors import invalid_argument
 from pyserving.engine.request_core import (
     PlanOptions,
-    Prediction,
-    RequestPlan,
     Served,
-    plan_predict,
 )
-from pyserving.engine.request_plans import multi_inference_model_spec
-from pyserving.engine.servable import Servable
-from pyserving.engine.servable_map import ServableHandle
 
-SIGNATURE_DEF_FIELD = "signature_def"
 M = TypeVar("M")
-
-
-def rpc_deadline(context: grpc.aio.ServicerContext) -> float | None:
-    """The RPC's deadline on the `time.monotonic()` clock, or None when it has none."""
-    remaining = context.time_remaining()
-    return None if remaining is None else time.monotonic() + remaining
-
-
-def encode_prediction(
-    model: str, prediction: Prediction, as_content: bool = False
-) -> predict_pb2.PredictResponse:
-    """TF Serving's PredictResponse: the outputs in their typed value fields (AsProtoField,
-    predict_util.cc's default), which clients read as `float_val` or with MakeNdarray; in
-    `tensor_content` with `as_content` (--enable_serialization_as_tensor_content)."""
-    response = predict_pb2.PredictResponse()
-    fill_model_spec(response.model_spec, model, prediction.version, prediction.signature)
-    outputs = response.outputs
-    encode = tensor_content.encode if as_content else tensor_codec.encode
-    for name, array in prediction.outputs.items():
-        encode(array, outputs[name])
-    return response
-
-
-def predict_plan(
-    servable: Servable,
-    request: predict_pb2.PredictRequest,
-    inputs: Mapping[str, np.ndarray],
-    as_content: bool = False,
-) -> RequestPlan[predict_pb2.PredictResponse]:
-    """A PredictRequest (its inputs already decoded) as a plan answering a PredictResponse."""
-    plan = plan_predict(servable, request.model_spec.signature_name, inputs, request.output_filter)
-    model = request.model_spec.name
-
-    def finish(results: object, served: ServableHandle) -> predict_pb2.PredictResponse:
-        prediction = plan.finish(results, served)  # type: ignore[arg-type]
-        return encode_prediction(model, prediction, as_content)
-
-    return RequestPlan(plan.calls, finish)
-
-
-async def model_metadata(
-    plane: DataPlane, spec: ModelRequest, fields: list[str]
-) -> get_model_metadata_pb2.GetModelMetadataResponse:
-    """GetModelMetadata's answer; shared by gRPC and REST (`GET /v1/models/NAME/metadata`)."""
-    # TF Serving insists on metadata_field; an empty list asks for the only field there is.
-    for field in fields or [SIGNATURE_DEF_FIELD]:
-        if field != SIGNATURE_DEF_FIELD:
-            raise invalid_argument(
-                f"Metadata field {field} is not supported; the supported field is "
-                f"{SIGNATURE_DEF_FIELD}"
-            )
-    version, signature_defs = await plane.signature_defs(spec)
-    response = get_model_metadata_pb2.GetModelMetadataResponse()
-    fill_model_spec(response.model_spec, spec.name, version)
-    response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_defs)
-    return response
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from tensorflow_serving.apis import model_pb2
 
+from pyserving.api.envelope.request_records import fill_model_spec
 from pyserving.engine.errors import invalid_argument
-from pyserving.engine.request_core import ModelRequest, fill_model_spec
+from pyserving.engine.request_core import ModelRequest
 
 __all__ = ["ModelRequest", "fill_model_spec", "parse_model_spec"]
 

@@ -19,12 +19,14 @@ Each of these leaves the rest of the body unread, so its response closes the con
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import ContentLengthError, HttpProcessingError, TransferEncodingError
 
 from pyserving.engine.errors import Code, ServingError, quoted
+from pyserving.engine.request_core import PlanOptions
 
 # Bodies this big arrive in one read where the client sends them at once.
 _CHUNK = 1 << 16
@@ -155,3 +157,24 @@ def error_response(exc: ServingError, status: int, body: bytes, **kwargs: Any) -
     if isinstance(exc, BodyError):
         response.force_close()
     return response
+
+
+CORS_HEADERS = {  # TF Serving's AddCORSHeaders
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, GET",
+    "Access-Control-Allow-Headers": "Content-Type",
+}
+REQUEST_ID = "x-request-id"  # the header a client names its request by
+
+
+@dataclass(frozen=True)
+class RestOptions:
+    """Both HTTP protocols' settings (TF Serving's /v1 and the Open Inference Protocol's
+    /v2 share one port, one deadline and one bound on requests at once)."""
+
+    timeout_s: float  # --rest_api_timeout_in_ms; 0 or less: no deadline
+    max_body_bytes: int  # --grpc_max_message_bytes, for REST bodies too
+    max_concurrent: int  # --rest_api_num_threads: requests processed at once; more wait
+    cors: bool  # --rest_api_enable_cors_support
+    plan_options: PlanOptions
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S  # --rest_body_timeout_seconds, per MiB

@@ -1,7 +1,8 @@
-"""Servable version policies: which of the versions found in a base path to serve.
+"""Version selections: which of the versions found in a base path to serve.
 
-TF Serving's `model_version_policy` choices, as small value objects the storage path
-source applies on every poll.
+TF Serving's `model_version_policy` choices (latest N, all, specific), called selections
+here so that "policy" means one thing, the manager's aspired-version policy
+(engine/policy.py). Small value objects the storage path source applies on every poll.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 
-class VersionPolicy(Protocol):
+class VersionSelection(Protocol):
     def select(self, versions: Sequence[int]) -> list[int]: ...
 
 

@@ -12,7 +12,7 @@ import grpc
 
 from pyserving.adapters.protos import model_registry_pb2, model_registry_pb2_grpc
 from pyserving.adapters.protos.model_registry_pb2 import ListModelsRequest, ListModelsResponse
-from pyserving.api.request_envelope import Envelope, add_service
+from pyserving.api.envelope.request_envelope import Envelope, add_service
 from pyserving.engine.data_plane import DataPlane
 
 SERVICE_NAME = model_registry_pb2.DESCRIPTOR.services_by_name["ModelRegistry"].full_name

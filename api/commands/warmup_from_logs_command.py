@@ -10,9 +10,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from pyserving.adapters.loaders.warmup_file import MAX_WARMUP_RECORDS
+
 EXIT_WRITTEN = 0
 EXIT_USAGE = 2
-MAX_WARMUP_RECORDS = 1000  # saved_model_warmup_util.cc's kMaxNumRecords
 
 
 def add_warmup_from_logs_command(commands: argparse._SubParsersAction) -> None:
@@ -23,7 +24,7 @@ def add_warmup_from_logs_command(commands: argparse._SubParsersAction) -> None:
         "log files (PREFIX-<time>-<n>.tfrecord, written for a model's logging_config) and "
         "write them, oldest first, as a TFRecord file to place at "
         "<version>/assets.extra/tf_serving_warmup_requests. Responses are dropped: warm-up "
-        "replays only the requests.",
+        "sends only the requests.",
     )
     parser.add_argument("logs", nargs="+", metavar="LOG", help="request log file(s) to read")
     parser.add_argument("--out", required=True, metavar="FILE", help="the warm-up file to write")
@@ -46,7 +47,7 @@ def add_warmup_from_logs_command(commands: argparse._SubParsersAction) -> None:
 
 
 def run_warmup_from_logs(options: argparse.Namespace) -> int:
-    from pyserving.api.warmup_from_logs import WarmupFromLogsError, make_warmup_file
+    from pyserving.api.commands.warmup_from_logs import WarmupFromLogsError, make_warmup_file
 
     try:
         written, model, signature = make_warmup_file(

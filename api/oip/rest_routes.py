@@ -3,8 +3,8 @@
 `GET /v2/health/live`, `/v2/health/ready`, `/v2` (server metadata), `/v2/models/M
 [/versions/V]` (model metadata) and `.../ready`, `POST .../infer` with JSON tensors or the
 binary-data extension (`Inference-Header-Content-Length`), as tritonclient's HTTP client
-sends them. The same request core and signature checks as gRPC's ModelInfer
-(`oip_grpc`), inside the same envelope as `/v1` (request id, metrics, drain, and
+sends them. The same calls as gRPC's ModelInfer (`handlers.py`: request core, signature
+checks), inside the same envelope as `/v1` (request id, metrics, drain, and
 --rest_api_timeout_in_ms as the deadline that reaches the runner). Errors are
 `{"error": "..."}` with the envelope's HTTP status for the error's code; readiness that
 is false answers 400 with no body, as Triton does.
@@ -26,33 +26,24 @@ from google.protobuf import json_format
 
 import pyserving
 from pyserving.adapters.request_log.logger import NO_REQUEST_LOG, RequestLog
-from pyserving.api import oip_codec, rest_codec
-from pyserving.api import request_records as records
-from pyserving.api.answer_provenance import (
+from pyserving.api.envelope import json_body
+from pyserving.api.envelope import request_records as records
+from pyserving.api.envelope.answer_provenance import (
     FINGERPRINT_PARAMETER,
     answer_metadata,
     described_version,
 )
-from pyserving.api.http_body import error_response, read_body
-from pyserving.api.oip_grpc import (
-    LABEL_PARAMETER,
-    SERVER_NAME,
-    SIGNATURE_PARAMETER,
-    infer_prediction,
-    label_parameter,
-    model_request,
-    output_order,
-    server_ready,
-    signature_parameter,
-)
-from pyserving.api.prediction_service import encode_prediction
-from pyserving.api.request_envelope import Envelope, http_status
-from pyserving.api.rest_api import (
+from pyserving.api.envelope.http_body import (
     CORS_HEADERS,
     REQUEST_ID,
     RestOptions,
+    error_response,
+    read_body,
 )
-from pyserving.api.tensor_budget import request_budget
+from pyserving.api.envelope.request_envelope import Envelope, http_status
+from pyserving.api.envelope.tensor_budget import request_budget
+from pyserving.api.oip import codec as oip_codec
+from pyserving.api.oip import handlers
 from pyserving.engine.data_plane import DataPlane
 from pyserving.engine.errors import ServingError
 from pyserving.engine.off_loop import off_loop_if_big
@@ -151,7 +142,7 @@ class OipRest:
                 response = error_response(
                     exc,
                     http_status(exc),
-                    rest_codec.error_body(exc.message),
+                    json_body.error_body(exc.message),
                     content_type=JSON,
                     headers=self._cors,
                 )
@@ -170,13 +161,13 @@ class OipRest:
         return _Reply()
 
     async def _server_ready(self, request: web.Request) -> _Reply:
-        return _Reply() if await server_ready(self._plane) else _Reply(status=400)
+        return _Reply() if await handlers.server_ready(self._plane) else _Reply(status=400)
 
     async def _server_metadata(self, request: web.Request) -> _Reply:
         return _Reply(
             orjson.dumps(
                 {
-                    "name": SERVER_NAME,
+                    "name": handlers.SERVER_NAME,
                     "version": pyserving.__version__,
                     "extensions": self._extensions,
                 }
@@ -185,7 +176,7 @@ class OipRest:
 
     def _spec(self, request: web.Request, label: str | None = None) -> ModelRequest:
         info = request.match_info
-        return model_request(info["model"], info.get("version", ""), label)
+        return handlers.model_request(info["model"], info.get("version", ""), label)
 
     async def _model_ready(self, request: web.Request) -> _Reply:
         ready = await self._plane.model_ready(self._spec(request))
@@ -217,12 +208,16 @@ class OipRest:
                 request_budget(self._options.plan_options),
             )
             parameters = infer.parameters
-            spec = self._spec(request, label_parameter(parameters.get(LABEL_PARAMETER)))
-            signature_name = signature_parameter(parameters.get(SIGNATURE_PARAMETER))
+            spec = self._spec(
+                request, handlers.label_parameter(parameters.get(handlers.LABEL_PARAMETER))
+            )
+            signature_name = handlers.signature_parameter(
+                parameters.get(handlers.SIGNATURE_PARAMETER)
+            )
             wanted = infer.wanted
             model = spec.name
 
-            prediction = await infer_prediction(
+            prediction = await handlers.infer_prediction(
                 self._plane, spec, signature_name, infer.inputs, wanted, deadline
             )
             self._log(
@@ -231,12 +226,12 @@ class OipRest:
                     spec,
                     signature_name,
                     infer.inputs,
-                    encode_prediction(model, prediction),
+                    records.predict_response(model, prediction),
                     wanted,
                     prediction.fingerprint,
                 ),
             )
-            order = output_order(prediction, wanted)
+            order = handlers.output_order(prediction, wanted)
             answer: Any = await off_loop_if_big(
                 sum(a.nbytes for a in prediction.outputs.values()),
                 oip_codec.encode_infer_body,

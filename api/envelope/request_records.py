@@ -11,15 +11,17 @@ fingerprint rides in `log_metadata` as a field TF Serving does not define
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from google.protobuf.message import Message
+from tensorflow.core.framework import tensor_pb2
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from pyserving.adapters.protos.log_provenance_pb2 import LogProvenance
-from pyserving.api import tensor_codec
-from pyserving.engine.request_core import ModelRequest
+from pyserving.api.envelope import tensor_codec
+from pyserving.engine.request_core import ModelRequest, Prediction
 
 PredictionLog = prediction_log_pb2.PredictionLog
 
@@ -64,6 +66,40 @@ def with_path_version(
     return record
 
 
+def fill_model_spec(
+    out: model_pb2.ModelSpec, name: str, version: int, signature_name: str | None = None
+) -> None:
+    """The ModelSpec of a reply: the model, the version that answered, its signature."""
+    out.CopyFrom(_model_spec(name, version, signature_name))
+
+
+@functools.lru_cache(maxsize=1024)
+def _model_spec(name: str, version: int, signature_name: str | None) -> model_pb2.ModelSpec:
+    # Made once per (model, version, signature): every reply carries one, and copying a
+    # made message is one C call where setting its three fields is three (and a wrapper).
+    spec = model_pb2.ModelSpec(name=name)
+    spec.version.value = version
+    if signature_name is not None:
+        spec.signature_name = signature_name
+    return spec
+
+
+def predict_response(
+    model: str,
+    prediction: Prediction,
+    encode: Callable[[np.ndarray, tensor_pb2.TensorProto], None] = tensor_codec.encode,
+) -> predict_pb2.PredictResponse:
+    """The PredictResponse TF Serving's gRPC gives for `prediction`: what every protocol's
+    predict is logged with, and (with `encode` choosing the tensor form) what
+    PredictionService answers."""
+    response = predict_pb2.PredictResponse()
+    fill_model_spec(response.model_spec, model, prediction.version, prediction.signature)
+    outputs = response.outputs
+    for name, array in prediction.outputs.items():
+        encode(array, outputs[name])
+    return response
+
+
 def as_predict_log(
     spec: ModelRequest,
     signature_sent: str,
@@ -74,7 +110,7 @@ def as_predict_log(
 ) -> PredictionLog:
     """REST predict (or an Open Inference Protocol infer, whose requested outputs are the
     filter) as the PredictRequest gRPC would have carried, with the reply gRPC would have
-    given (`prediction_service.encode_prediction`): TF Serving's tools read PredictLogs."""
+    given (`predict_response`): TF Serving's tools read PredictLogs."""
     record = PredictionLog()
     request = record.predict_log.request
     request.model_spec.name = spec.name

@@ -10,7 +10,7 @@ from tensorflow_serving.apis import (
     model_service_pb2_grpc,
 )
 
-from pyserving.api.model_spec import parse_model_spec
+from pyserving.api.tfserving.model_spec import parse_model_spec
 from pyserving.engine.data_plane import DataPlane
 
 

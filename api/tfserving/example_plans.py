@@ -16,15 +16,15 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
+from pyserving.api.envelope.request_records import fill_model_spec
+from pyserving.api.tfserving.example_input import serialized_examples
 from pyserving.engine import classify_regress as cr
 from pyserving.engine.errors import Code, ServingError, invalid_argument
-from pyserving.engine.example_input import serialized_examples
 from pyserving.engine.request_core import (
     ModelCall,
     Outputs,
     PlanOptions,
     RequestPlan,
-    fill_model_spec,
 )
 from pyserving.engine.servable import Servable, Signature
 from pyserving.engine.servable_map import ServableHandle
@@ -205,3 +205,15 @@ def plan_multi_inference(
         return response
 
     return RequestPlan(calls, finish)
+
+
+class TFServingExamplePlans:
+    """The in-process data plane's `ExamplePlans` (engine/data_plane.py): the composition
+    root hands it over, so that engine/ never imports TF Serving's messages."""
+
+    classify = staticmethod(plan_classify)
+    regress = staticmethod(plan_regress)
+    multi_inference = staticmethod(plan_multi_inference)
+
+
+EXAMPLE_PLANS = TFServingExamplePlans()

@@ -346,3 +346,9 @@ def add_service(
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(service.full_name, handlers),)
     )
+
+
+def rpc_deadline(context: grpc.aio.ServicerContext) -> float | None:
+    """The RPC's deadline on the `time.monotonic()` clock, or None when it has none."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining

@@ -4,8 +4,8 @@ The request log's files (`logging_config`) hold PredictionLog records in TFRecor
 framing, which is exactly what `assets.extra/tf_serving_warmup_requests` holds, so a
 version can be warmed with the requests it will really get. This picks the records of
 one model and signature (the one the logs hold, or --model/--signature), at most --max
-(TF Serving reads at most 1000), oldest first, and drops their responses (warm-up
-replays only requests). The command line is `warmup_from_logs_command`.
+(TF Serving reads at most MAX_WARMUP_RECORDS, 1000), oldest first, and drops their
+responses (warm-up sends only requests). The command line is `warmup_from_logs_command`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 from google.protobuf.message import DecodeError
 from tensorflow_serving.apis import prediction_log_pb2
 
+from pyserving.adapters.loaders.warmup_file import MAX_WARMUP_RECORDS
 from pyserving.adapters.request_log.files import FILE_MODE
 from pyserving.adapters.request_log.tfrecord import TFRecordError, frame, read_records
-from pyserving.api.warmup_from_logs_command import MAX_WARMUP_RECORDS
 
 _LOG_NAME = re.compile(r".*-(\d{8}T\d{6}Z)-(\d+)\.tfrecord")
 
@@ -63,7 +63,7 @@ def make_warmup_file(
     """Write the warm-up file; (records written, model, signature)."""
     if not 1 <= limit <= MAX_WARMUP_RECORDS:
         raise WarmupFromLogsError(
-            f"--max {limit} is outside 1..{MAX_WARMUP_RECORDS} (TF Serving replays at most "
+            f"--max {limit} is outside 1..{MAX_WARMUP_RECORDS} (TF Serving runs at most "
             f"{MAX_WARMUP_RECORDS} warm-up records)"
         )
     records = list(_records(_in_time_order(logs)))

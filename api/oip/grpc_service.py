@@ -3,7 +3,7 @@ the same request core as TF Serving's PredictionService.
 
 A model is a served model, an input or output a key of its signature (`serving_default`,
 or the request's `signature_name` parameter), a datatype a dtype (`BYTES` = DT_STRING).
-`model_version` "" is the version policy's latest; a label is the `version_label`
+`model_version` "" is the version selection's latest; a label is the `version_label`
 parameter, as TF Serving's `model_spec.version_label`. ModelInfer is Predict: the same
 plan, runner and batching, inside the same envelope (request id, metrics with the method
 name as `api`, drain). Errors keep the core's codes (an unknown model is NOT_FOUND, as
@@ -20,29 +20,35 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2
 
 import pyserving
 from pyserving.adapters.protos import grpc_service_pb2
 from pyserving.adapters.request_log.logger import NO_REQUEST_LOG, RequestLog
-from pyserving.api import oip_codec
-from pyserving.api import request_records as records
-from pyserving.api.answer_provenance import (
+from pyserving.api.envelope import request_records as records
+from pyserving.api.envelope.answer_provenance import (
     FINGERPRINT_PARAMETER,
     answer_metadata,
     described_version,
 )
-from pyserving.api.prediction_service import encode_prediction, rpc_deadline
-from pyserving.api.tensor_budget import request_budget
-from pyserving.engine.data_plane import DataPlane, InferCall
-from pyserving.engine.errors import invalid_argument
+from pyserving.api.envelope.request_envelope import rpc_deadline
+from pyserving.api.envelope.tensor_budget import request_budget
+from pyserving.api.oip import codec as oip_codec
+from pyserving.api.oip.handlers import (
+    LABEL_PARAMETER,
+    SERVER_NAME,
+    SIGNATURE_PARAMETER,
+    infer_prediction,
+    label_parameter,
+    model_request,
+    output_order,
+    server_ready,
+    signature_parameter,
+)
+from pyserving.engine.data_plane import DataPlane
 from pyserving.engine.off_loop import off_loop_if_big
 from pyserving.engine.request_core import (
-    ModelRequest,
     PlanOptions,
-    Prediction,
 )
-from pyserving.engine.signature_checks import DEFAULT_SIGNATURE
 
 SERVICE = grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 METHODS = (
@@ -53,72 +59,7 @@ METHODS = (
     "ModelMetadata",
     "ModelInfer",
 )
-SERVER_NAME = "pyserving"
-# Request parameters pyserving reads (others, e.g. tritonclient's `timeout`, are ignored).
-SIGNATURE_PARAMETER = "signature_name"
-LABEL_PARAMETER = "version_label"
 BINARY_PARAMETER = "binary_data"  # per requested output: false asks for typed contents
-
-
-# ------------------------------------------------------------------ shared with REST
-def model_request(name: str, version: str, label: str | None = None) -> ModelRequest:
-    """The servable a request names; `version` "" is the latest, digits a version."""
-    if not name:
-        raise invalid_argument("the model name is empty: name the model to call")
-    number = None
-    if version:
-        if not version.isdigit() or not version.isascii() or len(version) > 18:
-            raise invalid_argument(
-                f"model version {version!r} is not a version number: give its digits, or "
-                f"leave it empty for the latest (a label goes in the {LABEL_PARAMETER} "
-                "parameter)"
-            )
-        number = int(version)
-    if label is not None and number is not None:
-        raise invalid_argument(
-            f"the request names version {version} and the label {label!r}: give one of them"
-        )
-    return ModelRequest(name, number, label)
-
-
-def label_parameter(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise invalid_argument(f"the {LABEL_PARAMETER} parameter must be a string")
-    return value
-
-
-def signature_parameter(value: Any) -> str:
-    if value is None:
-        return DEFAULT_SIGNATURE
-    if not isinstance(value, str):
-        raise invalid_argument(f"the {SIGNATURE_PARAMETER} parameter must be a string")
-    return value or DEFAULT_SIGNATURE
-
-
-async def infer_prediction(
-    plane: DataPlane,
-    spec: ModelRequest,
-    signature_name: str,
-    inputs: Mapping[str, Any],
-    wanted: Sequence[str],
-    deadline: float | None,
-) -> Prediction:
-    """An infer request as Predict, after the protocol's datatype and shape checks against
-    the signature (the protocol checks them before the model sees them, as Triton does)."""
-    signature = await plane.signature(spec, signature_name)
-    oip_codec.check_against_signature(spec.name, signature, inputs)
-    return await plane.infer(InferCall(spec, signature.name, inputs, wanted, deadline))
-
-
-async def server_ready(plane: DataPlane) -> bool:
-    """ServerReady: the engine's health of the whole server is SERVING."""
-    return await plane.health("") == health_pb2.HealthCheckResponse.SERVING
-
-
-def output_order(prediction: Prediction, wanted: Sequence[str]) -> Sequence[str]:
-    return wanted or sorted(prediction.outputs)
 
 
 # ------------------------------------------------------------------ the servicer
@@ -207,7 +148,7 @@ class InferenceService:
                 spec,
                 signature_name,
                 inputs,
-                encode_prediction(model, prediction),
+                records.predict_response(model, prediction),
                 wanted,
                 prediction.fingerprint,
             ),

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
-from pyserving.api.tensor_budget import (
+from pyserving.api.envelope.tensor_budget import (
     TensorBudget,
     request_budget,
     shape_text,

@@ -25,16 +25,20 @@ import orjson
 from aiohttp import web
 
 from pyserving.adapters.protos import grpc_service_pb2
-from pyserving.api.http_body import DEFAULT_BODY_TIMEOUT_S, error_response, read_body
-from pyserving.api.request_envelope import Envelope, http_status
-from pyserving.api.restricted_api import MODEL_REPOSITORY, Restrictions
+from pyserving.api.envelope.http_body import (
+    DEFAULT_BODY_TIMEOUT_S,
+    REQUEST_ID,
+    error_response,
+    read_body,
+)
+from pyserving.api.envelope.request_envelope import Envelope, http_status
+from pyserving.api.envelope.restricted_api import MODEL_REPOSITORY, Restrictions
 from pyserving.engine.data_plane import DataPlane
 from pyserving.engine.errors import ServingError, invalid_argument
 from pyserving.engine.model_admin import IndexEntry
 from pyserving.engine.request_scope import RequestScope
 
 METHODS = ("RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload")
-REQUEST_ID = "x-request-id"
 JSON_HEADERS = {"Content-Type": "application/json"}
 # The `api` label of the request metrics for the REST routes.
 REST_APIS = {"index": "rest_repository_index", "load": "rest_repository_load"}

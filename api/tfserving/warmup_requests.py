@@ -1,7 +1,7 @@
 """How warm-up answers a recorded PredictionLog: the same plans as live requests, run by
 the request core's executor on the load thread (`run_now`), before the version serves.
 
-TF Serving replays predict, classify, regress and multi-inference logs; the record's
+TF Serving runs predict, classify, regress and multi-inference logs; the record's
 model name and version are ignored (the version being loaded answers), its signature
 name and inputs are used as recorded.
 """
@@ -13,24 +13,24 @@ from collections.abc import Callable
 from google.protobuf.message import Message
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from pyserving.api import tensor_codec
-from pyserving.api.prediction_service import predict_plan
-from pyserving.api.tensor_budget import request_budget
+from pyserving.api.envelope import tensor_codec
+from pyserving.api.envelope.tensor_budget import request_budget
+from pyserving.api.tfserving.example_plans import plan_classify, plan_multi_inference, plan_regress
+from pyserving.api.tfserving.handlers import predict_plan
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.request_core import PlanOptions, RequestPlan, run_now
-from pyserving.engine.request_plans import plan_classify, plan_multi_inference, plan_regress
 from pyserving.engine.servable import Servable
 
 
-def make_replay(
+def make_warmup_answer(
     options: PlanOptions,
 ) -> Callable[[Servable, prediction_log_pb2.PredictionLog, int], None]:
-    """The warm-up `Replay` for a server with these request options."""
+    """The warm-up `AnswerRecord` for a server with these request options."""
 
-    def replay(servable: Servable, record: prediction_log_pb2.PredictionLog, version: int) -> None:
+    def answer(servable: Servable, record: prediction_log_pb2.PredictionLog, version: int) -> None:
         run_now(servable, plan_for(servable, record, options), version)
 
-    return replay
+    return answer
 
 
 def predict_request_plan(

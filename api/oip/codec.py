@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from pyserving.adapters.protos import grpc_service_pb2
-from pyserving.api import rest_codec
-from pyserving.api.tensor_budget import TensorBudget, request_budget, shape_text
+from pyserving.api.envelope import json_body
+from pyserving.api.envelope.tensor_budget import TensorBudget, request_budget, shape_text
 from pyserving.engine.errors import invalid_argument, quoted
 from pyserving.engine.request_core import PlanOptions
 from pyserving.engine.servable import Signature, TensorSpec
@@ -373,19 +373,19 @@ class RestInferRequest:
 
 def _object(value: Any, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise invalid_argument(f"{what} must be a JSON object, not {rest_codec._json_type(value)}")
+        raise invalid_argument(f"{what} must be a JSON object, not {json_body.json_type(value)}")
     return value
 
 
 def _list(value: Any, what: str) -> list[Any]:
     if not isinstance(value, list):
-        raise invalid_argument(f"{what} must be a JSON array, not {rest_codec._json_type(value)}")
+        raise invalid_argument(f"{what} must be a JSON array, not {json_body.json_type(value)}")
     return value
 
 
 def _string(value: Any, what: str) -> str:
     if not isinstance(value, str):
-        raise invalid_argument(f"{what} must be a string, not {rest_codec._json_type(value)}")
+        raise invalid_argument(f"{what} must be a string, not {json_body.json_type(value)}")
     return value
 
 
@@ -414,8 +414,8 @@ def parse_infer_body(
             )
         binary = memoryview(body)[length:]
         body = body[:length]
-    doc = rest_codec.parse_body(body)
-    finite = not isinstance(doc, rest_codec.TokenDocument)
+    doc = json_body.parse_body(body)
+    finite = not isinstance(doc, json_body.TokenDocument)
     budget = budget or request_budget(PlanOptions())
     parameters = _object(doc.get("parameters", {}), "parameters")
     request_id = doc.get("id")
@@ -482,7 +482,7 @@ def from_json(
 ) -> np.ndarray:
     """A tensor from JSON `data` (flat row-major, or nested): booleans for BOOL, integers
     for the integer types (in range), numbers for FP*, UTF-8 strings for BYTES. `finite`:
-    the body had no NaN/Infinity token (see rest_codec), so a non-finite number is a
+    the body had no NaN/Infinity token (see api/envelope/json_body.py), so a non-finite number is a
     literal out of range."""
     dtype = numpy_dtype(datatype, name)
     shape, count = request_shape(dims, name, dtype, budget)
@@ -497,7 +497,7 @@ def from_json(
             raise invalid_argument(f"input '{name}': data is ragged (nested lists differ)") from (
                 None
             )
-        rest_codec.refuse_out_of_range(data, parsed, dtype, datatype, name, finite)
+        json_body.refuse_out_of_range(data, parsed, dtype, datatype, name, finite)
         if parsed.size and parsed.dtype.kind not in _JSON_KINDS.get(dtype.kind, ""):
             raise invalid_argument(
                 f"input '{name}' has datatype {datatype} but its data holds "
@@ -558,7 +558,7 @@ def _json_strings(data: list[Any], name: str) -> np.ndarray:
             if not isinstance(value, str):
                 raise invalid_argument(
                     f"input '{name}' has datatype BYTES but its data holds "
-                    f"{rest_codec._json_type(value)} values; send strings"
+                    f"{json_body.json_type(value)} values; send strings"
                 )
             values.append(value.encode())
         else:
@@ -617,7 +617,7 @@ def encode_infer_body(
     if parameters:
         doc["parameters"] = dict(parameters)
     doc["outputs"] = tensors
-    header = rest_codec._dumps(doc)
+    header = json_body.dumps(doc)
     if not blobs:
         return header, None
     return b"".join([header, *blobs]), len(header)

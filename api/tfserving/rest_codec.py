@@ -31,7 +31,15 @@ import orjson
 from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow_serving.apis import classification_pb2, input_pb2, regression_pb2
 
-from pyserving.api.tensor_budget import TensorBudget, shape_text
+from pyserving.api.envelope.json_body import (
+    OutOfRange,
+    TokenDocument,
+    dumps,
+    json_type,
+    refuse_out_of_range,
+    short,
+)
+from pyserving.api.envelope.tensor_budget import TensorBudget, shape_text
 from pyserving.engine.errors import Code, ServingError, invalid_argument, quoted
 from pyserving.engine.servable import Signature
 from pyserving.engine.signature_checks import dtype_name
@@ -45,75 +53,16 @@ _NUMPY_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
 # ----------------------------------------------------------------------------- parsing
-class TokenDocument(dict):  # type: ignore[type-arg]
-    """A body read by the standard library's parser, the only one that takes NaN and
-    ±Infinity tokens: in any other body a non-finite number was a literal out of range."""
-
-
-class OutOfRange:
-    """A JSON number literal that no double holds (`1e400`): kept as its text, so the
-    input it was sent for is refused by name instead of receiving Infinity."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __repr__(self) -> str:
-        return self.text
-
-
-def _checked_float(text: str) -> float | OutOfRange:
-    value = float(text)
-    return OutOfRange(text) if math.isinf(value) else value
-
-
-def parse_body(body: bytes) -> dict[str, Any]:
-    """The request object; INVALID_ARGUMENT for an empty body, bad JSON or a non-object."""
-    if not body.strip():
-        raise invalid_argument("JSON Parse error: The document is empty")
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        doc = _parse_exact(body)  # NaN/Infinity are not JSON, but TF Serving takes them
-        if isinstance(doc, dict):
-            doc = TokenDocument(doc)
-    if not isinstance(doc, dict):
-        raise invalid_argument(
-            f"JSON Value: {_short(doc)} Is not object: the body must be a JSON object such "
-            'as {"instances": [...]} or {"inputs": ...}'
-        )
-    return doc
-
-
-def _parse_exact(body: bytes) -> Any:
-    """The standard library's parser: it reads NaN, Infinity and -Infinity, keeps integers
-    exact, and here marks a literal too big for a double (`OutOfRange`)."""
-    try:
-        return json.loads(body, parse_float=_checked_float)
-    except json.JSONDecodeError as exc:
-        raise invalid_argument(f"JSON Parse error: {exc.msg} at offset: {exc.pos}") from None
-    except (UnicodeDecodeError, RecursionError) as exc:
-        raise invalid_argument(f"JSON Parse error: {type(exc).__name__}") from None
 
 
 def signature_name(doc: Mapping[str, Any]) -> str:
     name = doc.get(SIGNATURE_NAME, "")
     if not isinstance(name, str):
         raise invalid_argument(
-            f"JSON Value: {_short(name)} not formatted correctly. 'signature_name' key must "
+            f"JSON Value: {short(name)} not formatted correctly. 'signature_name' key must "
             "be a string value."
         )
     return name
-
-
-def _short(value: Any, limit: int = 200) -> str:
-    """A JSON rendering of `value` for an error message, cut to `limit` characters."""
-    try:
-        text = json.dumps(value, allow_nan=True, default=str)
-    except (TypeError, ValueError, RecursionError):
-        text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _is_b64(value: Any) -> bool:
@@ -152,9 +101,7 @@ def decode_predict(
 
 def _from_instances(instances: Any, signature: Signature, finite: bool) -> dict[str, np.ndarray]:
     if not isinstance(instances, list):
-        raise invalid_argument(
-            f"Excepting 'instances' to be an list/array, got {_short(instances)}"
-        )
+        raise invalid_argument(f"Excepting 'instances' to be an list/array, got {short(instances)}")
     if not instances:
         raise invalid_argument(
             "No values in 'instances' array: send at least one instance (one per batch row)"
@@ -188,7 +135,7 @@ def _from_instances(instances: Any, signature: Signature, finite: bool) -> dict[
                 )
             raise invalid_argument(
                 f"Failed to process element: {i} of 'instances' list. JSON object: "
-                f"{_short(item)} keys must be equal to: {','.join(names)}"
+                f"{short(item)} keys must be equal to: {','.join(names)}"
             )
     return {
         name: _rows_to_array(
@@ -320,53 +267,6 @@ def _check_float_range(array: np.ndarray, dtype: np.dtype, name: str) -> None:
             raise _lossy(finite[np.abs(finite) > _FLOAT32_MAX][0], target, name)
 
 
-def refuse_out_of_range(
-    value: Any, array: np.ndarray, dtype: np.dtype, type_name: str, name: str, finite: bool
-) -> None:
-    """What numpy's reading of JSON `value` (as `array`) hides from the type checks: a
-    number no double holds, or an integer past `dtype` or 64 bits (numpy made them objects,
-    or floats beside other integers); and, when the body had no NaN/Infinity token
-    (`finite`), a non-finite float, which orjson made of a literal out of range. Shared by
-    TF Serving's REST and the Open Inference Protocol's JSON."""
-    kind = array.dtype.kind
-    if kind == "O" or (kind == "f" and dtype.kind in "iu"):  # off the usual path: look closer
-        found = first_out_of_range(value, dtype)
-        if found is not None:
-            raise out_of_range_error(found, type_name, name)
-    if finite and kind == "f" and dtype.kind in "fc" and not np.isfinite(array).all():
-        raise out_of_range_error(OutOfRange("a number literal"), type_name, name)
-
-
-def first_out_of_range(value: Any, dtype: np.dtype) -> int | OutOfRange | None:
-    """The first number in `value` that no double holds, or an integer outside an integer
-    `dtype` (or outside 64 bits), if any. Looked for only once numpy found the values
-    mixed (objects, or integers it had to make floats), so off the usual path."""
-    low, high = -(1 << 63), (1 << 64) - 1
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        low, high = int(info.min), int(info.max)
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(reversed(item))
-        elif isinstance(item, OutOfRange) or (
-            isinstance(item, int) and not isinstance(item, bool) and not low <= item <= high
-        ):
-            return item
-    return None
-
-
-def out_of_range_error(value: int | OutOfRange, type_name: str, name: str) -> ServingError:
-    if isinstance(value, OutOfRange):
-        return invalid_argument(
-            f"input '{name}' ({type_name}): JSON Value: {value} is too big to be stored in a double"
-        )
-    return invalid_argument(
-        f"input '{name}': JSON Value: {quoted(str(value), 40)} is out of range for {type_name}"
-    )
-
-
 def _lossy(value: Any, target: np.dtype, name: str) -> ServingError:
     return invalid_argument(
         f"input '{name}': Cannot convert JSON value: {value} to {dtype_name(target)} without "
@@ -377,7 +277,7 @@ def _lossy(value: Any, target: np.dtype, name: str) -> ServingError:
 def _type_error(value: Any, dtype: np.dtype, name: str) -> ServingError:
     leaf = _first_bad_leaf(value, dtype)
     return invalid_argument(
-        f"input '{name}': JSON Value: {_short(leaf)} Type: {_json_type(leaf)} is not of "
+        f"input '{name}': JSON Value: {short(leaf)} Type: {json_type(leaf)} is not of "
         f"expected type: {dtype_name(dtype)}"
     )
 
@@ -400,20 +300,6 @@ def _first_bad_leaf(value: Any, dtype: np.dtype) -> Any:
     return value
 
 
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "Null"
-    if isinstance(value, bool):
-        return "True" if value else "False"
-    if isinstance(value, dict):
-        return "Object"
-    if isinstance(value, list):
-        return "Array"
-    if isinstance(value, str):
-        return "String"
-    return "Number"
-
-
 def _strings(value: Any, name: str) -> np.ndarray:
     """A string tensor: JSON strings as UTF-8 bytes, {"b64": ...} objects decoded."""
     if isinstance(value, dict) and not _is_b64(value):
@@ -431,7 +317,7 @@ def _strings(value: Any, name: str) -> np.ndarray:
                 flat[i] = base64.b64decode(item[B64], validate=True)
             except (binascii.Error, ValueError):
                 raise invalid_argument(
-                    f"input '{name}': Unable to base64 decode {_short(item)}"
+                    f"input '{name}': Unable to base64 decode {short(item)}"
                 ) from None
         elif isinstance(item, list):
             raise _Ragged()
@@ -439,7 +325,7 @@ def _strings(value: Any, name: str) -> np.ndarray:
             raise _b64_error(item, name)
         else:
             raise invalid_argument(
-                f"input '{name}': JSON Value: {_short(item)} Type: {_json_type(item)} is not "
+                f"input '{name}': JSON Value: {short(item)} Type: {json_type(item)} is not "
                 "of expected type: string"
             )
     return array
@@ -447,7 +333,7 @@ def _strings(value: Any, name: str) -> np.ndarray:
 
 def _b64_error(value: Any, name: str) -> ServingError:
     return invalid_argument(
-        f"input '{name}': JSON Value: {_short(value)} not formatted correctly for base64 data: "
+        f"input '{name}': JSON Value: {short(value)} not formatted correctly for base64 data: "
         'write bytes as {"b64": "<base64 text>"}'
     )
 
@@ -460,7 +346,7 @@ def encode_predict(outputs: Mapping[str, np.ndarray], columnar: bool) -> bytes:
     values = {name: _jsonable(name, np.asarray(array)) for name, array in sorted(outputs.items())}
     if columnar:
         body: Any = values if len(values) > 1 else next(iter(values.values()))
-        return _dumps({"outputs": body})
+        return dumps({"outputs": body})
     batch = None
     for name, array in outputs.items():
         if np.ndim(array) == 0:
@@ -472,9 +358,9 @@ def encode_predict(outputs: Mapping[str, np.ndarray], columnar: bool) -> bytes:
             )
         batch = len(array)
     if len(values) == 1:
-        return _dumps({"predictions": next(iter(values.values()))})
+        return dumps({"predictions": next(iter(values.values()))})
     rows = [{name: value[i] for name, value in values.items()} for i in range(batch or 0)]
-    return _dumps({"predictions": rows})
+    return dumps({"predictions": rows})
 
 
 def _jsonable(name: str, array: np.ndarray) -> Any:
@@ -497,33 +383,6 @@ def _string_value(value: Any, as_bytes: bool) -> Any:
     if as_bytes:
         return {B64: base64.b64encode(raw).decode("ascii")}
     return raw.decode("utf-8", "replace")
-
-
-def _dumps(document: Any) -> bytes:
-    if _has_non_finite(document):
-        return json.dumps(document, default=_to_list, allow_nan=True).encode()
-    return orjson.dumps(document, option=_NUMPY_OPTIONS)
-
-
-def _to_list(value: Any) -> Any:
-    if isinstance(value, np.ndarray | np.generic):
-        return value.tolist()
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
-
-
-def _has_non_finite(document: Any) -> bool:
-    """NaN/±Infinity anywhere in float arrays (orjson would write them as null)."""
-    if isinstance(document, np.ndarray):
-        return document.dtype.kind == "f" and not bool(np.isfinite(document).all())
-    if isinstance(document, dict):
-        return any(_has_non_finite(v) for v in document.values())
-    if isinstance(document, list):
-        return any(_has_non_finite(v) for v in document if isinstance(v, dict | np.ndarray))
-    return False
-
-
-def error_body(message: str) -> bytes:
-    return orjson.dumps({"error": message})
 
 
 # --------------------------------------------------------------- classify and regress
@@ -555,7 +414,7 @@ def examples_input(doc: Mapping[str, Any], method: str) -> input_pb2.Input:
 
 def _fill_example(value: Any, example: example_pb2.Example, finite: bool) -> None:
     if not isinstance(value, dict):
-        raise invalid_argument(f"Example must be JSON object but got JSON {_json_type(value)}")
+        raise invalid_argument(f"Example must be JSON object but got JSON {json_type(value)}")
     for name, content in value.items():
         feature = feature_pb2.Feature()
         for item in content if isinstance(content, list) else [content]:
@@ -599,7 +458,7 @@ def _add_feature_value(value: Any, name: str, feature: feature_pb2.Feature, fini
                 raise invalid_argument(f"Feature: {name}: Unable to base64 decode") from None
     else:
         raise invalid_argument(
-            f"Feature: {name} has element with unexpected JSON type: {_json_type(value)}"
+            f"Feature: {name} has element with unexpected JSON type: {json_type(value)}"
         )
 
 
@@ -626,4 +485,4 @@ def encode_classification(result: classification_pb2.ClassificationResult) -> by
 def encode_regression(result: regression_pb2.RegressionResult) -> bytes:
     if not result.regressions:
         raise invalid_argument("Cannot convert empty RegressionResults to JSON")
-    return _dumps({"results": np.array([r.value for r in result.regressions], np.float32)})
+    return dumps({"results": np.array([r.value for r in result.regressions], np.float32)})

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from pyserving.adapters.event_log import log_files, read_log_set
-from pyserving.api.replay_report import (
+from pyserving.api.commands.replay_report import (
     FilterError,
     Filters,
     ReplaySource,

@@ -4,7 +4,7 @@ TF Serving then answers with Tensor::AsProtoTensorContent (predict_util.cc's
 kAsProtoContent) instead of the typed value fields: a numeric tensor's bytes as they lie
 in memory (little-endian, row-major), a string tensor as port::EncodeStringList writes it
 (every element's length as a varint, then the elements' bytes). `tf.make_ndarray` reads
-the numeric ones; the typed fields stay the default (api/tensor_codec.encode).
+the numeric ones; the typed fields stay the default (api/envelope/tensor_codec.encode).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
-from pyserving.api import tensor_codec
+from pyserving.api.envelope import tensor_codec
 
 
 def _varint(value: int) -> bytes:

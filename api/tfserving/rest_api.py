@@ -31,20 +31,24 @@ from google.protobuf.message import Message
 from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, regression_pb2
 
 from pyserving.adapters.request_log.logger import NO_REQUEST_LOG, RequestLog
-from pyserving.api import request_records as records
-from pyserving.api import rest_codec
-from pyserving.api.answer_provenance import answer_metadata
-from pyserving.api.http_body import DEFAULT_BODY_TIMEOUT_S, error_response, read_body
-from pyserving.api.prediction_service import encode_prediction, model_metadata
-from pyserving.api.request_envelope import HTTP_STATUS, Envelope, http_status
-from pyserving.api.tensor_budget import request_budget
+from pyserving.api.envelope import json_body
+from pyserving.api.envelope import request_records as records
+from pyserving.api.envelope.answer_provenance import answer_metadata
+from pyserving.api.envelope.http_body import (
+    CORS_HEADERS,
+    REQUEST_ID,
+    RestOptions,
+    error_response,
+    read_body,
+)
+from pyserving.api.envelope.request_envelope import HTTP_STATUS, Envelope, http_status
+from pyserving.api.envelope.tensor_budget import request_budget
+from pyserving.api.tfserving import rest_codec
+from pyserving.api.tfserving.handlers import encode_prediction, model_metadata
 from pyserving.engine.data_plane import DataPlane, InferCall
 from pyserving.engine.errors import ServingError, invalid_argument
 from pyserving.engine.off_loop import off_loop_if_big
-from pyserving.engine.request_core import (
-    ModelRequest,
-    PlanOptions,
-)
+from pyserving.engine.request_core import ModelRequest
 from pyserving.engine.request_scope import RequestScope
 
 __all__ = ["HTTP_STATUS", "RestApi", "RestOptions", "parse_call"]
@@ -64,11 +68,6 @@ _VERSION_AND_LABEL = re.compile(
     r"/v1/models/[^/:]+/(?:versions/[^/:]+/labels|labels/[^/:]+/versions)/", re.IGNORECASE
 )
 
-CORS_HEADERS = {  # TF Serving's AddCORSHeaders
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "POST, GET",
-    "Access-Control-Allow-Headers": "Content-Type",
-}
 JSON = "application/json"
 # The `api` label of the request metrics: a fixed set, whatever the client sends.
 API_LABELS = {
@@ -79,18 +78,7 @@ API_LABELS = {
     "metadata": "rest_model_metadata",
     "malformed": "rest_malformed",
 }
-REQUEST_ID = "x-request-id"
 NO_HEADERS: Mapping[str, str] = {}
-
-
-@dataclass(frozen=True)
-class RestOptions:
-    timeout_s: float  # --rest_api_timeout_in_ms; 0 or less: no deadline
-    max_body_bytes: int  # --grpc_max_message_bytes, for REST bodies too
-    max_concurrent: int  # --rest_api_num_threads: requests processed at once; more wait
-    cors: bool  # --rest_api_enable_cors_support
-    plan_options: PlanOptions
-    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S  # --rest_body_timeout_seconds, per MiB
 
 
 @dataclass(frozen=True)
@@ -141,7 +129,7 @@ class RestApi:
             return web.Response(body=body, headers={**headers, **extra} if extra else headers)
         except ServingError as exc:
             return error_response(
-                exc, http_status(exc), rest_codec.error_body(exc.message), headers=headers
+                exc, http_status(exc), json_body.error_body(exc.message), headers=headers
             )
 
     async def _answer(
@@ -159,7 +147,7 @@ class RestApi:
                 return _proto_json(await self._plane.model_status(spec)), NO_HEADERS
             if call.kind == "metadata":
                 return _metadata_json(await model_metadata(self._plane, spec, [])), NO_HEADERS
-            doc = await off_loop_if_big(len(body), rest_codec.parse_body, body)
+            doc = await off_loop_if_big(len(body), json_body.parse_body, body)
             if call.kind == "predict":
                 return await self._predict(spec, doc, len(body), deadline)
             return await self._classify_or_regress(call.kind, spec, doc, deadline)
