@@ -31,7 +31,7 @@ from pyserving.adapters.protos import grpc_service_pb2
 from pyserving.api.oip import codec as oip_codec
 from tests.reliability.conftest import Size, TrainedModels, report
 from tests.reliability.models import config_file, write_version
-from tests.util.processes import ServerProcess, free_port, serving
+from tests.util.processes import ServerProcess, serving
 from tests.util.workers import both_modes
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -791,16 +791,12 @@ def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[
 def test_generated_rest_bodies_get_well_formed_errors_or_answers(
     trained_models: TrainedModels, tmp_path: Path, size: Size, workers: int
 ) -> None:
-    rest_port = free_port()
     trained_models.copy_version(1, tmp_path / "mnist")
     process = ServerProcess(
-        [
-            "--model_name=mnist",
-            f"--model_base_path={tmp_path / 'mnist'}",
-            f"--rest_api_port={rest_port}",
-        ],
+        ["--model_name=mnist", f"--model_base_path={tmp_path / 'mnist'}"],
         tmp_path / "server.log",
         workers=workers,
+        rest=True,
     )
     try:
         process.wait_serving(timeout=120)
@@ -810,7 +806,7 @@ def test_generated_rest_bodies_get_well_formed_errors_or_answers(
         @given(rest_bodies())
         def property_(case: tuple[str, bytes]) -> None:
             path, body = case
-            status, _, text = post(f"http://127.0.0.1:{rest_port}{path}", body)
+            status, _, text = post(process.url(path), body)
             seen[status] = seen.get(status, 0) + 1
             assert status < 500, f"{status} for POST {path} {body[:200]!r}: {text[:300]!r}"
             parsed = json.loads(text)  # always JSON, TF Serving's shape
@@ -829,7 +825,7 @@ def test_generated_rest_bodies_get_well_formed_errors_or_answers(
         @given(v2_infer_bodies())
         def v2_property(case: tuple[str, bytes, dict[str, str]]) -> None:
             path, body, headers = case
-            status, reply_headers, text = post(f"http://127.0.0.1:{rest_port}{path}", body, headers)
+            status, reply_headers, text = post(process.url(path), body, headers)
             seen_v2[status] = seen_v2.get(status, 0) + 1
             assert status < 500, (
                 f"{status} for POST {path} {headers} {body[:200]!r}: {text[:300]!r}"

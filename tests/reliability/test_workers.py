@@ -98,6 +98,16 @@ def frontend_events(tmp_path: Path, kind: type) -> list:
     return [e for e in read_events(tmp_path / "events.jsonl") if isinstance(e, kind)]
 
 
+def wait_restarted(server: ServerProcess, tmp_path: Path, timeout: float) -> None:
+    """Until the event log says a front-end slot was started again (its first restart)."""
+    server.wait_for(
+        lambda: any(e.restarts == 1 for e in frontend_events(tmp_path, FrontendStarted)),
+        timeout,
+        "a front-end started again in its slot",
+        0.02,
+    )
+
+
 def test_a_killed_frontend_comes_back_while_the_other_serves(tmp_path: Path) -> None:
     server = start(tmp_path)
     try:
@@ -109,12 +119,7 @@ def test_a_killed_frontend_comes_back_while_the_other_serves(tmp_path: Path) -> 
             )
             killed_at = time.time()
             os.kill(first[0], signal.SIGKILL)
-            server.wait_for(
-                lambda: any(e.restarts == 1 for e in frontend_events(tmp_path, FrontendStarted)),
-                30,
-                "the killed front-end to start again",
-                0.02,
-            )
+            wait_restarted(server, tmp_path, 30)
             (back,) = [e for e in frontend_events(tmp_path, FrontendStarted) if e.restarts == 1]
             back_at = back.time  # it listens again
             # Every channel, the killed one's reconnected, is answered again.
@@ -168,12 +173,7 @@ def test_a_hung_frontend_is_killed_and_started_again(tmp_path: Path) -> None:
         assert len(first) == WORKERS, first
         stopped_at = time.time()
         os.kill(first[0], signal.SIGSTOP)
-        server.wait_for(
-            lambda: any(e.restarts == 1 for e in frontend_events(tmp_path, FrontendStarted)),
-            60,
-            "the stopped front-end to be replaced",
-            0.02,
-        )
+        wait_restarted(server, tmp_path, 60)
         for _ in range(CHANNELS):  # new connections, wherever the kernel puts them
             channel = own_channel(server.port)
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
