@@ -8,6 +8,7 @@ from pyserving.engine.events import (
     AspiredVersions,
     Event,
     LoadFailed,
+    PromotionVerdict,
     Transition,
     WarmupFinished,
 )
@@ -54,5 +55,19 @@ def log_event(event: Event) -> None:
             iterations=event.iterations,
             duration_s=round(event.duration_s, 6),
             error=event.error,
+            seq=event.seq,
+        )
+    elif isinstance(event, PromotionVerdict):
+        # Why a label moved or stayed: the reason, and the figures each gate judged.
+        (log.info if event.passed else log.warning)(
+            "promotion_verdict",
+            model=event.model,
+            label=event.label,
+            from_version=event.from_version,
+            to_version=event.to_version,
+            verdict="passed" if event.passed else "failed",
+            reason=event.reason,
+            gates={g.gate: dict(g.figures, passed=g.passed) for g in event.gates},
+            duration_s=round(event.duration_s, 6),
             seq=event.seq,
         )

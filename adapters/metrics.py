@@ -38,6 +38,8 @@ from pyserving.engine.events import (
     Event,
     LoadFailed,
     LoadSucceeded,
+    PromotionGatesSet,
+    PromotionVerdict,
     Transition,
     UnloadFinished,
     VersionForgotten,
@@ -214,6 +216,14 @@ class ServingMetrics:
         )
         for reason in REQUEST_LOG_DROP_REASONS:
             self.request_log_dropped.labels(reason)
+        # Promotion gates (engine/promotion.py): models and labels are the gates file's.
+        self.promotion_verdicts = Counter(
+            "pyserving_promotion_verdicts",
+            "Promotion gate verdicts on moving a label to a new version, by verdict "
+            "(passed: the label moved; failed: it stayed).",
+            ["model", "label", "verdict"],
+            registry=registry,
+        )
         registry.register(_FunctionCollector(self._collect_gauges))
 
     # ------------------------------------------------------------------ bus side
@@ -243,6 +253,14 @@ class ServingMetrics:
                 max(0, event.padded_size - event.size)
             )
             self.batch_queue_seconds.labels(model, event.signature).observe(event.oldest_wait_s)
+        elif isinstance(event, PromotionGatesSet):
+            for model, labels in event.gates.items():
+                for label in labels:
+                    for verdict in ("passed", "failed"):
+                        self.promotion_verdicts.labels(model, label, verdict)
+        elif isinstance(event, PromotionVerdict):
+            verdict = "passed" if event.passed else "failed"
+            self.promotion_verdicts.labels(event.model, event.label, verdict).inc()
         elif isinstance(event, WarmupFinished):
             status = "error" if event.error else "ok"
             self.warmup_seconds.labels(event.model, status).observe(event.duration_s)

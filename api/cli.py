@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 import pyserving
+from pyserving.api.commands.compare_command import add_compare_command
 from pyserving.api.commands.replay_command import add_replay_command
 from pyserving.api.commands.warmup_from_logs_command import add_warmup_from_logs_command
 from pyserving.api.flags import add_serve_flags, server_options
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_run_serve)
     add_replay_command(commands)
     add_warmup_from_logs_command(commands)
+    add_compare_command(commands)
     return parser
 
 

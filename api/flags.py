@@ -238,6 +238,16 @@ FLAGS: tuple[Flag, ...] = (
         "available and keeps answering with the old version until then",
         _implemented("labels may name versions that are not available yet"),
     ),
+    Flag(
+        "promotion_gates_file",
+        str,
+        "",
+        MODELS,
+        "pyserving's own: a TOML file of promotion gates per model and label (signature "
+        "compatibility, outputs and p99 latency against recorded requests); a gated label "
+        "moves to a new version only after its gates pass (docs/rollouts.md)",
+        metavar="FILE",
+    ),
     # ------------------------------------------------------------------ lifecycle
     Flag(
         "max_num_load_retries",

@@ -39,6 +39,7 @@ from pyserving.adapters.model_config import (
     ServerConfig,
 )
 from pyserving.adapters.model_repository import ModelRepository, RepositoryControl
+from pyserving.adapters.promotion_config import PromotionConfigError, load_promotion_gates
 from pyserving.adapters.sources.object_store import (
     CacheEvictor,
     ObjectStore,
@@ -54,6 +55,7 @@ from pyserving.adapters.tfserving_metrics import (
     tee_series,
 )
 from pyserving.adapters.tracing import TracingConfigError, tracing_from_environment
+from pyserving.api.commands.promotion_requests import requests_for
 from pyserving.api.envelope.http_server import (
     local_exposition,
 )
@@ -89,10 +91,17 @@ from pyserving.api.view_messages import engine_lifecycle
 from pyserving.engine.batching import BatchingRunner
 from pyserving.engine.bus import EventBus
 from pyserving.engine.data_plane import InProcessDataPlane
-from pyserving.engine.events import Event, ServerStarted, ServerStopped, ShutdownRequested
+from pyserving.engine.events import (
+    Event,
+    PromotionGatesSet,
+    ServerStarted,
+    ServerStopped,
+    ShutdownRequested,
+)
 from pyserving.engine.manager import LoadAttempts, Manager
 from pyserving.engine.per_version_batching import PerVersionBatchingRunner
 from pyserving.engine.policy import POLICIES
+from pyserving.engine.promotion import PromotionJudge
 from pyserving.engine.request_core import RequestCore
 from pyserving.engine.runner import DirectRunner, Runner
 from pyserving.engine.servable_map import ServableMap
@@ -128,6 +137,15 @@ def repository_from_flags(
 def config_digest(config: ServerConfig) -> str:
     """A fingerprint of the models config, so two logs can be told to have run the same one."""
     return hashlib.sha256(repr(config).encode()).hexdigest()
+
+
+def promotion_from_flags(options: ServerOptions) -> PromotionJudge | None:
+    """The promotion gates' judge, when --promotion_gates_file names gates."""
+    try:
+        configs = load_promotion_gates(options.promotion_gates_file)
+    except PromotionConfigError as exc:
+        raise StartupError(str(exc)) from None
+    return PromotionJudge(configs, requests_for) if configs else None
 
 
 def event_log_from_flags(options: ServerOptions) -> EventLogWriter | None:
@@ -251,6 +269,7 @@ class ModelServer:
             session_observer=self.tf_metrics,
             settings=self.tf_settings,
         )
+        self.promotion = promotion_from_flags(options)
         self.manager = Manager(
             publish=self.bus.publish,
             loader_for=self.loaders,
@@ -265,6 +284,7 @@ class ModelServer:
             num_unload_threads=max(1, options.num_unload_threads),
             allow_unavailable_labels=options.allow_version_labels_for_unavailable_models,
             fingerprint=self.loaders.fingerprint,
+            promotion=self.promotion,
         )
         self.event_log = event_log_from_flags(options)
         self.bus.subscribe(self.manager.handle)  # it alone writes the serving map
@@ -391,6 +411,8 @@ class ModelServer:
                 config_digest=config_digest(self.config),
             )
         )
+        if self.promotion is not None:  # before any label is set: replay must know too
+            self.bus.publish(PromotionGatesSet(gates=self.promotion.gated()))
         if self.options.workers > 0:
             self._start_engine()
         else:

@@ -19,6 +19,7 @@ from typing import Any
 from pyserving.adapters.batching_config import BatchingConfigError, load_batching_options
 from pyserving.adapters.frontend_supervisor import HEARTBEAT_S
 from pyserving.adapters.model_config import ConfigError, ServerConfig, read_file, single_model
+from pyserving.adapters.promotion_config import PromotionConfigError, load_promotion_gates
 from pyserving.api.envelope.restricted_api import RestrictionError, parse_restricted_api
 from pyserving.api.flag_compat import (
     FlagError,
@@ -183,7 +184,14 @@ def check_before_tensorflow(options: Any) -> None:
         load_ssl_config(options.ssl_config_file)
         parse_restricted_api(options.restricted_api)
         load_monitoring_config(options.monitoring_config_file)
-    except (FlagError, TlsConfigError, RestrictionError, MonitoringConfigError) as exc:
+        load_promotion_gates(options.promotion_gates_file)
+    except (
+        FlagError,
+        TlsConfigError,
+        RestrictionError,
+        MonitoringConfigError,
+        PromotionConfigError,
+    ) as exc:
         raise StartupError(str(exc)) from None
     models_from_flags(options)
     check_model_repository(options)

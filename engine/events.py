@@ -217,6 +217,54 @@ class LabelMoved(Event):
 
 
 @dataclass(frozen=True)
+class PromotionGatesSet(Event):
+    """Which labels of which models move only after a passing promotion verdict (model →
+    labels), from the promotion gates file; published once per run, after its header, so
+    replay knows which label moves needed a verdict."""
+
+    kind: ClassVar[str] = "promotion_gates_set"
+    gates: dict[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class PromotionRequested(Event):
+    """A gated label would move from `from_version` to `to_version`: it stays until the
+    verdict (engine/promotion.py). A decision of the label keeper, like LabelMoved."""
+
+    kind: ClassVar[str] = "promotion_requested"
+    model: str
+    label: str
+    from_version: int
+    to_version: int
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One gate's outcome and the figures it was judged on (engine/promotion_gates.py)."""
+
+    gate: str  # signature | outputs | latency
+    passed: bool
+    figures: dict[str, float]
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class PromotionVerdict(Event):
+    """The gates' verdict on moving `label` from `from_version` to `to_version`: a fact (it
+    comes from the load pool's thread), on which the label moves (passed) or stays."""
+
+    kind: ClassVar[str] = "promotion_verdict"
+    model: str
+    label: str
+    from_version: int
+    to_version: int
+    passed: bool
+    reason: str
+    gates: tuple[GateResult, ...] = ()
+    duration_s: float = 0.0
+
+
+@dataclass(frozen=True)
 class Transition(Event):
     """One state change of one servable version's machine."""
 
@@ -289,6 +337,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ConfigReloaded,
         VersionLabelsSet,
         LabelMoved,
+        PromotionGatesSet,
+        PromotionRequested,
+        PromotionVerdict,
         Transition,
         BatchRun,
         FrontendStarted,

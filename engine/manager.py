@@ -28,6 +28,8 @@ from pyserving.engine.events import (
     Event,
     LoadFailed,
     LoadSucceeded,
+    PromotionGatesSet,
+    PromotionVerdict,
     ShutdownRequested,
     UnloadFinished,
     VersionForgotten,
@@ -43,8 +45,9 @@ from pyserving.engine.policy import (
     AvailabilityPreservingPolicy,
     VersionSnapshot,
 )
+from pyserving.engine.promotion import PromotionJudge
 from pyserving.engine.servable import Loader
-from pyserving.engine.servable_map import ServableMap
+from pyserving.engine.servable_map import ServableHandle, ServableMap
 from pyserving.statemachines.servable_version import State
 
 __all__ = ["MAX_ENDED_KEPT", "LoadAttempts", "Manager", "VersionStatus"]
@@ -79,6 +82,7 @@ class Manager:
         execute: bool = True,
         allow_unavailable_labels: bool = False,
         fingerprint: Callable[[str, str], str] | None = None,
+        promotion: PromotionJudge | None = None,
     ) -> None:
         self._publish = publish
         self._loader_for = loader_for  # model name → its platform's loader, asked once per aspire
@@ -101,6 +105,9 @@ class Manager:
         self._unload_pool = (
             ThreadPoolExecutor(num_unload_threads, thread_name_prefix="unload") if execute else None
         )
+        self._promotion = promotion  # the gates' judge; its work runs on the load pool
+        if promotion is not None and execute:
+            self.serving.on_promotion = self._judge_later
 
     # ---------------------------------------------------------------- bus side
     def handle(self, event: Event) -> None:
@@ -115,6 +122,10 @@ class Manager:
             self._on_unload_finished(event)
         elif isinstance(event, VersionLabelsSet):
             self.serving.set_labels(event.model, event.labels)
+        elif isinstance(event, PromotionVerdict):
+            self.serving.verdict(event)  # the log line is the bus's (adapters/lifecycle_log)
+        elif isinstance(event, PromotionGatesSet):
+            self.serving.set_gates(event.gates)
         elif isinstance(event, ShutdownRequested):
             self._on_shutdown(event)
 
@@ -179,6 +190,12 @@ class Manager:
             return
         harness.unload_finished(event.duration_s)
         self._reconcile(event.model)
+
+    def _judge_later(self, label: str, old: ServableHandle, new: ServableHandle) -> None:
+        """Run the label's gates on the load pool; the verdict returns as a fact."""
+        judge, pool = self._promotion, self._load_pool
+        if judge is not None and pool is not None and not self._stopping.is_set():
+            pool.submit(lambda: self._publish(judge.judge(label, old, new, self._stopping)))
 
     def _on_shutdown(self, event: ShutdownRequested) -> None:
         self._stopping.set()

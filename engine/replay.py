@@ -55,7 +55,7 @@ log = structlog.get_logger("pyserving.replay")
 LEGAL_MOVES = frozenset((t["source"], t["trigger"], t["dest"]) for t in TRANSITIONS)
 # Facts of these kinds do not reach the manager's decisions: skipping them is only speed.
 NOT_FOR_THE_MANAGER = frozenset(
-    {"transition", "server_started", "batch_run", "label_moved"}
+    {"transition", "server_started", "batch_run", "label_moved", "promotion_requested"}
     | {"frontend_started", "frontend_exited"}  # processes, beside the lifecycle
 )
 # Kinds replay needs only the place of (seq, time): read them as `Skimmed`, not decoded.
@@ -123,7 +123,7 @@ class Divergence:
     """The first point where the log and the re-decided lifecycle disagree."""
 
     seq: int
-    problem: str  # out_of_order | missing | illegal | mismatch | unexplained | unrecorded
+    problem: str  # out_of_order | missing | illegal | mismatch | unexplained | unrecorded | ungated
     message: str
     expected: Decision | None = None
     recorded: Transition | None = None
@@ -385,6 +385,14 @@ class Verifier:
 
     def _check_label_moved(self, recorded: LabelMoved, run: Run) -> None:
         expected = self._label_pending[0] if self._label_pending else None
+        if self._ungated_move(recorded, expected):
+            self._diverge(
+                recorded.seq,
+                "ungated",
+                f"seq {recorded.seq}: {describe_label_move(recorded)} without a passing "
+                "promotion verdict, while promotion gates were configured for that label",
+            )
+            return
         if expected is None:
             self._diverge(
                 recorded.seq,
@@ -405,6 +413,15 @@ class Verifier:
         self._label_pending.popleft()
         run.verified_label_moves += 1
         self.last_explanation = expected.cause
+
+    def _ungated_move(self, recorded: LabelMoved, expected: LabelDecision | None) -> bool:
+        """A gated label moved from a version to another where the replaying label keeper
+        (which moves such a label only on a recorded passing verdict) does not."""
+        if self._manager is None or recorded.previous is None or recorded.version is None:
+            return False
+        if recorded.label not in self._manager.serving.gated(recorded.model):
+            return False
+        return expected is None or _label_key(expected.moved) != _label_key(recorded)
 
     def _diverge(
         self,

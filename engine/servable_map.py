@@ -49,6 +49,15 @@ class ServableHandle:
             log.info("first_request", model=self.model, version=self.version)
         return True
 
+    def hold(self) -> bool:
+        """`acquire` for work that is not a request (a promotion gate's calls): it counts
+        as in flight, so the version is not unloaded under it, but is not its first request."""
+        with self._lock:
+            if self._retired:
+                return False
+            self._in_flight += 1
+        return True
+
     def retain(self, count: int = 1) -> None:
         """Count `count` more uses by a holder that already acquired the handle.
 

@@ -18,6 +18,7 @@ from pyserving.engine.events import (
     LabelMoved,
     LoadFailed,
     LoadSucceeded,
+    PromotionVerdict,
     ServerStarted,
     Skimmed,
     Transition,
@@ -167,6 +168,7 @@ class TimelineBuilder:
         self.lives: list[VersionLife] = []
         self.runs: list[RunBoundary] = []
         self.label_moves: list[LabelMove] = []
+        self.verdicts: list[PromotionVerdict] = []  # promotion gates' verdicts, in log order
         self._current: dict[tuple[str, int], VersionLife] = {}
         self.last_seq = 0
         self.last_time = 0.0
@@ -197,6 +199,8 @@ class TimelineBuilder:
                     event.model, event.label, event.version, event.seq, event.time, len(self.runs)
                 )
             )
+        elif isinstance(event, PromotionVerdict):
+            self.verdicts.append(event)
         elif isinstance(event, LoadFailed):
             life = self._current.get((event.model, event.version))
             if life is not None:
@@ -240,7 +244,9 @@ class TimelineBuilder:
                 last.until_seq, last.until_time = seq, time
 
     def finish(self) -> Timeline:
-        return Timeline(self.lives, self.runs, self.last_seq, self.last_time, self.label_moves)
+        return Timeline(
+            self.lives, self.runs, self.last_seq, self.last_time, self.label_moves, self.verdicts
+        )
 
 
 @dataclass
@@ -250,6 +256,10 @@ class Timeline:
     last_seq: int
     last_time: float
     label_moves: list[LabelMove] = field(default_factory=list)
+    verdicts: list[PromotionVerdict] = field(default_factory=list)
+
+    def verdicts_of(self, model: str) -> list[PromotionVerdict]:
+        return [v for v in self.verdicts if v.model == model]
 
     def models(self) -> list[str]:
         return sorted({life.model for life in self.lives})

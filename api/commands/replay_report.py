@@ -106,7 +106,15 @@ def to_json_dict(result: ReplayResult, source: ReplaySource, filters: Filters) -
                 ],
             }
         )
+    for verdict in timeline.verdicts:
+        if filters.model in (None, verdict.model) and filters.shows_moment(
+            verdict.seq, verdict.time
+        ):
+            models.setdefault(verdict.model, {"versions": [], "served": []})
     for model, entry in models.items():
+        entry["promotion_verdicts"] = [
+            v.to_dict() for v in timeline.verdicts_of(model) if filters.shows_moment(v.seq, v.time)
+        ]
         entry["served"] = [
             {
                 "version": s.version,
@@ -219,6 +227,7 @@ def render_table(result: ReplayResult, source: ReplaySource, filters: Filters) -
         out.extend(_served_lines(timeline, current_model, filters))
     elif filters.model is not None:
         out.append(f"\nno events of model {filters.model!r} in the selected range")
+    out.extend(_verdict_table(timeline, filters))
     return "\n".join(out) + "\n"
 
 
@@ -307,6 +316,29 @@ def _served_lines(timeline: Timeline, model: str, filters: Filters) -> list[str]
             f"{iso(s.until_time) if s.until_time is not None else 'log end'}"
             f"{f' (#{s.until_seq})' if s.until_seq is not None else ''}  {_duration(duration)}"
         )
+    return lines
+
+
+def _verdict_table(timeline: Timeline, filters: Filters) -> list[str]:
+    """Each promotion gate verdict: which move, passed or failed, each gate's figures, why."""
+    shown = [
+        v
+        for v in timeline.verdicts
+        if filters.model in (None, v.model) and filters.shows_moment(v.seq, v.time)
+    ]
+    if not shown:
+        return []
+    lines = ["", "promotion verdicts:"]
+    for v in shown:
+        outcome = "PASSED, label moved" if v.passed else "FAILED, label stayed"
+        lines.append(
+            f"  #{v.seq} {iso(v.time)}  {v.model} label {v.label!r}: v{v.from_version} -> "
+            f"v{v.to_version}  {outcome}  ({v.duration_s:.3f}s): {v.reason}"
+        )
+        for gate in v.gates:
+            figures = ", ".join(f"{k}={value:.6g}" for k, value in gate.figures.items())
+            mark = "pass" if gate.passed else "FAIL"
+            lines.append(f"      {gate.gate:9} {mark}  {figures}")
     return lines
 
 
