@@ -63,6 +63,7 @@ from bench.targets import Target, free_port, pyserving_target
 from tests.util import processes
 from tests.util.ipc_echo import ipc_address, spawn_ready
 from tests.util.proc_stats import child_pids, cpu_seconds, process_figures
+from tests.util.waiting import eventually
 
 FRONTEND_MODULE = "pyserving.api.frontend"
 CORES = (4, 8, 16, 32)
@@ -143,14 +144,15 @@ class Server:
 
     def wait_frontends(self, timeout_s: float = 60.0) -> None:
         """Ready means some front-end answered; wait until all `workers` are there."""
-        deadline = time.monotonic() + timeout_s
-        while len(self.frontends()) < self.workers:
-            if time.monotonic() > deadline:
-                raise SystemExit(
-                    f"{self.name}: {len(self.frontends())} of {self.workers} front-ends "
-                    f"after {timeout_s:.0f} s"
-                )
-            time.sleep(0.1)
+        try:
+            eventually(
+                lambda: len(self.frontends()) >= self.workers,
+                timeout_s,
+                0.1,
+                lambda: f"{self.name}: {self.workers} front-ends, {len(self.frontends())} up",
+            )
+        except AssertionError as exc:
+            raise SystemExit(str(exc)) from None
 
     def stop(self) -> None:
         """Front-ends started by hand first; then the engine (SIGTERM: it stops its own

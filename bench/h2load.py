@@ -40,6 +40,7 @@ from bench.heavy_model import export as export_heavy
 from bench.targets import ROOT, Target, floor_target, free_port, pyserving_target
 from pyserving.adapters.protos import grpc_service_pb2, grpc_service_pb2_grpc
 from tests.util.otlp import OtlpReceiver
+from tests.util.waiting import eventually
 
 PREDICT_PATH = "/tensorflow.serving.PredictionService/Predict"
 MODEL_INFER_PATH = "/inference.GRPCInferenceService/ModelInfer"
@@ -149,22 +150,18 @@ def check_infer_answer(
 
 def check_rest_answer(address: str, body: bytes, name: str) -> None:
     """The REST target answers `:predict` with one row of ten scores summing to ~1."""
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            request = urllib.request.Request(
-                f"http://{address}{REST_PATH}", body, {"content-type": "application/json"}
-            )
-            with urllib.request.urlopen(request, timeout=30) as reply:
-                predictions = json.loads(reply.read())["predictions"]
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-    scores = np.array(predictions[0])
+
+    def predictions() -> list[Any]:
+        request = urllib.request.Request(
+            f"http://{address}{REST_PATH}", body, {"content-type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return list(json.loads(reply.read())["predictions"])
+
+    rows = eventually(predictions, 120, 0.2, f"{name}'s REST answer", (OSError,))
+    scores = np.array(rows[0])
     if scores.shape != (10,) or abs(scores.sum() - 1.0) > 1e-3:
-        raise SystemExit(f"{name} answered wrongly over REST: {predictions}")
+        raise SystemExit(f"{name} answered wrongly over REST: {rows}")
 
 
 def h2load(

@@ -45,6 +45,7 @@ from bench.targets import ROOT
 from bench.trace_cost import CallContext
 from pyserving.api.serving_loop import EVENT_LOOPS, run_on_loop
 from tests.util.processes import free_port
+from tests.util.waiting import eventually_async
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -68,11 +69,12 @@ async def start_server(model_base: Path, *flags: str) -> Any:
     ]
     server = ModelServer(server_options(build_parser().parse_args(argv)))
     await server.start()
-    deadline = time.monotonic() + 120
-    while "mnist" not in server.servable_map.snapshot:
-        if time.monotonic() > deadline:
-            raise SystemExit("the model did not load within 120 s")
-        await asyncio.sleep(0.05)
+    try:
+        await eventually_async(
+            lambda: "mnist" in server.servable_map.snapshot, 120, 0.05, "mnist to load"
+        )
+    except AssertionError as exc:
+        raise SystemExit(str(exc)) from None
     return server
 
 

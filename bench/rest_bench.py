@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from tests.util import processes
+from tests.util.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -136,16 +137,14 @@ async def run(args: argparse.Namespace, grpc_port: int, rest_port: int) -> list[
 def wait_ready(rest_port: int, timeout: float = 180) -> None:
     import urllib.request
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("server not ready")
+    def ready() -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/readyz", timeout=2) as r:
+            return r.status == 200
+
+    try:
+        eventually(ready, timeout, 0.2, "the server's /readyz", (OSError,))
+    except AssertionError as exc:
+        raise SystemExit(f"server not ready: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

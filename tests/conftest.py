@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 import pyserving  # noqa: F401 - first: it sets TensorFlow's environment before TF is imported
+from tests.util.processes import run_python
 from tests.util.sources import stage_version
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,14 +49,7 @@ def big_model(tmp_path_factory: pytest.TempPathFactory) -> BigModel:
         "from tests.example_models import export_big_variable_model as export; "
         "export(Path(sys.argv[1]), int(sys.argv[2]))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code, str(export_dir / "1"), str(BIG_MODEL_MIB)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
+    result = run_python("-c", code, str(export_dir / "1"), str(BIG_MODEL_MIB))
     assert result.returncode == 0, result.stderr[-3000:]
     shutil.copytree(export_dir / "1", export_dir / "2", copy_function=os.link)
     return BigModel(export_dir, BIG_MODEL_MIB)

@@ -1,4 +1,7 @@
-"""A real S3-compatible HTTP server (moto's standalone server) on loopback, for tests."""
+"""A real S3-compatible HTTP server (moto's standalone server) on loopback, for tests.
+
+Importing this module checks the object-store test requirements (s3fs, moto): a test
+module that imports it is skipped without them, or fails where CI is set."""
 
 from __future__ import annotations
 
@@ -7,7 +10,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from moto.server import ThreadedMotoServer
+
+from tests.util.requirements import require_module
+
+_HINT = "install pyserving[test] (s3fs and moto[server]) for object-store support"
+require_module("s3fs", _HINT)
+ThreadedMotoServer = require_module("moto.server", _HINT).ThreadedMotoServer
 
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "pyserving-test",
@@ -43,3 +51,16 @@ def use_s3_server(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
     """Point this test process's S3 clients at the test server, fail fast on outages."""
     for key, value in s3_settings(endpoint).items():
         monkeypatch.setenv(key, value)
+
+
+@pytest.fixture(name="s3")
+def s3_filesystem(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """The `s3` fixture: an s3fs file system on a fresh server of its own, holding an empty
+    `models` bucket (a test module imports it to use it)."""
+    with s3_server() as endpoint:
+        use_s3_server(monkeypatch, endpoint)
+        import s3fs
+
+        fs = s3fs.S3FileSystem(skip_instance_cache=True)
+        fs.mkdir("models")
+        yield fs

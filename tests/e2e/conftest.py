@@ -26,8 +26,9 @@ sys.path.insert(0, str(EXAMPLES))
 
 from mnist_input_data import Dataset, load_dataset  # noqa: E402
 
-from tests.util.processes import QUIET_ENV, ServerProcess  # noqa: E402
+from tests.util.processes import ServerProcess, run_python  # noqa: E402
 from tests.util.sources import stage_version  # noqa: E402
+from tests.util.workers import WORKER_IDS, WORKER_MODES  # noqa: E402
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -55,18 +56,11 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory) -> TrainedModels:
     export_dir = tmp_path_factory.mktemp("mnist_model")
 
     def train(version: int, iterations: int) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [
-                sys.executable,
-                str(EXAMPLES / "mnist_saved_model.py"),
-                f"--training_iteration={iterations}",
-                f"--model_version={version}",
-                str(export_dir),
-            ],
-            capture_output=True,
-            text=True,
-            env=QUIET_ENV,
-            timeout=300,
+        return run_python(
+            str(EXAMPLES / "mnist_saved_model.py"),
+            f"--training_iteration={iterations}",
+            f"--model_version={version}",
+            str(export_dir),
         )
 
     with ThreadPoolExecutor(2) as pool:
@@ -74,6 +68,13 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory) -> TrainedModels:
     for result in results:
         assert result.returncode == 0, result.stderr[-3000:]
     return TrainedModels(export_dir, load_dataset(None))
+
+
+@pytest.fixture(scope="module", params=WORKER_MODES, ids=WORKER_IDS)
+def module_workers(request: pytest.FixtureRequest) -> int:
+    """The `--workers` of a module-scoped server fixture: taking it runs the module's tests
+    both ways (in-process, then with front-end workers), one server each."""
+    return int(request.param)
 
 
 @pytest.fixture
@@ -122,18 +123,11 @@ def error_rate(server: ServerProcess, dataset: Dataset, n: int = 200) -> float:
 
 def run_example_client(server: ServerProcess, num_tests: int = 300) -> float:
     """Run the tutorial's client (10 in flight) and return the error rate it prints last."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(EXAMPLES / "mnist_client.py"),
-            f"--num_tests={num_tests}",
-            f"--server=127.0.0.1:{server.port}",
-            "--concurrency=10",
-        ],
-        capture_output=True,
-        text=True,
-        env=QUIET_ENV,
-        timeout=300,
+    result = run_python(
+        str(EXAMPLES / "mnist_client.py"),
+        f"--num_tests={num_tests}",
+        f"--server=127.0.0.1:{server.port}",
+        "--concurrency=10",
     )
     assert result.returncode == 0, result.stderr[-2000:]
     last = result.stdout.strip().splitlines()[-1]

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -20,25 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.e2e.conftest import ROOT
 from tests.util.processes import free_port
+from tests.util.requirements import require_binary
+from tests.util.waiting import eventually
 
 DASHBOARDS = ROOT / "dashboards"
 SHIPPED_CONFIG = DASHBOARDS / "prometheus.yml"
-
-
-def require_binary(name: str) -> str:
-    """The binary's path. Missing: skip locally, fail in CI (`CI` set; .ci/run installs it)."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} not installed: apt-get install prometheus (as .ci/run does)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+PROMETHEUS_HINT = "apt-get install prometheus (as .ci/run does)"
 
 
 def scrape_config_for(target: str, scrape_interval: str = "1s") -> dict[str, Any]:
@@ -53,7 +41,7 @@ def scrape_config_for(target: str, scrape_interval: str = "1s") -> dict[str, Any
 
 class Prometheus:
     def __init__(self, workdir: Path, target: str) -> None:
-        binary = require_binary("prometheus")
+        binary = require_binary("prometheus", PROMETHEUS_HINT)
         workdir.mkdir(parents=True, exist_ok=True)
         config_path = workdir / "prometheus.yml"
         config_path.write_text(yaml.safe_dump(scrape_config_for(target)))
@@ -75,18 +63,15 @@ class Prometheus:
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             if self.process.poll() is not None:
                 raise AssertionError(f"prometheus exited:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as reply:
-                    if reply.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            time.sleep(0.2)
-        raise AssertionError("prometheus not ready after 60s")
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as reply:
+                return reply.status == 200
+
+        eventually(
+            ready, timeout, 0.2, "prometheus to be ready", (urllib.error.URLError, ConnectionError)
+        )
 
     def api(self, path: str, **params: str) -> Any:
         url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"
@@ -105,14 +90,12 @@ class Prometheus:
 
     def wait_for(self, expr: str, timeout: float = 60.0) -> list[dict[str, Any]]:
         """Wait until `expr` returns data (after a scrape), and return it."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            result = self.query(expr)
-            if result:
-                return result
-            time.sleep(0.25)
-        targets = self.api("targets")
-        raise AssertionError(f"no data for {expr} after {timeout}s; targets: {targets}")
+        return eventually(
+            lambda: self.query(expr),
+            timeout,
+            0.25,
+            lambda: f"data for {expr}; targets: {self.api('targets')}",
+        )
 
     def stop(self) -> None:
         if self.process.poll() is None:

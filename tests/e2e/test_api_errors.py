@@ -20,26 +20,21 @@ from tensorflow_serving.apis import (
 )
 
 from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
-from tests.util.processes import ServerProcess
-from tests.util.workers import WORKER_IDS, WORKER_MODES
+from tests.util.processes import ServerProcess, refused_start, serving
 
 
-@pytest.fixture(scope="module", params=WORKER_MODES, ids=WORKER_IDS)
+@pytest.fixture(scope="module")
 def server(
-    trained_models: TrainedModels,
-    tmp_path_factory: pytest.TempPathFactory,
-    request: pytest.FixtureRequest,
+    trained_models: TrainedModels, tmp_path_factory: pytest.TempPathFactory, module_workers: int
 ) -> Iterator[ServerProcess]:
     tmp = tmp_path_factory.mktemp("api")
     trained_models.copy_version(1, tmp / "models")
-    process = ServerProcess(
+    with serving(
         ["--model_name=mnist", f"--model_base_path={tmp / 'models'}", *FAST_FLAGS],
         tmp / "server.log",
-        workers=request.param,
-    )
-    process.wait_serving()
-    yield process
-    assert process.stop() == 0
+        module_workers,
+    ) as process:
+        yield process
 
 
 def image(n: int = 1) -> np.ndarray:
@@ -225,17 +220,5 @@ def test_reflection_lists_the_services(server: ServerProcess) -> None:
 
 
 def test_missing_base_path_is_a_startup_error_that_says_what_to_do(tmp_path: Path) -> None:
-    import subprocess
-    import sys
 
-    from tests.util.processes import QUIET_ENV
-
-    result = subprocess.run(
-        [sys.executable, "-m", "pyserving", "serve", "--model_name=mnist"],
-        capture_output=True,
-        text=True,
-        env=QUIET_ENV,
-        timeout=120,
-    )
-    assert result.returncode == 2
-    assert "--model_base_path" in result.stderr
+    assert "--model_base_path" in refused_start("--model_name=mnist")

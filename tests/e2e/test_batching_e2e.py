@@ -7,14 +7,12 @@ gets, while the event log shows the server merged requests into batches.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import FAST_FLAGS, TrainedModels, error_rate, run_example_client
-from tests.util.processes import QUIET_ENV
+from tests.util.processes import refused_start
 
 pytestmark = pytest.mark.e2e
 
@@ -64,20 +62,9 @@ def test_tutorial_client_with_batching_gets_unchanged_predictions(
 def test_batching_file_without_enable_batching_is_refused_at_start(tmp_path: Path) -> None:
     params = tmp_path / "batching.config"
     params.write_text(BATCHING_FILE)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pyserving",
-            "serve",
-            "--model_name=mnist",
-            f"--model_base_path={tmp_path}",
-            f"--batching_parameters_file={params}",
-        ],
-        capture_output=True,
-        text=True,
-        env=QUIET_ENV,
-        timeout=120,
+    stderr = refused_start(
+        "--model_name=mnist",
+        f"--model_base_path={tmp_path}",
+        f"--batching_parameters_file={params}",
     )
-    assert result.returncode == 2
-    assert "add --enable_batching" in result.stderr
+    assert "add --enable_batching" in stderr

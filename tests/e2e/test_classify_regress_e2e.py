@@ -33,7 +33,6 @@ from tests.example_models import (
     export_tf2_model,
 )
 from tests.util.processes import ServerProcess
-from tests.util.workers import WORKER_IDS, WORKER_MODES
 
 CLASSIFY = "tensorflow/serving/classify"
 REGRESS = "tensorflow/serving/regress"
@@ -50,10 +49,8 @@ def serve(tmp: Path, model: str, export, *flags: str, workers: int = 0) -> Serve
     return process
 
 
-@pytest.fixture(scope="module", params=WORKER_MODES, ids=WORKER_IDS)
-def tf1(
-    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> Iterator[ServerProcess]:
+@pytest.fixture(scope="module")
+def tf1(tmp_path_factory: pytest.TempPathFactory, module_workers: int) -> Iterator[ServerProcess]:
     """Both ways: Classify, Regress, MultiInference and their errors (the TF2 model's
     cases are the same calls on another export, in-process only)."""
     process = serve(
@@ -61,7 +58,7 @@ def tf1(
         "tf1",
         export_tf1_model,
         "--enable_signature_method_name_check=true",
-        workers=request.param,
+        workers=module_workers,
     )
     yield process
     assert process.stop() == 0

@@ -11,13 +11,12 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.e2e.conftest import TrainedModels
-from tests.util.processes import QUIET_ENV, ROOT, ServerProcess, free_port
+from tests.util.processes import QUIET_ENV, ROOT, ServerProcess, run_python, serving
 
 
 def quickstart_blocks() -> tuple[list[str], list[str], str]:
@@ -39,23 +38,19 @@ def quickstart_server(
     [serve] = [line for line in serve_lines if line.startswith("pyserving serve")]
     flags = dict(word.split("=", 1) for word in shlex.split(serve)[2:])
     assert set(flags) == {"--port", "--rest_api_port", "--model_name", "--model_base_path"}
-    rest_port = free_port()
-    server = ServerProcess(
+    with serving(
         [
             f"--model_name={flags['--model_name']}",
-            f"--rest_api_port={rest_port}",
             f"--model_base_path={trained_models.export_dir}",
         ],
         tmp_path_factory.mktemp("quickstart") / "server.log",
-    )
-    server.rest_port = rest_port  # type: ignore[attr-defined]
-    server.wait_serving()
-    yield server
-    assert server.stop() == 0
+        rest=True,
+    ) as server:
+        yield server
 
 
 def run_shell(line: str, server: ServerProcess) -> str:
-    line = line.replace("localhost:8501", f"127.0.0.1:{server.rest_port}")  # type: ignore[attr-defined]
+    line = line.replace("localhost:8501", f"127.0.0.1:{server.rest_port}")
     line = re.sub(r"\bpython\b", shlex.quote(sys.executable), line)
     result = subprocess.run(
         ["bash", "-c", line], capture_output=True, text=True, env=QUIET_ENV, timeout=60
@@ -75,14 +70,7 @@ def test_the_quickstart_curl_and_python_client_answer_alike(
     assert np.array(rest_scores).shape == (1, 10)
 
     code = python_block.replace("localhost:8500", f"127.0.0.1:{quickstart_server.port}")
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=QUIET_ENV,
-        cwd=Path(ROOT),
-        timeout=120,
-    )
+    result = run_python("-c", code, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     grpc_scores = ast.literal_eval(result.stdout.strip().splitlines()[-1])
     assert len(grpc_scores) == 10

@@ -19,8 +19,9 @@ import tensorflow as tf
 from tensorflow_serving.apis import get_model_status_pb2, predict_pb2
 
 from tests.e2e.conftest import TrainedModels, predict_request
-from tests.util.processes import ServerProcess
+from tests.util.processes import ServerProcess, serving
 from tests.util.python_models import write_python_version
+from tests.util.waiting import eventually
 from tests.util.workers import both_modes
 
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
@@ -43,7 +44,7 @@ def server(
 ) -> Iterator[ServerProcess]:
     root = tmp_path_factory.mktemp("faults")
     trained_models.copy_version(1, root / "models")
-    process = ServerProcess(
+    with serving(
         [
             "--model_name=mnist",
             f"--model_base_path={root / 'models'}",
@@ -52,10 +53,8 @@ def server(
             "--load_retry_interval_micros=100000",
         ],
         root / "server.log",
-    )
-    process.wait_serving()
-    yield process
-    assert process.stop() == 0
+    ) as process:
+        yield process
 
 
 def base_path(server: ServerProcess) -> Path:
@@ -250,17 +249,21 @@ def test_sigterm_finishes_in_flight_requests_and_unloads(
     client = TimedClient(server, images)
     for thread in client.threads:
         thread.start()
-    deadline = time.monotonic() + 60
-    while sum(o[2] == "OK" for o in list(client.outcomes)) < 8:
-        assert time.monotonic() < deadline, client.outcomes[:3]
-        time.sleep(0.05)
+    eventually(
+        lambda: sum(o[2] == "OK" for o in list(client.outcomes)) >= 8,
+        60,
+        0.05,
+        lambda: f"8 answers: {client.outcomes[:3]}",
+    )
     slow_outcomes: list[tuple[float, float, str]] = []
     slow = [threading.Thread(target=slow_request, args=(server, slow_outcomes)) for _ in range(3)]
     for thread in slow:
         thread.start()
-    while len(list(markers.iterdir())) < len(slow):  # all three are inside the model call
-        assert time.monotonic() < deadline, "the slow requests never reached the model"
-        time.sleep(0.01)
+    eventually(
+        lambda: len(list(markers.iterdir())) >= len(slow),
+        60,
+        message="all three slow requests inside the model call",
+    )
     signalled = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(60) == 0

@@ -24,8 +24,8 @@ from pyserving.adapters.protos import grpc_service_pb2, grpc_service_pb2_grpc
 from tests.e2e.conftest import FAST_FLAGS
 from tests.e2e.test_replay_e2e import pyserving_replay
 from tests.example_models import export_half_plus_two_tf1, half_plus_two
-from tests.python_models import write_python_version
 from tests.util.processes import free_port
+from tests.util.python_models import write_scaling_version
 from tests.util.workers import both_modes
 
 ADMIN = {"admin-key": "s3cret"}
@@ -43,11 +43,11 @@ def repository(tmp_path: Path, half_export: Path) -> Path:
     folders that are not models: no versions, hidden, a plain file."""
     root = tmp_path / "repository"
     shutil.copytree(half_export, root / "half" / "1")
-    write_python_version(root / "py", 1, factor=2.0)
+    write_scaling_version(root / "py", 1, factor=2.0)
     (root / "broken" / "1").mkdir(parents=True)
     (root / "broken" / "1" / "saved_model.pb").write_bytes(b"\x00 not a SavedModel \xff" * 10)
     (root / "notes" / "drafts").mkdir(parents=True)
-    write_python_version(root / ".staging-py3", 1, factor=3.0)
+    write_scaling_version(root / ".staging-py3", 1, factor=3.0)
     (root / "README.txt").write_text("models live here")
     return root
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -33,17 +32,17 @@ from pyserving.api.envelope.http_server import HttpServer, local_exposition, met
 from pyserving.engine.events import BatchRun
 from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
 from tests.e2e.prometheus import (
+    PROMETHEUS_HINT,
     SHIPPED_CONFIG,
     PanelQuery,
     Prometheus,
     finite_values,
     load_dashboards,
     panel_queries,
-    require_binary,
     substitute,
 )
-from tests.util.processes import QUIET_ENV, ServerProcess, free_port
-from tests.util.workers import WORKER_IDS, WORKER_MODES
+from tests.util.processes import ServerProcess, free_port, refused_start
+from tests.util.requirements import require_binary
 
 pytestmark = pytest.mark.e2e
 
@@ -122,13 +121,13 @@ def _burst(server: ServerProcess, images: np.ndarray, n: int = 48) -> int:
     return refused
 
 
-@pytest.fixture(scope="module", params=WORKER_MODES, ids=WORKER_IDS)
+@pytest.fixture(scope="module")
 def scenario(
     trained_models: TrainedModels,
     tmp_path_factory: pytest.TempPathFactory,
-    request: pytest.FixtureRequest,
+    module_workers: int,
 ) -> Iterator[Scenario]:
-    require_binary("prometheus")
+    require_binary("prometheus", PROMETHEUS_HINT)
     work = tmp_path_factory.mktemp("observability")
     watched = work / "models"
     trained_models.copy_version(1, watched)
@@ -154,7 +153,7 @@ def scenario(
         "allowed_batch_sizes: 8"
     )
     args += ["--enable_batching", f"--batching_parameters_file={batching}"]
-    server = ServerProcess(args, work / "server.log", workers=request.param)
+    server = ServerProcess(args, work / "server.log", workers=module_workers)
     unknown_model = "no-such-model-7f3a"
     try:
         server.wait_serving()
@@ -295,11 +294,11 @@ def test_request_logs_carry_a_request_id(scenario: Scenario) -> None:
     first = [r for r in records if r.get("message") == "first_request"]
     assert first and all(len(r["request_id"]) == 16 and r["model"] == "mnist" for r in first)
     transitions = [r for r in records if r.get("message") == "version_transition"]
-    assert all({"model", "version", "state"} <= r.keys() for r in transitions)
+    assert transitions and all({"model", "version", "state"} <= r.keys() for r in transitions)
 
 
 def test_promtool_accepts_the_shipped_config() -> None:
-    promtool = require_binary("promtool")
+    promtool = require_binary("promtool", PROMETHEUS_HINT)
     result = subprocess.run(
         [promtool, "check", "config", str(SHIPPED_CONFIG)],
         capture_output=True,
@@ -333,7 +332,7 @@ def test_grafana_provisioning_points_at_the_dashboards() -> None:
 def test_batching_panel_queries_against_batch_run_events(tmp_path: Path) -> None:
     """Until the batcher is merged: the batching panels' PromQL, checked on a real Prometheus
     scraping a real metrics endpoint fed with BatchRun events and the batcher's hooks."""
-    require_binary("prometheus")
+    require_binary("prometheus", PROMETHEUS_HINT)
     registry = new_registry()
     metrics = ServingMetrics(registry, known_models=lambda: {"mnist"})
     metrics.watch_queue_depths(lambda: {("mnist", 2, "predict_images"): 3})
@@ -392,23 +391,9 @@ def test_batching_panel_queries_against_batch_run_events(tmp_path: Path) -> None
 def test_startup_errors_say_what_to_fix(tmp_path: Path, flags: list[str], message: str) -> None:
     bad = tmp_path / "monitoring.config"
     bad.write_text("prometheus_config { enabled: true }")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pyserving",
-            "serve",
-            f"--model_base_path={tmp_path}",
-            *(f.format(bad=bad) for f in flags),
-        ],
-        capture_output=True,
-        text=True,
-        env=QUIET_ENV,
-        timeout=120,
-    )
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
+    stderr = refused_start(f"--model_base_path={tmp_path}", *(f.format(bad=bad) for f in flags))
+    assert message in stderr
+    assert "Traceback" not in stderr
 
 
 def _scrape(scenario: Scenario) -> str:
@@ -471,21 +456,20 @@ def test_metrics_names_picks_the_families(
     trained_models: TrainedModels, tmp_path: Path, names: str, present: str, absent: str
 ) -> None:
     trained_models.copy_version(1, tmp_path / "models")
-    rest_port = free_port()
     server = ServerProcess(
         [
             "--model_name=mnist",
             f"--model_base_path={tmp_path / 'models'}",
-            f"--rest_api_port={rest_port}",
             f"--metrics_names={names}",
             *FAST_FLAGS,
         ],
         tmp_path / "server.log",
+        rest=True,
     )
     try:
         server.wait_serving()
         server.predict_stub.Predict(predict_request(trained_models.dataset.test_images[:1]))
-        url = f"http://127.0.0.1:{rest_port}/monitoring/prometheus/metrics"
+        url = server.url("/monitoring/prometheus/metrics")
         with urllib.request.urlopen(url, timeout=10) as reply:
             text = reply.read().decode()
     finally:

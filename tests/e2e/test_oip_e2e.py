@@ -10,7 +10,9 @@ import json
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -27,8 +29,7 @@ from tritonclient.utils import InferenceServerException
 
 from pyserving.adapters.protos import grpc_service_pb2, grpc_service_pb2_grpc
 from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
-from tests.util.processes import ServerProcess, free_port
-from tests.util.workers import WORKER_IDS, WORKER_MODES
+from tests.util.processes import ServerProcess, serving
 
 MODEL = "mnist"
 SIGNATURE = "predict_images"
@@ -36,9 +37,8 @@ OIP_DATATYPES = {types_pb2.DT_FLOAT: "FP32", types_pb2.DT_INT64: "INT64"}
 
 
 class OipServer(ServerProcess):
-    def __init__(self, args: list[str], log_path: Path, workers: int = 0) -> None:
-        self.rest_port = free_port()
-        super().__init__([f"--rest_api_port={self.rest_port}", *args], log_path, workers=workers)
+    def __init__(self, args: list[str], log_path: Path, workers: int = 0, **options: Any) -> None:
+        super().__init__(args, log_path, workers=workers, rest=True, **options)
 
     def clients(
         self,
@@ -59,11 +59,14 @@ class OipServer(ServerProcess):
         return np.array(reply.outputs["scores"].float_val, np.float32).reshape(len(images), -1)
 
 
-def start(trained_models: TrainedModels, tmp: Path, *flags: str, workers: int = 0) -> OipServer:
+@contextmanager
+def started(
+    trained_models: TrainedModels, tmp: Path, *flags: str, workers: int = 0
+) -> Iterator[OipServer]:
     trained_models.copy_version(2, tmp / "models")
     monitoring = tmp / "monitoring.config"
     monitoring.write_text('prometheus_config { enable: true path: "/metrics" }')
-    server = OipServer(
+    with serving(
         [
             f"--model_name={MODEL}",
             f"--model_base_path={tmp / 'models'}",
@@ -72,26 +75,23 @@ def start(trained_models: TrainedModels, tmp: Path, *flags: str, workers: int = 
             *flags,
         ],
         tmp / "server.log",
-        workers=workers,
-    )
-    server.wait_serving()
-    return server
+        workers,
+        server_class=OipServer,
+    ) as server:
+        yield server
 
 
-@pytest.fixture(scope="module", params=WORKER_MODES, ids=WORKER_IDS)
+@pytest.fixture(scope="module")
 def server(
-    trained_models: TrainedModels,
-    tmp_path_factory: pytest.TempPathFactory,
-    request: pytest.FixtureRequest,
+    trained_models: TrainedModels, tmp_path_factory: pytest.TempPathFactory, module_workers: int
 ) -> Iterator[OipServer]:
-    process = start(
+    with started(
         trained_models,
         tmp_path_factory.mktemp("oip"),
         "--rest_api_enable_cors_support=true",
-        workers=request.param,
-    )
-    yield process
-    assert process.stop() == 0
+        workers=module_workers,
+    ) as process:
+        yield process
 
 
 @pytest.fixture(scope="module")
@@ -104,11 +104,10 @@ def batching_server(
         "max_batch_size { value: 64 } batch_timeout_micros { value: 20000 } "
         "num_batch_threads { value: 1 }"
     )
-    process = start(
+    with started(
         trained_models, tmp, "--enable_batching", f"--batching_parameters_file={config}"
-    )
-    yield process
-    assert process.stop() == 0
+    ) as process:
+        yield process
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ takes the service off the port."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import grpc
@@ -16,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
+from tests.util.profiling import trace_under_traffic
 
 
 def serve_digits(start_server, trained_models: TrainedModels, tmp_path: Path, *flags: str):
@@ -35,28 +35,16 @@ def test_a_capture_during_traffic_writes_a_trace_of_the_models_ops(
 ) -> None:
     server = serve_digits(start_server, trained_models, tmp_path)  # on by default
     images = trained_models.dataset.test_images[:4].astype(np.float32)
-    stop, answered, failures = threading.Event(), [], []
 
-    def traffic() -> None:
-        while not stop.is_set():
-            try:
-                server.predict_stub.Predict(predict_request(images), timeout=30)
-                answered.append(1)
-            except grpc.RpcError as exc:
-                failures.append(exc.details())
+    def predict() -> str | None:
+        try:
+            server.predict_stub.Predict(predict_request(images), timeout=30)
+        except grpc.RpcError as exc:
+            return exc.details()
+        return None
 
-    thread = threading.Thread(target=traffic)
-    thread.start()
     logdir = tmp_path / "profile"
-    try:
-        server.wait_for(lambda: answered, what="traffic")
-        tf.profiler.experimental.client.trace(
-            f"grpc://127.0.0.1:{server.port}", str(logdir), 2000, num_tracing_attempts=2
-        )
-    finally:
-        stop.set()
-        thread.join(timeout=60)
-    assert failures == []
+    assert trace_under_traffic(server, predict, logdir, 2000, attempts=2) == []
     assert "profiler_service_enabled" in server.log_text()
     files = xplane_files(logdir)
     assert len(files) == 1, files
@@ -74,7 +62,9 @@ def test_a_capture_without_model_execution_says_so(
             f"grpc://127.0.0.1:{server.port}", str(logdir), 500, num_tracing_attempts=1
         )
     # TensorFlow still writes the empty session; it holds none of the model's ops
-    assert all(b"MatMul" not in f.read_bytes() for f in xplane_files(logdir))
+    files = xplane_files(logdir)
+    assert files, f"no session written under {logdir}"
+    assert all(b"MatMul" not in f.read_bytes() for f in files)
 
 
 def test_enable_profiler_false_takes_the_service_off_the_port(

@@ -18,9 +18,8 @@ from tensorflow_serving.apis import (
 
 from tests.e2e.conftest import FAST_FLAGS
 from tests.example_models import example, write_warmup_requests
-from tests.python_models import write_python_version
 from tests.util.processes import process_figures
-from tests.util.python_models import write_python_version as python_version
+from tests.util.python_models import write_python_version, write_scaling_version
 
 ModelVersionStatus = get_model_status_pb2.ModelVersionStatus
 
@@ -34,7 +33,7 @@ def predict(server, x: list[list[float]]) -> predict_pb2.PredictResponse:
 
 def test_python_model_lifecycle_and_apis(tmp_path: Path, start_server) -> None:
     models, marker, log = tmp_path / "models", tmp_path / "unloaded.txt", tmp_path / "events.jsonl"
-    write_python_version(models, 1, factor=2.0, unload_marker=marker)
+    write_scaling_version(models, 1, factor=2.0, unload_marker=marker)
     # version 1 warms up with a recorded Regress request, like a SavedModel would
     record = prediction_log_pb2.PredictionLog()
     record.regress_log.request.model_spec.signature_name = "regress"
@@ -78,7 +77,7 @@ def test_python_model_lifecycle_and_apis(tmp_path: Path, start_server) -> None:
     assert predict(server, [[1.0, 1.0]]).model_spec.version.value == 1
 
     # version 4 replaces both: loaded, then version 1 unloaded (its unload() runs)
-    write_python_version(models, 4, factor=10.0, unload_marker=marker)
+    write_scaling_version(models, 4, factor=10.0, unload_marker=marker)
     server.wait_for(
         lambda: server.version_states("py").get(1) == ModelVersionStatus.END,
         what="version 1 unloaded",
@@ -123,7 +122,7 @@ def test_an_unloaded_python_version_is_collected(tmp_path: Path, start_server) -
     base = tmp_path / "py"
 
     def add_version(version: int) -> None:
-        python_version(base, version, CYCLIC_MODEL_PY % mib, {})
+        write_python_version(base, version, CYCLIC_MODEL_PY % mib, {})
 
     add_version(1)
     server = start_server(

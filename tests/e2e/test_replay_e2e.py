@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,19 +20,13 @@ from pyserving.api.view_messages import STATE_TO_PROTO
 from pyserving.statemachines.servable_version import State
 from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
 from tests.recorded_runs import read_records, write_records
-from tests.util.processes import QUIET_ENV, ServerProcess
+from tests.util.processes import ServerProcess, run_python
 
 Status = get_model_status_pb2.ModelVersionStatus
 
 
 def pyserving_replay(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pyserving", "replay", *args],
-        capture_output=True,
-        text=True,
-        env=QUIET_ENV,
-        timeout=120,
-    )
+    return run_python("-m", "pyserving", "replay", *args, timeout=120)
 
 
 def answer(server: ServerProcess, models: TrainedModels) -> tuple[int, str, float]:

@@ -16,6 +16,7 @@ from tensorflow_serving.apis import predict_pb2
 
 from tests.e2e.conftest import FAST_FLAGS
 from tests.util.processes import free_port
+from tests.util.waiting import eventually
 
 GATED_MODEL = """
 import os
@@ -56,10 +57,7 @@ def request(x: float) -> predict_pb2.PredictRequest:
 
 
 def wait_file(path: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.01)
+    eventually(path.exists, timeout, message=f"{path} to appear")
 
 
 def test_grpc_max_threads_refuses_beyond_the_limit(tmp_path: Path, start_server) -> None:

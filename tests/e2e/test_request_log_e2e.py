@@ -35,9 +35,9 @@ from pyserving.adapters.request_log.files import prefix_files
 from pyserving.api.envelope.request_records import logged_fingerprint
 from tests.e2e.conftest import FAST_FLAGS
 from tests.example_models import example, export_tf1_model
-from tests.util.processes import QUIET_ENV, ServerProcess, free_port
+from tests.util.processes import QUIET_ENV, ServerProcess, free_port, serving
 from tests.util.sources import stage_version
-from tests.util.workers import WORKER_IDS, WORKER_MODES, both_modes
+from tests.util.workers import both_modes
 
 PredictionLog = prediction_log_pb2.PredictionLog
 
@@ -115,10 +115,8 @@ class Logged:
     export: Path
 
 
-@pytest.fixture(scope="module", params=WORKER_MODES, ids=WORKER_IDS)
-def logged(
-    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> Iterator[Logged]:
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory: pytest.TempPathFactory, module_workers: int) -> Iterator[Logged]:
     tmp = tmp_path_factory.mktemp("reqlog")
     export = export_tf1_model(tmp / "export" / "1").parent
     models = tmp / "models"
@@ -126,21 +124,14 @@ def logged(
     prefix = tmp / "logs" / "tf1"
     config = tmp / "models.config"
     config.write_text(f"model_config_list {{ {model_entry('tf1', models, prefix)} }}")
-    rest_port = free_port()
     events = tmp / "events.jsonl"
-    server = ServerProcess(
-        [
-            f"--model_config_file={config}",
-            f"--rest_api_port={rest_port}",
-            f"--event_log={events}",
-            *FAST_FLAGS,
-        ],
+    with serving(
+        [f"--model_config_file={config}", f"--event_log={events}", *FAST_FLAGS],
         tmp / "server.log",
-        workers=request.param,
-    )
-    server.wait_serving()
-    yield Logged(server, rest_port, models, prefix, events, export)
-    assert server.stop() == 0
+        module_workers,
+        rest=True,
+    ) as server:
+        yield Logged(server, server.rest_port, models, prefix, events, export)
 
 
 def test_every_request_of_every_protocol_is_logged_as_sent_and_answered(logged: Logged) -> None:

@@ -4,8 +4,6 @@ gRPC Classify/Regress for the same examples, and the same errors as HTTP statuse
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 
 import numpy as np
@@ -14,38 +12,27 @@ from tensorflow_serving.apis import classification_pb2, regression_pb2
 
 from tests.e2e.conftest import FAST_FLAGS
 from tests.example_models import LABELS, example, export_tf1_model
-from tests.util.processes import ServerProcess, free_port
-from tests.util.workers import WORKER_IDS, WORKER_MODES
+from tests.util.processes import ServerProcess, serving
 
 
-@pytest.fixture(scope="module", params=WORKER_MODES, ids=WORKER_IDS)
+@pytest.fixture(scope="module")
 def server(
-    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+    tmp_path_factory: pytest.TempPathFactory, module_workers: int
 ) -> Iterator[ServerProcess]:
     tmp = tmp_path_factory.mktemp("rest_classify")
     export_tf1_model(tmp / "models" / "1")
-    rest_port = free_port()
-    process = ServerProcess(
+    with serving(
         ["--model_name=tf1", f"--model_base_path={tmp / 'models'}",
-         f"--rest_api_port={rest_port}", "--enable_signature_method_name_check=true",
-         *FAST_FLAGS],
+         "--enable_signature_method_name_check=true", *FAST_FLAGS],
         tmp / "server.log",
-        workers=request.param,
-    )  # fmt: skip
-    process.rest_port = rest_port  # type: ignore[attr-defined]
-    process.wait_serving()
-    yield process
-    assert process.stop() == 0
+        module_workers,
+        rest=True,
+    ) as process:  # fmt: skip
+        yield process
 
 
 def post(server: ServerProcess, path: str, doc: dict) -> tuple[int, dict]:
-    url = f"http://127.0.0.1:{server.rest_port}{path}"  # type: ignore[attr-defined]
-    request = urllib.request.Request(url, data=json.dumps(doc).encode())
-    try:
-        with urllib.request.urlopen(request, timeout=30) as reply:
-            return reply.status, json.loads(reply.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    return server.call(path, json.dumps(doc).encode())
 
 
 XS = (1.5, -0.5)

@@ -6,13 +6,13 @@ server's memory jumping."""
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -27,44 +27,35 @@ from tensorflow_serving.apis import (
 
 from pyserving.api.tfserving.rest_api import PRINT_DEFAULTS
 from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
-from tests.util.processes import ServerProcess, free_port
-from tests.util.workers import WORKER_IDS, WORKER_MODES
+from tests.util.processes import ServerProcess, serving
+from tests.util.requirements import optional_binary
 
 MiB = 1 << 20
 
 
 class RestServer(ServerProcess):
-    def __init__(self, args: list[str], log_path: Path, workers: int = 0) -> None:
-        self.rest_port = free_port()
-        super().__init__([f"--rest_api_port={self.rest_port}", *args], log_path, workers=workers)
+    """A server with REST on (`url`, `call`); the REST suite's also has the socket path it
+    serves gRPC on and the folder a traversal would reach."""
 
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.rest_port}{path}"
+    socket_path: Path
+    evil: Path
 
-    def call(self, path: str, body: bytes | None = None) -> tuple[int, dict]:
-        """(HTTP status, JSON reply) of a GET, or of a POST when `body` is given."""
-        request = urllib.request.Request(self.url(path), data=body)
-        try:
-            with urllib.request.urlopen(request, timeout=30) as reply:
-                return reply.status, json.loads(reply.read())
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read())
+    def __init__(self, args: list[str], log_path: Path, workers: int = 0, **options: Any) -> None:
+        super().__init__(args, log_path, workers=workers, rest=True, **options)
 
     def rss_kib(self) -> int:
         return self.figures().rss_kib
 
 
-@pytest.fixture(scope="module", params=WORKER_MODES, ids=WORKER_IDS)
+@pytest.fixture(scope="module")
 def server(
-    trained_models: TrainedModels,
-    tmp_path_factory: pytest.TempPathFactory,
-    request: pytest.FixtureRequest,
+    trained_models: TrainedModels, tmp_path_factory: pytest.TempPathFactory, module_workers: int
 ) -> Iterator[RestServer]:
     tmp = tmp_path_factory.mktemp("rest")
     trained_models.copy_version(2, tmp / "models")
     # A model folder a path traversal from the served one would reach: it must stay unread.
     trained_models.copy_version(1, tmp / "evil")
-    process = RestServer(
+    with serving(
         [
             "--model_name=mnist",
             f"--model_base_path={tmp / 'models'}",
@@ -73,13 +64,12 @@ def server(
             *FAST_FLAGS,
         ],
         tmp / "server.log",
-        workers=request.param,
-    )
-    process.socket_path = tmp / "grpc.sock"  # type: ignore[attr-defined]
-    process.evil = tmp / "evil"  # type: ignore[attr-defined]
-    process.wait_serving()
-    yield process
-    assert process.stop() == 0
+        module_workers,
+        server_class=RestServer,
+    ) as process:
+        process.socket_path = tmp / "grpc.sock"
+        process.evil = tmp / "evil"
+        yield process
 
 
 def images(n: int, seed: int = 0) -> np.ndarray:
@@ -97,15 +87,16 @@ def test_curl_predict_returns_the_grpc_scores(
     """The done-when: curl -d '{"instances": [[...]]}' .../v1/models/mnist:predict."""
     image = trained_models.dataset.test_images[:1].astype(np.float32)
     body = json.dumps({"signature_name": "predict_images", "instances": image.tolist()})
-    if shutil.which("curl"):
+    curl = optional_binary("curl", "apt-get install curl")
+    if curl:
         out = subprocess.run(
-            ["curl", "-sS", "-d", body, server.url("/v1/models/mnist:predict")],
+            [curl, "-sS", "-d", body, server.url("/v1/models/mnist:predict")],
             capture_output=True,
             check=True,
             timeout=30,
         ).stdout
         reply = json.loads(out)
-    else:  # pragma: no cover - curl is in CI's image
+    else:  # pragma: no cover - curl is in CI's image (and required there)
         reply = server.call("/v1/models/mnist:predict", body.encode())[1]
     scores = np.array(reply["predictions"], dtype=np.float32)
     np.testing.assert_array_equal(scores, grpc_scores(server, image))
@@ -222,7 +213,7 @@ def test_traversal_names_are_looked_up_not_opened(server: RestServer, name: str)
         status, reply = server.call(path, body)
         assert status == 404, reply
     log = server.log_text()
-    assert str(server.evil) not in log  # type: ignore[attr-defined]
+    assert str(server.evil) not in log
     assert '"model": "evil"' not in log
 
 
@@ -238,7 +229,7 @@ def test_rest_requests_are_counted_with_grpcs(server: RestServer) -> None:
 
 
 def test_unix_socket_serves_grpc(server: RestServer) -> None:
-    with grpc.insecure_channel(f"unix:{server.socket_path}") as channel:  # type: ignore[attr-defined]
+    with grpc.insecure_channel(f"unix:{server.socket_path}") as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         reply = stub.Predict(predict_request(images(2)), timeout=30)
     np.testing.assert_array_equal(

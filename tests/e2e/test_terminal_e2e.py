@@ -25,7 +25,7 @@ import tensorflow as tf
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
-from tests.util.processes import ServerProcess, free_port
+from tests.util.processes import ServerProcess
 
 # TensorFlow's C++ log lines (absl/glog format: I1207 12:00:00.000000 1234 file.cc:12] ...)
 # and absl's note printed before its log is initialised.
@@ -44,20 +44,14 @@ class Run:
 
 def start(models: TrainedModels, tmp: Path, *flags: str) -> tuple[ServerProcess, int]:
     models.copy_version(1, tmp / "models")
-    rest_port = free_port()
     server = ServerProcess(
-        [
-            "--model_name=mnist",
-            f"--model_base_path={tmp / 'models'}",
-            f"--rest_api_port={rest_port}",
-            *FAST_FLAGS,
-            *flags,
-        ],
+        ["--model_name=mnist", f"--model_base_path={tmp / 'models'}", *FAST_FLAGS, *flags],
         tmp / "server.log",
         env=NO_TF_LOG_LEVEL,
+        rest=True,
     )
     server.wait_serving()
-    return server, rest_port
+    return server, server.rest_port
 
 
 def get(url: str) -> str:

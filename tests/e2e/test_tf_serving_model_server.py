@@ -9,8 +9,6 @@ default flags.
 from __future__ import annotations
 
 import re
-import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +28,7 @@ from tests.tf_serving_testdata import (
     half_plus_two_tflite_with_sigdef,
     write_version,
 )
+from tests.util.profiling import trace_under_traffic
 from tests.util.workers import both_modes
 
 RPC_TIMEOUT = 5.0  # the tests' own
@@ -187,30 +186,13 @@ def test_profiler_service_with_valid_trace_request(
     server = run_server(tmp_path, model_path)
     servers.append(server)
 
-    stop, failures = threading.Event(), []
+    def predict() -> tuple[int, dict] | None:  # the test's wget loop: a REST predict
+        answer = server.call("/v1/models/default:predict", b'{"instances": [2.0, 3.0, 4.0]}')
+        return None if answer == (200, {"predictions": [3.0, 3.5, 4.0]}) else answer
 
-    def traffic() -> None:  # the test's wget loop: a REST predict every second (or so)
-        while not stop.is_set():
-            status, reply = server.call(
-                "/v1/models/default:predict", b'{"instances": [2.0, 3.0, 4.0]}'
-            )
-            if (status, reply) != (200, {"predictions": [3.0, 3.5, 4.0]}):
-                failures.append((status, reply))
-            stop.wait(0.1)
-
-    thread = threading.Thread(target=traffic)
-    thread.start()
     logdir = tmp_path / "logs"
     logdir.mkdir()
-    try:
-        time.sleep(0.3)
-        tf.profiler.experimental.client.trace(
-            f"grpc://127.0.0.1:{server.port}", str(logdir), 1000, num_tracing_attempts=10
-        )
-    finally:
-        stop.set()
-        thread.join(timeout=60)
-    assert failures == []
+    assert trace_under_traffic(server, predict, logdir, 1000, attempts=10, pause_s=0.1) == []
     (trace,) = logdir.rglob("*.xplane.pb")
     assert trace.name == f"127.0.0.1_{server.port}.xplane.pb"  # host_name as the client gave
     assert b"y:AddV2" in trace.read_bytes()  # the served graph's ops: the predicts ran

@@ -19,8 +19,8 @@ import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, predict_pb2
 
 from pyserving.adapters.loaders.platforms import PlatformOptions, make_loader
+from tests.adapters.test_tflite_loader import half_plus_two_tflite
 from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
-from tests.test_tflite_loader import half_plus_two_tflite
 from tests.util.processes import free_port
 
 ModelVersionStatus = get_model_status_pb2.ModelVersionStatus

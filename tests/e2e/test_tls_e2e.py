@@ -23,7 +23,7 @@ from cryptography.x509.oid import NameOID
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
-from tests.util.processes import ServerProcess, free_port
+from tests.util.processes import ServerProcess
 
 
 @dataclass(frozen=True)
@@ -111,18 +111,16 @@ def server(
     trained_models.copy_version(1, tmp / "models")
     config = tmp / "ssl_config.txt"
     config.write_text(ssl_config_text(certs, client_verify=True))
-    rest_port = free_port()
     process = ServerProcess(
         [
             "--model_name=mnist",
             f"--model_base_path={tmp / 'models'}",
             f"--ssl_config_file={config}",
-            f"--rest_api_port={rest_port}",
             *FAST_FLAGS,
         ],
         tmp / "server.log",
+        rest=True,
     )
-    process.rest_port = rest_port  # type: ignore[attr-defined]
     # The fixture's plaintext channel cannot reach a TLS port: wait on a TLS one.
     process.channel.close()
     process.channel = tls_channel(process.port, certs, certs.client)
@@ -203,7 +201,7 @@ def _https_predict(port: int, context: ssl.SSLContext | None) -> tuple[int, dict
 def test_https_on_the_rest_port_with_the_same_certificate(
     server: ServerProcess, certs: Certificates, tmp_path: Path
 ) -> None:
-    port = server.rest_port  # type: ignore[attr-defined]
+    port = server.rest_port
     status, reply = _https_predict(port, _https_context(certs, certs.client, tmp_path))
     assert status == 200
     with tls_channel(server.port, certs, certs.client) as channel:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -26,8 +24,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from tests.e2e.conftest import FAST_FLAGS, TrainedModels, predict_request
 from tests.e2e.test_batching_e2e import BATCHING_FILE  # requests wait 50 ms for company
 from tests.util.otlp import OtlpReceiver, attributes
-from tests.util.processes import QUIET_ENV, ServerProcess, free_port
-from tests.util.workers import WORKER_IDS, WORKER_MODES
+from tests.util.processes import ServerProcess, free_port, run_python
 
 pytestmark = pytest.mark.e2e
 
@@ -73,11 +70,11 @@ def lifecycle_span(spans: list[trace_pb2.Span], name: str, version: int) -> trac
     return None
 
 
-@pytest.fixture(scope="module", params=WORKER_MODES, ids=WORKER_IDS)
+@pytest.fixture(scope="module")
 def traced(
     trained_models: TrainedModels,
     tmp_path_factory: pytest.TempPathFactory,
-    request: pytest.FixtureRequest,
+    module_workers: int,
 ) -> Iterator:
     tmp = tmp_path_factory.mktemp("tracing")
     watched = tmp / "monitored"
@@ -103,7 +100,7 @@ def traced(
             ],
             tmp / "server.log",
             env,
-            workers=request.param,
+            workers=module_workers,
         )
         try:
             server.wait_serving()
@@ -342,12 +339,8 @@ def test_missing_extra_is_one_clear_startup_error(tmp_path: Path) -> None:
         f"sys.exit(main(['serve', '--port={free_port()}', '--model_name=m', "
         f"'--model_base_path={tmp_path}']))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env={**QUIET_ENV, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"},
-        timeout=120,
+    result = run_python(
+        "-c", code, env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}, timeout=120
     )
     assert result.returncode == 2, result.stderr[-2000:]
     assert "pip install 'pyserving[otel]'" in result.stderr

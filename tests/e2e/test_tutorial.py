@@ -6,7 +6,6 @@ import json
 import re
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import grpc
@@ -77,14 +76,18 @@ def test_tutorial_swap_without_a_gap(
     v1_client_error = run_example_client(server)
 
     with BackgroundClient(server, trained_models.dataset.test_images) as client:
-        time.sleep(0.3)
+        server.wait_for(
+            lambda: all(1 in thread for thread in client.outcomes), 30, "every client on v1"
+        )
         # Exactly the tutorial's step: a plain, non-atomic copy into the watched folder.
         subprocess.run(["cp", "-r", str(trained_models.export_dir / "2"), str(watched)], check=True)
         server.wait_for(
             lambda: server.version_states("mnist") == {1: END, 2: AVAILABLE},
             what="v1 END and v2 AVAILABLE",
         )
-        time.sleep(0.3)
+        server.wait_for(
+            lambda: all(2 in thread for thread in client.outcomes), 30, "every client on v2"
+        )
 
     outcomes = [o for thread in client.outcomes for o in thread]
     failures = [o for o in outcomes if isinstance(o, str)]

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from tensorflow_serving.apis import get_model_status_pb2, prediction_log_pb2
 
 from tests.e2e.conftest import EXAMPLES, FAST_FLAGS, error_rate
 from tests.example_models import write_warmup_requests
-from tests.util.processes import QUIET_ENV, ServerProcess
+from tests.util.processes import ServerProcess, run_python
 
 ModelVersionStatus = get_model_status_pb2.ModelVersionStatus
 WARMUP_RECORDS = 5
@@ -26,18 +24,11 @@ WARMUP_RECORDS = 5
 def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Version 1 exported by the example trainer with --warmup_requests."""
     target = tmp_path_factory.mktemp("warm")
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(EXAMPLES / "mnist_saved_model.py"),
-            "--training_iteration=200",
-            f"--warmup_requests={WARMUP_RECORDS}",
-            str(target),
-        ],
-        capture_output=True,
-        text=True,
-        env=QUIET_ENV,
-        timeout=300,
+    result = run_python(
+        str(EXAMPLES / "mnist_saved_model.py"),
+        "--training_iteration=200",
+        f"--warmup_requests={WARMUP_RECORDS}",
+        str(target),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (target / "1" / "assets.extra" / "tf_serving_warmup_requests").is_file()

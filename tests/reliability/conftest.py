@@ -18,6 +18,7 @@ from pyserving.adapters.event_log import read_events
 from pyserving.engine.events import Event, Transition
 from tests.e2e.conftest import (  # noqa: F401 - fixtures are used by name
     TrainedModels,
+    module_workers,
     predict_request,
     start_server,
     trained_models,

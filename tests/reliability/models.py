@@ -3,7 +3,9 @@
 Each version folder holds MODEL_PY and a config.json saying how this version behaves:
 `load_sleep` (seconds load() takes), `load_raise` (load() raises this message),
 `started_marker` (a file load() creates first), `reread` (read config.json again after
-the sleep: a folder that vanished meanwhile fails the load), `predict_sleep`.
+the sleep: a folder that vanished meanwhile fails the load), `predict_sleep`,
+`slow_started` (a file the `slow` signature creates once it runs: the test's proof that a
+request is inside the model call, where a sleep would only guess).
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ def predict(state, inputs):
 
 
 def slow(state, inputs):
+    if state.get("slow_started"):
+        open(state["slow_started"], "a").close()
     time.sleep(min(float(inputs["seconds"]), 30.0))
     return {"version": np.int64(state["version"])}
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from tensorflow_serving.apis import predict_pb2
 from pyserving.adapters.event_log import read_events
 from tests.reliability.conftest import Size, report
 from tests.reliability.models import AVAILABLE, config_file, write_version
-from tests.util.processes import QUIET_ENV, ServerProcess
+from tests.util.processes import ServerProcess, run_python
 from tests.util.traffic import LoadThreads
 from tests.util.workers import both_modes
 
@@ -100,7 +98,7 @@ def test_killed_servers_come_back_serving_the_same_versions(
         server = start(root, index := index + 1, workers)
         server.wait_for(lambda s=server: serving(s) == {1, 2}, timeout=120, what="1 and 2 back")
         with Traffic(server) as traffic:
-            time.sleep(1.0)
+            server.wait_for(lambda t=traffic: t.ok >= 10, 30, "traffic before the kill", 0.01)
             kill(server)
             kills += 1
             time.sleep(0.3)
@@ -114,7 +112,7 @@ def test_killed_servers_come_back_serving_the_same_versions(
     server = start(root, index := index + 1, workers)
     server.wait_for(lambda: serving(server) == {1, 2}, timeout=120, what="1 and 2 back")
     with Traffic(server) as traffic:
-        time.sleep(0.5)
+        server.wait_for(lambda: traffic.ok >= 10, 30, "traffic after the restart", 0.01)
     assert traffic.failed == 0 and traffic.ok > 0
     assert server.stop() == 0
 
@@ -126,13 +124,7 @@ def test_killed_servers_come_back_serving_the_same_versions(
     assert seqs == sorted(seqs), "sequence numbers went backwards after a restart"
     starts = [e for e in events if e.kind == "server_started"]
     assert len(starts) == 2 * rounds + 1
-    replay = subprocess.run(
-        [sys.executable, "-m", "pyserving", "replay", "--format=json", str(log)],
-        capture_output=True,
-        text=True,
-        env=QUIET_ENV,
-        timeout=120,
-    )
+    replay = run_python("-m", "pyserving", "replay", "--format=json", str(log), timeout=120)
     assert replay.returncode == 0, replay.stdout[-3000:] + replay.stderr[-3000:]
     verdict = json.loads(replay.stdout)
     report(

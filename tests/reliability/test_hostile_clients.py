@@ -32,8 +32,7 @@ from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2
 
 from tests.reliability.conftest import TrainedModels, predict_request, report
-from tests.util.processes import ServerProcess, free_port
-from tests.util.workers import WORKER_IDS, WORKER_MODES
+from tests.util.processes import ServerProcess, serving
 
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
@@ -50,11 +49,6 @@ RSS_BOUND_MIB = 150
 
 
 class RestServer(ServerProcess):
-    http_port: int
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.http_port}{path}"
-
     def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         with urllib.request.urlopen(self.url("/monitoring/prometheus/metrics"), timeout=10) as r:
             text = r.read().decode()
@@ -65,21 +59,17 @@ class RestServer(ServerProcess):
         }
 
 
-@pytest.fixture(scope="module", params=WORKER_MODES, ids=WORKER_IDS)
+@pytest.fixture(scope="module")
 def server(
-    trained_models: TrainedModels,
-    tmp_path_factory: pytest.TempPathFactory,
-    request: pytest.FixtureRequest,
+    trained_models: TrainedModels, tmp_path_factory: pytest.TempPathFactory, module_workers: int
 ) -> Iterator[RestServer]:
     root = tmp_path_factory.mktemp("hostile_clients")
     trained_models.copy_version(1, root / "repository" / "mnist")
     monitoring = root / "monitoring.config"
     monitoring.write_text("prometheus_config { enable: true }")
-    http_port = free_port()
-    process = RestServer(
+    with serving(
         [
             f"--model_repository={root / 'repository'}",
-            f"--rest_api_port={http_port}",
             f"--monitoring_config_file={monitoring}",
             f"--restricted_api=model-repository:{ADMIN_KEY}={ADMIN_VALUE}",
             f"--grpc_max_message_bytes={MAX_MESSAGE}",
@@ -90,14 +80,15 @@ def server(
             "--file_system_poll_wait_seconds=0",
         ],
         root / "server.log",
-        workers=request.param,
-    )
-    process.http_port = http_port
-    process.wait_serving(timeout=120)
-    status, doc = post(process, "/v2/repository/models/mnist/load", b"{}", {ADMIN_KEY: ADMIN_VALUE})
-    assert status == 200, doc
-    yield process
-    assert process.stop() == 0
+        module_workers,
+        timeout=120,
+        server_class=RestServer,
+        rest=True,
+    ) as process:
+        load = "/v2/repository/models/mnist/load"
+        status, doc = post(process, load, b"{}", {ADMIN_KEY: ADMIN_VALUE})
+        assert status == 200, doc
+        yield process
 
 
 # ------------------------------------------------------------------- requests
@@ -267,7 +258,7 @@ def test_normal_clients_stay_fast_while_hostile_requests_run(server: RestServer)
 
 # ---------------------------------------------------------------- connections
 def connect(server: RestServer) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", server.http_port), timeout=30)
+    sock = socket.create_connection(("127.0.0.1", server.rest_port), timeout=30)
     return sock
 
 
@@ -338,7 +329,7 @@ def test_a_body_that_stops_arriving_gets_408_within_the_body_timeout(
 
 # In-process only: --rest_max_connections is each front-end's (a file-descriptor guard), and
 # the kernel spreads connections over them, so which is a process's oldest is not known.
-@pytest.mark.parametrize("server", [0], ids=["in_process"], indirect=True)
+@pytest.mark.parametrize("module_workers", [0], ids=["in_process"], indirect=True)
 def test_past_the_connection_limit_the_oldest_idle_connection_makes_room(
     server: RestServer,
 ) -> None:
@@ -372,12 +363,7 @@ def post(
 ) -> tuple[int, dict]:
     if body is None:
         body = json.dumps({"signature_name": SIGNATURE, "instances": [[0.5] * 64]}).encode()
-    request = urllib.request.Request(server.url(path), data=body, headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as reply:
-            return reply.status, json.loads(reply.read() or b"{}")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
+    return server.call(path, body, headers)
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])

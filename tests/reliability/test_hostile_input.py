@@ -31,8 +31,8 @@ from pyserving.adapters.protos import grpc_service_pb2
 from pyserving.api.oip import codec as oip_codec
 from tests.reliability.conftest import Size, TrainedModels, report
 from tests.reliability.models import config_file, write_version
-from tests.util.processes import ServerProcess, free_port
-from tests.util.workers import WORKER_IDS, WORKER_MODES, both_modes
+from tests.util.processes import ServerProcess, serving
+from tests.util.workers import both_modes
 
 CORPUS = Path(__file__).parent / "corpus"
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
@@ -376,11 +376,11 @@ def check_answer(request: predict_pb2.PredictRequest, reply: predict_pb2.Predict
 
 
 # ------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module", params=WORKER_MODES, ids=WORKER_IDS)
+@pytest.fixture(scope="module")
 def server(
     trained_models: TrainedModels,
     tmp_path_factory: pytest.TempPathFactory,
-    request: pytest.FixtureRequest,
+    module_workers: int,
 ) -> Iterator[ServerProcess]:
     root = tmp_path_factory.mktemp("hostile")
     for version in (1, 2):
@@ -398,18 +398,17 @@ def server(
             'version_labels { key: "canary" value: 2 } }\n',
         )
     )
-    process = ServerProcess(
+    with serving(
         [
             f"--model_config_file={config}",
             "--file_system_poll_wait_seconds=0",
             f"--grpc_max_message_bytes={MAX_MESSAGE}",
         ],
         root / "server.log",
-        workers=request.param,
-    )
-    process.wait_serving(timeout=120)
-    yield process
-    assert process.stop() == 0
+        module_workers,
+        timeout=120,
+    ) as process:
+        yield process
 
 
 def exploring(size: Size, max_examples: int) -> settings:
@@ -792,16 +791,12 @@ def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[
 def test_generated_rest_bodies_get_well_formed_errors_or_answers(
     trained_models: TrainedModels, tmp_path: Path, size: Size, workers: int
 ) -> None:
-    rest_port = free_port()
     trained_models.copy_version(1, tmp_path / "mnist")
     process = ServerProcess(
-        [
-            "--model_name=mnist",
-            f"--model_base_path={tmp_path / 'mnist'}",
-            f"--rest_api_port={rest_port}",
-        ],
+        ["--model_name=mnist", f"--model_base_path={tmp_path / 'mnist'}"],
         tmp_path / "server.log",
         workers=workers,
+        rest=True,
     )
     try:
         process.wait_serving(timeout=120)
@@ -811,7 +806,7 @@ def test_generated_rest_bodies_get_well_formed_errors_or_answers(
         @given(rest_bodies())
         def property_(case: tuple[str, bytes]) -> None:
             path, body = case
-            status, _, text = post(f"http://127.0.0.1:{rest_port}{path}", body)
+            status, _, text = post(process.url(path), body)
             seen[status] = seen.get(status, 0) + 1
             assert status < 500, f"{status} for POST {path} {body[:200]!r}: {text[:300]!r}"
             parsed = json.loads(text)  # always JSON, TF Serving's shape
@@ -830,7 +825,7 @@ def test_generated_rest_bodies_get_well_formed_errors_or_answers(
         @given(v2_infer_bodies())
         def v2_property(case: tuple[str, bytes, dict[str, str]]) -> None:
             path, body, headers = case
-            status, reply_headers, text = post(f"http://127.0.0.1:{rest_port}{path}", body, headers)
+            status, reply_headers, text = post(process.url(path), body, headers)
             seen_v2[status] = seen_v2.get(status, 0) + 1
             assert status < 500, (
                 f"{status} for POST {path} {headers} {body[:200]!r}: {text[:300]!r}"

@@ -21,9 +21,9 @@ from tensorflow_serving.apis import get_model_status_pb2, predict_pb2
 
 from tests.reliability.conftest import report, transitions
 from tests.reliability.models import AVAILABLE, END, config_file, write_version
-from tests.util.processes import ProcessFigures, ServerProcess
+from tests.util.processes import ProcessFigures, ServerProcess, serving
 from tests.util.traffic import LoadThreads
-from tests.util.workers import WORKER_IDS, WORKER_MODES
+from tests.util.waiting import eventually
 
 LOAD_TIMEOUT_S = 1.5
 HANG_S = 5.0
@@ -87,9 +87,9 @@ def ended_in_error(server: ServerProcess, model: str, version: int) -> bool:
     return found is not None and found.state == END and found.status.error_code != 0
 
 
-@pytest.fixture(scope="module", params=WORKER_MODES, ids=WORKER_IDS)
+@pytest.fixture(scope="module")
 def server(
-    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+    tmp_path_factory: pytest.TempPathFactory, module_workers: int
 ) -> Iterator[ServerProcess]:
     root = tmp_path_factory.mktemp("load_faults")
     write_version(root / "steady", 1, factor=3.0)
@@ -101,7 +101,7 @@ def server(
             "faulty": (root / "faulty", "model_version_policy { all {} }"),
         },
     )
-    process = ServerProcess(
+    with serving(
         [
             f"--model_config_file={config}",
             "--file_system_poll_wait_seconds=0.2",
@@ -110,11 +110,9 @@ def server(
             f"--event_log={root / 'events.jsonl'}",
         ],
         root / "server.log",
-        workers=request.param,
-    )
-    process.wait_serving()
-    yield process
-    assert process.stop() == 0
+        module_workers,
+    ) as process:
+        yield process
 
 
 SERVED = {("steady", 1), ("faulty", 1)}  # what requests get, whatever the faults
@@ -245,9 +243,12 @@ def test_after_the_faults_the_hung_load_is_dropped_and_resources_come_back(
 
 def settle_threads(server: ServerProcess, before: ProcessFigures) -> ProcessFigures:
     """Figures once the thread count is back (abandoned loads end a little after the log)."""
-    deadline = time.monotonic() + 20
-    while True:
-        after = server.figures()
-        if after.threads <= before.threads or time.monotonic() > deadline:
-            return after
-        time.sleep(0.2)
+    try:
+        return eventually(
+            lambda: (after := server.figures()).threads <= before.threads and after,
+            20,
+            0.2,
+            "the thread count back",
+        )
+    except AssertionError:  # still above: the caller checks it against the slack
+        return server.figures()

@@ -20,7 +20,7 @@ from tensorflow_serving.apis import predict_pb2
 
 from tests.reliability.conftest import Size, report
 from tests.reliability.models import config_file, write_version
-from tests.util.processes import ServerProcess
+from tests.util.processes import ServerProcess, serving
 
 BURST = 96
 DEADLINE_S = 10.0
@@ -47,17 +47,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         "max_batch_size { value: 4 }\nbatch_timeout_micros { value: 1000 }\n"
         "max_enqueued_batches { value: 2 }\nnum_batch_threads { value: 1 }\n"
     )
-    process = ServerProcess(
+    with serving(
         [
             f"--model_config_file={config}",
             "--enable_batching",
             f"--batching_parameters_file={batching}",
         ],
         root / "server.log",
-    )
-    process.wait_serving(timeout=120)
-    yield process
-    assert process.stop() == 0
+        timeout=120,
+    ) as process:
+        yield process
 
 
 def sequential_latencies(server: ServerProcess, n: int = 15) -> list[float]:

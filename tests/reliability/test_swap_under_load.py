@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from tests.reliability.conftest import Size, TrainedModels, report
 from tests.reliability.models import config_file, write_version
 from tests.reliability.swapping import serving_windows, swap
-from tests.util.processes import ServerProcess
+from tests.util.processes import ServerProcess, serving
 from tests.util.workers import both_modes
 
 CONCURRENCY = 32
@@ -102,10 +103,14 @@ def test_swaps_under_load_lose_no_request(
     try:
         server.wait_serving(timeout=120)
         with Clients(server.port, mnist_request()) as clients:
-            time.sleep(1.0)
+            server.wait_for(lambda: clients.outcomes, 30, "the first answer under load")
             for step in range(swaps):
                 swap(server, trained_models, base, "mnist", old=step + 1, new=step + 2)
-            time.sleep(1.0)
+            server.wait_for(
+                lambda: any(o.version == swaps + 1 for o in list(clients.outcomes)),
+                30,
+                f"an answer from the last version, {swaps + 1}",
+            )
     finally:
         assert server.stop() == 0
     outcomes = clients.outcomes
@@ -141,20 +146,19 @@ def test_swaps_under_load_lose_no_request(
 
 
 @pytest.fixture
-def slow_server(tmp_path: Path) -> ServerProcess:
-    write_version(tmp_path / "slow", 1, factor=1.0)
+def slow_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    write_version(tmp_path / "slow", 1, factor=1.0, slow_started=str(tmp_path / "slow-started"))
     config = config_file(tmp_path / "models.config", {"slow": (tmp_path / "slow", "")})
-    server = ServerProcess(
+    with serving(
         [
             f"--model_config_file={config}",
             "--file_system_poll_wait_seconds=0.1",
             f"--event_log={tmp_path / 'events.jsonl'}",
         ],
         tmp_path / "server.log",
-    )
-    server.wait_serving(timeout=120)
-    yield server
-    assert server.stop() == 0
+        timeout=120,
+    ) as server:
+        yield server
 
 
 def test_a_request_in_flight_when_its_version_unloads_finishes_on_it(
@@ -168,7 +172,9 @@ def test_a_request_in_flight_when_its_version_unloads_finishes_on_it(
     request.model_spec.signature_name = "slow"
     request.inputs["seconds"].CopyFrom(tf.make_tensor_proto(np.float32(2.0)))
     future = slow_server.predict_stub.Predict.future(request, timeout=30)
-    time.sleep(0.3)  # the request is running on version 1
+    slow_server.wait_for(
+        (tmp_path / "slow-started").exists, 30, "the request to run on version 1", 0.01
+    )
     write_version(tmp_path / "slow", 2, factor=1.0)
     reply = future.result()
     received = time.time()

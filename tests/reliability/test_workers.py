@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,8 +25,9 @@ from tests.reliability.conftest import report
 from tests.reliability.models import write_version
 from tests.util.metrics import sample_value
 from tests.util.proc_stats import frontend_pids, process_figures
-from tests.util.processes import QUIET_ENV, ServerProcess, free_port
+from tests.util.processes import ServerProcess, free_port, run_python
 from tests.util.traffic import LoadThreads
+from tests.util.waiting import eventually
 
 WORKERS = 2
 CHANNELS = 16  # each its own connection: the kernel spreads them over the front-ends
@@ -98,11 +98,14 @@ def frontend_events(tmp_path: Path, kind: type) -> list:
     return [e for e in read_events(tmp_path / "events.jsonl") if isinstance(e, kind)]
 
 
-def wait_until(predicate, timeout_s: float, what: str, server: ServerProcess) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what}:\n{server.log_text()[-3000:]}"
-        time.sleep(0.02)
+def wait_restarted(server: ServerProcess, tmp_path: Path, timeout: float) -> None:
+    """Until the event log says a front-end slot was started again (its first restart)."""
+    server.wait_for(
+        lambda: any(e.restarts == 1 for e in frontend_events(tmp_path, FrontendStarted)),
+        timeout,
+        "a front-end started again in its slot",
+        0.02,
+    )
 
 
 def test_a_killed_frontend_comes_back_while_the_other_serves(tmp_path: Path) -> None:
@@ -111,25 +114,20 @@ def test_a_killed_frontend_comes_back_while_the_other_serves(tmp_path: Path) -> 
         first = frontend_pids(server.process.pid)
         assert len(first) == WORKERS, first
         with Traffic(server.port) as traffic:
-            wait_until(
-                lambda: len(traffic.ok_since(0)) == CHANNELS, 60, "every channel answered", server
+            server.wait_for(
+                lambda: len(traffic.ok_since(0)) == CHANNELS, 60, "every channel answered", 0.02
             )
             killed_at = time.time()
             os.kill(first[0], signal.SIGKILL)
-            wait_until(
-                lambda: any(e.restarts == 1 for e in frontend_events(tmp_path, FrontendStarted)),
-                30,
-                "the killed front-end was not started again",
-                server,
-            )
+            wait_restarted(server, tmp_path, 30)
             (back,) = [e for e in frontend_events(tmp_path, FrontendStarted) if e.restarts == 1]
             back_at = back.time  # it listens again
             # Every channel, the killed one's reconnected, is answered again.
-            wait_until(
+            server.wait_for(
                 lambda: len(traffic.ok_since(back_at)) == CHANNELS,
                 60,
-                "a channel was not answered again",
-                server,
+                "every channel answered again",
+                0.02,
             )
         outcomes = list(traffic.outcomes)
         during = {c for c, t, code in outcomes if killed_at < t < back_at and code == "OK"}
@@ -159,13 +157,7 @@ def test_a_killed_frontend_comes_back_while_the_other_serves(tmp_path: Path) -> 
         sorted((e.exit_code, e.restarting) for e in exits if e is not killed[0])
         == [(0, False)] * WORKERS
     )
-    replay = subprocess.run(
-        [sys.executable, "-m", "pyserving", "replay", str(tmp_path / "events.jsonl")],
-        capture_output=True,
-        text=True,
-        env=QUIET_ENV,
-        timeout=120,
-    )
+    replay = run_python("-m", "pyserving", "replay", str(tmp_path / "events.jsonl"), timeout=120)
     assert replay.returncode == 0, replay.stdout + replay.stderr
     assert "VERIFIED" in replay.stdout
     assert f"(pid {first[0]}) killed by SIGKILL; the engine starts it again" in replay.stdout
@@ -181,12 +173,7 @@ def test_a_hung_frontend_is_killed_and_started_again(tmp_path: Path) -> None:
         assert len(first) == WORKERS, first
         stopped_at = time.time()
         os.kill(first[0], signal.SIGSTOP)
-        wait_until(
-            lambda: any(e.restarts == 1 for e in frontend_events(tmp_path, FrontendStarted)),
-            60,
-            "the stopped front-end was not replaced",
-            server,
-        )
+        wait_restarted(server, tmp_path, 60)
         for _ in range(CHANNELS):  # new connections, wherever the kernel puts them
             channel = own_channel(server.port)
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
@@ -202,13 +189,7 @@ def test_a_hung_frontend_is_killed_and_started_again(tmp_path: Path) -> None:
     ], exits
     assert unresponsive[0].time - stopped_at >= 3.0, "killed before its timeout"
     assert "frontend_unresponsive" in server.log_text()
-    replay = subprocess.run(
-        [sys.executable, "-m", "pyserving", "replay", str(tmp_path / "events.jsonl")],
-        capture_output=True,
-        text=True,
-        env=QUIET_ENV,
-        timeout=120,
-    )
+    replay = run_python("-m", "pyserving", "replay", str(tmp_path / "events.jsonl"), timeout=120)
     assert replay.returncode == 0, replay.stdout + replay.stderr
     assert f"(pid {first[0]}) stopped answering; the engine killed it with SIGKILL" in (
         replay.stdout
@@ -222,10 +203,12 @@ def test_the_frontends_exit_when_the_engine_is_killed(tmp_path: Path) -> None:
     server.process.send_signal(signal.SIGKILL)
     server.process.wait(30)
     server.stop()
-    deadline = time.monotonic() + 10
-    while any(os.path.exists(f"/proc/{pid}") for pid in pids):
-        assert time.monotonic() < deadline, "a front-end outlived its engine"
-        time.sleep(0.02)
+    eventually(
+        lambda: not any(os.path.exists(f"/proc/{pid}") for pid in pids),
+        10,
+        0.02,
+        "every front-end to exit with its engine",
+    )
 
 
 def test_one_scrape_counts_every_process_once_and_keeps_a_restarted_ones(
@@ -261,18 +244,18 @@ def test_one_scrape_counts_every_process_once_and_keeps_a_restarted_ones(
             for _ in range(5):
                 stub.Predict(request(), timeout=10)
                 sent += 1
-        wait_until(lambda: count() == sent, 10, f"the scrape never counted {sent}", server)
+        server.wait_for(lambda: count() == sent, 10, f"the scrape to count {sent}", 0.02)
         pids = frontend_pids(server.process.pid)
         for pid in pids:  # after serving: still no TensorFlow runtime, and a small process
             maps = Path(f"/proc/{pid}/maps").read_text()
             assert "libtensorflow" not in maps and "_pywrap_tensorflow" not in maps
             assert process_figures(pid).rss_mib < 150, process_figures(pid)
         os.kill(pids[0], signal.SIGKILL)
-        wait_until(
+        server.wait_for(
             lambda: len(set(frontend_pids(server.process.pid)) - set(pids)) == 1,
             30,
-            "the killed front-end was not started again",
-            server,
+            "the killed front-end to start again",
+            0.02,
         )
         assert count() == sent  # the killed front-end's requests stay counted
         for channel in channels:

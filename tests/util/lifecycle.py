@@ -7,7 +7,6 @@ sleeps alone.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +26,7 @@ from pyserving.engine.policy import AspiredVersionPolicy
 from pyserving.engine.servable import Loader
 from pyserving.engine.servable_map import ServableMap
 from pyserving.statemachines.servable_version import ServableVersionMachine, State
+from tests.util.waiting import eventually
 
 NO_RETRIES = LoadAttempts(max_num_load_retries=0, load_retry_interval_s=0.0)
 SETTLED = (State.AVAILABLE, State.END, State.ERROR)
@@ -51,14 +51,13 @@ def all_settled(manager: Manager) -> bool:
 
 def settle(bus: EventBus, manager: Manager, timeout_s: float = 10.0) -> None:
     """Wait until every version has settled and the bus has dispatched what that caused."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def settled() -> bool:
         bus.wait_idle(5)
-        if all_settled(manager):
-            bus.wait_idle(5)
-            return
-        time.sleep(0.005)
-    raise AssertionError(f"did not settle: {manager.states()}")
+        return all_settled(manager)
+
+    eventually(settled, timeout_s, 0.005, lambda: f"every version to settle: {manager.states()}")
+    bus.wait_idle(5)
 
 
 class Lifecycle:
@@ -112,16 +111,16 @@ class Lifecycle:
         settle(self.bus, self.manager)
 
     def wait_label(self, label: str, version: int, model: str = "m") -> None:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        def resolved() -> bool:
             self.bus.wait_idle(5)
-            try:
-                if self.map.resolve(model, label=label) == version:
-                    return
-            except ServingError:
-                pass
-            time.sleep(0.01)
-        raise AssertionError(f"label {label} never resolved to {version}: {self.map.labels(model)}")
+            return self.map.resolve(model, label=label) == version
+
+        eventually(
+            resolved,
+            10,
+            ignore=(ServingError,),
+            message=lambda: f"label {label} to resolve to {version}: {self.map.labels(model)}",
+        )
 
     def code(self, label: str, model: str = "m") -> Code:
         """The status a request naming `label` gets now (it must fail)."""

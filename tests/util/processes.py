@@ -5,15 +5,19 @@ One copy for tests/ and bench/ alike (bench imports it as `tests.util.processes`
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Sequence
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -25,6 +29,9 @@ from tensorflow_serving.apis import (
 
 # Re-exported: the reliability suites import them from here.
 from tests.util.proc_stats import ProcessFigures, frontend_pids, process_figures
+from tests.util.waiting import eventually
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]
 QUIET_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
@@ -71,6 +78,31 @@ def free_port() -> int:
         _HANDED_OUT.add(port)
         return port
     raise RuntimeError(f"no free port in {first}-{low - 1} after 200 tries")
+
+
+def run_python(
+    *args: str, timeout: float = 300.0, env: dict[str, str | None] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """This interpreter run with `args` in the repository root, to its end; QUIET_ENV plus
+    `env` (a None value removes the variable), output captured as text. The caller checks
+    the exit status it expects."""
+    child_env = {k: v for k, v in {**QUIET_ENV, **(env or {})}.items() if v is not None}
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=child_env,
+    )
+
+
+def refused_start(*flags: str, timeout: float = 120.0) -> str:
+    """`pyserving serve flags`, which must refuse to start as a usage error does (exit
+    status 2, the status argparse uses); its stderr, which says why."""
+    result = run_python("-m", "pyserving", "serve", *flags, timeout=timeout)
+    assert result.returncode == 2, f"exit status {result.returncode}:\n{result.stderr[-3000:]}"
+    return result.stderr
 
 
 def serve_command(port: int, *flags: str) -> list[str]:
@@ -127,23 +159,26 @@ def wait_serving(
     own = channel is None
     channel = grpc.insecure_channel(address) if channel is None else channel
     health = health_pb2_grpc.HealthStub(channel)
-    deadline = time.monotonic() + timeout_s
+
+    def serving() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited early:\n{describe()}")
+        try:
+            reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+        except grpc.RpcError as exc:
+            return unimplemented_is_ready and exc.code() == grpc.StatusCode.UNIMPLEMENTED
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+
     try:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise AssertionError(f"server exited early:\n{describe()}")
-            try:
-                reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError as exc:
-                if unimplemented_is_ready and exc.code() == grpc.StatusCode.UNIMPLEMENTED:
-                    return
-            time.sleep(poll_s)
+        eventually(
+            serving,
+            timeout_s,
+            poll_s,
+            lambda: f"server at {address} to say SERVING:\n{describe()}",
+        )
     finally:
         if own:
             channel.close()
-    raise AssertionError(f"server at {address} not SERVING after {timeout_s}s:\n{describe()}")
 
 
 def stop(
@@ -164,7 +199,8 @@ class ServerProcess:
     """`pyserving serve` as a subprocess, with its JSON log captured to a file.
 
     `workers`: N > 0 appends `--workers=N` (an engine and N front-ends on the same ports);
-    the end-to-end suites run their main cases both ways through `tests.util.workers`."""
+    the end-to-end suites run their main cases both ways through `tests.util.workers`.
+    `rest`: serve REST too, on `rest_port` (`url(path)` addresses it)."""
 
     def __init__(
         self,
@@ -173,16 +209,36 @@ class ServerProcess:
         env: dict[str, str | None] | None = None,
         preexec_fn: Callable[[], None] | None = None,
         workers: int = 0,
+        rest: bool = False,
     ) -> None:
         self.port = free_port()
+        self.rest_port = free_port() if rest else 0
         self.log_path = log_path
         self.workers = workers
-        flags = [*args, f"--workers={workers}"] if workers else list(args)
+        flags = [f"--rest_api_port={self.rest_port}", *args] if rest else list(args)
+        flags = [*flags, f"--workers={workers}"] if workers else flags
         self.process = spawn(serve_command(self.port, *flags), log_path, env, preexec_fn)
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
         self.predict_stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.model_stub = model_service_pb2_grpc.ModelServiceStub(self.channel)
         self.health_stub = health_pb2_grpc.HealthStub(self.channel)
+
+    def url(self, path: str) -> str:
+        """`path` on this server's REST port (started with `rest=True`)."""
+        assert self.rest_port, "started without rest=True"
+        return f"http://127.0.0.1:{self.rest_port}{path}"
+
+    def call(
+        self, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        """(HTTP status, JSON reply) of a GET of `path`, or of a POST when `body` is given;
+        an error status is returned, not raised, with its JSON error body ({} if empty)."""
+        request = urllib.request.Request(self.url(path), data=body, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                return reply.status, json.loads(reply.read() or b"{}")
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}")
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -197,13 +253,17 @@ class ServerProcess:
             channel=self.channel,  # this server's channel, TLS when a test made it so
         )
 
-    def wait_for(self, predicate, timeout: float = 60.0, what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}:\n{self.log_text()[-4000:]}")
+    def wait_for(
+        self,
+        predicate: Callable[[], T],
+        timeout: float = 60.0,
+        what: str = "condition",
+        interval: float = 0.1,
+    ) -> T:
+        """`eventually`, failing with this server's log tail (what it did instead)."""
+        return eventually(
+            predicate, timeout, interval, lambda: f"{what}:\n{self.log_text()[-4000:]}"
+        )
 
     def figures(self) -> ProcessFigures:
         """Memory and threads of the whole server: the engine and, with `--workers`, its
@@ -221,3 +281,31 @@ class ServerProcess:
         code = stop(self.process, sig, timeout)
         self.channel.close()
         return code
+
+
+S = TypeVar("S", bound=ServerProcess)
+
+
+@contextmanager
+def serving(
+    args: list[str],
+    log_path: Path,
+    workers: int = 0,
+    timeout: float = 60.0,
+    # mypy cannot check a default for a TypeVar-typed parameter (python/mypy#3737).
+    server_class: type[S] = ServerProcess,  # type: ignore[assignment]
+    **options: Any,
+) -> Iterator[S]:
+    """A started `server_class` (ServerProcess or a subclass), SERVING when the block
+    starts and stopped after it, where its exit status must be 0 (a crash at shutdown is a
+    failure). Stopped, too, when start-up or the block fails, so no server outlives its
+    test. `options` go to the constructor (env, rest, preexec_fn)."""
+    server = server_class(args, log_path, workers=workers, **options)
+    try:
+        server.wait_serving(timeout)
+        yield server
+    except BaseException:
+        server.stop()
+        raise
+    code = server.stop()
+    assert code == 0, f"server exited with {code}:\n{server.log_text()[-4000:]}"

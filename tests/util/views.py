@@ -1,6 +1,6 @@
 """A real lifecycle behind the data plane's views, for the data plane's tests: in this
-process (tests/test_data_plane.py) and in the engine process of
-tests/util/ipc_data_plane_engine.py (tests/test_remote_data_plane.py).
+process (tests/engine/test_data_plane.py) and in the engine process of
+tests/util/ipc_data_plane_engine.py (tests/adapters/test_remote_data_plane.py).
 
 The same collaborators as `pyserving serve` wires (`api.view_messages.engine_lifecycle`):
 a bus, a manager, the live config and the model repository over folders under `root`,

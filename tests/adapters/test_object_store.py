@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("s3fs", reason="install pyserving[s3] for object-store support")
 
 from pyserving.adapters.sources.object_store import (
     CacheFull,
@@ -17,18 +14,11 @@ from pyserving.adapters.sources.object_store import (
     is_remote,
     redact,
 )
-from tests.s3_server import s3_server, use_s3_server
-
-
-@pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    with s3_server() as endpoint:
-        use_s3_server(monkeypatch, endpoint)
-        import s3fs
-
-        fs = s3fs.S3FileSystem(skip_instance_cache=True)
-        fs.mkdir("models")
-        yield fs
+from tests.s3_server import (
+    s3_filesystem,  # noqa: F401 - registers the `s3` fixture
+    s3_server,
+    use_s3_server,
+)
 
 
 def put_version(fs: object, version: str, complete: bool = True) -> None:

@@ -25,6 +25,7 @@ from pyserving.engine.request_core import PlanOptions, RequestCore
 from pyserving.engine.runner import DirectRunner, Runner
 from pyserving.engine.servable import Signature, TensorSpec
 from pyserving.engine.servable_map import ServableHandle, ServableMap
+from tests.util.waiting import eventually_async
 
 F32 = np.dtype(np.float32)
 
@@ -148,11 +149,7 @@ def test_deadline_answers_504_but_keeps_the_version_until_the_call_ends() -> Non
         assert servable.running_slow.is_set()  # type: ignore[attr-defined]
         assert handle.in_flight >= 1  # the model call still runs: its version stays held
         servable.release.set()  # type: ignore[attr-defined]
-        for _ in range(100):
-            if handle.in_flight == 0:
-                break
-            await asyncio.sleep(0.05)
-        assert handle.in_flight == 0
+        await eventually_async(lambda: handle.in_flight == 0, 5, 0.05, "the model call to end")
         assert observed[-1][2] == "DEADLINE_EXCEEDED"
 
     serve(body, timeout_s=0.3)

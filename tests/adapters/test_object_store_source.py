@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-pytest.importorskip("s3fs", reason="install pyserving[s3] for object-store support")
-
 from pyserving.adapters.sources.object_store import ObjectStore, RemoteStorage, VersionCache
 from pyserving.adapters.sources.storage_path import StoragePathSource
-from tests.s3_server import s3_server, use_s3_server
+from tests.s3_server import (
+    s3_filesystem,  # noqa: F401 - registers the `s3` fixture
+    s3_server,
+    use_s3_server,
+)
 from tests.util.sources import Recorder
-
-
-@pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    with s3_server() as endpoint:
-        use_s3_server(monkeypatch, endpoint)
-        import s3fs
-
-        fs = s3fs.S3FileSystem(skip_instance_cache=True)
-        fs.mkdir("models")
-        yield fs
 
 
 def make_source(tmp_path: Path) -> tuple[StoragePathSource, Recorder, VersionCache]:

@@ -14,6 +14,7 @@ from pyserving.adapters.ipc.engine_services import engine_services
 from pyserving.adapters.ipc.engine_side import Answer, Call
 from pyserving.adapters.ipc.frontend_services import ObservationShipper
 from pyserving.engine.errors import ServingError
+from tests.util.waiting import eventually_async
 
 
 class Recorder:
@@ -58,9 +59,8 @@ def test_request_log_counts_from_the_writer_thread_reach_the_engines_counters() 
         writer.start()
         writer.join()
         shipper.add("m", "Predict", "OK", 0.01)
-        async with asyncio.timeout(5):
-            while not client.calls:  # shipped by the timer the writer thread armed
-                await asyncio.sleep(0.01)
+        # Shipped by the timer the writer thread armed.
+        await eventually_async(lambda: client.calls, 5, 0.01, "the shipped batch")
         await shipper.flush()
         observe = services(counted)["observe"]
         for method, params in client.calls:
@@ -88,9 +88,8 @@ def test_overlapping_sends_and_a_scrapes_flush_all_finish() -> None:
         shipper = ObservationShipper(client, interval_s=0.001)  # type: ignore[arg-type]
         for n in (1, 2):
             shipper.add("m", "Predict", "OK", 0.01)
-            async with asyncio.timeout(5):
-                while len(client.calls) < n:  # each batch on its way, unanswered
-                    await asyncio.sleep(0.001)
+            # Each batch on its way, unanswered.
+            await eventually_async(lambda n=n: len(client.calls) >= n, 5, message=f"batch {n} sent")
         released.set()
         async with asyncio.timeout(5):
             await shipper.flush()

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from pyserving.api.flag_compat import (
     refused_flags,
     tensorflow_threads,
 )
+from tests.util.processes import refused_start
 
 # tensorflow_serving/model_servers/main.cc (recent), plus enable_grpc_healthcheck_service
 # and use_tflite_model from older releases: the flags TF Serving documents.
@@ -104,13 +103,12 @@ def test_refused_flags_name_themselves() -> None:
 
 
 def test_a_refused_flag_stops_the_server_with_exit_2(tmp_path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "pyserving", "serve", f"--model_base_path={tmp_path}",
-         "--model_name=m", "--thread_pool_factory_config_file=/etc/pools.pbtxt"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert result.returncode == 2
-    assert "--thread_pool_factory_config_file=/etc/pools.pbtxt is not supported" in result.stderr
+    stderr = refused_start(
+        f"--model_base_path={tmp_path}",
+        "--model_name=m",
+        "--thread_pool_factory_config_file=/etc/pools.pbtxt",
+    )
+    assert "--thread_pool_factory_config_file=/etc/pools.pbtxt is not supported" in stderr
 
 
 def test_version_prints_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,6 +20,14 @@ from pyserving.engine.replay import replay
 from tests.recorded_runs import RecordedServer
 
 
+def write_shutdowns(log: Path, count: int, reason: str = "x", **rotation: int) -> None:
+    """`count` events (seq 1..count) through a writer rotating as `rotation` says."""
+    writer = EventLogWriter(log, **rotation)
+    for i in range(1, count + 1):
+        writer(ShutdownRequested(reason=reason).stamped(i, float(i)))
+    writer.close()
+
+
 def test_rotation_keeps_a_bounded_set_that_replays_in_order(tmp_path: Path) -> None:
     log = tmp_path / "events.jsonl"
     server = RecordedServer(log, max_bytes=1500, backups=50)
@@ -39,10 +47,7 @@ def test_rotation_keeps_a_bounded_set_that_replays_in_order(tmp_path: Path) -> N
 
 def test_rotation_drops_the_oldest_beyond_the_kept_count(tmp_path: Path) -> None:
     log = tmp_path / "events.jsonl"
-    writer = EventLogWriter(log, max_bytes=300, backups=2)
-    for i in range(1, 41):
-        writer(ShutdownRequested(reason="x").stamped(i, float(i)))
-    writer.close()
+    write_shutdowns(log, 40, max_bytes=300, backups=2)
     assert [f.name for f in rotated_set(log)] == [
         "events.jsonl.2",
         "events.jsonl.1",
@@ -54,10 +59,7 @@ def test_rotation_drops_the_oldest_beyond_the_kept_count(tmp_path: Path) -> None
 
 def test_restart_continues_numbering_across_a_fresh_rotation(tmp_path: Path) -> None:
     log = tmp_path / "events.jsonl"
-    writer = EventLogWriter(log, max_bytes=300, backups=3)
-    for i in range(1, 30):
-        writer(ShutdownRequested(reason="x").stamped(i, float(i)))
-    writer.close()
+    write_shutdowns(log, 29, max_bytes=300, backups=3)
     newest_backup = [e.seq for e in read_events(rotated_set(log)[-2])]
     log.write_bytes(b"")  # as if the server died right after a rotation
     assert last_sequence(log) == newest_backup[-1] > 0
@@ -65,10 +67,7 @@ def test_restart_continues_numbering_across_a_fresh_rotation(tmp_path: Path) -> 
 
 def test_last_sequence_reads_the_tail_of_a_large_log(tmp_path: Path) -> None:
     log = tmp_path / "events.jsonl"
-    writer = EventLogWriter(log)
-    for i in range(1, 3001):
-        writer(ShutdownRequested(reason="padding " * 5).stamped(i, float(i)))
-    writer.close()
+    write_shutdowns(log, 3000, reason="padding " * 5)
     assert log.stat().st_size > 64 * 1024
     with open(log, "ab") as f:
         f.write(b'{"seq":3001,"ti')  # torn
@@ -77,10 +76,7 @@ def test_last_sequence_reads_the_tail_of_a_large_log(tmp_path: Path) -> None:
 
 def test_log_files_orders_arguments_by_their_first_seq(tmp_path: Path) -> None:
     log = tmp_path / "events.jsonl"
-    writer = EventLogWriter(log, max_bytes=300, backups=5)
-    for i in range(1, 20):
-        writer(ShutdownRequested(reason="x").stamped(i, float(i)))
-    writer.close()
+    write_shutdowns(log, 19, max_bytes=300, backups=5)
     backwards = [str(p) for p in rotated_set(log)][::-1]
     assert log_files(backwards) == rotated_set(log)  # each named once, oldest first
     with pytest.raises(FileNotFoundError, match="no event log"):

@@ -19,9 +19,9 @@ from pyserving.adapters.loaders.provenance import (
 from pyserving.engine.events import LoadSucceeded
 from pyserving.engine.harness import LoadAttempts, LoaderHarness
 from pyserving.engine.load_timeout import TimedLoads
-from tests.python_models import write_python_version
 from tests.servables import ConstantLoader
 from tests.tf_serving_testdata import half_plus_two_tflite
+from tests.util.python_models import write_scaling_version
 
 OPTIONS = PlatformOptions()
 
@@ -76,10 +76,10 @@ def test_without_fingerprint_pb_the_digest_covers_the_graph_and_the_variables(
 
 
 def test_a_python_model_is_known_by_the_digest_of_its_folder(tmp_path: Path) -> None:
-    folder = write_python_version(tmp_path, 1, factor=2.0)
+    folder = write_scaling_version(tmp_path, 1, factor=2.0)
     digest = fingerprint(PYTHON, OPTIONS, str(folder))
     assert digest == file_digest(folder, [p for p in folder.rglob("*") if p.is_file()])
-    other = write_python_version(tmp_path / "other", 1, factor=3.0)
+    other = write_scaling_version(tmp_path / "other", 1, factor=3.0)
     assert fingerprint(PYTHON, OPTIONS, str(other)) != digest
 
 

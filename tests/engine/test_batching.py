@@ -22,6 +22,7 @@ from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.events import BatchRun, Event
 from pyserving.engine.servable_map import ServableHandle, ServableMap
 from tests.servables import SIG, WAIT_S, RecordingServable
+from tests.util.waiting import eventually_async
 
 
 class FakeClock:
@@ -69,10 +70,11 @@ class Harness:
         return task
 
     async def wait_queued(self, count: int) -> None:
-        deadline = time.monotonic() + WAIT_S
-        while sum(self.runner.queue_depths().values()) < count:
-            assert time.monotonic() < deadline, self.runner.queue_depths()
-            await asyncio.sleep(0.001)
+        await eventually_async(
+            lambda: sum(self.runner.queue_depths().values()) >= count,
+            WAIT_S,
+            message=lambda: f"{count} queued: {self.runner.queue_depths()}",
+        )
 
     def batch_runs(self) -> list[BatchRun]:
         return [e for e in self.events if isinstance(e, BatchRun)]
@@ -288,13 +290,18 @@ def test_inputs_with_different_batch_sizes_are_invalid_argument() -> None:
     h.close()
 
 
-def test_large_request_is_split_across_batches_when_splitting_is_on() -> None:
-    h = Harness(
+def splitting_harness() -> Harness:
+    """Batches of up to 10 rows, run in pieces of at most 4."""
+    return Harness(
         max_batch_size=10,
         enable_large_batch_splitting=True,
         max_execution_batch_size=4,
         batch_timeout_micros=200_000,
     )
+
+
+def test_large_request_is_split_across_batches_when_splitting_is_on() -> None:
+    h = splitting_harness()
 
     async def scenario() -> None:
         small, big = rows(1, start=100), rows(9, start=0)
@@ -308,12 +315,7 @@ def test_large_request_is_split_across_batches_when_splitting_is_on() -> None:
 
 
 def test_large_request_alone_is_split_too() -> None:
-    h = Harness(
-        max_batch_size=10,
-        enable_large_batch_splitting=True,
-        max_execution_batch_size=4,
-        batch_timeout_micros=200_000,
-    )
+    h = splitting_harness()
 
     async def scenario() -> None:
         np.testing.assert_array_equal(await h.predict(rows(9)), rows(9) * 2)
@@ -459,18 +461,15 @@ def test_unloading_version_finishes_its_queued_requests_before_it_unloads() -> N
         first = asyncio.create_task(predict(rows(4, 0)))  # a full batch: runs at once
         assert await asyncio.to_thread(v1.running.wait, WAIT_S)
         queued = [asyncio.create_task(predict(rows(1, i))) for i in (4, 5)]
-        deadline = time.monotonic() + WAIT_S
-        while sum(runner.queue_depths().values()) < 2:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.001)
+        await eventually_async(
+            lambda: sum(runner.queue_depths().values()) >= 2, WAIT_S, message="2 queued"
+        )
         assert runner.queue_depths() == {("m", 1, SIG): 2}
         # Version 2 replaces version 1, whose unload must wait for the three requests.
         v1_handle = serving_map.snapshot["m"].versions[1]
         swap = asyncio.create_task(asyncio.to_thread(m.aspire, 2))
-        deadline = time.monotonic() + WAIT_S
-        while not v1_handle.retiring:  # the unload has begun and waits for in-flight requests
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.005)
+        # The unload has begun and waits for in-flight requests.
+        await eventually_async(lambda: v1_handle.retiring, WAIT_S, 0.005, "the unload to begin")
         # Held by the three requests in flight, the unload cannot have run.
         assert v1_handle.in_flight >= 3 and not v1_handle.retire_and_wait(timeout=0)
         assert not v1.unloaded

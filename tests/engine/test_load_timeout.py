@@ -13,6 +13,7 @@ from pyserving.engine.manager import LoadAttempts
 from pyserving.statemachines.servable_version import State
 from tests.servables import ConstantServable, GatedLoader
 from tests.util.lifecycle import Lifecycle
+from tests.util.waiting import eventually
 
 
 class RecordingLoader(GatedLoader):
@@ -44,10 +45,10 @@ def test_a_hung_load_fails_and_its_late_result_is_unloaded_never_served() -> Non
     assert status[1].state == State.AVAILABLE
     assert [s.version for s in loader.returned] == [1]
     loader.open("/m/2")  # the abandoned thread finishes its load now
-    deadline = time.monotonic() + 10
-    while not (len(loader.returned) == 2 and loader.returned[1].unloaded):
-        assert time.monotonic() < deadline, "the late load was never discarded"
-        time.sleep(0.01)
+    eventually(
+        lambda: len(loader.returned) == 2 and loader.returned[1].unloaded,
+        message="the late load to be discarded",
+    )
     assert loader.returned[1].version == 2  # discarded: unloaded by the abandoned thread itself
     h.bus.wait_idle(5)
     assert set(h.map.snapshot["m"].versions) == {1}
@@ -74,10 +75,7 @@ def test_abandoned_threads_are_bounded_and_errors_pass_through() -> None:
     with pytest.raises(LoadTimedOut, match="1 earlier load"):
         timed.run(lambda: ConstantServable(2), "m/2")
     gate.set()
-    deadline = time.monotonic() + 10
-    while timed.abandoned_running() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert timed.abandoned_running() == 0
+    eventually(lambda: timed.abandoned_running() == 0, message="the abandoned load to end")
     assert timed.run(lambda: ConstantServable(3), "m/3").version == 3
 
     def broken() -> ConstantServable:

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -159,23 +160,8 @@ structlog.get_logger("t").info("hello_there", answer=42)
 def log_line(fmt: str, terminal: bool, tmp_path: Path) -> str:
     """The line a process logging with --log_format=`fmt` writes to its stderr, which is
     a pseudo-terminal when `terminal`, else a file."""
-    if terminal:
-        parent, child = pty.openpty()
-        try:
-            subprocess.run(
-                [sys.executable, "-c", LOG_ONE_LINE, fmt],
-                stderr=child,
-                env=QUIET_ENV,
-                cwd=ROOT,
-                timeout=60,
-                check=True,
-            )
-            return os.read(parent, 65536).decode().strip()
-        finally:
-            os.close(parent)
-            os.close(child)
-    path = tmp_path / "stderr"
-    with open(path, "wb") as stderr:
+
+    def log_one_line(stderr: int | IO[bytes]) -> None:
         subprocess.run(
             [sys.executable, "-c", LOG_ONE_LINE, fmt],
             stderr=stderr,
@@ -184,6 +170,18 @@ def log_line(fmt: str, terminal: bool, tmp_path: Path) -> str:
             timeout=60,
             check=True,
         )
+
+    if terminal:
+        parent, child = pty.openpty()
+        try:
+            log_one_line(child)
+            return os.read(parent, 65536).decode().strip()
+        finally:
+            os.close(parent)
+            os.close(child)
+    path = tmp_path / "stderr"
+    with open(path, "wb") as stderr:
+        log_one_line(stderr)
     return path.read_text().strip()
 
 

@@ -17,6 +17,7 @@ from pyserving.engine.servable_map import ServableMap
 from pyserving.statemachines.servable_version import State
 from tests.servables import ConstantLoader, GatedLoader
 from tests.util.lifecycle import NO_RETRIES, Lifecycle
+from tests.util.waiting import eventually
 
 
 def test_swap_loads_new_before_unloading_old() -> None:
@@ -121,19 +122,15 @@ def test_a_slow_load_of_one_model_never_delays_another() -> None:
     bus.start()
     for model in ("slow", "fast"):
         bus.publish(AspiredVersions(model=model, versions=(AspiredVersion(1, f"/{model}/1"),)))
-    deadline = time.monotonic() + 10
-    while "fast" not in serving.snapshot:  # loads in parallel with the stuck one
-        assert time.monotonic() < deadline, manager.states()
-        time.sleep(0.01)
+    # "fast" loads in parallel with the stuck one.
+    eventually(lambda: "fast" in serving.snapshot, message=lambda: f"fast: {manager.states()}")
     assert "/slow/1" in loader.started and manager.states()[("slow", 1)] == State.LOADING
     started = time.monotonic()
     with serving.acquire("fast") as handle:  # a request to the other model: no wait
         assert handle.servable.run("", {}, [])["version"][0] == 1
     assert time.monotonic() - started < 1.0
     loader.open("/slow/1")
-    while "slow" not in serving.snapshot:
-        assert time.monotonic() < deadline, manager.states()
-        time.sleep(0.01)
+    eventually(lambda: "slow" in serving.snapshot, message=lambda: f"slow: {manager.states()}")
     manager.close()
     bus.stop()
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from pyserving.engine.errors import Code
@@ -11,6 +9,7 @@ from pyserving.engine.events import LabelMoved
 from pyserving.engine.labels import effective_labels
 from tests.servables import GatedLoader
 from tests.util.lifecycle import Lifecycle
+from tests.util.waiting import eventually
 
 
 @pytest.mark.parametrize(
@@ -67,10 +66,10 @@ def test_a_failed_version_never_gets_the_label() -> None:
     h.wait_label("canary", 1)
     h.aspire(1, 2, wait=False)
     h.label(canary=2)
-    deadline = time.monotonic() + 10
-    while not any(s.state == "error" for s in h.manager.statuses("m") or []):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    eventually(
+        lambda: any(s.state == "error" for s in h.manager.statuses("m") or []),
+        message="version 2 in error",
+    )
     h.bus.wait_idle(5)
     assert h.map.resolve("m", label="canary") == 1
     h.close()

@@ -40,7 +40,7 @@ from pyserving.engine.events import (
 )
 
 # Every kind as the event log wrote it before the generic codec (json.dumps per field).
-V1_LOG = Path(__file__).parent / "data" / "event_log_v1.jsonl"
+V1_LOG = Path(__file__).parents[1] / "data" / "event_log_v1.jsonl"
 
 SAMPLES: list[Event] = [
     ServerStarted(

@@ -13,9 +13,9 @@ from pyserving.adapters.model_config import ModelConfig, parse_model_server_conf
 from pyserving.adapters.model_repository import ModelRepository, RepositoryControl
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.events import ConfigReloaded
+from tests.adapters.test_live_config import Harness as FileHarness
+from tests.adapters.test_live_config import config_text
 from tests.servables import GatedLoader
-from tests.test_live_config import Harness as FileHarness
-from tests.test_live_config import config_text
 from tests.util.sources import make_versions
 
 

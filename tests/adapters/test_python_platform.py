@@ -26,7 +26,7 @@ from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.request_core import PlanOptions, run_now
 from pyserving.engine.signature_checks import check_inputs
 from tests.example_models import example
-from tests.python_models import write_python_version
+from tests.util.python_models import write_scaling_version
 
 OPTIONS = PlanOptions(method_name_check=True)
 
@@ -52,7 +52,7 @@ def test_registry_knows_both_platforms() -> None:
 
 def test_load_predict_and_unload(tmp_path: Path) -> None:
     marker = tmp_path / "unloaded"
-    path = write_python_version(tmp_path / "py", 1, factor=10.0, unload_marker=marker)
+    path = write_scaling_version(tmp_path / "py", 1, factor=10.0, unload_marker=marker)
     servable = PythonLoader().load(str(path))
     assert set(servable.signatures) == {"serving_default", "regress", "label"}
     reply = run_now(
@@ -69,7 +69,7 @@ def test_load_predict_and_unload(tmp_path: Path) -> None:
 
 
 def test_declared_signatures_check_requests(tmp_path: Path) -> None:
-    servable = PythonLoader().load(str(write_python_version(tmp_path / "py", 1, factor=1.0)))
+    servable = PythonLoader().load(str(write_scaling_version(tmp_path / "py", 1, factor=1.0)))
     misshapen = predict_request_plan(servable, predict_request(np.ones((2, 3))), OPTIONS)
     with pytest.raises(ServingError, match=r"has shape \[2,3\] but the signature expects \[-1,2\]"):
         run_now(servable, misshapen, 1)  # no graph: the declaration refuses it, at run
@@ -81,7 +81,7 @@ def test_declared_signatures_check_requests(tmp_path: Path) -> None:
 
 
 def test_regress_on_examples(tmp_path: Path) -> None:
-    servable = PythonLoader().load(str(write_python_version(tmp_path / "py", 1, factor=3.0)))
+    servable = PythonLoader().load(str(write_scaling_version(tmp_path / "py", 1, factor=3.0)))
     request = regression_pb2.RegressionRequest()
     request.model_spec.name = "py"
     request.model_spec.signature_name = "regress"
@@ -91,7 +91,7 @@ def test_regress_on_examples(tmp_path: Path) -> None:
 
 
 def test_metadata_describes_declared_signatures(tmp_path: Path) -> None:
-    servable = PythonLoader().load(str(write_python_version(tmp_path / "py", 1, factor=1.0)))
+    servable = PythonLoader().load(str(write_scaling_version(tmp_path / "py", 1, factor=1.0)))
     defs = servable.signature_def_map().signature_def
     assert defs["regress"].method_name == "tensorflow/serving/regress"
     assert defs["serving_default"].method_name == "tensorflow/serving/predict"
@@ -124,15 +124,15 @@ def test_broken_model_py_fails_the_load(tmp_path: Path, source: str, message: st
 
 
 def test_versions_do_not_share_module_state(tmp_path: Path) -> None:
-    one = PythonLoader().load(str(write_python_version(tmp_path / "py", 1, factor=1.0)))
-    two = PythonLoader().load(str(write_python_version(tmp_path / "py", 2, factor=5.0)))
+    one = PythonLoader().load(str(write_scaling_version(tmp_path / "py", 1, factor=1.0)))
+    two = PythonLoader().load(str(write_scaling_version(tmp_path / "py", 2, factor=5.0)))
     x = {"x": np.ones((1, 2), np.float32)}
     assert one.run("serving_default", x, ["y"])["y"].tolist() == [2.0]
     assert two.run("serving_default", x, ["y"])["y"].tolist() == [10.0]
 
 
 def test_source_aspires_python_folders_by_their_marker(tmp_path: Path) -> None:
-    write_python_version(tmp_path / "py", 4, factor=1.0)
+    write_scaling_version(tmp_path / "py", 4, factor=1.0)
     (tmp_path / "py" / "5").mkdir()  # no model.py yet: not a version
     published = []
     source = StoragePathSource(

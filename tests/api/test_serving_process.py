@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
-from tests.util.processes import ROOT
+from tests.util.processes import run_python
 
 SERVE_AND_UNLOAD = """
 import asyncio, gc, sys, weakref
@@ -16,6 +12,7 @@ from pyserving.api.flags import server_options
 from pyserving.api.server import ModelServer
 from tests.example_models import export_half_plus_two_tf1
 from tests.util.processes import free_port
+from tests.util.waiting import eventually_async
 
 base = Path(sys.argv[1])
 export_half_plus_two_tf1(base / "1")
@@ -25,8 +22,7 @@ async def main():
     server = ModelServer(server_options(build_parser().parse_args(flags)))
     await server.start()
     frozen = gc.get_freeze_count()
-    while "m" not in server.servable_map.snapshot:
-        await asyncio.sleep(0.05)
+    await eventually_async(lambda: "m" in server.servable_map.snapshot, 120, 0.05, "m to load")
     graph = weakref.ref(server.servable_map.snapshot["m"].versions[1].servable._graph)
     await server.stop("test")
     gc.collect()
@@ -42,14 +38,7 @@ def test_start_up_objects_are_frozen_and_an_unloaded_versions_graph_is_still_col
     """A full collection of what start-up made (TensorFlow's modules) pauses the loop for
     ~270 ms; frozen, it is skipped. Frozen before the first load, so a version's Graph
     (cyclic: its ops point back at it) is still collected once the version is unloaded."""
-    result = subprocess.run(
-        [sys.executable, "-c", SERVE_AND_UNLOAD, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=ROOT,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
+    result = run_python("-c", SERVE_AND_UNLOAD, str(tmp_path), timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     frozen, collected = result.stdout.split()[-2:]
     assert int(frozen) > 100_000  # TensorFlow alone makes ~300k tracked objects

@@ -21,6 +21,7 @@ from pyserving.engine.runner import (
 )
 from pyserving.engine.servable_map import ServableHandle
 from tests.servables import SIG, WAIT_S, RecordingServable
+from tests.util.waiting import eventually
 
 
 def test_runs_the_model_and_returns_its_outputs() -> None:
@@ -60,10 +61,7 @@ def test_a_cancelled_request_keeps_its_version_until_the_model_call_ends() -> No
     assert handle.in_flight == 1  # the model is still running on this version
     assert not handle.retire_and_wait(timeout=0.05)  # so an unload must wait for it
     servable.gate.set()
-    deadline = time.monotonic() + WAIT_S
-    while handle.in_flight and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert handle.in_flight == 0
+    eventually(lambda: handle.in_flight == 0, WAIT_S, message="the cancelled call to end")
     runner.close()
 
 

@@ -24,9 +24,10 @@ from pyserving.engine.load_timeout import TimedLoads
 from pyserving.engine.servable import Loader
 from pyserving.engine.servable_map import ServableHandle
 from pyserving.statemachines.servable_version import State
-from tests.python_models import write_python_version
 from tests.servables import ConstantLoader, ConstantServable, GatedLoader
 from tests.util.lifecycle import Lifecycle
+from tests.util.python_models import write_scaling_version
+from tests.util.waiting import eventually
 
 WAIT_S = 10.0
 
@@ -136,10 +137,7 @@ def test_unload_quiesces_first_and_times_the_unload_alone() -> None:
     assert handle.acquire()  # a request in flight
     job = threading.Thread(target=h.unload, args=(handle,))
     job.start()
-    deadline = time.monotonic() + WAIT_S
-    while not handle.retiring:
-        assert time.monotonic() < deadline, "the unload never began"
-        time.sleep(0.005)
+    eventually(lambda: handle.retiring, WAIT_S, 0.005, "the unload to begin")
     assert not handle.acquire()  # quiescing: no new request gets the version
     time.sleep(0.3)  # the request runs on for a while: the drain lasts at least this long
     handle.release()
@@ -164,7 +162,7 @@ def test_the_platform_loader_is_resolved_once_when_the_version_is_aspired(
 ) -> None:
     base = tmp_path / "m"
     for version in (1, 2):
-        write_python_version(base, version, factor=float(version))
+        write_scaling_version(base, version, factor=float(version))
     platforms: list[str] = []
 
     def platform_of(model: str) -> str:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.servable_map import ServableHandle, ServableMap
 from tests.servables import ConstantServable
+from tests.util.waiting import eventually
 
 
 def make_map(*versions: int) -> ServableMap:
@@ -76,10 +76,8 @@ def test_unload_waits_for_the_last_request() -> None:
 
     unloader = threading.Thread(target=unload)
     unloader.start()
-    deadline = time.monotonic() + 5
-    while not handle.retiring:  # the unload began: it now waits for the request in flight
-        assert time.monotonic() < deadline, "the unload never began"
-        time.sleep(0.001)
+    # The unload began: it now waits for the request in flight.
+    eventually(lambda: handle.retiring, 5, 0.001, "the unload to begin")
     assert not handle.retire_and_wait(timeout=0)  # still one request in flight
     assert not retired.is_set()
     assert handle.in_flight == 1

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,11 +34,12 @@ from pyserving.engine.request_scope import RequestScope
 from pyserving.engine.runner import DirectRunner
 from pyserving.engine.servable_map import ServableHandle
 from tests.servables import SIG, WAIT_S, RecordingServable
+from tests.util.processes import run_python
+from tests.util.waiting import eventually_async
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize(
@@ -94,15 +92,8 @@ def test_without_otel_variables_the_server_sets_up_no_tracer() -> None:
         "assert server.runner.tracer is None\n"
         "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"},
-        cwd=ROOT,
-        timeout=120,
-    )
+    unset_otel = {k: None for k in os.environ if k.startswith("OTEL_")}
+    result = run_python("-c", code, env=unset_otel, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
@@ -263,8 +254,9 @@ def test_one_run_span_per_batch_links_every_traced_request_it_served() -> None:
             )
             for n in (1, 2, 3)
         ]
-        while sum(batching.queue_depths().values()) < 3:
-            await asyncio.sleep(0.001)
+        await eventually_async(
+            lambda: sum(batching.queue_depths().values()) >= 3, WAIT_S, message="3 queued"
+        )
         servable.gate.set()
         await blocker
         for task, n in zip(requests, (1, 2, 3), strict=True):
