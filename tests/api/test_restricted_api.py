@@ -73,9 +73,12 @@ def test_repository_flags_at_start_up(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"no model to serve.*--model_repository=DIR"):
         models_from_flags(options())
     with pytest.raises(ConfigurationError, match="--model_repository_load_all needs"):
+        # ignored below: the flags fail before the rest is used
         repository_from_flags(options("--model_repository_load_all"), None, None)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="is not a folder"):
+        # ignored below: the flags fail before the rest is used
         repository_from_flags(options(f"--model_repository={tmp_path / 'no'}"), None, None)  # type: ignore[arg-type]
+    # ignored below: no repository: the rest is never used
     assert repository_from_flags(options(), None, None) is None  # type: ignore[arg-type]
 
 

@@ -62,7 +62,7 @@ def test_options_are_typed_and_frozen() -> None:
     options = server_options(parse("--port=9000", "--enable_batching", "--rest_api_port", "8501"))
     assert (options.port, options.enable_batching, options.rest_api_port) == (9000, True, 8501)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        options.port = 1  # type: ignore[misc]
+        options.port = 1  # type: ignore[misc]  # the point: a frozen field refuses it
     types = {f.name: f.type for f in FLAGS}
     for name, value in dataclasses.asdict(options).items():
         assert isinstance(value, types[name]), name

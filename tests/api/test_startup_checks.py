@@ -205,5 +205,7 @@ def test_resolve_format_without_a_real_stream() -> None:
         def isatty(self) -> bool:
             raise ValueError("I/O operation on closed file")
 
+    # ignored below: a stream whose isatty raises
     assert resolve_format("auto", Closed()) == "json"  # type: ignore[arg-type]
+    # ignored below: a stream whose isatty raises
     assert resolve_format("console", Closed()) == "console"  # type: ignore[arg-type]
