@@ -12,6 +12,7 @@ MYPYPATH, and prints the errors under the real file paths. Extra arguments go to
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -30,16 +31,12 @@ def package_dirs() -> dict[str, str]:
 def build_tree(package_dir: dict[str, str]) -> None:
     """A real folder per package, holding symlinks to its folder's modules (never a link to a
     whole folder: pyserving/ is itself a package folder, and its subpackages live elsewhere)."""
+    shutil.rmtree(TREE, ignore_errors=True)  # afresh: packages and modules move
     for name, folder in package_dir.items():
         package = TREE.joinpath(*name.split("."))
         package.mkdir(parents=True, exist_ok=True)
         for source in sorted((ROOT / folder).glob("*.py*")):
-            link = package / source.name
-            if not link.is_symlink():
-                os.symlink(os.path.relpath(source, package), link)
-        for stale in package.iterdir():  # a module deleted or moved since the last run
-            if stale.is_symlink() and not stale.exists():
-                stale.unlink()
+            os.symlink(os.path.relpath(source, package), package / source.name)
 
 
 def main() -> int:
