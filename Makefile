@@ -23,8 +23,9 @@ test: install
 	.ci/system-deps
 	$(PY) -m pytest
 
+# mypy through .ci/typecheck.py, which says why it needs a shim (pyproject's package-dir).
 lint: install
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(PY) .ci/typecheck.py
 
 bench: install
 	.ci/system-deps

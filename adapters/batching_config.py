@@ -16,18 +16,25 @@ from typing import Any
 from google.protobuf import text_format
 
 from pyserving.adapters.protos.batching_parameters_pb2 import BatchingParameters
+from pyserving.adapters.text_proto import parse_text_proto
 from pyserving.engine.batching_params import BatchingOptions
+from pyserving.engine.errors import ConfigurationError
 
-__all__ = ["BatchingConfigError", "BatchingParameters", "load_batching_options", "parse_text"]
+__all__ = [
+    "BatchingConfigError",
+    "BatchingParameters",
+    "load_batching_options",
+    "parse_batching_parameters",
+]
 
 
-class BatchingConfigError(ValueError):
+class BatchingConfigError(ConfigurationError):
     """The batching file cannot be used; the message names the file and what to change."""
 
 
-def parse_text(text: str) -> BatchingParameters:
+def parse_batching_parameters(text: str) -> BatchingParameters:
     """A `BatchingParameters` message from its text form (raises text_format.ParseError)."""
-    return text_format.Parse(text, BatchingParameters())
+    return parse_text_proto(BatchingParameters, text)
 
 
 def options_from_proto(params: BatchingParameters) -> BatchingOptions:
@@ -70,7 +77,7 @@ def load_batching_options(path: str | None) -> BatchingOptions:
             f"cannot read --batching_parameters_file={path}: {exc.strerror or exc}"
         ) from None
     try:
-        params = parse_text(text)
+        params = parse_batching_parameters(text)
     except text_format.ParseError as exc:
         raise BatchingConfigError(
             f"--batching_parameters_file={path} is not a BatchingParameters text proto: {exc}. "

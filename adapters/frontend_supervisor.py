@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from pyserving.engine.errors import ConfigurationError
 from pyserving.engine.events import Event, FrontendExited, FrontendStarted
 
 log = structlog.get_logger("pyserving.frontends")
@@ -40,8 +41,9 @@ QUICK_EXIT_S = 1.0  # an exit this soon after a start counts as a failing start
 HEARTBEAT_S = 1.0  # how often a front-end says it is alive
 
 
-class FrontendStartError(RuntimeError):
-    """A front-end did not come up; the message says which and why."""
+class FrontendStartError(ConfigurationError):
+    """A front-end did not come up; the message says which and why. (A ConfigurationError:
+    the server cannot run as started, and `serve` reports it as it does a bad flag.)"""
 
 
 @dataclass

@@ -34,7 +34,7 @@ from pyserving.adapters.model_config import (
     ServerConfig,
     diff,
     from_proto,
-    parse_text,
+    parse_model_server_config,
 )
 from pyserving.adapters.sources.model_sources import ModelSources
 from pyserving.adapters.sources.storage_path import VersionStorage
@@ -148,9 +148,9 @@ class LiveConfig:
             replaced = self._overrides.get(model.name, model)
             if replaced is not None:
                 models.append(replaced)
-        for name, model in self._overrides.items():
-            if model is not None and self._base.get(name) is None:
-                models.append(model)
+        for name, added in self._overrides.items():
+            if added is not None and self._base.get(name) is None:
+                models.append(added)
         return ServerConfig(tuple(models))
 
     def _apply(self, new: ServerConfig, origin: str) -> ConfigDiff:
@@ -280,7 +280,7 @@ class LiveConfig:
             self._last_file_text = text
             started = time.monotonic()
             try:
-                new = parse_text(text, origin=self._config_file)
+                new = parse_model_server_config(text, origin=self._config_file)
             except ConfigError as exc:
                 log.error(
                     "model_config_rejected",

@@ -36,6 +36,9 @@ def configure_logging(fmt: str = "json", level: str = "info") -> None:
         if fmt == "console"
         else structlog.processors.JSONRenderer()
     )
+    rename: structlog.typing.Processor = (
+        structlog.processors.EventRenamer("message") if fmt == "json" else _identity
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -44,7 +47,7 @@ def configure_logging(fmt: str = "json", level: str = "info") -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
-            structlog.processors.EventRenamer("message") if fmt == "json" else _identity,
+            rename,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
@@ -55,5 +58,7 @@ def configure_logging(fmt: str = "json", level: str = "info") -> None:
     )
 
 
-def _identity(logger: object, name: str, event_dict: dict) -> dict:
+def _identity(
+    logger: object, name: str, event_dict: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
     return event_dict

@@ -337,8 +337,8 @@ class ServingMetrics:
                 for s in State:
                     counts.setdefault((model, s.value), 0)
                 counts[(model, str(state))] += 1
-            for (model, state), n in sorted(counts.items()):
-                versions.add_metric([model, state], n)
+            for (model, state_name), n in sorted(counts.items()):
+                versions.add_metric([model, state_name], n)
         yield versions
         depth = GaugeMetricFamily(
             "pyserving_batch_queue_depth",

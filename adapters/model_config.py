@@ -21,6 +21,8 @@ from pyserving.adapters.sources.version_selection import (
     SpecificVersions,
     VersionSelection,
 )
+from pyserving.adapters.text_proto import parse_text_proto
+from pyserving.engine.errors import ConfigurationError
 
 ModelServerConfig = model_server_config_pb2.ModelServerConfig
 
@@ -29,7 +31,7 @@ DEFAULT_PLATFORM = TENSORFLOW
 _MODEL_TYPE_TENSORFLOW = 1
 
 
-class ConfigError(ValueError):
+class ConfigError(ConfigurationError):
     """The configuration cannot be used; the message says where and what to change."""
 
 
@@ -100,11 +102,10 @@ def single_model(name: str, base_path: str, platform: str = DEFAULT_PLATFORM) ->
 PARSE_ERROR_PREFIX = "Error parsing text-format tensorflow.serving.ModelServerConfig: "
 
 
-def parse_text(text: str, origin: str = "model config") -> ServerConfig:
+def parse_model_server_config(text: str, origin: str = "model config") -> ServerConfig:
     """Parse and validate a ModelServerConfig in protobuf text format."""
-    proto = ModelServerConfig()
     try:
-        text_format.Parse(text, proto)
+        proto = parse_text_proto(ModelServerConfig, text)
     except text_format.ParseError as exc:
         detail = str(exc)
         line, column = exc.GetLine(), exc.GetColumn()
@@ -128,7 +129,7 @@ def read_file(path: str) -> ServerConfig:
             f"cannot read --model_config_file={path}: {exc}; give the path of a "
             "ModelServerConfig text proto"
         ) from None
-    return parse_text(text, origin=path)
+    return parse_model_server_config(text, origin=path)
 
 
 def from_proto(proto: model_server_config_pb2.ModelServerConfig, origin: str) -> ServerConfig:

@@ -32,6 +32,8 @@ from tensorflow.core.protobuf import config_pb2, named_tensor_pb2
 from tensorflow_serving.config import platform_config_pb2
 
 from pyserving.adapters.protos import batching_parameters_pb2
+from pyserving.adapters.text_proto import parse_text_proto
+from pyserving.engine.errors import ConfigurationError
 
 SOURCE_ADAPTER_CONFIG = "tensorflow.serving.SavedModelBundleSourceAdapterConfig"
 BATCHING_PARAMS_FILE = "batching_params.pbtxt"  # bundle_factory_util.cc kBatchingParamsFilename
@@ -150,7 +152,7 @@ def _classes() -> tuple[type, type, type]:
         )
         file.message_type.append(adapter)
         pool.Add(file)
-    return tuple(  # type: ignore[return-value]
+    session, adapter_config, warmup = (
         message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tensorflow.serving.{n}"))
         for n in (
             "SessionBundleConfig",
@@ -158,6 +160,7 @@ def _classes() -> tuple[type, type, type]:
             "ModelWarmupOptions",
         )
     )
+    return session, adapter_config, warmup
 
 
 def session_bundle_config_class() -> type:
@@ -168,7 +171,7 @@ def source_adapter_config_class() -> type:
     return _classes()[1]
 
 
-class PlatformConfigError(ValueError):
+class PlatformConfigError(ConfigurationError):
     """A config file cannot be used; the message names the flag, the file and the fix."""
 
 
@@ -184,7 +187,7 @@ def read_session_config(path: str) -> config_pb2.ConfigProto:
     """`--tensorflow_session_config_file`: a text ConfigProto (ParseProtoTextFile)."""
     text = _read("tensorflow_session_config_file", path)
     try:
-        return text_format.Parse(text, config_pb2.ConfigProto())
+        return parse_text_proto(config_pb2.ConfigProto, text)
     except text_format.ParseError as exc:
         raise PlatformConfigError(
             f"--tensorflow_session_config_file={path} is not a tensorflow.ConfigProto text "
@@ -197,9 +200,10 @@ def read_platform_config(path: str) -> Any:
     SavedModelBundleSourceAdapterConfig's legacy_config)."""
     text = _read("platform_config_file", path)
     _classes()  # the Any's type must be in the pool before the text is parsed
-    platforms = platform_config_pb2.PlatformConfigMap()
     try:
-        text_format.Parse(text, platforms, descriptor_pool=descriptor_pool.Default())
+        platforms = parse_text_proto(
+            platform_config_pb2.PlatformConfigMap, text, descriptor_pool.Default()
+        )
     except text_format.ParseError as exc:
         raise PlatformConfigError(
             f"--platform_config_file={path} is not a tensorflow.serving.PlatformConfigMap "
@@ -230,6 +234,6 @@ def read_batching_parameters(path: str) -> batching_parameters_pb2.BatchingParam
     """A version folder's batching_params.pbtxt (GetPerModelBatchingParams)."""
     text = _read("enable_per_model_batching_parameters", path)
     try:
-        return text_format.Parse(text, batching_parameters_pb2.BatchingParameters())
+        return parse_text_proto(batching_parameters_pb2.BatchingParameters, text)
     except text_format.ParseError as exc:
         raise PlatformConfigError(f"{path} is not a BatchingParameters text proto: {exc}") from None

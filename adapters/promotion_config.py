@@ -27,6 +27,7 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
+from pyserving.engine.errors import ConfigurationError
 from pyserving.engine.promotion_gates import GateConfig, OutputRule
 
 GATE_KEYS = frozenset(
@@ -37,7 +38,7 @@ RULE_KEYS = frozenset({"max_abs_diff", "top_k", "min_agreement"})
 _NO_RULE = OutputRule()  # the gate's own rule starts from the defaults
 
 
-class PromotionConfigError(ValueError):
+class PromotionConfigError(ConfigurationError):
     """The gates file cannot be used; the message names the file and the field."""
 
 

@@ -13,6 +13,8 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from pyserving.engine.errors import ConfigurationError
+
 if TYPE_CHECKING:
     from pyserving.adapters.otel_tracer import OtelTracing
 
@@ -20,7 +22,7 @@ ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_
 INSTALL_HINT = "pip install 'pyserving[otel]'"
 
 
-class TracingConfigError(Exception):
+class TracingConfigError(ConfigurationError):
     """The OTEL_* variables ask for something this server cannot do; the message says what."""
 
 

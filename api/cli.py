@@ -50,13 +50,14 @@ def _run_serve(namespace: argparse.Namespace) -> int:
     configure_logging(options.log_format, options.log_level)
     # Flags, config files and ports first: a mistake is reported before TensorFlow's
     # seconds-long import, not after it.
-    from pyserving.api.startup_checks import StartupError, check_before_tensorflow
+    from pyserving.api.startup_checks import check_before_tensorflow
+    from pyserving.engine.errors import ConfigurationError
 
     try:
         check_before_tensorflow(options)
-    except StartupError as exc:
+    except ConfigurationError as exc:
         print(f"pyserving serve: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     from pyserving.adapters.tensorflow_import import import_tensorflow
 
     import_tensorflow(verbose=options.log_level == "debug")
@@ -64,9 +65,9 @@ def _run_serve(namespace: argparse.Namespace) -> int:
 
     try:
         return run_on_loop(serve(options), options.event_loop)
-    except StartupError as exc:
+    except ConfigurationError as exc:
         print(f"pyserving serve: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
 
 
 def closest_flag(parser: argparse.ArgumentParser, unknown: str) -> str | None:

@@ -8,10 +8,14 @@ refused ones stop start-up here, naming themselves.
 from __future__ import annotations
 
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pyserving
 from pyserving.api.flags import ACCEPTED, FLAGS, IMPLEMENTED, REFUSED, FlagSupport
+from pyserving.engine.errors import ConfigurationError
+
+if TYPE_CHECKING:  # annotations only
+    from pyserving.api.server_options import ServerOptions
 
 __all__ = ["ACCEPTED", "IMPLEMENTED", "REFUSED", "TF_SERVING_FLAGS", "FlagError", "FlagSupport"]
 
@@ -20,7 +24,7 @@ TF_SERVING_FLAGS: dict[str, FlagSupport] = {
 }
 
 
-def refused_flags(options: Any) -> list[str]:
+def refused_flags(options: ServerOptions) -> list[str]:
     """A message for each flag asking for something pyserving does not support."""
     messages = []
     for name, support in TF_SERVING_FLAGS.items():
@@ -47,11 +51,11 @@ def version_text() -> str:
     )
 
 
-class FlagError(ValueError):
+class FlagError(ConfigurationError):
     """Flags that cannot be used together or parsed; the message names them."""
 
 
-def check_credentials(options: Any) -> None:
+def check_credentials(options: ServerOptions) -> None:
     """TF Serving's server.cc: ALTS and an SSL config exclude each other, checked before
     either is read."""
     if options.use_alts_credentials and options.ssl_config_file:
@@ -60,7 +64,7 @@ def check_credentials(options: Any) -> None:
         )
 
 
-def tensorflow_threads(options: Any) -> tuple[int, int]:
+def tensorflow_threads(options: ServerOptions) -> tuple[int, int]:
     """(intra, inter) op threads from TF Serving's three flags, as its server.cc combines them."""
     session = options.tensorflow_session_parallelism
     intra = options.tensorflow_intra_op_parallelism

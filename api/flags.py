@@ -2,7 +2,7 @@
 meanings and defaults, pyserving's own beside them, and what pyserving does with each.
 
 From `FLAGS` come the argparse parser (`add_serve_flags`, grouped as `serve --help` shows
-them), the frozen `ServerOptions` the CLI builds once (same attribute names as the flags),
+them), the frozen `ServerOptions` (api/server_options.py) the CLI builds once from them,
 and `flag_compat.TF_SERVING_FLAGS` (each TF Serving flag's status). A TF Serving flag is:
 
 - implemented: TF Serving's meaning (and default, unless the note says otherwise);
@@ -18,7 +18,6 @@ Flags are accepted as `--name=value` or `--name value`; booleans also as a bare
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 from collections.abc import Callable
@@ -27,7 +26,10 @@ from typing import Any
 
 from pyserving.adapters.loaders.platforms import KNOWN_PLATFORMS, TENSORFLOW
 from pyserving.adapters.tfserving_metrics import METRICS_NAMES
+from pyserving.api.server_options import ServerOptions
 from pyserving.api.serving_loop import EVENT_LOOPS
+
+__all__ = ["FLAGS", "Flag", "FlagSupport", "ServerOptions", "add_serve_flags", "server_options"]
 
 IMPLEMENTED, ACCEPTED, REFUSED = "implemented", "accepted", "refused"
 
@@ -882,19 +884,7 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         group.add_argument(f"--{flag.name}", **options)
 
 
-ServerOptions = dataclasses.make_dataclass(
-    "ServerOptions",
-    [(f.name, f.type, dataclasses.field(default=f.default)) for f in FLAGS],
-    frozen=True,
-)
-ServerOptions.__module__ = __name__
-ServerOptions.__doc__ = (
-    "The server's settings, from the flags; built once by the CLI and frozen. Its fields "
-    "are the rows of `FLAGS` (names as the flags, TF Serving's defaults)."
-)
-
-
-def server_options(namespace: argparse.Namespace) -> Any:
+def server_options(namespace: argparse.Namespace) -> ServerOptions:
     """The `ServerOptions` of parsed `serve` flags (the command's other attributes dropped)."""
     values = vars(namespace)
     return ServerOptions(**{f.name: values[f.name] for f in FLAGS})

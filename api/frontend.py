@@ -25,15 +25,16 @@ import sys
 from collections.abc import Sequence
 
 from pyserving.adapters.tf_protos import import_api_protos
+from pyserving.api.server_options import ServerOptions
 
 ENGINE_GONE_S = 2.0  # how long a lost engine connection may take to come back
 
 
-def frontend_args(options: object, address: str, worker: int, engine_pid: int) -> list[str]:
+def frontend_args(options: ServerOptions, address: str, worker: int, engine_pid: int) -> list[str]:
     """A front-end's command line: the server's flags that differ from their defaults, the
     engine's data-plane address, its slot and the engine's pid."""
     args = [f"--engine_address={address}", f"--worker_index={worker}", f"--engine_pid={engine_pid}"]
-    for field in dataclasses.fields(options):  # type: ignore[arg-type]
+    for field in dataclasses.fields(options):
         value = getattr(options, field.name)
         if value != field.default:
             text = ("true" if value else "false") if isinstance(value, bool) else str(value)
@@ -60,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def serve_frontend(options: object, address: str, worker: int) -> int:
+async def serve_frontend(options: ServerOptions, address: str, worker: int) -> int:
     """Serve until SIGTERM (exit 0 after the drain) or the engine is gone (1)."""
     import structlog
 
@@ -93,7 +94,7 @@ async def serve_frontend(options: object, address: str, worker: int) -> int:
     )
     servers = ProtocolServers(
         options,
-        RemoteDataPlane(following, tracer),  # type: ignore[arg-type]
+        RemoteDataPlane(following, tracer),
         envelope,
         request_log,
         EngineExposition(client, shipper),
@@ -135,7 +136,7 @@ async def serve_frontend(options: object, address: str, worker: int) -> int:
     await stop.wait()
     for watcher in watchers:
         watcher.cancel()
-    grace_s = 0.0 if engine_gone else options.shutdown_grace_seconds  # type: ignore[attr-defined]
+    grace_s = 0.0 if engine_gone else options.shutdown_grace_seconds
     await servers.drain(grace_s)
     await servers.close()
     if not engine_gone:

@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from google.protobuf import text_format
 
 from pyserving.adapters.protos.monitoring_config_pb2 import MonitoringConfig
-from pyserving.api.text_proto_schema import parse_text, read_flag_file
+from pyserving.adapters.text_proto import parse_text_proto
+from pyserving.api.text_proto_schema import read_flag_file
+from pyserving.engine.errors import ConfigurationError
 
 DEFAULT_PATH = "/monitoring/prometheus/metrics"  # TF Serving's PrometheusExporter::kPrometheusPath
 
 
-class MonitoringConfigError(ValueError):
+class MonitoringConfigError(ConfigurationError):
     """The monitoring config file cannot be used; the message says why and what to fix."""
 
 
@@ -37,13 +39,13 @@ class PrometheusSettings:
 def parse_monitoring_config(text: str, source: str = "<text>") -> PrometheusSettings:
     """Parse a MonitoringConfig text proto; an empty `path` means TF Serving's default."""
     try:
-        config = parse_text(MonitoringConfig, text)
+        config = parse_text_proto(MonitoringConfig, text)
     except text_format.ParseError as exc:
         raise MonitoringConfigError(
             f"{source} is not a valid MonitoringConfig text proto ({exc}); expected e.g. "
             f'prometheus_config {{ enable: true, path: "{DEFAULT_PATH}" }}'
         ) from None
-    prometheus = config.prometheus_config  # type: ignore[attr-defined]
+    prometheus = config.prometheus_config
     path = prometheus.path or DEFAULT_PATH
     if not path.startswith("/"):
         raise MonitoringConfigError(

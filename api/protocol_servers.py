@@ -1,4 +1,5 @@
 """Every protocol a process serves, built over one DataPlane: the gRPC server (TF Serving's
+
 services, the Open Inference Protocol, ListModels, health, reflection) and the HTTP server
 (probes, metrics, TF Serving's REST API, the Open Inference Protocol's REST, the
 repository API).
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import structlog
@@ -37,24 +38,27 @@ from pyserving.api.envelope.request_envelope import Envelope, add_service
 from pyserving.api.envelope.restricted_api import (
     MODEL_CONFIG,
     MODEL_REPOSITORY,
-    RestrictionError,
     Restrictions,
     parse_restricted_api,
 )
 from pyserving.api.envelope.tensor_codec import elements_within, tensor_bytes_within
-from pyserving.api.flag_compat import FlagError, check_credentials, grpc_channel_arguments
-from pyserving.api.monitoring_config import MonitoringConfigError, load_monitoring_config
+from pyserving.api.flag_compat import check_credentials, grpc_channel_arguments
+from pyserving.api.monitoring_config import load_monitoring_config
 from pyserving.api.oip import grpc_service as oip_grpc
 from pyserving.api.oip import repository as oip_repository
 from pyserving.api.oip import rest_routes as oip_rest
-from pyserving.api.startup_checks import StartupError, check_request_log_flags
+from pyserving.api.startup_checks import check_request_log_flags
 from pyserving.api.tfserving import model_listing, profiler_service
 from pyserving.api.tfserving.model_service import ModelService
 from pyserving.api.tfserving.prediction_service import PredictionService
 from pyserving.api.tfserving.rest_api import RestApi
-from pyserving.api.tls import TlsConfigError, load_ssl_config
+from pyserving.api.tls import load_ssl_config
 from pyserving.engine.data_plane import DataPlane
+from pyserving.engine.errors import ConfigurationError
 from pyserving.engine.request_core import PlanOptions
+
+if TYPE_CHECKING:  # annotations only
+    from pyserving.api.server_options import ServerOptions
 
 log = structlog.get_logger("pyserving.server")
 
@@ -63,7 +67,7 @@ log = structlog.get_logger("pyserving.server")
 PROMETHEUS_DEFAULT_PATH = "/metrics"
 
 
-def plan_options(options: Any) -> PlanOptions:
+def plan_options(options: ServerOptions) -> PlanOptions:
     return PlanOptions(
         method_name_check=options.enable_signature_method_name_check,
         max_elements=elements_within(options.grpc_max_message_bytes),
@@ -73,7 +77,7 @@ def plan_options(options: Any) -> PlanOptions:
 
 
 def request_log_from_flags(
-    options: Any,
+    options: ServerOptions,
     configs: Callable[[], ServerConfig],
     on_drop: Callable[[str], None] = lambda reason: None,
     on_written: Callable[[], None] = lambda: None,
@@ -98,7 +102,7 @@ class ProtocolServers:
 
     def __init__(
         self,
-        options: Any,
+        options: ServerOptions,
         plane: DataPlane,
         envelope: Envelope,
         request_log: RequestLogger,
@@ -116,14 +120,12 @@ class ProtocolServers:
         self.shared_ports = shared_ports  # SO_REUSEPORT: front-ends listen side by side
         self.unix_socket = unix_socket
         self.serve_profiler = profiler and options.enable_profiler
-        try:
-            check_credentials(options)
-            self.channel_arguments = grpc_channel_arguments(options.grpc_channel_arguments)
-            self.tls = load_ssl_config(options.ssl_config_file)
-            self.restrictions = Restrictions(parse_restricted_api(options.restricted_api))
-            self.prometheus = load_monitoring_config(options.monitoring_config_file)
-        except (FlagError, TlsConfigError, RestrictionError, MonitoringConfigError) as exc:
-            raise StartupError(str(exc)) from None  # each names the flag and what to change
+        # Each raises a ConfigurationError naming the flag and what to change.
+        check_credentials(options)
+        self.channel_arguments = grpc_channel_arguments(options.grpc_channel_arguments)
+        self.tls = load_ssl_config(options.ssl_config_file)
+        self.restrictions = Restrictions(parse_restricted_api(options.restricted_api))
+        self.prometheus = load_monitoring_config(options.monitoring_config_file)
         self.health = HealthService(plane)
         self.grpc_server: grpc.aio.Server | None = None
         self.http_server: HttpServer | None = None
@@ -239,7 +241,7 @@ class ProtocolServers:
                         f"is another server using --port={options.port}? Stop it or "
                         "choose another port"
                     )
-                raise StartupError(f"cannot listen on {address} ({exc}): {hint}") from None
+                raise ConfigurationError(f"cannot listen on {address} ({exc}): {hint}") from None
             if not address.startswith("unix:"):
                 self.port = bound
         kind = "alts" if options.use_alts_credentials else "tls" if self.tls else "insecure"
@@ -274,10 +276,7 @@ class ProtocolServers:
         options = self.options
         if not options.rest_api_port:
             return
-        try:
-            ssl_context = self.tls.ssl_context() if self.tls is not None else None
-        except TlsConfigError as exc:
-            raise StartupError(str(exc)) from None
+        ssl_context = self.tls.ssl_context() if self.tls is not None else None
         http = HttpServer(
             options.rest_api_port,
             ssl_context=ssl_context,
@@ -308,7 +307,7 @@ class ProtocolServers:
         try:
             self.http_port = await http.start()
         except (OSError, ValueError) as exc:
-            raise StartupError(str(exc)) from None
+            raise ConfigurationError(str(exc)) from None
         self.http_server = http
 
     # ------------------------------------------------------------------ lifetime
@@ -325,7 +324,7 @@ class ProtocolServers:
         )
         try:
             await self._start_http()
-        except StartupError:
+        except ConfigurationError:
             await server.stop(None)
             raise
 

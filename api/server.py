@@ -15,13 +15,13 @@ import signal
 import tempfile
 import time
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import Any, TypeGuard
 
 import structlog
 
 import pyserving
 from pyserving.adapters.event_log import EventLogWriter, last_sequence
-from pyserving.adapters.frontend_supervisor import FrontendStartError, FrontendSupervisor
+from pyserving.adapters.frontend_supervisor import FrontendSupervisor
 from pyserving.adapters.ipc import EngineEndpoint
 from pyserving.adapters.ipc.engine_services import (
     Generation,
@@ -39,7 +39,7 @@ from pyserving.adapters.model_config import (
     ServerConfig,
 )
 from pyserving.adapters.model_repository import ModelRepository, RepositoryControl
-from pyserving.adapters.promotion_config import PromotionConfigError, load_promotion_gates
+from pyserving.adapters.promotion_config import load_promotion_gates
 from pyserving.adapters.sources.object_store import (
     CacheEvictor,
     ObjectStore,
@@ -54,14 +54,13 @@ from pyserving.adapters.tfserving_metrics import (
     TFServingMetrics,
     tee_series,
 )
-from pyserving.adapters.tracing import TracingConfigError, tracing_from_environment
+from pyserving.adapters.tracing import tracing_from_environment
 from pyserving.api.commands.promotion_requests import requests_for
 from pyserving.api.envelope.http_server import (
     local_exposition,
 )
 from pyserving.api.envelope.request_envelope import Envelope, SeriesCache
 from pyserving.api.envelope.restricted_api import (
-    RestrictionError,
     Restrictions,
     parse_restricted_api,
 )
@@ -70,16 +69,14 @@ from pyserving.api.flag_compat import (
 )
 from pyserving.api.flags import ServerOptions
 from pyserving.api.frontend import frontend_args
-from pyserving.api.monitoring_config import MonitoringConfigError, load_monitoring_config
+from pyserving.api.monitoring_config import load_monitoring_config
 from pyserving.api.protocol_servers import ProtocolServers, plan_options, request_log_from_flags
 from pyserving.api.startup_checks import (
-    StartupError,
     check_distinct_ports,
     check_model_repository,
     models_from_flags,
 )
 from pyserving.api.tensorflow_settings import (
-    SettingsError,
     TensorFlowSettings,
     apply_xla_flags,
     session_config_text,
@@ -91,6 +88,7 @@ from pyserving.api.view_messages import engine_lifecycle
 from pyserving.engine.batching import BatchingRunner
 from pyserving.engine.bus import EventBus
 from pyserving.engine.data_plane import InProcessDataPlane
+from pyserving.engine.errors import ConfigurationError
 from pyserving.engine.events import (
     Event,
     PromotionGatesSet,
@@ -106,7 +104,7 @@ from pyserving.engine.request_core import RequestCore
 from pyserving.engine.runner import DirectRunner, Runner
 from pyserving.engine.servable_map import ServableMap
 
-__all__ = ["ModelConfig", "ModelServer", "StartupError", "models_from_flags", "serve"]
+__all__ = ["ConfigurationError", "ModelConfig", "ModelServer", "models_from_flags", "serve"]
 
 log = structlog.get_logger("pyserving.server")
 
@@ -116,10 +114,7 @@ FRONTEND_START_TIMEOUT_S = 60.0
 
 
 def restrictions_from_flags(options: ServerOptions) -> Restrictions:
-    try:
-        return Restrictions(parse_restricted_api(options.restricted_api))
-    except RestrictionError as exc:
-        raise StartupError(str(exc)) from None
+    return Restrictions(parse_restricted_api(options.restricted_api))
 
 
 def repository_from_flags(
@@ -141,10 +136,7 @@ def config_digest(config: ServerConfig) -> str:
 
 def promotion_from_flags(options: ServerOptions) -> PromotionJudge | None:
     """The promotion gates' judge, when --promotion_gates_file names gates."""
-    try:
-        configs = load_promotion_gates(options.promotion_gates_file)
-    except PromotionConfigError as exc:
-        raise StartupError(str(exc)) from None
+    configs = load_promotion_gates(options.promotion_gates_file)  # PromotionConfigError
     return PromotionJudge(configs, requests_for) if configs else None
 
 
@@ -189,10 +181,7 @@ def loaders_from_flags(
 
 def tensorflow_settings(options: ServerOptions) -> TensorFlowSettings:
     """The tensorflow platform's settings from the flags or --platform_config_file."""
-    try:
-        return settings_from_flags(options)
-    except SettingsError as exc:
-        raise StartupError(str(exc)) from None
+    return settings_from_flags(options)
 
 
 def tfserving_metrics_from_flags(
@@ -230,7 +219,7 @@ def runner_from_flags(
     return BatchingRunner(batching, publish=publish, on_reject=on_reject)
 
 
-def batches(runner: Runner) -> bool:
+def batches(runner: Runner) -> TypeGuard[BatchingRunner | PerVersionBatchingRunner]:
     """Whether requests may wait in batching queues (a scheduler's gauges and traces)."""
     return isinstance(runner, BatchingRunner | PerVersionBatchingRunner)
 
@@ -242,10 +231,8 @@ class ModelServer:
         self.config = models_from_flags(options)
         first_seq = last_sequence(options.event_log) + 1 if options.event_log else 1
         self.bus = EventBus(first_seq=first_seq)
-        try:  # OpenTelemetry traces, when the OTEL_* variables ask for them
-            self.tracing = tracing_from_environment()
-        except TracingConfigError as exc:
-            raise StartupError(str(exc)) from None
+        # OpenTelemetry traces, when the OTEL_* variables ask for them
+        self.tracing = tracing_from_environment()
         # Rejections are counted by the metrics, made later in _init_observability.
         self.runner = runner_from_flags(
             options,
@@ -311,10 +298,7 @@ class ModelServer:
 
     def _init_observability(self) -> None:
         """Metrics on a private registry, fed by the bus; the HTTP server's settings."""
-        try:
-            self.prometheus = load_monitoring_config(self.options.monitoring_config_file)
-        except MonitoringConfigError as exc:
-            raise StartupError(str(exc)) from None
+        self.prometheus = load_monitoring_config(self.options.monitoring_config_file)
         check_distinct_ports(self.options)
         rest_port = self.options.rest_api_port
         if self.options.monitoring_config_file and self.prometheus.enabled and not rest_port:
@@ -336,7 +320,7 @@ class ModelServer:
             self.metrics.request_log_drop,
             self.metrics.request_log_written,
         )
-        series = [self.metrics.request_series]
+        series: list[Callable[[str, str], object]] = [self.metrics.request_series]
         core_runner: Runner = self.runner
         on_runtime = None
         if self.tf_metrics is not None:
@@ -373,7 +357,7 @@ class ModelServer:
         gRPC's options are the protocol servers' (ProtocolServers checks them)."""
         refused = refused_flags(self.options)
         if refused:
-            raise StartupError("; ".join(refused))
+            raise ConfigurationError("; ".join(refused))
         # The Session ConfigProto, batching, tags, warm-up: flags or --platform_config_file
         self.tf_settings = tensorflow_settings(self.options)
         log.info(
@@ -434,10 +418,7 @@ class ModelServer:
         gc.freeze()
         self.live_config.start()
         if self.frontends is not None:  # they start while the models load
-            try:
-                await self.frontends.start(timeout_s=FRONTEND_START_TIMEOUT_S)
-            except FrontendStartError as exc:
-                raise StartupError(str(exc)) from None
+            await self.frontends.start(timeout_s=FRONTEND_START_TIMEOUT_S)
         if self.repository is not None and self.options.model_repository_load_all:
             loaded = await asyncio.to_thread(self.repository.load_all)
             log.info("model_repository_loaded_all", models=loaded)
@@ -534,8 +515,13 @@ async def serve(options: ServerOptions) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     received: list[str] = []
+
+    def on_signal(name: str) -> None:
+        received.append(name)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda s=sig: (received.append(s.name), stop.set()))
+        loop.add_signal_handler(sig, on_signal, sig.name)
     await server.start()
     await stop.wait()
     await server.stop(reason=f"received {received[0] if received else 'stop'}")

@@ -14,26 +14,28 @@ import dataclasses
 import errno
 import os
 import socket
-from typing import Any
+from typing import TYPE_CHECKING
 
-from pyserving.adapters.batching_config import BatchingConfigError, load_batching_options
+from pyserving.adapters.batching_config import load_batching_options
 from pyserving.adapters.frontend_supervisor import HEARTBEAT_S
-from pyserving.adapters.model_config import ConfigError, ServerConfig, read_file, single_model
-from pyserving.adapters.promotion_config import PromotionConfigError, load_promotion_gates
-from pyserving.api.envelope.restricted_api import RestrictionError, parse_restricted_api
+from pyserving.adapters.model_config import ServerConfig, read_file, single_model
+from pyserving.adapters.promotion_config import load_promotion_gates
+from pyserving.api.envelope.restricted_api import parse_restricted_api
 from pyserving.api.flag_compat import (
-    FlagError,
     check_credentials,
     grpc_channel_arguments,
     refused_flags,
     tensorflow_threads,
 )
-from pyserving.api.monitoring_config import MonitoringConfigError, load_monitoring_config
-from pyserving.api.tls import TlsConfigError, load_ssl_config
+from pyserving.api.monitoring_config import load_monitoring_config
+from pyserving.api.tls import load_ssl_config
 from pyserving.engine.batching_params import BatchingOptions
+from pyserving.engine.errors import ConfigurationError
+
+if TYPE_CHECKING:  # annotations only
+    from pyserving.api.server_options import ServerOptions
 
 __all__ = [
-    "StartupError",
     "batching_from_flags",
     "check_before_tensorflow",
     "check_distinct_ports",
@@ -44,21 +46,14 @@ __all__ = [
 ]
 
 
-class StartupError(Exception):
-    """The server cannot start as configured; the message says what to change."""
-
-
-def models_from_flags(options: Any) -> ServerConfig:
+def models_from_flags(options: ServerOptions) -> ServerConfig:
     """--model_config_file when given (as TF Serving, it overrides --model_name/_base_path)."""
     if options.model_config_file:
-        try:
-            return read_file(options.model_config_file)
-        except ConfigError as exc:
-            raise StartupError(str(exc)) from None
+        return read_file(options.model_config_file)
     if not options.model_base_path:
         if options.model_repository:
             return ServerConfig(())  # nothing serves until the repository API loads a model
-        raise StartupError(
+        raise ConfigurationError(
             "no model to serve: give --model_base_path=/path/to/model (a folder of numbered "
             "version folders) and --model_name=NAME, or --model_config_file=FILE, or "
             "--model_repository=DIR and load models through the repository API"
@@ -66,46 +61,45 @@ def models_from_flags(options: Any) -> ServerConfig:
     return single_model(options.model_name, options.model_base_path, options.model_platform)
 
 
-def check_model_repository(options: Any) -> None:
+def check_model_repository(options: ServerOptions) -> None:
     if not options.model_repository:
         if options.model_repository_load_all:
-            raise StartupError(
+            raise ConfigurationError(
                 "--model_repository_load_all needs --model_repository=DIR, the folder to load"
             )
         return
     if not os.path.isdir(options.model_repository):
-        raise StartupError(
+        raise ConfigurationError(
             f"--model_repository={options.model_repository} is not a folder: give the folder "
             "holding one folder per model (each with numbered version folders)"
         )
 
 
-def check_request_log_flags(options: Any) -> None:
+def check_request_log_flags(options: ServerOptions) -> None:
     if options.request_log_max_bytes <= 0:
-        raise StartupError("--request_log_max_bytes must be positive (a file's size in bytes)")
+        raise ConfigurationError(
+            "--request_log_max_bytes must be positive (a file's size in bytes)"
+        )
     if options.request_log_max_files < 0:
-        raise StartupError("--request_log_max_files must be 0 (keep all) or more")
+        raise ConfigurationError("--request_log_max_files must be 0 (keep all) or more")
     if options.request_log_queue_size < 1:
-        raise StartupError("--request_log_queue_size must be at least 1")
+        raise ConfigurationError("--request_log_queue_size must be at least 1")
 
 
-def batching_from_flags(options: Any) -> BatchingOptions | None:
+def batching_from_flags(options: ServerOptions) -> BatchingOptions | None:
     """The batching options with --enable_batching (validated), None without."""
     if not options.enable_batching:
         if options.batching_parameters_file:
-            raise StartupError(
+            raise ConfigurationError(
                 f"--batching_parameters_file={options.batching_parameters_file} is given but "
                 "batching is off: add --enable_batching, or drop the file"
             )
         if options.batching_idle_micros:
-            raise StartupError(
+            raise ConfigurationError(
                 "--batching_idle_micros is given but batching is off: add --enable_batching"
             )
         return None
-    try:
-        batching = load_batching_options(options.batching_parameters_file)
-    except BatchingConfigError as exc:
-        raise StartupError(str(exc)) from None
+    batching = load_batching_options(options.batching_parameters_file)
     return with_idle(batching, options.batching_idle_micros)
 
 
@@ -115,30 +109,30 @@ def with_idle(batching: BatchingOptions, idle_micros: int) -> BatchingOptions:
     try:
         batching.validate()
     except ValueError as exc:
-        raise StartupError(f"--batching_idle_micros: {exc}") from None
+        raise ConfigurationError(f"--batching_idle_micros: {exc}") from None
     return batching
 
 
-def check_distinct_ports(options: Any) -> None:
+def check_distinct_ports(options: ServerOptions) -> None:
     rest_port = options.rest_api_port
     if rest_port and rest_port == options.port:
-        raise StartupError(
+        raise ConfigurationError(
             f"--rest_api_port={rest_port} is also --port: give the HTTP server its own port"
         )
 
 
-def check_workers(options: Any) -> None:
+def check_workers(options: ServerOptions) -> None:
     """Front-end processes share the server's ports, so each port must be a fixed one."""
     if options.workers < 0:
-        raise StartupError(f"--workers={options.workers}: give 0 (one process) or more")
+        raise ConfigurationError(f"--workers={options.workers}: give 0 (one process) or more")
     if options.workers and options.port == 0:
-        raise StartupError(
+        raise ConfigurationError(
             "--workers needs a fixed --port: every front-end listens on the same one "
             "(a port the kernel picks would differ in each); give --port=PORT"
         )
     timeout_s = options.frontend_liveness_timeout_seconds
     if timeout_s and timeout_s < 2 * HEARTBEAT_S:
-        raise StartupError(
+        raise ConfigurationError(
             f"--frontend_liveness_timeout_seconds={timeout_s:g}: a front-end says it is alive "
             f"every {HEARTBEAT_S:g} s, so give 0 (never replace a silent one) or at least "
             f"{2 * HEARTBEAT_S:g}"
@@ -159,40 +153,31 @@ def check_port_free(port: int, flag: str, reuse_port: bool = False) -> None:
             probe.bind(("0.0.0.0", port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise StartupError(
+                raise ConfigurationError(
                     f"port {port} is already in use (--{flag}={port}): is another server "
                     f"running? Stop it, or choose another port with --{flag}"
                 ) from None
             if exc.errno == errno.EACCES:
-                raise StartupError(
+                raise ConfigurationError(
                     f"port {port} needs privileges this user lacks (--{flag}={port}): "
                     "choose a port above 1023"
                 ) from None
             # Anything else (say, a host without IPv4) is left to the server's own bind.
 
 
-def check_before_tensorflow(options: Any) -> None:
+def check_before_tensorflow(options: ServerOptions) -> None:
     """Every check of flags, config files and ports that needs no TensorFlow; raises
-    StartupError with the first problem found."""
+    ConfigurationError with the first problem found."""
     refused = refused_flags(options)
     if refused:
-        raise StartupError("; ".join(refused))
-    try:
-        tensorflow_threads(options)
-        channel_arguments = dict(grpc_channel_arguments(options.grpc_channel_arguments))
-        check_credentials(options)
-        load_ssl_config(options.ssl_config_file)
-        parse_restricted_api(options.restricted_api)
-        load_monitoring_config(options.monitoring_config_file)
-        load_promotion_gates(options.promotion_gates_file)
-    except (
-        FlagError,
-        TlsConfigError,
-        RestrictionError,
-        MonitoringConfigError,
-        PromotionConfigError,
-    ) as exc:
-        raise StartupError(str(exc)) from None
+        raise ConfigurationError("; ".join(refused))
+    tensorflow_threads(options)
+    channel_arguments = dict(grpc_channel_arguments(options.grpc_channel_arguments))
+    check_credentials(options)
+    load_ssl_config(options.ssl_config_file)
+    parse_restricted_api(options.restricted_api)
+    load_monitoring_config(options.monitoring_config_file)
+    load_promotion_gates(options.promotion_gates_file)
     models_from_flags(options)
     check_model_repository(options)
     batching_from_flags(options)

@@ -1,4 +1,5 @@
 """How the `tensorflow` platform loads and runs versions: from the flags, or from
+
 --platform_config_file instead, as TF Serving's server.cc builds its SessionBundleConfig.
 
 Without --platform_config_file (server.cc, in this order): the Session ConfigProto is
@@ -28,19 +29,22 @@ import ctypes
 import functools
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyserving.adapters.batching_config import (
     options_from_proto,
 )
 from pyserving.adapters.platform_config import (
-    PlatformConfigError,
     read_platform_config,
     read_session_config,
 )
-from pyserving.api.flag_compat import FlagError, tensorflow_threads
-from pyserving.api.startup_checks import StartupError, batching_from_flags, with_idle
+from pyserving.api.flag_compat import tensorflow_threads
+from pyserving.api.startup_checks import batching_from_flags, with_idle
 from pyserving.engine.batching_params import BatchingOptions
+from pyserving.engine.errors import ConfigurationError
+
+if TYPE_CHECKING:  # annotations only
+    from pyserving.api.server_options import ServerOptions
 
 # SessionBundleConfig fields applied here; the others stop start-up when set.
 _APPLIED = frozenset(
@@ -61,7 +65,7 @@ _APPLIED = frozenset(
 )
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigurationError):
     """The flags or files cannot be used together; the message names them."""
 
 
@@ -79,21 +83,19 @@ class TensorFlowSettings:
     source: str  # "flags", or the platform config file that took their place
 
 
-def settings_from_flags(options: Any) -> TensorFlowSettings:
-    """The settings TF Serving's server.cc would build from these flags (SettingsError)."""
+def settings_from_flags(options: ServerOptions) -> TensorFlowSettings:
+    """The settings TF Serving's server.cc would build from these flags; a ConfigurationError
+    (SettingsError, or the file's or flag's own) names what to change."""
     if options.platform_config_file:
         return _from_platform_config(options)
     from tensorflow.core.protobuf import config_pb2
 
-    try:
-        config = (
-            read_session_config(options.tensorflow_session_config_file)
-            if options.tensorflow_session_config_file
-            else config_pb2.ConfigProto()
-        )
-        intra, inter = tensorflow_threads(options)
-    except (PlatformConfigError, FlagError) as exc:
-        raise SettingsError(str(exc)) from None
+    config = (
+        read_session_config(options.tensorflow_session_config_file)
+        if options.tensorflow_session_config_file
+        else config_pb2.ConfigProto()
+    )
+    intra, inter = tensorflow_threads(options)
     fraction = options.per_process_gpu_memory_fraction
     if not 0.0 <= fraction <= 1.0:
         raise SettingsError(
@@ -112,33 +114,15 @@ def settings_from_flags(options: Any) -> TensorFlowSettings:
         prefer_tflite_model=options.prefer_tflite_model,
         num_tflite_pools=options.num_tflite_pools,
         num_tflite_interpreters_per_pool=options.num_tflite_interpreters_per_pool,
-        batching=_batching_from_flags(options),
+        batching=batching_from_flags(options),  # as start-up checked it before TensorFlow
         per_model_batching=options.enable_batching and options.enable_per_model_batching_parameters,
         source="flags",
     )
 
 
-def _batching_from_flags(options: Any) -> BatchingOptions | None:
-    """The flags' batching options, checked as start-up checks them before TensorFlow."""
-    try:
-        return batching_from_flags(options)
-    except StartupError as exc:
-        raise SettingsError(str(exc)) from None
-
-
-def _with_idle(batching: BatchingOptions, options: Any) -> BatchingOptions:
-    try:
-        return with_idle(batching, options.batching_idle_micros)
-    except StartupError as exc:
-        raise SettingsError(str(exc)) from None
-
-
-def _from_platform_config(options: Any) -> TensorFlowSettings:
+def _from_platform_config(options: ServerOptions) -> TensorFlowSettings:
     path = options.platform_config_file
-    try:
-        legacy = read_platform_config(path)
-    except PlatformConfigError as exc:
-        raise SettingsError(str(exc)) from None
+    legacy = read_platform_config(path)
     unapplied = sorted(field.name for field, _ in legacy.ListFields() if field.name not in _APPLIED)
     if unapplied:
         raise SettingsError(
@@ -153,7 +137,7 @@ def _from_platform_config(options: Any) -> TensorFlowSettings:
             raise SettingsError(
                 f"--platform_config_file={path}: batching_parameters: {exc}"
             ) from None
-        batching = _with_idle(batching, options)
+        batching = with_idle(batching, options.batching_idle_micros)
     warmup = legacy.model_warmup_options
     iterations = (
         warmup.num_request_iterations.value if warmup.HasField("num_request_iterations") else 1
@@ -194,7 +178,7 @@ def _mixed_precision(config: Any, mode: str) -> None:
     )
 
 
-def xla_compilation_allowed(options: Any) -> bool:
+def xla_compilation_allowed(options: ServerOptions) -> bool:
     return bool(options.xla_cpu_compilation_enabled or options.xla_gpu_compilation_enabled)
 
 
@@ -208,7 +192,7 @@ def disable_xla_compilation() -> None:
     library["_ZN10tensorflow21DisableXlaCompilationEv"]()
 
 
-def apply_xla_flags(options: Any) -> bool:
+def apply_xla_flags(options: ServerOptions) -> bool:
     """As main.cc: XLA compilation off unless one of the two XLA flags allows it."""
     if xla_compilation_allowed(options):
         return True

@@ -30,7 +30,9 @@ import grpc
 from google.protobuf import text_format
 
 from pyserving.adapters.protos.ssl_config_pb2 import SSLConfig
-from pyserving.api.text_proto_schema import parse_text, read_flag_file
+from pyserving.adapters.text_proto import parse_text_proto
+from pyserving.api.text_proto_schema import read_flag_file
+from pyserving.engine.errors import ConfigurationError
 
 EXAMPLE = (
     'server_key: "-----BEGIN PRIVATE KEY-----\\n..."  '
@@ -39,7 +41,7 @@ EXAMPLE = (
 )
 
 
-class TlsConfigError(ValueError):
+class TlsConfigError(ConfigurationError):
     """The SSL config cannot be used; the message says what to fix."""
 
 
@@ -87,17 +89,17 @@ class TlsSettings:
 
 def parse_ssl_config(text: str, source: str = "<text>") -> TlsSettings:
     try:
-        config = parse_text(SSLConfig, text)
+        config = parse_text_proto(SSLConfig, text)
     except text_format.ParseError as exc:
         raise TlsConfigError(
             f"{source} is not a valid SSLConfig text proto ({exc}); expected e.g. {EXAMPLE}"
         ) from None
-    if not config.server_key or not config.server_cert:  # type: ignore[attr-defined]
+    if not config.server_key or not config.server_cert:
         raise TlsConfigError(
             f"{source}: server_key and server_cert are required (the PEM text itself, "
             "not a file name)"
         )
-    if config.client_verify and not config.custom_ca:  # type: ignore[attr-defined]
+    if config.client_verify and not config.custom_ca:
         raise TlsConfigError(
             f"{source}: client_verify: true needs custom_ca, the PEM of the CA that signs "
             "client certificates"
@@ -110,10 +112,10 @@ def parse_ssl_config(text: str, source: str = "<text>") -> TlsSettings:
                 "SSLConfig takes the certificate or key itself, not a path to it"
             )
     return TlsSettings(
-        server_key=config.server_key.encode(),  # type: ignore[attr-defined]
-        server_cert=config.server_cert.encode(),  # type: ignore[attr-defined]
-        custom_ca=config.custom_ca.encode(),  # type: ignore[attr-defined]
-        client_verify=bool(config.client_verify),  # type: ignore[attr-defined]
+        server_key=config.server_key.encode(),
+        server_cert=config.server_cert.encode(),
+        custom_ca=config.custom_ca.encode(),
+        client_verify=bool(config.client_verify),
     )
 
 

@@ -11,7 +11,7 @@ this encoder to the in-process plane with the live config and the repository.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from tensorflow_serving.apis import get_model_status_pb2, model_management_pb2
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 TRITON_PLATFORMS = {"tensorflow": "tensorflow_savedmodel", "python": "python"}
 
 
-ModelVersionStatus = get_model_status_pb2.ModelVersionStatus
+ModelVersionStatus: TypeAlias = get_model_status_pb2.ModelVersionStatus
 
 # TF Serving has no "error" state: a failed version is END with its error in `status`.
 STATE_TO_PROTO = {

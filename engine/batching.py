@@ -448,7 +448,7 @@ class BatchingRunner:
             log.exception("batch_run_raised", model=handle.model, version=handle.version)
             error = ServingError(Code.INTERNAL, _INTERNAL_MESSAGE)
         if self.tracer is not None:
-            self._trace_batch(queue, live, started_ns, size, padded, error)
+            self._trace_batch(self.tracer, queue, live, started_ns, size, padded, error)
         if self._publish is not None:
             self._publish(
                 BatchRun(
@@ -480,6 +480,7 @@ class BatchingRunner:
 
     def _trace_batch(
         self,
+        tracer: Tracer,
         queue: _Queue,
         live: list[_Entry],
         started_ns: int,
@@ -488,7 +489,7 @@ class BatchingRunner:
         error: ServingError | None,
     ) -> None:
         try:
-            self.tracer.batch_run(  # type: ignore[union-attr]
+            tracer.batch_run(
                 [task.trace for task, _, _ in live],
                 queue.handle.model,
                 queue.handle.version,

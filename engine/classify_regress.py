@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pyserving.engine.errors import invalid_argument
-from pyserving.engine.servable import Servable, Signature
+from pyserving.engine.servable import Servable, Signature, TensorSpec
 from pyserving.engine.signature_checks import DEFAULT_SIGNATURE, dtype_name
 
 PREDICT_METHOD = "tensorflow/serving/predict"
@@ -45,9 +45,9 @@ def shape_debug(shape: tuple[int, ...]) -> str:
 def signature_text(signature: Signature) -> str:
     """A readable stand-in for SignatureDef::DebugString in error messages."""
 
-    def specs(tensors: Mapping[str, object]) -> str:
+    def specs(tensors: Mapping[str, TensorSpec]) -> str:
         return ", ".join(
-            f"{alias}: {dtype_name(spec.dtype)}{spec.shape_text()}"  # type: ignore[attr-defined]
+            f"{alias}: {dtype_name(spec.dtype)}{spec.shape_text()}"
             for alias, spec in sorted(tensors.items())
         )
 

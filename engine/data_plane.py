@@ -234,7 +234,7 @@ class InProcessDataPlane:
         deadline: float | None,
     ) -> Served[classification_pb2.ClassificationResponse]:
         options, plan = self.options, self._plans().classify
-        return await self.core.execute(  # type: ignore[no-any-return]
+        return await self.core.execute(
             model,
             lambda servable: with_fingerprint(plan(servable, request, options)),
             deadline,
@@ -244,7 +244,7 @@ class InProcessDataPlane:
         self, model: ModelRequest, request: regression_pb2.RegressionRequest, deadline: float | None
     ) -> Served[regression_pb2.RegressionResponse]:
         options, plan = self.options, self._plans().regress
-        return await self.core.execute(  # type: ignore[no-any-return]
+        return await self.core.execute(
             model,
             lambda servable: with_fingerprint(plan(servable, request, options)),
             deadline,
@@ -257,7 +257,7 @@ class InProcessDataPlane:
         deadline: float | None,
     ) -> Served[inference_pb2.MultiInferenceResponse]:
         options, plan = self.options, self._plans().multi_inference
-        return await self.core.execute(  # type: ignore[no-any-return]
+        return await self.core.execute(
             model,
             lambda servable: with_fingerprint(plan(servable, request, options)),
             deadline,

@@ -7,6 +7,7 @@ the API layer maps them by name (and to HTTP statuses for REST).
 from __future__ import annotations
 
 from enum import Enum
+from typing import ClassVar
 
 
 class Code(Enum):
@@ -50,6 +51,17 @@ def quoted(text: str, limit: int = QUOTE_LIMIT) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}...[{len(text) - limit} more characters cut]"
+
+
+class ConfigurationError(ValueError):
+    """A setting (a flag, a config file, an OTEL_* variable) that cannot be used as given;
+    the message names it and says what to change. The one base of every config error:
+    `pyserving serve` catches it alone and exits with `exit_code`, printing the message
+    (argparse's code for a usage error), and a request that carries a config (a
+    HandleReloadConfigRequest) answers `code`."""
+
+    code: ClassVar[Code] = Code.INVALID_ARGUMENT
+    exit_code: ClassVar[int] = 2
 
 
 class ServingError(Exception):

@@ -14,7 +14,6 @@ new event class needs nothing but its entry in `EVENT_TYPES`.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -34,7 +33,8 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         """The record as plain JSON values (lists for tuples, dicts for nested dataclasses)."""
-        return msgspec.to_builtins(self._record())
+        record: dict[str, Any] = msgspec.to_builtins(self._record())
+        return record
 
     def _record(self) -> dict[str, Any]:
         record: dict[str, Any] = {"seq": self.seq, "time": self.time, "kind": self.kind}
@@ -43,9 +43,17 @@ class Event:
         return record
 
 
-@functools.cache
+# Per-class caches, dicts rather than functools.cache: mypy cannot see a frozen dataclass's
+# class object as Hashable (it reads the instances' __hash__), and the lookup is the same.
+_FIELD_NAMES: dict[type[Event], tuple[str, ...]] = {}
+
+
 def _field_names(cls: type[Event]) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("seq", "time"))
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        fields = dataclasses.fields(cls)
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields if f.name not in ("seq", "time"))
+    return names
 
 
 _ENCODER = msgspec.json.Encoder()
@@ -349,7 +357,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
 
 
 def event_type(kind: object) -> type[Event]:
-    cls = EVENT_TYPES.get(kind)  # type: ignore[arg-type]
+    cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise ValueError(f"unknown event kind {kind!r}")
     return cls
@@ -358,7 +366,8 @@ def event_type(kind: object) -> type[Event]:
 def from_dict(record: dict[str, Any]) -> Event:
     """Rebuild an event from its JSON form (the inverse of `Event.to_dict`); ValueError
     (msgspec.ValidationError) names the field that does not fit."""
-    return msgspec.convert(record, event_type(record.get("kind")))
+    event: Event = msgspec.convert(record, event_type(record.get("kind")))
+    return event
 
 
 class Head(msgspec.Struct, frozen=True):
@@ -385,9 +394,14 @@ class Skimmed:
 _HEAD = msgspec.json.Decoder(Head)
 
 
-@functools.cache
-def _decoder(cls: type[Event]) -> msgspec.json.Decoder:
-    return msgspec.json.Decoder(cls)
+_DECODERS: dict[type[Event], msgspec.json.Decoder[Event]] = {}
+
+
+def _decoder(cls: type[Event]) -> msgspec.json.Decoder[Event]:
+    decoder = _DECODERS.get(cls)
+    if decoder is None:
+        decoder = _DECODERS[cls] = msgspec.json.Decoder(cls)
+    return decoder
 
 
 def decode(line: bytes) -> Event:

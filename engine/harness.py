@@ -29,6 +29,7 @@ from pyserving.engine.events import (
     Event,
     LoadFailed,
     LoadSucceeded,
+    Transition,
     UnloadFinished,
     VersionQuiesced,
 )
@@ -75,7 +76,9 @@ class LoaderHarness:
         self.model = model
         self.version = version
         self.path = path
-        self.machine = ServableVersionMachine(model, version, path, publish)
+        self.machine = ServableVersionMachine(
+            model, version, path, lambda **move: publish(Transition(**move))
+        )
         self.loader = loader  # None with no loads (replay), or when resolving it failed
         self.servable: Servable | None = None  # set by a successful load, before its fact
         self.fingerprint = ""  # set with the servable

@@ -47,7 +47,7 @@ from pyserving.engine.policy import (
 )
 from pyserving.engine.promotion import PromotionJudge
 from pyserving.engine.servable import Loader
-from pyserving.engine.servable_map import ServableHandle, ServableMap
+from pyserving.engine.servable_map import ServableHandle, WritableServableMap
 from pyserving.statemachines.servable_version import State
 
 __all__ = ["MAX_ENDED_KEPT", "LoadAttempts", "Manager", "VersionStatus"]
@@ -74,7 +74,7 @@ class Manager:
         self,
         publish: Publish,
         loader_for: Callable[[str], Loader] | None,
-        servable_map: ServableMap,
+        servable_map: WritableServableMap,
         policy: AspiredVersionPolicy | None = None,
         retry: LoadAttempts | None = None,
         num_load_threads: int = 2,

@@ -22,7 +22,7 @@ import structlog
 
 from pyserving.engine.events import Event, LabelMoved, PromotionRequested, PromotionVerdict
 from pyserving.engine.labels import effective_labels
-from pyserving.engine.servable_map import ServableHandle, ServableMap
+from pyserving.engine.servable_map import ServableHandle, WritableServableMap
 
 log = structlog.get_logger("pyserving.labels")
 
@@ -30,7 +30,7 @@ log = structlog.get_logger("pyserving.labels")
 class ServingMapWriter:
     def __init__(
         self,
-        servable_map: ServableMap,
+        servable_map: WritableServableMap,
         publish: Callable[[Event], object],
         allow_unavailable: bool = False,
     ) -> None:

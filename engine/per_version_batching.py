@@ -88,7 +88,10 @@ class PerVersionBatchingRunner:
     ) -> dict[str, np.ndarray]:
         scheduler = self.scheduler_for(handle)
         runner: Any = self._direct if scheduler is None else scheduler
-        return await runner.run(handle, signature, inputs, output_filter, deadline=deadline)
+        outputs: dict[str, np.ndarray] = await runner.run(
+            handle, signature, inputs, output_filter, deadline=deadline
+        )
+        return outputs
 
     def queue_depths(self) -> dict[tuple[str, int, str], int]:
         depths: dict[tuple[str, int, str], int] = {}

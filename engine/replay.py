@@ -27,7 +27,7 @@ and its moves are compared with the recorded LabelMoved ones.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,10 +91,10 @@ class ReplayServingMap:
             del self.snapshot[model]
         return handle
 
-    def labels(self, model: str) -> dict[str, int]:
+    def labels(self, model: str) -> Mapping[str, int]:
         return self._labels.get(model, {})
 
-    def set_labels(self, model: str, labels: dict[str, int]) -> None:
+    def set_labels(self, model: str, labels: Mapping[str, int]) -> None:
         self._labels[model] = dict(labels)
 
 
@@ -223,7 +223,7 @@ def manager_for_run(header: ServerStarted, publish: Callable[[Event], object]) -
     return Manager(
         publish=publish,
         loader_for=None,
-        servable_map=ReplayServingMap(),  # type: ignore[arg-type]  (what the writer uses)
+        servable_map=ReplayServingMap(),
         policy=POLICIES[policy_name](),
         retry=retry,
         execute=False,
@@ -523,11 +523,11 @@ def replay(events: Iterable[Event | Skimmed]) -> ReplayResult:
     builder = TimelineBuilder()
     skim, skim_timeline = verifier.skim, builder.skim  # most of a log: keep them cheap
     for event in events:
-        if type(event) is Skimmed:
+        if isinstance(event, Skimmed):
             skim(event)
             skim_timeline(event)
             continue
-        verifier.feed(event)  # type: ignore[arg-type]
-        builder.add(event, verifier.last_explanation)  # type: ignore[arg-type]
+        verifier.feed(event)
+        builder.add(event, verifier.last_explanation)
     verifier.finish()
     return ReplayResult(verifier, builder.finish())

@@ -203,6 +203,7 @@ def run_now(servable: Servable, plan: RequestPlan[R], version: int, model: str =
     try:
         coroutine.send(None)
     except StopIteration as finished:
-        return finished.value  # type: ignore[no-any-return]
+        result: R = finished.value
+        return result
     coroutine.close()
     raise RuntimeError("a warm-up plan suspended; it must run inline")

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Protocol
 
 import structlog
 
@@ -123,6 +124,27 @@ class Hold:
 
     def __exit__(self, *exc_info: object) -> None:
         self._handle.release()
+
+
+class VersionsEntry(Protocol):
+    @property
+    def versions(self) -> Mapping[int, ServableHandle]: ...
+
+
+class WritableServableMap(Protocol):
+    """What the manager's map writer uses of a map: `ServableMap` when serving, replay's
+    lock-free `ReplayServingMap` (engine/replay.py) when checking a log."""
+
+    @property
+    def snapshot(self) -> Mapping[str, VersionsEntry]: ...
+
+    def add(self, handle: ServableHandle) -> None: ...
+
+    def remove(self, model: str, version: int) -> ServableHandle | None: ...
+
+    def labels(self, model: str) -> Mapping[str, int]: ...
+
+    def set_labels(self, model: str, labels: Mapping[str, int]) -> None: ...
 
 
 class ServableMap:

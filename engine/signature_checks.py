@@ -10,7 +10,7 @@ does in TF Serving. Platforms without a graph (python) call `check_tensors` them
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -36,8 +36,8 @@ def dtype_name(dtype: np.dtype) -> str:
     return _TF_NAMES.get(dtype.name, dtype.name)
 
 
-def _set_text(names: object) -> str:
-    return "{" + ",".join(sorted(names)) + "}"  # type: ignore[call-overload]
+def _set_text(names: Iterable[str]) -> str:
+    return "{" + ",".join(sorted(names)) + "}"
 
 
 def select_signature(servable: Servable, name: str) -> Signature:

@@ -339,8 +339,8 @@ class Timeline:
             ServingAt(model, "latest", max(versions), lives[(model, max(versions))][0].fingerprint)
             for model, versions in available.items()
         ]
-        for (model, label), version in labels.items():
-            if version is not None and version in available.get(model, ()):
-                fingerprint = lives[(model, version)][0].fingerprint
-                found.append(ServingAt(model, f"label {label}", version, fingerprint))
+        for (model, label), pointed in labels.items():
+            if pointed is not None and pointed in available.get(model, ()):
+                fingerprint = lives[(model, pointed)][0].fingerprint
+                found.append(ServingAt(model, f"label {label}", pointed, fingerprint))
         return sorted(found, key=lambda s: (s.model, s.name != "latest", s.name))

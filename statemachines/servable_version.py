@@ -6,8 +6,10 @@
                    ▲       └──load_failed──► error ──retire──┘
 
 Only these moves exist: any other trigger raises `MachineError` and leaves the state
-as it was. Every move is reported to `on_transition` as a `Transition` event, which is
-how metrics, logs, the event log and replay all learn of it.
+as it was. Every move is reported to `on_transition` in plain values; the engine makes
+each one a `Transition` event, which is how metrics, logs, the event log and replay all
+learn of it. (Plain values, so that this module, the bottom layer, imports nothing of
+the engine's.)
 
 One `transitions.Machine`, built once, drives every version: it holds the states,
 moves and callbacks, and a version is only the model it runs on (its `state`
@@ -17,14 +19,12 @@ thousands of versions paid per version; the shared one costs nothing per version
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from enum import StrEnum
+from typing import Protocol
 
 from transitions import EventData, Machine, MachineError
 
-from pyserving.engine.events import Transition
-
-__all__ = ["TRANSITIONS", "MachineError", "ServableVersionMachine", "State"]
+__all__ = ["TRANSITIONS", "MachineError", "OnTransition", "ServableVersionMachine", "State"]
 
 
 class State(StrEnum):
@@ -50,6 +50,15 @@ TRANSITIONS: list[dict[str, str]] = [
 
 _BY_VALUE = {s.value: s for s in State}
 
+
+class OnTransition(Protocol):
+    """What hears each move: the fields of `pyserving.engine.events.Transition`."""
+
+    def __call__(
+        self, *, model: str, version: int, src: str, dst: str, trigger: str, reason: str
+    ) -> object: ...
+
+
 # Read-only after construction (no models are added to it; see `_trigger`), so sharing it
 # across threads and managers shares no mutable state.
 _MACHINE = Machine(
@@ -73,7 +82,7 @@ class ServableVersionMachine:
         model: str,
         version: int,
         path: str,
-        on_transition: Callable[[Transition], None],
+        on_transition: OnTransition,
     ) -> None:
         self.model = model
         self.version = version
@@ -85,7 +94,8 @@ class ServableVersionMachine:
     def _trigger(self, trigger: str, **kwargs: object) -> bool:
         """Run `trigger` on this version through the shared machine (MachineError if the
         state has no such move); what a per-model Machine binds as the trigger method."""
-        return _MACHINE.events[trigger].trigger(self, **kwargs)
+        moved: bool = _MACHINE.events[trigger].trigger(self, **kwargs)
+        return moved
 
     def start_load(self, **kwargs: object) -> bool:
         return self._trigger("start_load", **kwargs)
@@ -117,17 +127,17 @@ class ServableVersionMachine:
 
     def _publish(self, event: EventData) -> None:
         reason = str(event.kwargs.get("reason", ""))
-        if event.transition.dest == State.ERROR.value:
+        move = event.transition
+        assert move is not None  # after_state_change runs only once a transition has run
+        if move.dest == State.ERROR.value:
             self.error = reason
         self._on_transition(
-            Transition(
-                model=self.model,
-                version=self.version,
-                src=str(event.transition.source),
-                dst=str(event.transition.dest),
-                trigger=event.event.name,
-                reason=reason,
-            )
+            model=self.model,
+            version=self.version,
+            src=str(move.source),
+            dst=str(move.dest),
+            trigger=event.event.name,
+            reason=reason,
         )
 
     def __repr__(self) -> str:

@@ -218,3 +218,10 @@ def test_the_ci_scripts_the_docs_name_exist_and_share_the_tool_list(script: str)
     assert path.is_file() and path.stat().st_mode & 0o111
     assert "system-deps" in (ROOT / ".ci" / "run").read_text()
     assert re.search(r"^test: install\n\t\.ci/system-deps$", (ROOT / "Makefile").read_text(), re.M)
+
+
+def test_ci_runs_the_linters_and_type_checker_before_the_tests() -> None:
+    run = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert run.index("make lint") < run.index("make test")
+    lint = re.search(r"^lint: install\n\t(.*)$", (ROOT / "Makefile").read_text(), re.M)
+    assert lint is not None and ".ci/typecheck.py" in lint.group(1)

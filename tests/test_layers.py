@@ -15,7 +15,13 @@ ROOT = Path(__file__).resolve().parent.parent
 # folder → import prefixes its modules must not use at run time
 RULES = {
     "engine": ("pyserving.adapters", "pyserving.api", "tensorflow_serving"),
-    "statemachines": ("pyserving.adapters", "pyserving.api", "tensorflow_serving"),
+    # the bottom layer: its machines report moves in plain values, so not even engine/
+    "statemachines": (
+        "pyserving.engine",
+        "pyserving.adapters",
+        "pyserving.api",
+        "tensorflow_serving",
+    ),
     "api/envelope": ("pyserving.api.tfserving", "pyserving.api.oip"),
     "api/tfserving": ("pyserving.api.oip",),
     "api/oip": ("pyserving.api.tfserving",),

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from google.protobuf.message import Message
@@ -32,7 +32,6 @@ from tensorflow_serving.apis import (
 )
 
 from pyserving.adapters.ipc.engine_side import Answer, Call, Handler
-from pyserving.adapters.ipc.frontend_side import EngineClient
 from pyserving.adapters.protos import grpc_service_pb2
 from pyserving.adapters.protos.model_registry_pb2 import ListModelsRequest, ListModelsResponse
 from pyserving.engine.data_plane import DataPlane, InferCall
@@ -42,6 +41,10 @@ from pyserving.engine.request_core import ModelRequest, Prediction, Served
 from pyserving.engine.request_scope import CURRENT, RequestScope
 from pyserving.engine.servable import Signature, TensorSpec
 from pyserving.engine.trace_hooks import Tracer
+
+if TYPE_CHECKING:  # annotations only: the engine process never needs the front-end's ends
+    from pyserving.adapters.ipc.frontend_services import ConfigFollowingClient
+    from pyserving.adapters.ipc.frontend_side import EngineClient
 
 # The request and response classes of the methods that cross as whole messages.
 MESSAGES: dict[str, tuple[type[Message], type[Message]]] = {
@@ -139,7 +142,9 @@ class RemoteDataPlane:
     goes with it and the engine's times come back (the engine makes the run and queue
     spans under the front-end's span)."""
 
-    def __init__(self, client: EngineClient, tracer: Tracer | None = None) -> None:
+    def __init__(
+        self, client: EngineClient | ConfigFollowingClient, tracer: Tracer | None = None
+    ) -> None:
         self._client = client
         self._tracer = tracer
         self._serving: Any = None  # the engine's serving map the last answer was made under
@@ -174,12 +179,13 @@ class RemoteDataPlane:
         scope = CURRENT.get()
         if scope is not None:
             params["scope"] = [scope.api, scope.request_id]
-        trace = None if self._tracer is None else self._tracer.current()
-        if trace is not None:
-            params["trace"] = self._tracer.carrier(trace)  # type: ignore[union-attr]
+        tracer = self._tracer
+        trace = None if tracer is None else tracer.current()
+        if tracer is not None and trace is not None:
+            params["trace"] = tracer.carrier(trace)
         answer = await self._call(method, params, tensors, _remaining(deadline))
-        if trace is not None and "trace" in answer.params:
-            self._tracer.answered(trace, answer.params["trace"])  # type: ignore[union-attr]
+        if tracer is not None and trace is not None and "trace" in answer.params:
+            tracer.answered(trace, answer.params["trace"])
         return answer
 
     async def infer(self, call: InferCall) -> Prediction:
@@ -246,28 +252,28 @@ class RemoteDataPlane:
     async def model_status(
         self, model: ModelRequest
     ) -> get_model_status_pb2.GetModelStatusResponse:
-        return await self._view("model_status", _model_params(model))  # type: ignore[no-any-return]
+        return await self._view("model_status", _model_params(model))
 
     async def model_ready(self, model: ModelRequest) -> bool:
         answer = await self._call("model_ready", _model_params(model))
         return bool(answer.params["ready"])
 
     async def model_metadata(self, model: ModelRequest) -> grpc_service_pb2.ModelMetadataResponse:
-        return await self._view("model_metadata", _model_params(model))  # type: ignore[no-any-return]
+        return await self._view("model_metadata", _model_params(model))
 
     async def list_models(self, request: ListModelsRequest) -> ListModelsResponse:
         params = {"message": request.SerializeToString()}
-        return await self._view("list_models", params)  # type: ignore[no-any-return]
+        return await self._view("list_models", params)
 
     async def health(self, service: str) -> int | None:
         answer = await self._call("health", {"service": service})
-        return answer.params["status"]  # type: ignore[no-any-return]
+        return answer.params["status"]
 
     async def reload_config(
         self, request: model_management_pb2.ReloadConfigRequest
     ) -> model_management_pb2.ReloadConfigResponse:
         params = {"message": request.SerializeToString()}
-        return await self._view("reload_config", params)  # type: ignore[no-any-return]
+        return await self._view("reload_config", params)
 
     async def repository_index(self, ready_only: bool) -> list[IndexEntry]:
         answer = await self._call("repository_index", {"ready_only": ready_only})

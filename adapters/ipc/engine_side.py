@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import numpy as np
@@ -60,15 +60,16 @@ class Answer:
 Handler = Callable[[Call], Awaitable[Answer]]
 
 
-def drain(socket: zmq.Socket, handle: Callable[[list[Any]], None]) -> None:
+def drain(socket: zmq.Socket[Any], handle: Callable[[list[Any]], None]) -> None:
     """Hand every queued message to `handle`. ZeroMQ's descriptor signals that its state
     changed, not that a message waits, and any call on the socket (a send too) may take
     that signal: so both ends drain after every send as well as when the loop wakes them."""
-    while socket.get(zmq.EVENTS) & zmq.POLLIN:  # cheaper than a recv raising zmq.Again
+    # cheaper than a recv raising zmq.Again; ZMQ_EVENTS is an int (pyzmq's get says int|bytes)
+    while cast(int, socket.get(zmq.EVENTS)) & zmq.POLLIN:
         handle(socket.recv_multipart(zmq.NOBLOCK, copy=False))
 
 
-def configure(socket: zmq.Socket) -> None:
+def configure(socket: zmq.Socket[Any]) -> None:
     """Options both ends share: nothing lingers at close, no high-water mark drops or blocks
     a request, and ZMTP heartbeats notice a peer that stops answering (one that dies is
     noticed at once, from its closed socket)."""

@@ -103,6 +103,7 @@ def _attach(name: str) -> SharedMemory:
     segment = SharedMemory(name=name)
     # Before 3.13 attaching registers the segment with this process's resource tracker,
     # which would unlink the front-end's segment when the engine exits.
+    # _name: the "/"-prefixed name the tracker registered (typeshed lacks the private field)
     resource_tracker.unregister(segment._name, "shared_memory")  # type: ignore[attr-defined]
     return segment
 
@@ -123,7 +124,9 @@ class SegmentMaps:
                 _close(old)
         else:
             self._maps.move_to_end(name)
-        return segment.buf
+        buf = segment.buf
+        assert buf is not None  # None only once closed, and a closed segment has left _maps
+        return buf
 
     def close(self) -> None:
         while self._maps:

@@ -66,14 +66,14 @@ def _spec(path: str, alias: str, declared: Any) -> TensorSpec:
     return TensorSpec(alias=alias, dtype=dtype, shape=dims)
 
 
-def _signatures(path: str, module: ModuleType) -> dict[str, tuple[Signature, Callable]]:
+def _signatures(path: str, module: ModuleType) -> dict[str, tuple[Signature, Callable[..., Any]]]:
     declared = getattr(module, "SIGNATURES", None)
     if not isinstance(declared, Mapping) or not declared:
         raise PythonModelError(
             f"{path} declares no SIGNATURES: add a dict such as {{'serving_default': "
             "{'inputs': {'x': ('float32', [None])}, 'outputs': {'y': ('float32', [None])}}}"
         )
-    found: dict[str, tuple[Signature, Callable]] = {}
+    found: dict[str, tuple[Signature, Callable[..., Any]]] = {}
     for name, entry in declared.items():
         function_name = entry.get("function", "predict")
         function = getattr(module, function_name, None)

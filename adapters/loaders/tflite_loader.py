@@ -222,12 +222,13 @@ class TFLiteServable:
         else:
             self._synthesise_default(probe)
         del probe
-        self._pool = InterpreterPool(model, max(1, options.num_pools), self._runner_keys)
+        pool = InterpreterPool(model, max(1, options.num_pools), self._runner_keys)
+        self._pool: InterpreterPool | None = pool  # None once unloaded
         self._chunk_rows = 0
         self._splitter: ThreadPoolExecutor | None = None
         if options.interpreters_per_pool > 1:  # TfLiteSession's batch splitting
             self._chunk_rows = math.ceil(INITIAL_BATCH_SIZE / options.interpreters_per_pool)
-            self._splitter = ThreadPoolExecutor(self._pool.size, "tflite-split")
+            self._splitter = ThreadPoolExecutor(pool.size, "tflite-split")
         self._lock = threading.Lock()
 
     def _describe_runner(self, key: str, runner: Any) -> None:

@@ -37,5 +37,6 @@ class VersionBatchingLoader:
     def load(self, path: str) -> Servable:
         options = version_batching_options(path)  # a bad file fails before the model loads
         servable = self._inner.load(path)
+        # Not part of the Servable protocol: PerVersionBatchingRunner reads it with getattr.
         servable.batching_options = options  # type: ignore[attr-defined]
         return servable

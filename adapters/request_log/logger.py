@@ -23,7 +23,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 import structlog
 from tensorflow_serving.apis import prediction_log_pb2
@@ -33,7 +33,7 @@ from pyserving.adapters.request_log.writer import BUILD_ERROR, RecordWriter
 
 log = structlog.get_logger("pyserving.request_log")
 
-PredictionLog = prediction_log_pb2.PredictionLog
+PredictionLog: TypeAlias = prediction_log_pb2.PredictionLog
 Build = Callable[[], PredictionLog]
 
 

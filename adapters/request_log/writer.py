@@ -104,8 +104,8 @@ class RecordWriter:
                 for prefix in [p for p in self._files if p not in retained]:
                     self._files.pop(prefix).close()
                     self._failing.pop(prefix, None)
-            if item is not None:
-                prefix, record = item  # type: ignore[misc]
+            if isinstance(item, tuple):  # (prefix, record), as `log` queues it
+                prefix, record = item
                 self._write(prefix, record)
         for files in self._files.values():
             files.close()

@@ -24,7 +24,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
-def add_compare_command(commands: argparse._SubParsersAction) -> None:
+def add_compare_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "compare",
         help="run the promotion gates on two SavedModel folders (exit 1 if one fails)",

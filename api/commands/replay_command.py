@@ -26,7 +26,7 @@ EXIT_DIVERGED = 1
 EXIT_USAGE = 2
 
 
-def add_replay_command(commands: argparse._SubParsersAction) -> None:
+def add_replay_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "replay",
         help="verify an event log and print each version's lifecycle timeline",

@@ -77,7 +77,9 @@ class ReplaySource:
     skipped_lines: list[tuple[Path, int, str]]
 
 
-def _selected_lives(timeline: Timeline, filters: Filters) -> list[tuple[VersionLife, list]]:
+def _selected_lives(
+    timeline: Timeline, filters: Filters
+) -> list[tuple[VersionLife, list[StateSpan]]]:
     chosen = []
     for life in timeline.lives:
         if filters.model is not None and life.model != filters.model:

@@ -15,6 +15,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, TypeAlias
 
 from google.protobuf.message import DecodeError
 from tensorflow_serving.apis import prediction_log_pb2
@@ -25,7 +26,7 @@ from pyserving.adapters.request_log.tfrecord import TFRecordError, frame, read_r
 
 _LOG_NAME = re.compile(r".*-(\d{8}T\d{6}Z)-(\d+)\.tfrecord")
 
-PredictionLog = prediction_log_pb2.PredictionLog
+PredictionLog: TypeAlias = prediction_log_pb2.PredictionLog
 
 
 class WarmupFromLogsError(Exception):
@@ -37,9 +38,9 @@ def record_model(record: PredictionLog) -> str:
         return record.log_metadata.model_spec.name
     request = _request(record)
     if record.WhichOneof("log_type") == "multi_inference_log":
-        tasks = request.tasks  # type: ignore[attr-defined]
+        tasks = request.tasks
         return tasks[0].model_spec.name if tasks else ""
-    return request.model_spec.name if request is not None else ""  # type: ignore[attr-defined]
+    return request.model_spec.name if request is not None else ""
 
 
 def record_signature(record: PredictionLog) -> str:
@@ -47,10 +48,10 @@ def record_signature(record: PredictionLog) -> str:
     record's is its tasks' signatures joined by commas."""
     request = _request(record)
     if record.WhichOneof("log_type") == "multi_inference_log":
-        return ",".join(t.model_spec.signature_name for t in request.tasks)  # type: ignore[attr-defined]
+        return ",".join(t.model_spec.signature_name for t in request.tasks)
     if record.log_metadata.model_spec.signature_name:
         return record.log_metadata.model_spec.signature_name
-    return request.model_spec.signature_name if request is not None else ""  # type: ignore[attr-defined]
+    return request.model_spec.signature_name if request is not None else ""
 
 
 def make_warmup_file(
@@ -135,7 +136,7 @@ def _write(out: Path, records: list[PredictionLog]) -> None:
                 copy = PredictionLog()
                 copy.CopyFrom(record)
                 kind = copy.WhichOneof("log_type")
-                getattr(copy, kind).ClearField("response")  # type: ignore[arg-type]
+                getattr(copy, kind).ClearField("response")
                 stream.write(frame(copy.SerializeToString()))
         os.replace(temporary, out)
     except OSError as exc:
@@ -143,6 +144,8 @@ def _write(out: Path, records: list[PredictionLog]) -> None:
         raise WarmupFromLogsError(f"cannot write --out {out}: {exc.strerror}") from None
 
 
-def _request(record: PredictionLog) -> object:
+def _request(record: PredictionLog) -> Any:
+    """The logged request: a Predict, Classify, Regress or MultiInference request (Any:
+    tensorflow_serving's generated modules carry no types), or None."""
     kind = record.WhichOneof("log_type")
     return getattr(record, kind).request if kind else None

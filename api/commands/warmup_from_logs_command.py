@@ -16,7 +16,9 @@ EXIT_WRITTEN = 0
 EXIT_USAGE = 2
 
 
-def add_warmup_from_logs_command(commands: argparse._SubParsersAction) -> None:
+def add_warmup_from_logs_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
     parser = commands.add_parser(
         "warmup-from-logs",
         help="make a tf_serving_warmup_requests file from request log files",

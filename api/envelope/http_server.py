@@ -63,11 +63,11 @@ class _Connection(asyncio.Protocol):
         self._inner = inner
         self._connections = connections
         self._timer: asyncio.TimerHandle | None = None
-        self.transport: asyncio.Transport | None = None
+        self.transport: asyncio.BaseTransport | None = None
         self.busy = False  # a request is being handled
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport
         self._inner.connection_made(transport)
         self._connections.opened(self)
 
@@ -79,7 +79,7 @@ class _Connection(asyncio.Protocol):
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:
-        return self._inner.eof_received()  # type: ignore[no-any-return]
+        return self._inner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()

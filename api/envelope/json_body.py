@@ -26,7 +26,7 @@ from pyserving.engine.errors import ServingError, invalid_argument, quoted
 _NUMPY_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
-class TokenDocument(dict):  # type: ignore[type-arg]
+class TokenDocument(dict[str, Any]):
     """A body read by the standard library's parser, the only one that takes NaN and
     ±Infinity tokens: in any other body a non-finite number was a literal out of range."""
 

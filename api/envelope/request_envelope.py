@@ -216,13 +216,13 @@ class Envelope:
             seconds = time.perf_counter() - started
             log.debug("request_finished", code=code, seconds=round(seconds, 6))
             self._observe(scope, code, seconds)
-            if trace is not None:
-                self._end_trace(trace, scope, code)
+            if trace is not None and self.tracer is not None:
+                self._end_trace(self.tracer, trace, scope, code)
             CURRENT.reset(token)
 
-    def _end_trace(self, trace: Any, scope: RequestScope, code: str) -> None:
+    def _end_trace(self, tracer: Tracer, trace: Any, scope: RequestScope, code: str) -> None:
         try:
-            self.tracer.end(trace, scope, code)  # type: ignore[union-attr]
+            tracer.end(trace, scope, code)
         except Exception:  # tracing must never fail a request
             log.exception("request_trace_failed")
 
@@ -257,7 +257,9 @@ def guarded(method: str, deserialize: Callable[[bytes], Any]) -> Callable[[bytes
     return guarded_deserialize
 
 
-async def _refuse_undecodable(request: Undecodable, context: grpc.aio.ServicerContext) -> Any:
+async def _refuse_undecodable(
+    request: Undecodable, context: grpc.aio.ServicerContext[Any, Any]
+) -> Any:
     raise invalid_argument(f"the request to {request.method} could not be parsed: {request.error}")
 
 
@@ -273,20 +275,20 @@ def requested_model(request: Any) -> str:
     return name if isinstance(name, str) else ""
 
 
-def _metadata_request_id(context: grpc.aio.ServicerContext) -> str | None:
+def _metadata_request_id(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
     for key, value in context.invocation_metadata() or ():
         if key == REQUEST_ID_METADATA and isinstance(value, str):
             return value
     return None
 
 
-Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
 
 def grpc_behavior(envelope: Envelope, api: str, handler: Behavior) -> Behavior:
     """A unary method's handler inside the envelope; errors become the call's status."""
 
-    async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def behavior(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         work = handler
         if type(request) is Undecodable:
             work, model = _refuse_undecodable, ""
@@ -309,7 +311,7 @@ def method_handler(
     handler: Behavior,
     deserialize: Callable[[bytes], Any],
     serialize: Callable[[Any], bytes],
-) -> grpc.RpcMethodHandler:
+) -> grpc.RpcMethodHandler[Any, Any]:
     api = method_path.rsplit("/", 1)[-1]
     return grpc.unary_unary_rpc_method_handler(
         grpc_behavior(envelope, api, handler),
@@ -348,7 +350,7 @@ def add_service(
     )
 
 
-def rpc_deadline(context: grpc.aio.ServicerContext) -> float | None:
+def rpc_deadline(context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
     """The RPC's deadline on the `time.monotonic()` clock, or None when it has none."""
     remaining = context.time_remaining()
     return None if remaining is None else time.monotonic() + remaining

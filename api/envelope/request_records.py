@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
+from typing import TypeAlias
 
 import numpy as np
 from google.protobuf.message import Message
@@ -23,7 +24,7 @@ from pyserving.adapters.protos.log_provenance_pb2 import LogProvenance
 from pyserving.api.envelope import tensor_codec
 from pyserving.engine.request_core import ModelRequest, Prediction
 
-PredictionLog = prediction_log_pb2.PredictionLog
+PredictionLog: TypeAlias = prediction_log_pb2.PredictionLog
 
 # The PredictionLog field of each kind of request.
 PREDICT, CLASSIFY, REGRESS, MULTI_INFERENCE = (
@@ -135,7 +136,7 @@ def _name_version(out: model_pb2.ModelSpec, spec: ModelRequest) -> None:
 def answered_spec(response: Message) -> model_pb2.ModelSpec:
     """The model, version (and signature) a Classify, Regress or MultiInference reply names."""
     if hasattr(response, "model_spec"):  # Predict, Classification, Regression responses
-        return response.model_spec  # type: ignore[no-any-return]
+        return response.model_spec
     results = getattr(response, "results", ())  # MultiInferenceResponse: one per task
     if results:
         spec = model_pb2.ModelSpec()

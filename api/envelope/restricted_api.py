@@ -27,7 +27,7 @@ from typing import Any
 import grpc
 import structlog
 
-from pyserving.engine.errors import Code, ServingError
+from pyserving.engine.errors import Code, ConfigurationError, ServingError
 
 log = structlog.get_logger("pyserving.api")
 
@@ -42,7 +42,7 @@ USAGE = (
 )
 
 
-class RestrictionError(ValueError):
+class RestrictionError(ConfigurationError):
     """A --restricted_api value that cannot be used; the message says what to write."""
 
 
@@ -98,7 +98,7 @@ class Restrictions:
     def restricts(self, group: str) -> bool:
         return self.restriction is not None and group in self.restriction.groups
 
-    def check_grpc(self, group: str, api: str, context: grpc.aio.ServicerContext) -> None:
+    def check_grpc(self, group: str, api: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         if not self.restricts(group):
             return
         assert self.restriction is not None
@@ -159,7 +159,7 @@ class _Guarded:
             return method
         restrictions, group = self._restrictions, self._group
 
-        async def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def checked(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             restrictions.check_grpc(group, name, context)
             return await method(request, context)
 

@@ -77,7 +77,7 @@ class _Claim(NamedTuple):
     dtype: np.dtype
     field: str
     shape: tuple[int, ...]
-    count: int
+    elements: int  # not `count`, which would hide tuple.count
 
 
 def _claim(proto: tensor_pb2.TensorProto, name: str, budget: TensorBudget) -> _Claim:

@@ -79,30 +79,40 @@ class InferenceService:
         self._extensions = list(extensions)
 
     async def ServerLive(
-        self, request: grpc_service_pb2.ServerLiveRequest, context: grpc.aio.ServicerContext
+        self,
+        request: grpc_service_pb2.ServerLiveRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> grpc_service_pb2.ServerLiveResponse:
         return grpc_service_pb2.ServerLiveResponse(live=True)
 
     async def ServerReady(
-        self, request: grpc_service_pb2.ServerReadyRequest, context: grpc.aio.ServicerContext
+        self,
+        request: grpc_service_pb2.ServerReadyRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> grpc_service_pb2.ServerReadyResponse:
         return grpc_service_pb2.ServerReadyResponse(ready=await server_ready(self._plane))
 
     async def ModelReady(
-        self, request: grpc_service_pb2.ModelReadyRequest, context: grpc.aio.ServicerContext
+        self,
+        request: grpc_service_pb2.ModelReadyRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> grpc_service_pb2.ModelReadyResponse:
         spec = model_request(request.name, request.version)
         return grpc_service_pb2.ModelReadyResponse(ready=await self._plane.model_ready(spec))
 
     async def ServerMetadata(
-        self, request: grpc_service_pb2.ServerMetadataRequest, context: grpc.aio.ServicerContext
+        self,
+        request: grpc_service_pb2.ServerMetadataRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> grpc_service_pb2.ServerMetadataResponse:
         return grpc_service_pb2.ServerMetadataResponse(
             name=SERVER_NAME, version=pyserving.__version__, extensions=self._extensions
         )
 
     async def ModelMetadata(
-        self, request: grpc_service_pb2.ModelMetadataRequest, context: grpc.aio.ServicerContext
+        self,
+        request: grpc_service_pb2.ModelMetadataRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> grpc_service_pb2.ModelMetadataResponse:
         spec = model_request(request.name, request.version)
         response = await self._plane.model_metadata(spec)
@@ -112,7 +122,9 @@ class InferenceService:
         return response
 
     async def ModelInfer(
-        self, request: grpc_service_pb2.ModelInferRequest, context: grpc.aio.ServicerContext
+        self,
+        request: grpc_service_pb2.ModelInferRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> grpc_service_pb2.ModelInferResponse:
         parameters = request.parameters
         label = _parameter(parameters, LABEL_PARAMETER)

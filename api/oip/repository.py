@@ -70,7 +70,9 @@ class RepositoryService:
         self._plane = plane
 
     async def RepositoryIndex(
-        self, request: grpc_service_pb2.RepositoryIndexRequest, context: grpc.aio.ServicerContext
+        self,
+        request: grpc_service_pb2.RepositoryIndexRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> grpc_service_pb2.RepositoryIndexResponse:
         response = grpc_service_pb2.RepositoryIndexResponse()
         for entry in await self._plane.repository_index(request.ready):
@@ -82,7 +84,7 @@ class RepositoryService:
     async def RepositoryModelLoad(
         self,
         request: grpc_service_pb2.RepositoryModelLoadRequest,
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> grpc_service_pb2.RepositoryModelLoadResponse:
         _refuse_load_parameters(list(request.parameters))
         await self._plane.repository_load(request.model_name)
@@ -91,7 +93,7 @@ class RepositoryService:
     async def RepositoryModelUnload(
         self,
         request: grpc_service_pb2.RepositoryModelUnloadRequest,
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> grpc_service_pb2.RepositoryModelUnloadResponse:
         _refuse_unload_parameters(list(request.parameters))
         await self._plane.repository_unload(request.model_name)

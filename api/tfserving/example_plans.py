@@ -6,6 +6,7 @@ reply. `RequestCore` (gRPC, REST) and warm-up (`run_now`) execute them the same 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import numpy as np
 from google.protobuf.message import Message
@@ -75,9 +76,12 @@ def _plan_single(
 
     def finish(results: Sequence[Outputs], served: ServableHandle) -> Message:
         response = response_class()
-        fill(response.result, results[0], n)  # type: ignore[attr-defined]
+        # A Classification- or RegressionResponse: both have .result and .model_spec, which
+        # their common type, protobuf's Message, lacks.
+        fields: Any = response
+        fill(fields.result, results[0], n)
         fill_model_spec(
-            response.model_spec,  # type: ignore[attr-defined]
+            fields.model_spec,
             request.model_spec.name,
             served.version,
             signature.name,
@@ -88,11 +92,11 @@ def _plan_single(
 
 
 def _fill_classifications(out: Message, outputs: Outputs, n: int) -> None:
-    fill_classification_result(out, cr.check_classifications(outputs, n), n)  # type: ignore[arg-type]
+    fill_classification_result(out, cr.check_classifications(outputs, n), n)
 
 
 def _fill_regressions(out: Message, outputs: Outputs, n: int) -> None:
-    fill_regression_result(out, cr.check_regressions(outputs, n))  # type: ignore[arg-type]
+    fill_regression_result(out, cr.check_regressions(outputs, n))
 
 
 def plan_classify(
@@ -202,7 +206,7 @@ def plan_multi_inference(
                 values = cr.check_regressions(outputs, n)
                 fill_regression_result(result.regression_result, values)
             fill_model_spec(result.model_spec, name, served.version, signature_name)
-        return response
+        return cast("Message", response)  # tensorflow_serving's modules are untyped (Any)
 
     return RequestPlan(calls, finish)
 

@@ -4,7 +4,7 @@ REST routes both answer with, and the Predict plan SavedModel warm-up runs too.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from tensorflow_serving.apis import (
@@ -19,6 +19,7 @@ from pyserving.api.tfserving.model_spec import ModelRequest, fill_model_spec
 from pyserving.engine.data_plane import DataPlane
 from pyserving.engine.errors import invalid_argument
 from pyserving.engine.request_core import (
+    Outputs,
     Prediction,
     RequestPlan,
     plan_predict,
@@ -49,8 +50,8 @@ def predict_plan(
     plan = plan_predict(servable, request.model_spec.signature_name, inputs, request.output_filter)
     model = request.model_spec.name
 
-    def finish(results: object, served: ServableHandle) -> predict_pb2.PredictResponse:
-        prediction = plan.finish(results, served)  # type: ignore[arg-type]
+    def finish(results: Sequence[Outputs], served: ServableHandle) -> predict_pb2.PredictResponse:
+        prediction = plan.finish(results, served)
         return encode_prediction(model, prediction, as_content)
 
     return RequestPlan(plan.calls, finish)

@@ -8,6 +8,8 @@ describe pyserving.ModelRegistry` works).
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 
 from pyserving.adapters.protos import model_registry_pb2, model_registry_pb2_grpc
@@ -27,7 +29,7 @@ class ModelListingService(model_registry_pb2_grpc.ModelRegistryServicer):
         self._plane = plane
 
     async def ListModels(
-        self, request: ListModelsRequest, context: grpc.aio.ServicerContext
+        self, request: ListModelsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> ListModelsResponse:
         return await self._plane.list_models(request)
 

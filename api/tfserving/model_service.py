@@ -3,6 +3,8 @@ answered by the engine through the data plane (engine/model_views.py, model_admi
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 from tensorflow_serving.apis import (
     get_model_status_pb2,
@@ -21,13 +23,13 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     async def GetModelStatus(
         self,
         request: get_model_status_pb2.GetModelStatusRequest,
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> get_model_status_pb2.GetModelStatusResponse:
         return await self._plane.model_status(parse_model_spec(request.model_spec))
 
     async def HandleReloadConfigRequest(
         self,
         request: model_management_pb2.ReloadConfigRequest,
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> model_management_pb2.ReloadConfigResponse:
         return await self._plane.reload_config(request)

@@ -8,7 +8,7 @@ metrics and drain.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
@@ -39,7 +39,7 @@ from pyserving.engine.request_core import (
     Served,
 )
 
-M = TypeVar("M")
+M = TypeVar("M", bound=Message)
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -56,7 +56,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self._log = request_log.log  # sampled answers become PredictionLog records
 
     async def Predict(
-        self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext
+        self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> predict_pb2.PredictResponse:
         spec = parse_model_spec(request.model_spec)
         inputs = await tensor_codec.decode_inputs_off_loop(
@@ -81,7 +81,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     async def GetModelMetadata(
         self,
         request: get_model_metadata_pb2.GetModelMetadataRequest,
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
         spec = parse_model_spec(request.model_spec)
         return await model_metadata(self._plane, spec, list(request.metadata_field))
@@ -89,14 +89,14 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     async def Classify(
         self,
         request: classification_pb2.ClassificationRequest,
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> classification_pb2.ClassificationResponse:
         spec = parse_model_spec(request.model_spec)
         served = await self._plane.classify(spec, request, rpc_deadline(context))
         return self._answer(records.CLASSIFY, spec.name, request, served, context)
 
     async def Regress(
-        self, request: regression_pb2.RegressionRequest, context: grpc.aio.ServicerContext
+        self, request: regression_pb2.RegressionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> regression_pb2.RegressionResponse:
         spec = parse_model_spec(request.model_spec)
         served = await self._plane.regress(spec, request, rpc_deadline(context))
@@ -105,7 +105,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     async def MultiInference(
         self,
         request: inference_pb2.MultiInferenceRequest,
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> inference_pb2.MultiInferenceResponse:
         spec = parse_model_spec(multi_inference_model_spec(request))
         served = await self._plane.multi_inference(spec, request, rpc_deadline(context))
@@ -117,12 +117,12 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         model: str,
         request: Message,
         served: Served[M],
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> M:
         """Classify's, Regress's or MultiInference's reply, with its provenance trailers,
         logged when sampled."""
         response, fingerprint = served
-        version = records.answered_spec(response).version.value  # type: ignore[arg-type]
+        version = records.answered_spec(response).version.value
         context.set_trailing_metadata(answer_metadata(version, fingerprint))
-        self._log(model, lambda: records.logged(field, request, response, fingerprint))  # type: ignore[arg-type]
+        self._log(model, lambda: records.logged(field, request, response, fingerprint))
         return response

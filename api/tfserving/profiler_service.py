@@ -31,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -147,15 +148,15 @@ def xplane_path(request: ProfileRequest) -> str:
     return os.path.join(request.repository_root, request.session_id, name)
 
 
-def _session_options(opts: object) -> dict[str, int]:
+def _session_options(opts: Any) -> dict[str, int]:
     """The tracer levels the Python ProfilerSession takes (ProfilerOptions' names); a
     version-0 ProfileOptions means TSL's defaults (host 2, device 1, python 0)."""
     if getattr(opts, "version", 0) == 0:
         return {"host_tracer_level": 2, "device_tracer_level": 1, "python_tracer_level": 0}
     return {
-        "host_tracer_level": int(opts.host_tracer_level),  # type: ignore[attr-defined]
-        "device_tracer_level": int(opts.device_tracer_level),  # type: ignore[attr-defined]
-        "python_tracer_level": int(opts.python_tracer_level),  # type: ignore[attr-defined]
+        "host_tracer_level": int(opts.host_tracer_level),
+        "device_tracer_level": int(opts.device_tracer_level),
+        "python_tracer_level": int(opts.python_tracer_level),
     }
 
 
@@ -204,7 +205,7 @@ class ProfilerService(grpc.GenericRpcHandler):
     def __init__(self) -> None:
         self._stopped: set[str] = set()  # session ids a Terminate asked to end
 
-    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any] | None:
         method = details.method
         if not method.startswith(_PREFIX):
             return None
@@ -217,7 +218,7 @@ class ProfilerService(grpc.GenericRpcHandler):
             return None
         return grpc.unary_unary_rpc_method_handler(handler)  # bytes in, bytes out
 
-    async def _profile(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def _profile(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         try:
             request = ProfileRequest(data)
         except ValueError as exc:
@@ -248,11 +249,11 @@ class ProfilerService(grpc.GenericRpcHandler):
             raise AssertionError("unreachable") from None
         return profile_response(empty)
 
-    async def _terminate(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def _terminate(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         self._stopped.add(terminate_session_id(data))
         return b""  # TerminateResponse {}
 
-    async def _monitor(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def _monitor(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "unimplemented.")
         raise AssertionError("unreachable")
 

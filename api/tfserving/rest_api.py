@@ -84,7 +84,7 @@ NO_HEADERS: Mapping[str, str] = {}
 @dataclass(frozen=True)
 class _Call:
     kind: str  # a key of API_LABELS
-    spec: ModelRequest | None
+    spec: ModelRequest
     method: str = ""
 
 
@@ -138,7 +138,7 @@ class RestApi:
         """The reply's body, and the headers an answer adds (Predict's provenance)."""
         call = parse_call(request.method, request.raw_path.split("?", 1)[0])
         scope.api = API_LABELS[call.kind]
-        scope.model = call.spec.name if call.spec else ""
+        scope.model = call.spec.name
         body = await read_body(request, self._options.max_body_bytes, self._options.body_timeout_s)
         deadline = None if self._timeout_s is None else time.monotonic() + self._timeout_s
         async with self.slots:
@@ -254,7 +254,7 @@ def _decoded(segment: str, what: str) -> str:
         raise invalid_argument(f"Failed to decode {what}: {segment}") from None
 
 
-def _json_options() -> dict[str, bool]:
+def _json_options() -> dict[str, Any]:
     """TF Serving prints fields with default values; the keyword changed in protobuf 5.26."""
     parameters = inspect.signature(json_format.MessageToDict).parameters
     if "always_print_fields_with_no_presence" in parameters:

@@ -46,7 +46,7 @@ def plan_for(
 ) -> RequestPlan[Message]:
     kind = record.WhichOneof("log_type")
     if kind == "predict_log":
-        return predict_request_plan(servable, record.predict_log.request, options)  # type: ignore[return-value]
+        return predict_request_plan(servable, record.predict_log.request, options)
     if kind == "classify_log":
         return plan_classify(servable, record.classify_log.request, options)
     if kind == "regress_log":

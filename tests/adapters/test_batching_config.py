@@ -12,12 +12,13 @@ from pyserving.adapters.batching_config import (
     BatchingConfigError,
     BatchingParameters,
     load_batching_options,
-    parse_text,
+    parse_batching_parameters,
 )
 from pyserving.api.cli import build_parser
-from pyserving.api.server import StartupError, runner_from_flags
+from pyserving.api.server import runner_from_flags
 from pyserving.engine.batching import BatchingRunner
 from pyserving.engine.batching_params import BatchingOptions
+from pyserving.engine.errors import ConfigurationError
 from pyserving.engine.runner import DirectRunner
 
 # As TF Serving's batching guide (tensorflow_serving/batching/README.md) shows it.
@@ -98,7 +99,8 @@ def test_misspelt_field_is_refused_naming_the_file(tmp_path: Path) -> None:
     with pytest.raises(BatchingConfigError, match=r"batching.config.*max_batch_sise"):
         load_batching_options(path)
     with pytest.raises(text_format.ParseError):
-        parse_text("max_batch_size: 8")  # a wrapper, not a bare number, as in TF Serving
+        # a wrapper, not a bare number, as in TF Serving
+        parse_batching_parameters("max_batch_size: 8")
 
 
 @pytest.mark.parametrize(
@@ -139,7 +141,7 @@ def serve_options(*flags: str) -> argparse.Namespace:
 
 def test_parameters_file_without_enable_batching_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, TF_SERVING_DOCS_EXAMPLE)
-    with pytest.raises(StartupError, match="add --enable_batching"):
+    with pytest.raises(ConfigurationError, match="add --enable_batching"):
         runner_from_flags(serve_options(f"--batching_parameters_file={path}"), print)
 
 
@@ -154,7 +156,7 @@ def test_flags_pick_the_runner(tmp_path: Path) -> None:
     assert isinstance(batching, BatchingRunner)
     assert batching.options.max_batch_size == 8
     batching.close()
-    with pytest.raises(StartupError, match="add --enable_batching"):
+    with pytest.raises(ConfigurationError, match="add --enable_batching"):
         runner_from_flags(serve_options("--batching_idle_micros=500"), print)
     idle = runner_from_flags(
         serve_options("--enable_batching", "--batching_idle_micros=500"), print
@@ -163,7 +165,7 @@ def test_flags_pick_the_runner(tmp_path: Path) -> None:
     assert idle.options.idle_micros == 500
     idle.close()
     bad = write(tmp_path, "max_batch_size { value: 8 } allowed_batch_sizes: 4")
-    with pytest.raises(StartupError, match="allowed_batch_sizes"):
+    with pytest.raises(ConfigurationError, match="allowed_batch_sizes"):
         runner_from_flags(
             serve_options("--enable_batching=true", f"--batching_parameters_file={bad}"), print
         )

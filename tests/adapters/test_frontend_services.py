@@ -48,6 +48,7 @@ def test_request_log_counts_from_the_writer_thread_reach_the_engines_counters() 
     counted: list[str] = []
 
     async def run() -> None:
+        # ignored below: a recording stand-in for EngineClient
         shipper = ObservationShipper(client, interval_s=0.01)  # type: ignore[arg-type]
         writer = threading.Thread(
             target=lambda: [
@@ -85,6 +86,7 @@ def test_overlapping_sends_and_a_scrapes_flush_all_finish() -> None:
     client = Slow()
 
     async def run() -> None:
+        # ignored below: a recording stand-in for EngineClient
         shipper = ObservationShipper(client, interval_s=0.001)  # type: ignore[arg-type]
         for n in (1, 2):
             shipper.add("m", "Predict", "OK", 0.01)

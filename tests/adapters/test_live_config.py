@@ -10,7 +10,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from pyserving.adapters.live_config import LiveConfig
-from pyserving.adapters.model_config import PARSE_ERROR_PREFIX, ServerConfig, parse_text
+from pyserving.adapters.model_config import (
+    PARSE_ERROR_PREFIX,
+    ServerConfig,
+    parse_model_server_config,
+)
 from pyserving.engine.events import ConfigReloaded
 from tests.servables import GatedLoader
 from tests.util.lifecycle import Lifecycle
@@ -41,7 +45,7 @@ class Harness(Lifecycle):
         self.file = root / "models.config"
         self.file.write_text(text)
         self.live = LiveConfig(
-            parse_text(text, str(self.file)),
+            parse_model_server_config(text, str(self.file)),
             self.bus.publish,
             self.manager,
             self.bus.wait_idle,
@@ -127,7 +131,7 @@ def test_bad_edit_keeps_the_last_good_config(root: Path) -> None:
 def test_reload_answers_when_models_are_available_or_failed(root: Path) -> None:
     loader = GatedLoader(failing=[str(root / "b" / "3")])
     h = Harness(root, config_text(root, a=""), loader)
-    new = parse_text(config_text(root, a="", b=""))
+    new = parse_model_server_config(config_text(root, a="", b=""))
     errors = asyncio.run(h.live.reload(new, "test"))
     assert len(errors) == 1 and errors[0].startswith("model b version 3: OSError: cannot read")
     assert h.serving() == {"a": [3]}
@@ -141,7 +145,7 @@ def test_an_edit_not_yet_polled_does_not_undo_a_later_reload(root: Path) -> None
     another config before the poller reads the edit; the poll must not undo the RPC."""
     h = Harness(root, config_text(root, a=""))
     h.file.write_text(config_text(root, a="", b=""))  # written, not yet polled
-    errors = asyncio.run(h.live.reload(parse_text(config_text(root, c="")), "rpc"))
+    errors = asyncio.run(h.live.reload(parse_model_server_config(config_text(root, c="")), "rpc"))
     assert errors == [] and h.serving() == {"c": [3]}
     assert not h.live.check_file()  # the edit predates the RPC: the RPC's config stays
     h.settle()

@@ -34,7 +34,7 @@ from pyserving.statemachines.servable_version import (
     State,
 )
 from tests.servables import ConstantLoader
-from tests.util.lifecycle import Lifecycle
+from tests.util.lifecycle import Lifecycle, machine_recording
 from tests.util.metrics import samples
 
 
@@ -52,7 +52,7 @@ def moves_the_machine_makes() -> set[tuple[str, str]]:
     visited: set[str] = set()
     while paths:
         path = paths.pop()
-        probe = ServableVersionMachine("m", 1, "/m/1", lambda _t: None)
+        probe = ServableVersionMachine("m", 1, "/m/1", lambda **_move: None)
         for trigger in path:
             getattr(probe, trigger)()
         if probe.state in visited:
@@ -60,7 +60,7 @@ def moves_the_machine_makes() -> set[tuple[str, str]]:
         visited.add(probe.state)
         for trigger in sorted(triggers):
             published: list[Transition] = []
-            machine = ServableVersionMachine("m", 1, "/m/1", published.append)
+            machine = machine_recording(published)
             for step in path:
                 getattr(machine, step)()
             published.clear()

@@ -14,7 +14,7 @@ from pyserving.adapters.model_config import (
     ModelConfig,
     ServerConfig,
     diff,
-    parse_text,
+    parse_model_server_config,
     read_file,
 )
 from pyserving.adapters.sources.version_selection import (
@@ -45,7 +45,7 @@ model_config_list {
 
 
 def test_parses_models_policies_platforms_and_labels() -> None:
-    config = parse_text(TWO_MODELS)
+    config = parse_model_server_config(TWO_MODELS)
     assert config.names == ["mnist", "digits", "all", "plain"]
     mnist = config.get("mnist")
     assert mnist == ModelConfig(
@@ -61,7 +61,7 @@ def test_parses_models_policies_platforms_and_labels() -> None:
 def test_latest_zero_means_one_as_in_tf_serving() -> None:
     text = 'model_config_list { config { name: "m" base_path: "/m" '
     text += "model_version_policy { latest {} } } }"
-    assert parse_text(text).get("m").version_selection == LatestVersions(1)
+    assert parse_model_server_config(text).get("m").version_selection == LatestVersions(1)
 
 
 def test_syntax_error_names_the_file_and_line(tmp_path: Path) -> None:
@@ -102,14 +102,14 @@ def test_unreadable_file_says_what_to_do(tmp_path: Path) -> None:
 )  # fmt: skip
 def test_meaningless_configs_are_refused(body: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
-        parse_text(f"model_config_list {{ {body} }}", origin="x.config")
+        parse_model_server_config(f"model_config_list {{ {body} }}", origin="x.config")
     assert message in str(info.value)
     assert str(info.value).startswith("x.config: ")
 
 
 def test_custom_model_config_is_refused() -> None:
     with pytest.raises(ConfigError, match="custom_model_config is not supported"):
-        parse_text('custom_model_config { type_url: "x" }')
+        parse_model_server_config('custom_model_config { type_url: "x" }')
 
 
 def test_known_platforms_is_one_extendable_constant() -> None:
@@ -143,7 +143,9 @@ def test_diff() -> None:
 def test_config_digest_tells_configs_apart() -> None:
     from pyserving.api.server import config_digest
 
-    one = parse_text('model_config_list { config { name: "a" base_path: "/a" } }')
-    same = parse_text('model_config_list {\n  config { name: "a"  base_path: "/a" }\n}')
-    other = parse_text('model_config_list { config { name: "a" base_path: "/b" } }')
+    one = parse_model_server_config('model_config_list { config { name: "a" base_path: "/a" } }')
+    same = parse_model_server_config(
+        'model_config_list {\n  config { name: "a"  base_path: "/a" }\n}'
+    )
+    other = parse_model_server_config('model_config_list { config { name: "a" base_path: "/b" } }')
     assert config_digest(one) == config_digest(same) != config_digest(other)

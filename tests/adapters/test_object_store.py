@@ -23,7 +23,9 @@ from tests.s3_server import (
 
 def put_version(fs: object, version: str, complete: bool = True) -> None:
     if complete:
+        # ignored below: fsspec's filesystems are untyped
         fs.pipe(f"models/mnist/{version}/saved_model.pb", b"graph" * 10)  # type: ignore[attr-defined]
+    # ignored below: fsspec's filesystems are untyped
     fs.pipe(f"models/mnist/{version}/variables/variables.index", b"index")  # type: ignore[attr-defined]
 
 
@@ -38,6 +40,7 @@ def test_lists_versions_by_the_local_rules(s3: object) -> None:
     put_version(s3, "1")
     put_version(s3, "0002")
     put_version(s3, "tmp")
+    # ignored below: fsspec's filesystems are untyped
     s3.pipe("models/mnist/7", b"a file, not a folder")  # type: ignore[attr-defined]
     store = ObjectStore("s3://models/mnist")
     assert sorted(store.list_versions()) == [1, 2]

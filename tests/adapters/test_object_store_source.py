@@ -29,6 +29,7 @@ def make_source(tmp_path: Path) -> tuple[StoragePathSource, Recorder, VersionCac
 
 def test_discover_download_swap_and_delete(s3: object, tmp_path: Path) -> None:
     source, published, cache = make_source(tmp_path)
+    # ignored below: fsspec's filesystems are untyped
     s3.pipe("models/mnist/1/saved_model.pb", b"v1")  # type: ignore[attr-defined]
     first = source.poll_once()  # just written: wait for an unchanged listing
     assert first is not None and first.versions == ()
@@ -40,11 +41,14 @@ def test_discover_download_swap_and_delete(s3: object, tmp_path: Path) -> None:
         and (local / "saved_model.pb").read_bytes() == b"v1"
     )
 
+    # ignored below: fsspec's filesystems are untyped
     s3.pipe("models/mnist/2/variables/variables.index", b"half")  # type: ignore[attr-defined]
     assert source.poll_once() is None and source.poll_once() is None  # no saved_model.pb yet
+    # ignored below: fsspec's filesystems are untyped
     s3.pipe("models/mnist/2/saved_model.pb", b"v2")  # type: ignore[attr-defined]
     source.poll_once()
     source.poll_once()
+    # ignored below: fsspec's filesystems are untyped
     s3.rm("models/mnist/2", recursive=True)  # type: ignore[attr-defined]
     source.poll_once()
     assert published.versions() == [[], [1], [2], [1]]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pyserving.adapters.model_config import ModelConfig, parse_text
+from pyserving.adapters.model_config import ModelConfig, parse_model_server_config
 from pyserving.adapters.model_repository import ModelRepository, RepositoryControl
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.events import ConfigReloaded
@@ -89,7 +89,9 @@ def test_the_reload_rpc_states_the_whole_config_and_drops_repository_changes(
     harness.load("r")
     harness.unload("a")
     assert harness.serving() == {"r": [5]}
-    errors = asyncio.run(harness.live.reload(parse_text(config_text(root, a="", b="")), "rpc"))
+    errors = asyncio.run(
+        harness.live.reload(parse_model_server_config(config_text(root, a="", b="")), "rpc")
+    )
     assert errors == [] and harness.serving() == {"a": [2], "b": [2]}
 
 

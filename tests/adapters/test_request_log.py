@@ -14,7 +14,12 @@ import structlog
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from pyserving.adapters.model_config import ConfigError, RequestLogConfig, diff, parse_text
+from pyserving.adapters.model_config import (
+    ConfigError,
+    RequestLogConfig,
+    diff,
+    parse_model_server_config,
+)
 from pyserving.adapters.request_log.files import RecordFiles, prefix_files
 from pyserving.adapters.request_log.logger import RequestLogger
 from pyserving.adapters.request_log.tfrecord import TFRecordError, frame, read_records
@@ -189,7 +194,7 @@ def served_config(rate: float, prefix: Path, model: str = "m") -> str:
 
 
 def test_sampling_at_a_tenth_is_binomial_over_2000_requests(tmp_path: Path) -> None:
-    config = parse_text(served_config(0.1, tmp_path / "req"))
+    config = parse_model_server_config(served_config(0.1, tmp_path / "req"))
     clock = Clock()
     logger = RequestLogger(lambda: config, RecordWriter(OPTIONS, clock=clock), clock=clock)
     built = []
@@ -214,12 +219,12 @@ def test_sampling_at_a_tenth_is_binomial_over_2000_requests(tmp_path: Path) -> N
 
 
 def test_a_config_reload_changes_what_is_logged(tmp_path: Path) -> None:
-    configs = [parse_text(served_config(1.0, tmp_path / "a"))]
+    configs = [parse_model_server_config(served_config(1.0, tmp_path / "a"))]
     logger = RequestLogger(lambda: configs[0], RecordWriter(OPTIONS))
     logger.log("m", lambda: predict_record(1))
-    configs[0] = parse_text(served_config(1.0, tmp_path / "b"))
+    configs[0] = parse_model_server_config(served_config(1.0, tmp_path / "b"))
     logger.log("m", lambda: predict_record(2))
-    configs[0] = parse_text(served_config(0.0, tmp_path / "c"))
+    configs[0] = parse_model_server_config(served_config(0.0, tmp_path / "c"))
     logger.log("m", lambda: predict_record(3))
     logger.close()
     assert len(records_in(prefix_files(str(tmp_path / "a")))) == 1
@@ -228,12 +233,12 @@ def test_a_config_reload_changes_what_is_logged(tmp_path: Path) -> None:
 
 
 def test_a_builder_that_raises_is_counted_not_raised(tmp_path: Path) -> None:
-    config = parse_text(served_config(1.0, tmp_path / "req"))
+    config = parse_model_server_config(served_config(1.0, tmp_path / "req"))
     drops: list[str] = []
     logger = RequestLogger(lambda: config, RecordWriter(OPTIONS), on_drop=drops.append)
     with structlog.testing.capture_logs() as logs:
         for _ in range(3):
-            logger.log("m", lambda: 1 / 0)  # type: ignore[arg-type, return-value]
+            logger.log("m", lambda: 1 / 0)
     logger.close()
     assert drops == ["build_error"] * 3
     assert [e["event"] for e in logs] == ["request_log_build_failed"]
@@ -241,9 +246,11 @@ def test_a_builder_that_raises_is_counted_not_raised(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ config
 def test_logging_config_is_read_from_the_model_config(tmp_path: Path) -> None:
-    [model] = parse_text(served_config(0.5, tmp_path / "req")).models
+    [model] = parse_model_server_config(served_config(0.5, tmp_path / "req")).models
     assert model.request_log == RequestLogConfig(0.5, str(tmp_path / "req"))
-    [plain] = parse_text('model_config_list { config { name: "m" base_path: "/m" } }').models
+    [plain] = parse_model_server_config(
+        'model_config_list { config { name: "m" base_path: "/m" } }'
+    ).models
     assert plain.request_log is None
 
 
@@ -269,7 +276,7 @@ def test_bad_logging_configs_say_what_to_write(logging_config: str, message: str
         + " } } }"
     )
     with pytest.raises(ConfigError, match=message):
-        parse_text(text, origin="models.config")
+        parse_model_server_config(text, origin="models.config")
 
 
 def test_tfrecord_type_is_accepted_and_a_logging_change_is_a_config_change(
@@ -278,9 +285,9 @@ def test_tfrecord_type_is_accepted_and_a_logging_change_is_a_config_change(
     typed = served_config(1.0, tmp_path / "req").replace(
         "log_collector_config {", 'log_collector_config { type: "tfrecord"'
     )
-    old = parse_text(typed)
+    old = parse_model_server_config(typed)
     assert old.models[0].request_log == RequestLogConfig(1.0, str(tmp_path / "req"))
-    new = parse_text(served_config(0.25, tmp_path / "req"))
+    new = parse_model_server_config(served_config(0.25, tmp_path / "req"))
     changes = diff(old, new)
     assert changes.relogged == ("m",) and not changes.empty and not changes.changed
 

@@ -157,7 +157,8 @@ def test_batches_warmup_and_loads() -> None:
 
 
 def test_metrics_names_flag() -> None:
-    serve = build_parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
+    # argparse's private fields, typed as Optional and as any action
+    serve = build_parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr,index]
     assert serve.parse_args([]).metrics_names == "both"
     assert serve.parse_args(["--metrics_names=tfserving"]).metrics_names == "tfserving"
     with pytest.raises(SystemExit):

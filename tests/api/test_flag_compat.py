@@ -159,6 +159,7 @@ def test_tensorflow_threads_reach_each_session(tmp_path: Path) -> None:
         "tensorflow", PlatformOptions(intra_op_threads=intra, inter_op_threads=inter)
     )
     servable = loader.load(str(export_tf2_model(tmp_path / "m" / "1")))
+    # ignored below: the loaded Session's private config
     config = servable._session._config  # type: ignore[attr-defined]
     assert (config.intra_op_parallelism_threads, config.inter_op_parallelism_threads) == (3, 2)
     servable.unload()

@@ -61,6 +61,7 @@ def run_with_server(
 def test_readyz_follows_the_serving_map_and_shutdown() -> None:
     servable_map = ServableMap()
     plane = EngineHealth(ServerHealth(servable_map, lambda: ["mnist", "other"]))
+    # ignored below: EngineHealth is the health part of the plane
     health = HealthService(plane)  # type: ignore[arg-type]
     server = HttpServer(0, host="127.0.0.1")
     server.add_routes(probe_routes(health.status))

@@ -19,8 +19,8 @@ from pyserving.api.monitoring_config import (
 def test_tf_serving_field_numbers_on_the_wire() -> None:
     """prometheus_config = 1 { enable = 1 (bool), path = 2 (string) } in tensorflow.serving."""
     config = MonitoringConfig()
-    config.prometheus_config.enable = True  # type: ignore[attr-defined]
-    config.prometheus_config.path = "/x"  # type: ignore[attr-defined]
+    config.prometheus_config.enable = True
+    config.prometheus_config.path = "/x"
     assert config.SerializeToString() == b"\x0a\x06\x08\x01\x12\x02/x"
     assert MonitoringConfig.DESCRIPTOR.full_name == "tensorflow.serving.MonitoringConfig"
 

@@ -86,6 +86,7 @@ def serve(
     api = RestApi(
         InProcessDataPlane(RequestCore(servable_map, runner), PlanOptions()),
         Envelope(observer_series(lambda *args: observed.append(args))),
+        # ignored below: settings: a dict of RestOptions' fields
         RestOptions(**settings),  # type: ignore[arg-type]
     )
     server = HttpServer(0, host="127.0.0.1")
@@ -101,6 +102,7 @@ def serve(
     try:
         asyncio.run(main())
     finally:
+        # ignored below: tests.servables' slow servable's event
         handle.servable.release.set()  # type: ignore[attr-defined]
         runner.close()
 
@@ -146,8 +148,10 @@ def test_deadline_answers_504_but_keeps_the_version_until_the_call_ends() -> Non
         )
         assert status == 504 and "--rest_api_timeout_in_ms" in reply["error"]
         assert time.monotonic() - started < 10
+        # ignored below: tests.servables' slow servable's event
         assert servable.running_slow.is_set()  # type: ignore[attr-defined]
         assert handle.in_flight >= 1  # the model call still runs: its version stays held
+        # ignored below: tests.servables' slow servable's event
         servable.release.set()  # type: ignore[attr-defined]
         await eventually_async(lambda: handle.in_flight == 0, 5, 0.05, "the model call to end")
         assert observed[-1][2] == "DEADLINE_EXCEEDED"

@@ -20,12 +20,11 @@ from pyserving.api.envelope.restricted_api import (
 )
 from pyserving.api.flags import server_options
 from pyserving.api.server import (
-    StartupError,
     models_from_flags,
     repository_from_flags,
     restrictions_from_flags,
 )
-from pyserving.engine.errors import Code, ServingError
+from pyserving.engine.errors import Code, ConfigurationError, ServingError
 
 
 def options(*flags: str):
@@ -63,7 +62,7 @@ def test_bad_values_are_refused_saying_what_to_write(value: str, says: str) -> N
         parse_restricted_api(value)
     assert says in str(refused.value)
     assert "write --restricted_api=GROUP[,GROUP]:KEY=VALUE" in str(refused.value)
-    with pytest.raises(StartupError) as startup:
+    with pytest.raises(ConfigurationError) as startup:
         restrictions_from_flags(options(f"--restricted_api={value}"))
     assert says in str(startup.value)
 
@@ -71,12 +70,15 @@ def test_bad_values_are_refused_saying_what_to_write(value: str, says: str) -> N
 def test_repository_flags_at_start_up(tmp_path: Path) -> None:
     alone = options(f"--model_repository={tmp_path}")
     assert models_from_flags(alone).models == ()  # no model yet is not an error with it
-    with pytest.raises(StartupError, match=r"no model to serve.*--model_repository=DIR"):
+    with pytest.raises(ConfigurationError, match=r"no model to serve.*--model_repository=DIR"):
         models_from_flags(options())
-    with pytest.raises(StartupError, match="--model_repository_load_all needs"):
+    with pytest.raises(ConfigurationError, match="--model_repository_load_all needs"):
+        # ignored below: the flags fail before the rest is used
         repository_from_flags(options("--model_repository_load_all"), None, None)  # type: ignore[arg-type]
-    with pytest.raises(StartupError, match="is not a folder"):
+    with pytest.raises(ConfigurationError, match="is not a folder"):
+        # ignored below: the flags fail before the rest is used
         repository_from_flags(options(f"--model_repository={tmp_path / 'no'}"), None, None)  # type: ignore[arg-type]
+    # ignored below: no repository: the rest is never used
     assert repository_from_flags(options(), None, None) is None  # type: ignore[arg-type]
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import dataclasses
+import inspect
 
 import pytest
 
+from pyserving.api import server_options as server_options_module
 from pyserving.api.cli import build_parser
 from pyserving.api.flag_compat import TF_SERVING_FLAGS
 from pyserving.api.flags import FLAGS, ServerOptions, server_options
@@ -27,11 +30,39 @@ def test_options_have_the_flags_names_and_defaults() -> None:
     assert options == ServerOptions()  # the dataclass defaults are the parser's
 
 
+def test_the_written_out_fields_are_the_table_rows() -> None:
+    """ServerOptions is written by hand beside the table: each field must be a row's name,
+    in the table's order, with the row's type and default (a drift names its field)."""
+    fields = dataclasses.fields(ServerOptions)
+    assert [f.name for f in fields] == [flag.name for flag in FLAGS]
+    for field, flag in zip(fields, FLAGS, strict=True):
+        assert field.type == flag.type.__name__, field.name  # annotations are strings here
+        assert field.default == flag.default, field.name
+        assert type(field.default) is flag.type, field.name
+
+
+def test_every_option_has_a_docstring() -> None:
+    """One line under each field says what it is (what editors show on hover)."""
+    body = ast.parse(inspect.getsource(server_options_module)).body
+    (options_class,) = [n for n in body if isinstance(n, ast.ClassDef)]
+    statements = options_class.body
+    documented = [
+        node.target.id
+        for node, after in zip(statements, [*statements[1:], None], strict=True)
+        if isinstance(node, ast.AnnAssign)
+        and isinstance(node.target, ast.Name)
+        and isinstance(after, ast.Expr)
+        and isinstance(after.value, ast.Constant)
+        and isinstance(after.value.value, str)
+    ]
+    assert documented == [f.name for f in dataclasses.fields(ServerOptions)]
+
+
 def test_options_are_typed_and_frozen() -> None:
     options = server_options(parse("--port=9000", "--enable_batching", "--rest_api_port", "8501"))
     assert (options.port, options.enable_batching, options.rest_api_port) == (9000, True, 8501)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        options.port = 1  # type: ignore[misc]
+        options.port = 1  # type: ignore[misc]  # the point: a frozen field refuses it
     types = {f.name: f.type for f in FLAGS}
     for name, value in dataclasses.asdict(options).items():
         assert isinstance(value, types[name]), name

@@ -20,7 +20,8 @@ from typing import IO
 import pytest
 
 from pyserving.adapters.logging_setup import resolve_format
-from pyserving.api.startup_checks import StartupError, check_port_free
+from pyserving.api.startup_checks import check_port_free
+from pyserving.engine.errors import ConfigurationError
 from tests.util.processes import QUIET_ENV, ROOT, free_port
 
 # main() returns the exit status for serve's own errors; argparse's exit via SystemExit.
@@ -109,7 +110,7 @@ def test_a_port_shared_on_purpose_or_picked_by_the_kernel_is_not_probed() -> Non
         holder.bind(("0.0.0.0", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        with pytest.raises(StartupError, match=f"port {port} is already in use"):
+        with pytest.raises(ConfigurationError, match=f"port {port} is already in use"):
             check_port_free(port, "port")
         check_port_free(port, "port", reuse_port=True)  # grpc.so_reuseport=1: the user's call
     check_port_free(0, "rest_api_port")
@@ -204,5 +205,7 @@ def test_resolve_format_without_a_real_stream() -> None:
         def isatty(self) -> bool:
             raise ValueError("I/O operation on closed file")
 
+    # ignored below: a stream whose isatty raises
     assert resolve_format("auto", Closed()) == "json"  # type: ignore[arg-type]
+    # ignored below: a stream whose isatty raises
     assert resolve_format("console", Closed()) == "console"  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from tensorflow.core.protobuf import config_pb2
 from pyserving.adapters.loaders.platforms import PlatformOptions, make_loader
 from pyserving.api.cli import build_parser
 from pyserving.api.tensorflow_settings import SettingsError, settings_from_flags
+from pyserving.engine.errors import ConfigurationError
 from tests.example_models import export_half_plus_two_tf1
 
 
@@ -104,7 +105,7 @@ def test_platform_config_defaults_are_tf_servings(tmp_path: Path) -> None:
 def test_bad_platform_config_files_are_refused(tmp_path: Path, text: str, wording: str) -> None:
     file = tmp_path / "platform.pbtxt"
     file.write_text(text)
-    with pytest.raises(SettingsError) as caught:
+    with pytest.raises(ConfigurationError) as caught:
         settings_from_flags(serve_options(f"--platform_config_file={file}"))
     assert wording in str(caught.value)
 

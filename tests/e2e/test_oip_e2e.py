@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -167,7 +167,7 @@ def test_model_metadata_equals_the_signature(server: OipServer) -> None:
     reply.metadata["signature_def"].Unpack(signature_defs)
     signature = signature_defs.signature_def["serving_default"]
 
-    def expected(tensors) -> list[dict]:  # type: ignore[no-untyped-def]
+    def expected(tensors: Any) -> list[dict[str, Any]]:
         return sorted(
             (
                 {
@@ -309,7 +309,7 @@ def test_batching_answers_equal_predict(batching_server: OipServer, images: np.n
 
 
 # ---------------------------------------------------------------------- errors
-def grpc_error(call) -> InferenceServerException:  # type: ignore[no-untyped-def]
+def grpc_error(call: Callable[[], object]) -> InferenceServerException:
     with pytest.raises(InferenceServerException) as caught:
         call()
     return caught.value

@@ -69,7 +69,7 @@ def make_cert(
             ),
             critical=False,
         )
-    cert = builder.sign(signing_key, hashes.SHA256())  # type: ignore[arg-type]
+    cert = builder.sign(signing_key, hashes.SHA256())
     return Pem(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
 
 

@@ -442,7 +442,7 @@ def test_unloading_version_finishes_its_queued_requests_before_it_unloads() -> N
     from tests.util.lifecycle import Lifecycle as ManagerHarness
 
     loader = RecordingLoader()
-    m = ManagerHarness(loader)  # type: ignore[arg-type]
+    m = ManagerHarness(loader)
     m.aspire(1)
     v1 = loader.servables[1]
     runner = BatchingRunner(

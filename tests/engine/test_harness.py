@@ -94,6 +94,7 @@ def test_a_retry_that_succeeds_keeps_the_servable_for_the_manager() -> None:
         finally:
             loader.failing.clear()  # the second attempt finds the folder fixed
 
+    # ignored below: the test swaps in a loader that fails first
     loader.load = load_then_heal  # type: ignore[method-assign]
     h.load()
     assert [f.attempt for f in published.of(LoadFailed)] == [1]

@@ -70,6 +70,7 @@ def test_abandoned_threads_are_bounded_and_errors_pass_through() -> None:
     gate = threading.Event()
     timed = TimedLoads(0.05, max_abandoned=1)
     with pytest.raises(LoadTimedOut, match="timed out"):
+        # ignored below: a job that returns False when the gate times out
         timed.run(lambda: gate.wait(30) and ConstantServable(1), "m/1")  # type: ignore[arg-type,return-value]
     assert timed.abandoned_running() == 1
     with pytest.raises(LoadTimedOut, match="1 earlier load"):

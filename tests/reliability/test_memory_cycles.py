@@ -52,6 +52,7 @@ def test_rss_returns_after_every_swap(big_model: BigModel, tmp_path: Path, size:
         one_serving = process_figures(server.process.pid).rss_mib
         bound = one_serving + PER_SWAP_SHARE * big_model.mib
         for cycle in range(cycles):
+            # ignored below: a ServerProcess stands in for the handle
             swap(server, big_model, base, "big", old=cycle + 1, new=cycle + 2)  # type: ignore[arg-type]
             assert predict_one(server) == cycle + 2
             rss_mib.append(process_figures(server.process.pid).rss_mib)

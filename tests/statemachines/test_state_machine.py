@@ -11,6 +11,7 @@ from pyserving.statemachines.servable_version import (
     ServableVersionMachine,
     State,
 )
+from tests.util.lifecycle import machine_recording
 
 TRIGGERS = sorted({t["trigger"] for t in TRANSITIONS})
 LEGAL = {(t["source"], t["trigger"]): t["dest"] for t in TRANSITIONS}
@@ -35,7 +36,7 @@ REACH = {
 
 def make_machine() -> tuple[ServableVersionMachine, list[Transition]]:
     published: list[Transition] = []
-    return ServableVersionMachine("mnist", 3, "/models/mnist/3", published.append), published
+    return machine_recording(published, "mnist", 3), published
 
 
 @pytest.mark.parametrize("path", LEGAL_PATHS, ids=lambda p: "-".join(p))

@@ -8,6 +8,7 @@ sleeps alone.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -24,11 +25,23 @@ from pyserving.engine.manager import LoadAttempts, Manager
 from pyserving.engine.policy import AspiredVersionPolicy
 from pyserving.engine.servable import Loader
 from pyserving.engine.servable_map import ServableMap
-from pyserving.statemachines.servable_version import State
+from pyserving.statemachines.servable_version import ServableVersionMachine, State
 from tests.util.waiting import eventually
 
 NO_RETRIES = LoadAttempts(max_num_load_retries=0, load_retry_interval_s=0.0)
 SETTLED = (State.AVAILABLE, State.END, State.ERROR)
+
+
+def machine_recording(
+    published: list[Transition], model: str = "m", version: int = 1
+) -> ServableVersionMachine:
+    """A bare version machine whose moves are appended to `published` as Transitions, as
+    the engine's harness publishes them."""
+
+    def record(**move: Any) -> None:
+        published.append(Transition(**move))
+
+    return ServableVersionMachine(model, version, f"/{model}/{version}", record)
 
 
 def all_settled(manager: Manager) -> bool:

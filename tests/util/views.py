@@ -20,7 +20,7 @@ from tensorflow_serving.apis import model_management_pb2
 from tensorflow_serving.apis.get_model_status_pb2 import ModelVersionStatus
 
 from pyserving.adapters.live_config import LiveConfig
-from pyserving.adapters.model_config import parse_text
+from pyserving.adapters.model_config import parse_model_server_config
 from pyserving.adapters.model_repository import ModelRepository, RepositoryControl
 from pyserving.adapters.protos.model_registry_pb2 import ListModelsRequest
 from pyserving.api.tfserving.example_plans import EXAMPLE_PLANS
@@ -70,7 +70,7 @@ class ViewsEngine:
         self.lifecycle = Lifecycle(RecordingLoader())
         manager = self.lifecycle.manager
         self.live = LiveConfig(
-            parse_text(config_text(root, M_CONFIG), "test"),
+            parse_model_server_config(config_text(root, M_CONFIG), "test"),
             self.lifecycle.bus.publish,
             manager,
             self.lifecycle.bus.wait_idle,
