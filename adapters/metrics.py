@@ -46,6 +46,7 @@ from pyserving.engine.events import (
     VersionQuiesced,
     WarmupFinished,
 )
+from pyserving.engine.servable_id import ServableId
 from pyserving.statemachines.servable_version import TRANSITIONS, State
 
 UNKNOWN_MODEL = "_unknown_"
@@ -78,7 +79,7 @@ QUEUE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
 LEGAL_MOVES: tuple[tuple[str, str], ...] = tuple((t["source"], t["dest"]) for t in TRANSITIONS)
 
 QueueDepths = Callable[[], Mapping[tuple[str, int, str], int]]
-VersionStates = Callable[[], Mapping[tuple[str, int], State]]
+VersionStates = Callable[[], Mapping[ServableId, State]]
 
 
 def new_registry() -> CollectorRegistry:

@@ -63,6 +63,7 @@ from pyserving.engine.events import (
     WarmupFinished,
 )
 from pyserving.engine.request_scope import RequestScope
+from pyserving.engine.servable_id import ServableId
 from pyserving.engine.servable_map import ServableHandle
 
 log = structlog.get_logger("pyserving.tracing")
@@ -313,7 +314,7 @@ class LifecycleSpans:
 
     def __init__(self, tracer: trace_api.Tracer) -> None:
         self._tracer = tracer
-        self._open: dict[tuple[str, int], trace_api.Span] = {}
+        self._open: dict[ServableId, trace_api.Span] = {}
 
     def __call__(self, event: Event) -> None:
         try:
@@ -324,7 +325,7 @@ class LifecycleSpans:
     def _handle(self, event: Event) -> None:
         at = int(event.time * 1e9)
         if isinstance(event, Transition):
-            key = (event.model, event.version)
+            key = event.servable_id
             if event.src in ("loading", "unloading"):
                 span = self._open.pop(key, None)
                 if span is not None:
@@ -342,11 +343,11 @@ class LifecycleSpans:
                     attributes={MODEL: event.model, VERSION: event.version},
                 )
         elif isinstance(event, LoadSucceeded) and event.fingerprint:
-            span = self._open.get((event.model, event.version))
+            span = self._open.get(event.servable_id)
             if span is not None:
                 span.set_attribute(FINGERPRINT, event.fingerprint)
         elif isinstance(event, LoadFailed):
-            span = self._open.get((event.model, event.version))
+            span = self._open.get(event.servable_id)
             if span is not None:
                 span.add_event(
                     "load_attempt_failed",
@@ -354,7 +355,7 @@ class LifecycleSpans:
                     timestamp=at,
                 )
         elif isinstance(event, WarmupFinished):
-            load = self._open.get((event.model, event.version))
+            load = self._open.get(event.servable_id)
             if load is not None:
                 warmup = self._tracer.start_span(
                     "warmup",

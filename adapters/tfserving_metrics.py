@@ -41,6 +41,7 @@ from pyserving.engine.events import (
     WarmupFinished,
 )
 from pyserving.engine.request_scope import CURRENT
+from pyserving.engine.servable_id import ServableId
 from pyserving.engine.servable_map import ServableHandle
 
 UNKNOWN_MODEL = "_unknown_"
@@ -177,7 +178,7 @@ class TFServingMetrics:
     ) -> None:
         self._known_models = known_models
         self.thread_pool_name = thread_pool_name
-        self._paths: dict[tuple[str, int], str] = {}
+        self._paths: dict[ServableId, str] = {}
         s = "/tensorflow/serving/"
         self.request_count = Counter(s + "request_count", ("model_name", "status"))
         self.request_latency = Histogram(
@@ -268,9 +269,9 @@ class TFServingMetrics:
             for key in [k for k in self._paths if k[0] == event.model]:
                 del self._paths[key]  # only the aspired versions' paths are kept
             for v in event.versions:
-                self._paths[(event.model, v.version)] = v.path
+                self._paths[ServableId(event.model, v.version)] = v.path
         elif isinstance(event, WarmupFinished):
-            path = self._paths.get((event.model, event.version), event.model)
+            path = self._paths.get(event.servable_id, event.model)
             # TF Serving writes status.ToString() (the whole error text); that is unbounded.
             status = "OK" if not event.error else "UNKNOWN"
             self.warmup_latency.observe((path, status), event.duration_s * 1e6)

@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 
 import msgspec
 
+from pyserving.engine.servable_id import OfVersion
+
 
 @dataclass(frozen=True)
 class Event:
@@ -92,7 +94,7 @@ class AspiredVersions(Event):
 
 
 @dataclass(frozen=True)
-class LoadSucceeded(Event):
+class LoadSucceeded(OfVersion, Event):
     """A version loaded. `fingerprint` says which model bytes it serves (adapters/loaders/
     provenance.py: `saved_model:...` or `sha256:...`); "" in logs written before it was
     recorded, and where the platform could not read it."""
@@ -105,7 +107,7 @@ class LoadSucceeded(Event):
 
 
 @dataclass(frozen=True)
-class WarmupFinished(Event):
+class WarmupFinished(OfVersion, Event):
     """A version's warm-up requests were run during its load (before it serves).
 
     Published by the loading thread just before the load's own result; `error` is empty
@@ -122,7 +124,7 @@ class WarmupFinished(Event):
 
 
 @dataclass(frozen=True)
-class LoadFailed(Event):
+class LoadFailed(OfVersion, Event):
     """A load attempt failed. `will_retry` attempts stay in `loading`; the last one errors."""
 
     kind: ClassVar[str] = "load_failed"
@@ -135,7 +137,7 @@ class LoadFailed(Event):
 
 
 @dataclass(frozen=True)
-class VersionQuiesced(Event):
+class VersionQuiesced(OfVersion, Event):
     """An unloading version's last in-flight request finished; its unload starts now.
 
     `drain_s` is the wait for the `in_flight` requests it had when the unload began, so
@@ -150,7 +152,7 @@ class VersionQuiesced(Event):
 
 
 @dataclass(frozen=True)
-class UnloadFinished(Event):
+class UnloadFinished(OfVersion, Event):
     """The servable is unloaded (timed from its quiesced point) and the version ended."""
 
     kind: ClassVar[str] = "unload_finished"
@@ -160,7 +162,7 @@ class UnloadFinished(Event):
 
 
 @dataclass(frozen=True)
-class VersionForgotten(Event):
+class VersionForgotten(OfVersion, Event):
     """The manager dropped an ended version from its table (it keeps the last few per model).
 
     GetModelStatus no longer lists it, and its per-version metric series are removed, so
@@ -273,7 +275,7 @@ class PromotionVerdict(Event):
 
 
 @dataclass(frozen=True)
-class Transition(Event):
+class Transition(OfVersion, Event):
     """One state change of one servable version's machine."""
 
     kind: ClassVar[str] = "transition"
@@ -286,7 +288,7 @@ class Transition(Event):
 
 
 @dataclass(frozen=True)
-class BatchRun(Event):
+class BatchRun(OfVersion, Event):
     """One batch executed; published per batch, never per request."""
 
     kind: ClassVar[str] = "batch_run"

@@ -35,6 +35,7 @@ from pyserving.engine.events import (
 )
 from pyserving.engine.load_timeout import TimedLoads
 from pyserving.engine.servable import Loader, Servable
+from pyserving.engine.servable_id import OfVersion
 from pyserving.engine.servable_map import ServableHandle
 from pyserving.statemachines.servable_version import ServableVersionMachine, State
 
@@ -57,7 +58,7 @@ class LoadAttempts:
     load_timeout_s: float = 0.0  # per attempt; 0 = no limit (see engine/load_timeout.py)
 
 
-class LoaderHarness:
+class LoaderHarness(OfVersion):
     """One (model, version): its machine, loader, servable, retries and timeout."""
 
     def __init__(

@@ -47,6 +47,7 @@ from pyserving.engine.policy import (
 )
 from pyserving.engine.promotion import PromotionJudge
 from pyserving.engine.servable import Loader
+from pyserving.engine.servable_id import ServableId
 from pyserving.engine.servable_map import ServableHandle, WritableServableMap
 from pyserving.statemachines.servable_version import State
 
@@ -275,10 +276,10 @@ class Manager:
         with self._lock:
             return sorted(self._harnesses)
 
-    def states(self) -> Mapping[tuple[str, int], State]:
+    def states(self) -> Mapping[ServableId, State]:
         with self._lock:
             return {
-                (model, v): h.state
+                ServableId(model, v): h.state
                 for model, harnesses in self._harnesses.items()
                 for v, h in harnesses.items()
             }

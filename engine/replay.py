@@ -46,6 +46,7 @@ from pyserving.engine.events import (
 )
 from pyserving.engine.manager import LoadAttempts, Manager
 from pyserving.engine.policy import POLICIES
+from pyserving.engine.servable_id import ServableId
 from pyserving.engine.servable_map import ServableHandle
 from pyserving.engine.timeline import Cause, Timeline, TimelineBuilder
 from pyserving.statemachines.servable_version import TRANSITIONS, State
@@ -246,7 +247,7 @@ class Verifier:
         self._label_pending: deque[LabelDecision] = deque()
         self._cause = Cause(0, "")
         self._label_cause = Cause(0, "")
-        self._recorded_state: dict[tuple[str, int], str] = {}
+        self._recorded_state: dict[ServableId, str] = {}
         # The cause of the transition just fed (None when it could not be verified).
         self.last_explanation: Cause | None = None
 
@@ -333,7 +334,7 @@ class Verifier:
 
     def _check_transition(self, recorded: Transition, run: Run) -> bool:
         """True when `recorded` is the manager's next decision."""
-        key = (recorded.model, recorded.version)
+        key = recorded.servable_id
         current = self._recorded_state.get(key, State.NEW.value)
         if current == State.END.value and recorded.src == State.NEW.value:
             current = State.NEW.value  # an ended version aspired again: a fresh machine

@@ -19,11 +19,12 @@ import structlog
 
 from pyserving.engine.errors import invalid_argument, not_found, quoted
 from pyserving.engine.servable import Servable
+from pyserving.engine.servable_id import OfVersion
 
 log = structlog.get_logger("pyserving.serving")
 
 
-class ServableHandle:
+class ServableHandle(OfVersion):
     """A version that requests can use, with the count of requests using it now, and the
     fingerprint of the model bytes it was loaded from (every answer carries it)."""
 

@@ -23,6 +23,7 @@ from pyserving.engine.events import (
     Skimmed,
     Transition,
 )
+from pyserving.engine.servable_id import ServableId
 from pyserving.statemachines.servable_version import State
 
 SETTLED = frozenset({State.END.value, State.ERROR.value})
@@ -169,7 +170,7 @@ class TimelineBuilder:
         self.runs: list[RunBoundary] = []
         self.label_moves: list[LabelMove] = []
         self.verdicts: list[PromotionVerdict] = []  # promotion gates' verdicts, in log order
-        self._current: dict[tuple[str, int], VersionLife] = {}
+        self._current: dict[ServableId, VersionLife] = {}
         self.last_seq = 0
         self.last_time = 0.0
         self.first_time: float | None = None
@@ -190,7 +191,7 @@ class TimelineBuilder:
             for wanted in event.versions:
                 self._life_for(event.model, wanted.version, event.seq, event.time, event.kind)
         elif isinstance(event, LoadSucceeded):
-            life = self._current.get((event.model, event.version))
+            life = self._current.get(event.servable_id)
             if life is not None:
                 life.fingerprint = event.fingerprint
         elif isinstance(event, LabelMoved):
@@ -202,7 +203,7 @@ class TimelineBuilder:
         elif isinstance(event, PromotionVerdict):
             self.verdicts.append(event)
         elif isinstance(event, LoadFailed):
-            life = self._current.get((event.model, event.version))
+            life = self._current.get(event.servable_id)
             if life is not None:
                 life.load_errors.append(
                     LoadError(event.seq, event.time, event.attempt, event.will_retry, event.error)
@@ -214,7 +215,7 @@ class TimelineBuilder:
 
     def _life_for(self, model: str, version: int, seq: int, time: float, kind: str) -> VersionLife:
         """The version's live machine, or a new one (as the manager creates it)."""
-        life = self._current.get((model, version))
+        life = self._current.get(ServableId(model, version))
         if life is None or life.state == State.END.value:
             life = self._new_life(model, version, seq, time, Cause(seq, kind))
         return life
@@ -224,12 +225,12 @@ class TimelineBuilder:
     ) -> VersionLife:
         life = VersionLife(model, version, len(self.runs))
         life.spans.append(StateSpan(State.NEW.value, seq, time, cause=cause))
-        self._current[(model, version)] = life
+        self._current[ServableId(model, version)] = life
         self.lives.append(life)
         return life
 
     def _transition(self, t: Transition, cause: Cause | None) -> None:
-        life = self._current.get((t.model, t.version))
+        life = self._current.get(t.servable_id)
         if life is None or (t.src == State.NEW.value and life.state != State.NEW.value):
             life = self._new_life(t.model, t.version, t.seq, t.time)
         last = life.spans[-1]
@@ -302,23 +303,23 @@ class Timeline:
                 run = index
         return run
 
-    def _lives_at(self, point: Point) -> dict[tuple[str, int], tuple[VersionLife, str]]:
+    def _lives_at(self, point: Point) -> dict[ServableId, tuple[VersionLife, str]]:
         """Each version's life and state at a moment, in the server run live then."""
         run = self._run_at(point)
-        found: dict[tuple[str, int], tuple[VersionLife, str]] = {}
+        found: dict[ServableId, tuple[VersionLife, str]] = {}
         for life in self.lives:
             if life.run != run:
                 continue
             state = life.state_at(point)
             if state is not None:
-                found[(life.model, life.version)] = (life, state)
+                found[ServableId(life.model, life.version)] = (life, state)
         return dict(sorted(found.items()))
 
-    def state_at(self, point: Point) -> dict[tuple[str, int], str]:
+    def state_at(self, point: Point) -> dict[ServableId, str]:
         """Every version's state at a moment, in the server run live at that moment."""
         return {key: state for key, (_, state) in self._lives_at(point).items()}
 
-    def fingerprints_at(self, point: Point) -> dict[tuple[str, int], str]:
+    def fingerprints_at(self, point: Point) -> dict[ServableId, str]:
         """Every version's fingerprint at a moment ("" before its load, or unrecorded)."""
         return {key: life.fingerprint for key, (life, _) in self._lives_at(point).items()}
 
@@ -335,12 +336,10 @@ class Timeline:
         for move in self.label_moves:
             if move.run == run and point.not_after(move.seq, move.time):
                 labels[(move.model, move.label)] = move.version
-        found = [
-            ServingAt(model, "latest", max(versions), lives[(model, max(versions))][0].fingerprint)
-            for model, versions in available.items()
-        ]
+        latest = [ServableId(model, max(versions)) for model, versions in available.items()]
+        found = [ServingAt(s.model, "latest", s.version, lives[s][0].fingerprint) for s in latest]
         for (model, label), pointed in labels.items():
             if pointed is not None and pointed in available.get(model, ()):
-                fingerprint = lives[(model, pointed)][0].fingerprint
+                fingerprint = lives[ServableId(model, pointed)][0].fingerprint
                 found.append(ServingAt(model, f"label {label}", pointed, fingerprint))
         return sorted(found, key=lambda s: (s.model, s.name != "latest", s.name))

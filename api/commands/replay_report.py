@@ -154,13 +154,13 @@ def to_json_dict(result: ReplayResult, source: ReplaySource, filters: Filters) -
         fingerprints = timeline.fingerprints_at(point)
         report["state_at"] = [
             {
-                "model": model,
-                "version": version,
+                "model": servable.model,
+                "version": servable.version,
                 "state": state,
-                "fingerprint": fingerprints[(model, version)],
+                "fingerprint": fingerprints[servable],
             }
-            for (model, version), state in timeline.state_at(point).items()
-            if filters.model is None or model == filters.model
+            for servable, state in timeline.state_at(point).items()
+            if filters.model is None or servable.model == filters.model
         ]
         report["serving_at"] = [
             {"model": s.model, "as": s.name, "version": s.version, "fingerprint": s.fingerprint}
@@ -357,8 +357,9 @@ def _state_at_lines(timeline: Timeline, filters: Filters) -> list[str]:
         return [f"state at {label}: no version known at that moment"]
     fingerprints = timeline.fingerprints_at(point)
     lines = [f"state at {label}:", f"  {'model':20}  {'version':>7}  {'state':11}  fingerprint"]
-    for (model, version), state in states.items():
-        fingerprint = fingerprints[(model, version)] or "-"
+    for servable, state in states.items():
+        model, version = servable
+        fingerprint = fingerprints[servable] or "-"
         lines.append(f"  {model:20}  {version:>7}  {state:11}  {fingerprint}")
     serving = [s for s in timeline.serving_at(point) if filters.model in (None, s.model)]
     if serving:
