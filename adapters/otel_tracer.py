@@ -63,6 +63,7 @@ from pyserving.engine.events import (
     WarmupFinished,
 )
 from pyserving.engine.request_scope import RequestScope
+from pyserving.engine.runner import ModelCall
 from pyserving.engine.servable_id import ServableId
 from pyserving.engine.servable_map import ServableHandle
 
@@ -273,29 +274,19 @@ class TracedRunner:
         self._batched = batched  # the batching scheduler makes the run (and queue) spans
 
     async def run(
-        self,
-        handle: ServableHandle,
-        signature: str,
-        inputs: Mapping[str, np.ndarray],
-        output_filter: Sequence[str],
-        *,
-        deadline: float | None = None,
+        self, handle: ServableHandle, call: ModelCall, deadline: float | None = None
     ) -> dict[str, np.ndarray]:
         trace = _CURRENT.get()
         if trace is None:
-            return await self._inner.run(
-                handle, signature, inputs, output_filter, deadline=deadline
-            )
+            return await self._inner.run(handle, call, deadline)
         queued = time.time_ns()
         if not trace.decoded_ns:
             trace.decoded_ns = queued
         trace.queued_ns = queued
-        trace.version, trace.signature = handle.version, signature
+        trace.version, trace.signature = handle.version, call.signature
         trace.fingerprint = handle.fingerprint
         try:
-            return await self._inner.run(
-                handle, signature, inputs, output_filter, deadline=deadline
-            )
+            return await self._inner.run(handle, call, deadline)
         finally:
             trace.ran_ns = time.time_ns()
             if not self._batched:

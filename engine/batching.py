@@ -25,7 +25,7 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,7 @@ import structlog
 from pyserving.engine.batching_params import BatchingOptions
 from pyserving.engine.errors import Code, ServingError, invalid_argument
 from pyserving.engine.events import BatchRun, Event
+from pyserving.engine.runner import ModelCall
 from pyserving.engine.servable_map import ServableHandle
 from pyserving.engine.trace_hooks import Tracer
 
@@ -156,14 +157,9 @@ class BatchingRunner:
 
     # ------------------------------------------------------------ event-loop side
     async def run(
-        self,
-        handle: ServableHandle,
-        signature: str,
-        inputs: Mapping[str, np.ndarray],
-        output_filter: Sequence[str],
-        *,
-        deadline: float | None = None,
+        self, handle: ServableHandle, call: ModelCall, deadline: float | None = None
     ) -> dict[str, np.ndarray]:
+        signature, inputs = call.signature, call.inputs
         size = self._request_size(handle, signature, inputs)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, np.ndarray]] = loop.create_future()
@@ -171,7 +167,7 @@ class BatchingRunner:
         task.enqueued = self._clock()
         if self.tracer is not None:
             task.trace = self.tracer.current()
-        self._enqueue(handle, signature, tuple(output_filter), task)
+        self._enqueue(handle, signature, tuple(call.output_filter), task)
         return await future
 
     def _request_size(

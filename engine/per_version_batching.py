@@ -17,7 +17,7 @@ distinct set of parameters has its own num_batch_threads threads.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,7 @@ import numpy as np
 from pyserving.engine.batching import BatchingRunner, RejectCallback
 from pyserving.engine.batching_params import BatchingOptions
 from pyserving.engine.events import Event
-from pyserving.engine.runner import DirectRunner
+from pyserving.engine.runner import DirectRunner, ModelCall
 from pyserving.engine.servable_map import ServableHandle
 
 
@@ -78,19 +78,11 @@ class PerVersionBatchingRunner:
         return scheduler
 
     async def run(
-        self,
-        handle: ServableHandle,
-        signature: str,
-        inputs: Mapping[str, np.ndarray],
-        output_filter: Sequence[str],
-        *,
-        deadline: float | None = None,
+        self, handle: ServableHandle, call: ModelCall, deadline: float | None = None
     ) -> dict[str, np.ndarray]:
         scheduler = self.scheduler_for(handle)
         runner: Any = self._direct if scheduler is None else scheduler
-        outputs: dict[str, np.ndarray] = await runner.run(
-            handle, signature, inputs, output_filter, deadline=deadline
-        )
+        outputs: dict[str, np.ndarray] = await runner.run(handle, call, deadline)
         return outputs
 
     def queue_depths(self) -> dict[tuple[str, int, str], int]:

@@ -16,7 +16,7 @@ from typing import Generic, NamedTuple, TypeVar
 
 import numpy as np
 
-from pyserving.engine.runner import Runner
+from pyserving.engine.runner import ModelCall, Runner
 from pyserving.engine.servable import Servable
 from pyserving.engine.servable_map import ServableHandle, ServableMap
 from pyserving.engine.signature_checks import check_inputs, check_output_filter, select_signature
@@ -47,12 +47,6 @@ class PlanOptions:
     method_name_check: bool = False  # --enable_signature_method_name_check
     max_elements: int = DEFAULT_MAX_ELEMENTS  # most elements one request tensor may claim
     max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES  # most bytes a request's tensors may take
-
-
-class ModelCall(NamedTuple):
-    signature: str
-    inputs: Mapping[str, np.ndarray]
-    output_filter: tuple[str, ...]
 
 
 class RequestPlan(NamedTuple, Generic[R]):
@@ -131,18 +125,12 @@ async def run_plan(
     """The one executor of a plan: its calls in order through `runner`, then its answer."""
     calls = plan.calls
     if len(calls) == 1:  # Predict, Classify, Regress
-        call = calls[0]
         started = time.perf_counter()
-        outputs = await runner.run(
-            handle, call.signature, call.inputs, call.output_filter, deadline=deadline
-        )
+        outputs = await runner.run(handle, calls[0], deadline)
         if on_runtime is not None:
             on_runtime(handle, time.perf_counter() - started)
         return plan.finish((outputs,), handle)
-    results = [
-        await runner.run(handle, c.signature, c.inputs, c.output_filter, deadline=deadline)
-        for c in calls
-    ]
+    results = [await runner.run(handle, call, deadline) for call in calls]
     return plan.finish(results, handle)
 
 
@@ -177,15 +165,9 @@ class InlineRunner:
     """Runs the model on the calling thread: for warm-up, which is on a load thread."""
 
     async def run(
-        self,
-        handle: ServableHandle,
-        signature: str,
-        inputs: Mapping[str, np.ndarray],
-        output_filter: Sequence[str],
-        *,
-        deadline: float | None = None,
+        self, handle: ServableHandle, call: ModelCall, deadline: float | None = None
     ) -> dict[str, np.ndarray]:
-        return handle.servable.run(signature, inputs, output_filter)
+        return handle.servable.run(call.signature, call.inputs, call.output_filter)
 
     def close(self) -> None:
         pass

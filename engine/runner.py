@@ -27,9 +27,9 @@ import asyncio
 import resource
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -37,6 +37,15 @@ from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.servable_map import ServableHandle
 
 DEADLINE_MESSAGE = "the request's deadline passed before its model run started"
+
+
+class ModelCall(NamedTuple):
+    """One call of a signature: what every runner is handed with the version it runs on."""
+
+    signature: str
+    inputs: Mapping[str, np.ndarray]
+    output_filter: tuple[str, ...]
+
 
 INLINE_BELOW_S = 100e-6  # calls cheaper than the hop to a request thread run on the loop
 STALL_LIMIT_S = 2e-3  # an inline call this slow sends its signature back to the threads
@@ -107,14 +116,10 @@ def _input_bytes(inputs: Mapping[str, np.ndarray]) -> int:
 
 
 class Runner(Protocol):
+    """Runs one model call of a held version, before `deadline` (absolute, monotonic)."""
+
     async def run(
-        self,
-        handle: ServableHandle,
-        signature: str,
-        inputs: Mapping[str, np.ndarray],
-        output_filter: Sequence[str],
-        *,
-        deadline: float | None = None,
+        self, handle: ServableHandle, call: ModelCall, deadline: float | None = None
     ) -> dict[str, np.ndarray]: ...
 
     def close(self) -> None: ...
@@ -137,24 +142,18 @@ class DirectRunner:
         return cost
 
     async def run(
-        self,
-        handle: ServableHandle,
-        signature: str,
-        inputs: Mapping[str, np.ndarray],
-        output_filter: Sequence[str],
-        *,
-        deadline: float | None = None,
+        self, handle: ServableHandle, call: ModelCall, deadline: float | None = None
     ) -> dict[str, np.ndarray]:
         # The model call holds the version itself: a request cancelled while it runs (client
         # deadline, disconnect) must not let the version unload under the running call, and
         # one cancelled before its call started must still give the version back.
-        cost = self.cost(handle, signature)
-        nbytes = _input_bytes(inputs)
+        cost = self.cost(handle, call.signature)
+        nbytes = _input_bytes(call.inputs)
         if nbytes >= 0 and cost.inline(nbytes):
             before = resource.getrusage(resource.RUSAGE_THREAD)  # one syscall, ~0.5 us
             started = time.perf_counter()
             try:
-                return _run_before_deadline(handle, signature, inputs, output_filter, deadline)
+                return _run_before_deadline(handle, call, deadline)
             finally:
                 elapsed = time.perf_counter() - started
                 if elapsed > STALL_LIMIT_S:
@@ -168,9 +167,7 @@ class DirectRunner:
                 cost.record(elapsed, nbytes, inline=True)
         handle.retain()
         try:
-            future = self._pool.submit(
-                _run_timed, cost, nbytes, handle, signature, inputs, output_filter, deadline
-            )
+            future = self._pool.submit(_run_timed, cost, nbytes, handle, call, deadline)
         except BaseException:
             handle.release()
             raise
@@ -182,27 +179,17 @@ class DirectRunner:
 
 
 def _run_timed(
-    cost: CallCost,
-    nbytes: int,
-    handle: ServableHandle,
-    signature: str,
-    inputs: Mapping[str, np.ndarray],
-    output_filter: Sequence[str],
-    deadline: float | None,
+    cost: CallCost, nbytes: int, handle: ServableHandle, call: ModelCall, deadline: float | None
 ) -> dict[str, np.ndarray]:
     started = time.perf_counter()
-    outputs = _run_before_deadline(handle, signature, inputs, output_filter, deadline)
+    outputs = _run_before_deadline(handle, call, deadline)
     cost.record(time.perf_counter() - started, nbytes, inline=False)
     return outputs
 
 
 def _run_before_deadline(
-    handle: ServableHandle,
-    signature: str,
-    inputs: Mapping[str, np.ndarray],
-    output_filter: Sequence[str],
-    deadline: float | None,
+    handle: ServableHandle, call: ModelCall, deadline: float | None
 ) -> dict[str, np.ndarray]:
     if deadline is not None and time.monotonic() >= deadline:
         raise ServingError(Code.DEADLINE_EXCEEDED, DEADLINE_MESSAGE)
-    return handle.servable.run(signature, inputs, output_filter)
+    return handle.servable.run(call.signature, call.inputs, call.output_filter)

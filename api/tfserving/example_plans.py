@@ -21,12 +21,8 @@ from pyserving.api.envelope.request_records import fill_model_spec
 from pyserving.api.tfserving.example_input import serialized_examples
 from pyserving.engine import classify_regress as cr
 from pyserving.engine.errors import Code, ServingError, invalid_argument
-from pyserving.engine.request_core import (
-    ModelCall,
-    Outputs,
-    PlanOptions,
-    RequestPlan,
-)
+from pyserving.engine.request_core import Outputs, PlanOptions, RequestPlan
+from pyserving.engine.runner import ModelCall
 from pyserving.engine.servable import Servable, Signature
 from pyserving.engine.servable_map import ServableHandle
 from pyserving.engine.signature_checks import DEFAULT_SIGNATURE, check_inputs

@@ -17,8 +17,9 @@ from pyserving.adapters.tfserving_metrics import (
 )
 from pyserving.api.cli import build_parser
 from pyserving.engine.events import AspiredVersion, AspiredVersions, BatchRun, WarmupFinished
-from pyserving.engine.request_core import ModelCall, ModelRequest, RequestCore, RequestPlan
+from pyserving.engine.request_core import ModelRequest, RequestCore, RequestPlan
 from pyserving.engine.request_scope import CURRENT, RequestScope
+from pyserving.engine.runner import ModelCall
 from pyserving.engine.servable_map import ServableHandle, ServableMap
 
 
@@ -79,7 +80,7 @@ class _Runner:
     def __init__(self, fail: bool = False) -> None:
         self.fail = fail
 
-    async def run(self, handle, signature, inputs, output_filter, *, deadline=None):
+    async def run(self, handle, call, deadline=None):
         if self.fail:
             raise ValueError("refused")
         return {"y": np.zeros(1)}

@@ -31,7 +31,7 @@ from pyserving.engine.batching_params import BatchingOptions
 from pyserving.engine.errors import ServingError
 from pyserving.engine.events import LoadFailed, LoadSucceeded, Transition
 from pyserving.engine.request_scope import RequestScope
-from pyserving.engine.runner import DirectRunner
+from pyserving.engine.runner import DirectRunner, ModelCall
 from pyserving.engine.servable_map import ServableHandle
 from tests.servables import SIG, WAIT_S, RecordingServable
 from tests.util.processes import run_python
@@ -122,7 +122,7 @@ def test_an_unbatched_request_has_decode_run_encode_children_in_the_callers_trac
     handle = ServableHandle("m", 3, RecordingServable(), "sha256:ab12")
 
     async def work() -> dict[str, np.ndarray]:
-        return await runner.run(handle, SIG, {"x": np.ones((2, 2), np.float32)}, ())
+        return await runner.run(handle, ModelCall(SIG, {"x": np.ones((2, 2), np.float32)}, ()))
 
     scope = RequestScope("rest_predict", "m", lambda: "req-1")
     outputs = asyncio.run(envelope.run(scope, work, carrier={"traceparent": TRACEPARENT}))
@@ -169,7 +169,7 @@ def test_across_processes_the_engine_runs_under_the_frontends_request_span() -> 
     async def engine_side(carrier: list) -> tuple[dict[str, np.ndarray], list]:
         before = engine.requests.current()  # here, the front-end's: one process in the test
         trace = engine.requests.adopt(carrier)
-        outputs = await runner.run(handle, SIG, {"x": np.ones((2, 2), np.float32)}, ())
+        outputs = await runner.run(handle, ModelCall(SIG, {"x": np.ones((2, 2), np.float32)}, ()))
         times = engine.requests.release(trace)
         assert engine.requests.current() is before
         return outputs, times
@@ -240,7 +240,7 @@ def test_one_run_span_per_batch_links_every_traced_request_it_served() -> None:
     handle = ServableHandle("m", 1, servable)
 
     async def predict(rows: int) -> dict[str, np.ndarray]:
-        return await runner.run(handle, SIG, {"x": np.ones((rows, 2), np.float32)}, ())
+        return await runner.run(handle, ModelCall(SIG, {"x": np.ones((rows, 2), np.float32)}, ()))
 
     async def scenario() -> None:
         # An untraced request holds the only batch thread; three traced ones queue behind it.

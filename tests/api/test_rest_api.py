@@ -22,7 +22,7 @@ from pyserving.engine.data_plane import InProcessDataPlane
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.events import BatchRun
 from pyserving.engine.request_core import PlanOptions, RequestCore
-from pyserving.engine.runner import DirectRunner, Runner
+from pyserving.engine.runner import DirectRunner, ModelCall, Runner
 from pyserving.engine.servable import Signature, TensorSpec
 from pyserving.engine.servable_map import ServableHandle, ServableMap
 from tests.util.waiting import eventually_async
@@ -173,7 +173,9 @@ def test_deadline_drops_a_queued_request_from_its_batch() -> None:
         assert status == 504 and "--rest_api_timeout_in_ms" in reply["error"]
         assert batches == []  # answered before its batch's timeout
         # A later request joins the same open batch, which runs at the batch timeout.
-        outputs = await runner.run(handle, "serving_default", {"x": np.ones((1, 2), F32)}, ())
+        outputs = await runner.run(
+            handle, ModelCall("serving_default", {"x": np.ones((1, 2), F32)}, ())
+        )
         assert outputs["y"].tolist() == [[2.0, 2.0]]
         assert [(b.size, b.signature) for b in batches] == [(1, "serving_default")]
         assert handle.in_flight == 0

@@ -20,6 +20,7 @@ from pyserving.engine.batching import BatchingRunner
 from pyserving.engine.batching_params import BatchingOptions
 from pyserving.engine.errors import Code, ServingError
 from pyserving.engine.events import BatchRun, Event
+from pyserving.engine.runner import ModelCall
 from pyserving.engine.servable_map import ServableHandle, ServableMap
 from tests.servables import SIG, WAIT_S, RecordingServable
 from tests.util.waiting import eventually_async
@@ -58,7 +59,9 @@ class Harness:
         )
 
     async def predict(self, x: np.ndarray, **kw: Any) -> np.ndarray:
-        out = await self.runner.run(self.handle, SIG, {"x": np.asarray(x, np.float32)}, (), **kw)
+        out = await self.runner.run(
+            self.handle, ModelCall(SIG, {"x": np.asarray(x, np.float32)}, ()), **kw
+        )
         return out["y"]
 
     async def hold_thread(self) -> asyncio.Task[np.ndarray]:
@@ -280,10 +283,12 @@ def test_inputs_with_different_batch_sizes_are_invalid_argument() -> None:
 
     async def scenario() -> None:
         with pytest.raises(ServingError) as mixed:
-            await h.runner.run(h.handle, SIG, {"a": np.ones((2, 1)), "b": np.ones((3, 1))}, ())
+            await h.runner.run(
+                h.handle, ModelCall(SIG, {"a": np.ones((2, 1)), "b": np.ones((3, 1))}, ())
+            )
         assert mixed.value.code is Code.INVALID_ARGUMENT
         with pytest.raises(ServingError) as scalar:
-            await h.runner.run(h.handle, SIG, {"a": np.float32(1)}, ())
+            await h.runner.run(h.handle, ModelCall(SIG, {"a": np.float32(1)}, ()))
         assert scalar.value.code is Code.INVALID_ARGUMENT
 
     run(scenario)
@@ -453,7 +458,7 @@ def test_unloading_version_finishes_its_queued_requests_before_it_unloads() -> N
     async def predict(x: np.ndarray) -> tuple[int, np.ndarray]:
         # As the Predict handler does: hold the version while the request runs.
         with serving_map.acquire("m") as handle:
-            out = await runner.run(handle, SIG, {"x": x}, ())
+            out = await runner.run(handle, ModelCall(SIG, {"x": x}, ()))
             return handle.version, out["y"]
 
     async def scenario() -> None:

@@ -17,6 +17,7 @@ from pyserving.engine.runner import (
     RETRY_AFTER_CALLS,
     STALL_LIMIT_S,
     DirectRunner,
+    ModelCall,
     is_stall,
 )
 from pyserving.engine.servable_map import ServableHandle
@@ -28,7 +29,7 @@ def test_runs_the_model_and_returns_its_outputs() -> None:
     runner = DirectRunner(2)
     handle = ServableHandle("m", 1, RecordingServable())
     x = np.ones((3, 2), np.float32)
-    outputs = asyncio.run(runner.run(handle, SIG, {"x": x}, ()))
+    outputs = asyncio.run(runner.run(handle, ModelCall(SIG, {"x": x}, ())))
     np.testing.assert_array_equal(outputs["y"], x * 2)
     assert handle.in_flight == 0
     runner.close()
@@ -39,7 +40,9 @@ def test_a_passed_deadline_is_refused_before_the_model_runs() -> None:
     servable = RecordingServable()
     handle = ServableHandle("m", 1, servable)
     with pytest.raises(ServingError) as info:
-        asyncio.run(runner.run(handle, SIG, {"x": np.ones((1, 2), np.float32)}, (), deadline=0.0))
+        asyncio.run(
+            runner.run(handle, ModelCall(SIG, {"x": np.ones((1, 2), np.float32)}, ()), deadline=0.0)
+        )
     assert info.value.code == Code.DEADLINE_EXCEEDED and servable.batches == []
     runner.close()
 
@@ -51,7 +54,9 @@ def test_a_cancelled_request_keeps_its_version_until_the_model_call_ends() -> No
     handle = ServableHandle("m", 1, servable)
 
     async def cancel_mid_call() -> None:
-        task = asyncio.create_task(runner.run(handle, SIG, {"x": np.ones((1, 2), np.float32)}, ()))
+        task = asyncio.create_task(
+            runner.run(handle, ModelCall(SIG, {"x": np.ones((1, 2), np.float32)}, ()))
+        )
         assert await asyncio.to_thread(servable.running.wait, WAIT_S)
         task.cancel()  # a client deadline or disconnect
         with pytest.raises(asyncio.CancelledError):
@@ -84,7 +89,7 @@ class ThreadNoting:
 def calls(runner: DirectRunner, handle: ServableHandle, n: int, rows: int = 1) -> None:
     async def run_all() -> None:
         for _ in range(n):
-            await runner.run(handle, SIG, {"x": np.ones((rows, 2), np.float32)}, ())
+            await runner.run(handle, ModelCall(SIG, {"x": np.ones((rows, 2), np.float32)}, ()))
 
     asyncio.run(run_all())
 
