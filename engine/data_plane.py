@@ -227,28 +227,28 @@ class InProcessDataPlane:
         with self.core.servable_map.acquire(model.name, model.version, model.label) as held:
             return held.version, held.servable.signature_def_map()
 
+    async def _example_plan(
+        self, plan: Any, model: ModelRequest, request: Any, deadline: float | None
+    ) -> Served[Any]:
+        """Classify, Regress or MultiInference: its plan (api/tfserving/example_plans.py,
+        handed in by the composition root) run through the request core."""
+        options = self.options
+        return await self.core.execute(
+            model, lambda servable: with_fingerprint(plan(servable, request, options)), deadline
+        )
+
     async def classify(
         self,
         model: ModelRequest,
         request: classification_pb2.ClassificationRequest,
         deadline: float | None,
     ) -> Served[classification_pb2.ClassificationResponse]:
-        options, plan = self.options, self._plans().classify
-        return await self.core.execute(
-            model,
-            lambda servable: with_fingerprint(plan(servable, request, options)),
-            deadline,
-        )
+        return await self._example_plan(self._plans().classify, model, request, deadline)
 
     async def regress(
         self, model: ModelRequest, request: regression_pb2.RegressionRequest, deadline: float | None
     ) -> Served[regression_pb2.RegressionResponse]:
-        options, plan = self.options, self._plans().regress
-        return await self.core.execute(
-            model,
-            lambda servable: with_fingerprint(plan(servable, request, options)),
-            deadline,
-        )
+        return await self._example_plan(self._plans().regress, model, request, deadline)
 
     async def multi_inference(
         self,
@@ -256,12 +256,7 @@ class InProcessDataPlane:
         request: inference_pb2.MultiInferenceRequest,
         deadline: float | None,
     ) -> Served[inference_pb2.MultiInferenceResponse]:
-        options, plan = self.options, self._plans().multi_inference
-        return await self.core.execute(
-            model,
-            lambda servable: with_fingerprint(plan(servable, request, options)),
-            deadline,
-        )
+        return await self._example_plan(self._plans().multi_inference, model, request, deadline)
 
     async def model_status(
         self, model: ModelRequest
