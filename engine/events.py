@@ -67,6 +67,14 @@ def encode(event: Event) -> bytes:
 
 
 @dataclass(frozen=True)
+class VersionEvent(OfVersion, Event):
+    """A fact about one servable version: its model and version come first."""
+
+    model: str
+    version: int
+
+
+@dataclass(frozen=True)
 class AspiredVersion:
     version: int
     path: str
@@ -94,20 +102,18 @@ class AspiredVersions(Event):
 
 
 @dataclass(frozen=True)
-class LoadSucceeded(OfVersion, Event):
+class LoadSucceeded(VersionEvent):
     """A version loaded. `fingerprint` says which model bytes it serves (adapters/loaders/
     provenance.py: `saved_model:...` or `sha256:...`); "" in logs written before it was
     recorded, and where the platform could not read it."""
 
     kind: ClassVar[str] = "load_succeeded"
-    model: str
-    version: int
     duration_s: float
     fingerprint: str = ""
 
 
 @dataclass(frozen=True)
-class WarmupFinished(OfVersion, Event):
+class WarmupFinished(VersionEvent):
     """A version's warm-up requests were run during its load (before it serves).
 
     Published by the loading thread just before the load's own result; `error` is empty
@@ -115,8 +121,6 @@ class WarmupFinished(OfVersion, Event):
     """
 
     kind: ClassVar[str] = "warmup_finished"
-    model: str
-    version: int
     records: int
     iterations: int
     duration_s: float
@@ -124,12 +128,10 @@ class WarmupFinished(OfVersion, Event):
 
 
 @dataclass(frozen=True)
-class LoadFailed(OfVersion, Event):
+class LoadFailed(VersionEvent):
     """A load attempt failed. `will_retry` attempts stay in `loading`; the last one errors."""
 
     kind: ClassVar[str] = "load_failed"
-    model: str
-    version: int
     error: str
     attempt: int
     will_retry: bool
@@ -137,7 +139,7 @@ class LoadFailed(OfVersion, Event):
 
 
 @dataclass(frozen=True)
-class VersionQuiesced(OfVersion, Event):
+class VersionQuiesced(VersionEvent):
     """An unloading version's last in-flight request finished; its unload starts now.
 
     `drain_s` is the wait for the `in_flight` requests it had when the unload began, so
@@ -145,24 +147,20 @@ class VersionQuiesced(OfVersion, Event):
     """
 
     kind: ClassVar[str] = "version_quiesced"
-    model: str
-    version: int
     in_flight: int
     drain_s: float
 
 
 @dataclass(frozen=True)
-class UnloadFinished(OfVersion, Event):
+class UnloadFinished(VersionEvent):
     """The servable is unloaded (timed from its quiesced point) and the version ended."""
 
     kind: ClassVar[str] = "unload_finished"
-    model: str
-    version: int
     duration_s: float
 
 
 @dataclass(frozen=True)
-class VersionForgotten(OfVersion, Event):
+class VersionForgotten(VersionEvent):
     """The manager dropped an ended version from its table (it keeps the last few per model).
 
     GetModelStatus no longer lists it, and its per-version metric series are removed, so
@@ -170,8 +168,6 @@ class VersionForgotten(OfVersion, Event):
     """
 
     kind: ClassVar[str] = "version_forgotten"
-    model: str
-    version: int
 
 
 @dataclass(frozen=True)
@@ -275,12 +271,10 @@ class PromotionVerdict(Event):
 
 
 @dataclass(frozen=True)
-class Transition(OfVersion, Event):
+class Transition(VersionEvent):
     """One state change of one servable version's machine."""
 
     kind: ClassVar[str] = "transition"
-    model: str
-    version: int
     src: str
     dst: str
     trigger: str
@@ -288,12 +282,10 @@ class Transition(OfVersion, Event):
 
 
 @dataclass(frozen=True)
-class BatchRun(OfVersion, Event):
+class BatchRun(VersionEvent):
     """One batch executed; published per batch, never per request."""
 
     kind: ClassVar[str] = "batch_run"
-    model: str
-    version: int
     signature: str
     size: int
     padded_size: int
