@@ -85,6 +85,7 @@ class FrontendSupervisor:
         self._liveness_timeout_s = liveness_timeout_s
         self._slots = [_Slot(worker) for worker in range(workers)]
         self._watchers: set[asyncio.Task[None]] = set()
+        self._liveness: asyncio.Task[None] | None = None
         self._stopping = False
 
     def ready(self, worker: int, pid: int) -> None:
@@ -108,13 +109,12 @@ class FrontendSupervisor:
             await self._spawn(slot)
         for slot in self._slots:
             await self._wait_ready(slot, timeout_s)
-        watchers = [self._watch(slot) for slot in self._slots]
-        if self._liveness_timeout_s > 0:
-            watchers.append(self._watch_liveness())
-        for coroutine in watchers:
-            watcher = asyncio.create_task(coroutine)
+        for slot in self._slots:
+            watcher = asyncio.create_task(self._watch(slot))
             self._watchers.add(watcher)
             watcher.add_done_callback(self._watchers.discard)
+        if self._liveness_timeout_s > 0:
+            self._liveness = asyncio.create_task(self._watch_liveness())
 
     async def _wait_ready(self, slot: _Slot, timeout_s: float) -> None:
         assert slot.process is not None
@@ -221,6 +221,8 @@ class FrontendSupervisor:
         """SIGTERM every front-end (each drains its requests in flight), SIGKILL those still
         running after `grace_s` plus a little, and wait for all of them."""
         self._stopping = True
+        if self._liveness is not None:
+            self._liveness.cancel()  # draining front-ends may fall silent: none is killed
         running = [s.process for s in self._slots if s.process and s.process.returncode is None]
         for process in running:
             process.send_signal(signal.SIGTERM)
