@@ -3,6 +3,11 @@
 `--log_format=auto` (the default) picks by where stderr goes: a terminal gets structlog's
 console renderer (time, level, event, key=value), a pipe or file gets JSON, which log
 shippers parse. `json` or `console` forces one.
+
+Each line is one `write` (structlog's WriteLogger: the message and its newline together).
+With `--workers` the engine and its front-ends share stderr, and with PYTHONUNBUFFERED=1
+(as deploy/Dockerfile sets) a `print` writes the message and the newline separately, so
+two processes' lines could run into one another and break a log shipper's JSON.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ def configure_logging(fmt: str = "json", level: str = "info") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
 
